@@ -1,0 +1,77 @@
+"""`fleetsim local serve`: run local core in the foreground until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+
+from fleetsim.localcore.core import (
+    DEFAULT_API_PORT,
+    DEFAULT_MQTT_PORT,
+    Endpoints,
+    LocalCore,
+    LocalCoreConfig,
+)
+
+DEFAULT_STATE_DIR = Path(".fleetsim/localcore")
+INFO_FILE = "localcore.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+                        help="where state (SQLite), the root CA and keys live "
+                             f"(default {DEFAULT_STATE_DIR})")
+    parser.add_argument("--api-port", type=int, default=DEFAULT_API_PORT,
+                        help=f"HTTP port of the AWS API (default {DEFAULT_API_PORT}; 0 = any)")
+    parser.add_argument("--mqtt-port", type=int, default=DEFAULT_MQTT_PORT,
+                        help=f"MQTT over TLS port (default {DEFAULT_MQTT_PORT}; 0 = any)")
+
+
+def write_info(state_dir: Path, endpoints: Endpoints) -> None:
+    info = {"pid": os.getpid(), "api_url": endpoints.api_url, "mqtt_host": endpoints.mqtt_host,
+            "mqtt_port": endpoints.mqtt_port, "root_ca": str(endpoints.root_ca.resolve())}
+    tmp = state_dir / (INFO_FILE + ".tmp")
+    tmp.write_text(json.dumps(info))
+    tmp.replace(state_dir / INFO_FILE)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    core = LocalCore(LocalCoreConfig(state_dir=args.state_dir, api_port=args.api_port,
+                                     mqtt_port=args.mqtt_port))
+    endpoints = await core.start()
+    write_info(args.state_dir, endpoints)
+    print("local core ready", flush=True)
+    print(f"  API       {endpoints.api_url}   (use as --endpoint-url or AWS_ENDPOINT_URL)")
+    print(f"  MQTT      {endpoints.mqtt_host}:{endpoints.mqtt_port}   (mutual TLS)")
+    print(f"  root CA   {endpoints.root_ca}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        (args.state_dir / INFO_FILE).unlink(missing_ok=True)
+        await core.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    from fleetsim.runtime import raise_fd_limit, run_async
+
+    raise_fd_limit()
+    run_async(serve(args))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fleetsim local serve")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,26 @@
+"""Process set-up shared by every entry point: the event loop and file-descriptor limits."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """Run on uvloop where it is installed (smaller TLS buffers, epoll), stdlib otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def raise_fd_limit() -> None:
+    """Thousands of devices (and local core beside them) need tens of thousands of fds."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -1,0 +1,80 @@
+"""Shared fixtures: a real local core process on 127.0.0.1 with ephemeral ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class RunningCore:
+    process: subprocess.Popen
+    state_dir: Path
+    api_url: str
+    mqtt_host: str
+    mqtt_port: int
+    root_ca: Path
+
+    @property
+    def aws_env(self) -> dict[str, str]:
+        """Environment for boto3 / the AWS CLI to talk to this core and nothing else."""
+        return {
+            **os.environ,
+            "AWS_ENDPOINT_URL": self.api_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "AWS_PAGER": "",
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        }
+
+    def stop(self, sig: str = "TERM") -> None:
+        if self.process.poll() is None:
+            if sig == "KILL":
+                self.process.kill()
+            else:
+                self.process.terminate()
+            self.process.wait(timeout=15)
+
+
+def start_core(state_dir: Path, timeout: float = 20.0) -> RunningCore:
+    info_file = state_dir / "localcore.json"
+    info_file.unlink(missing_ok=True)
+    log = open(state_dir.parent / f"{state_dir.name}.log", "ab")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fleetsim.localcore.serve", "--state-dir", str(state_dir),
+         "--api-port", "0", "--mqtt-port", "0"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    )
+    deadline = time.monotonic() + timeout
+    while not info_file.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"local core exited with {process.returncode}; see {log.name}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"local core not ready after {timeout}s; see {log.name}")
+        time.sleep(0.05)
+    info = json.loads(info_file.read_text())
+    return RunningCore(process, state_dir, info["api_url"], info["mqtt_host"],
+                       info["mqtt_port"], Path(info["root_ca"]))
+
+
+@pytest.fixture
+def local_core(tmp_path: Path) -> Iterator[RunningCore]:
+    core = start_core(tmp_path / "core")
+    try:
+        yield core
+    finally:
+        core.stop()
