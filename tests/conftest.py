@@ -51,6 +51,7 @@ class RunningCore:
 
 def start_core(state_dir: Path, timeout: float = 20.0) -> RunningCore:
     info_file = state_dir / "localcore.json"
+    state_dir.mkdir(parents=True, exist_ok=True)
     info_file.unlink(missing_ok=True)
     log = open(state_dir.parent / f"{state_dir.name}.log", "ab")  # noqa: SIM115
     process = subprocess.Popen(

@@ -21,14 +21,22 @@ DEFAULT_STATE_DIR = Path(".fleetsim/localcore")
 INFO_FILE = "localcore.json"
 
 
+def _port_default(env: str, fallback: int) -> int:
+    return int(os.environ.get(env, fallback))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                         help="where state (SQLite), the root CA and keys live "
                              f"(default {DEFAULT_STATE_DIR})")
-    parser.add_argument("--api-port", type=int, default=DEFAULT_API_PORT,
-                        help=f"HTTP port of the AWS API (default {DEFAULT_API_PORT}; 0 = any)")
-    parser.add_argument("--mqtt-port", type=int, default=DEFAULT_MQTT_PORT,
-                        help=f"MQTT over TLS port (default {DEFAULT_MQTT_PORT}; 0 = any)")
+    parser.add_argument("--api-port", type=int,
+                        default=_port_default("FLEETSIM_LOCAL_API_PORT", DEFAULT_API_PORT),
+                        help=f"HTTP port of the AWS API (default {DEFAULT_API_PORT} or "
+                             "$FLEETSIM_LOCAL_API_PORT; 0 = any free port)")
+    parser.add_argument("--mqtt-port", type=int,
+                        default=_port_default("FLEETSIM_LOCAL_MQTT_PORT", DEFAULT_MQTT_PORT),
+                        help=f"MQTT over TLS port (default {DEFAULT_MQTT_PORT} or "
+                             "$FLEETSIM_LOCAL_MQTT_PORT; 0 = any free port)")
 
 
 def write_info(state_dir: Path, endpoints: Endpoints) -> None:

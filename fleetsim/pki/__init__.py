@@ -8,7 +8,13 @@ from fleetsim.pki.certs import (
     load_certificate,
     public_key_pem,
 )
-from fleetsim.pki.keys import KeyType, generate_key, load_private_key, private_key_pem, write_private
+from fleetsim.pki.keys import (
+    KeyType,
+    generate_key,
+    load_private_key,
+    private_key_pem,
+    write_private,
+)
 
 __all__ = [
     "CertificateAuthority",

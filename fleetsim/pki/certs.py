@@ -135,7 +135,8 @@ class CertificateAuthority:
                      common_name: str = "AWS IoT Certificate") -> x509.Certificate:
         return self.issue(public_key, _name(common_name))
 
-    def issue_server(self, names: list[str], days: int = 825) -> tuple[x509.Certificate, PrivateKey]:
+    def issue_server(self, names: list[str],
+                     days: int = 825) -> tuple[x509.Certificate, PrivateKey]:
         key = generate_key("ec-p256")
         cert = self.issue(key.public_key(), _name(names[0]),
                           not_after=_now() + dt.timedelta(days=days), server_names=names)

@@ -1,11 +1,44 @@
-"""PLACEHOLDER written by the lead so the API can start; the broker engineer replaces this file."""
+"""The MQTT 3.1.1 broker of local core: mutual TLS, IoT policies, AWS IoT semantics.
+
+`Broker` owns the listening socket, the client-id → connection table, sessions, the subscription
+trie with a per-topic route cache, retained messages and lifecycle events. Per-packet work lives
+in `connection.py`; policy decisions in `authz.py` / `fleetsim.localcore.policy`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from fleetsim.localcore.broker import codec, lifecycle
+from fleetsim.localcore.broker.connection import Connection
+from fleetsim.localcore.broker.session import Session
+from fleetsim.localcore.broker.topics import SubscriptionTrie, has_wildcard
 from fleetsim.localcore.principal import Authority
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY = 3600.0  # AWS default persistent-session expiry: one hour after disconnect
+_ROUTE_CACHE_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message that entered the broker, as listeners (rules, shadows, jobs) see it."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    client_id: str | None  # None for messages published by local core itself
+    principal_id: str | None
+
+
+Listener = Callable[[Message], None]
 
 
 class Broker:
@@ -13,21 +46,251 @@ class Broker:
                  region: str):
         self.authority = authority
         self.ssl_context = ssl_context
-        self.published: list[tuple[str, bytes]] = []
-        self._server: asyncio.base_events.Server | None = None
+        self.arn_prefix = f"arn:aws:iot:{region}:{account_id}:"
+        # Tunables (tests shorten them): seconds.
+        self.min_keepalive = 30
+        self.connect_timeout = 10.0
+        self.handshake_timeout = 10.0
+        self.sweep_interval = 1.0
+        self.session_expiry = SESSION_EXPIRY
+        self.high_water = 512 * 1024  # QoS 0 messages to a subscriber this far behind are dropped
+        self.connections: set[Connection] = set()
+        self.clients: dict[str, Connection] = {}
+        self._offline: dict[str, Session] = {}
+        self._trie = SubscriptionTrie()
+        self._routes: dict[str, list[tuple[Session, int]]] = {}
+        self._retained: dict[str, tuple[bytes, int]] = {}
+        self._versions: dict[str, int] = {}
+        self._listeners: list[Listener] = []
+        self._dirty: list[Connection] = []
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    # --- public interface --------------------------------------------------------------------
 
     async def start(self, host: str, port: int) -> int:
-        self._server = await asyncio.start_server(lambda r, w: w.close(), host, port,
-                                                  ssl=self.ssl_context)
+        self._loop = asyncio.get_running_loop()
+        self._server = await self._loop.create_server(
+            lambda: Connection(self), host, port, ssl=self.ssl_context,
+            ssl_handshake_timeout=self.handshake_timeout, backlog=2048)
+        self._sweeper = self._loop.create_task(self._sweep())
         return self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        if self._server:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        if self._server is not None:
             self._server.close()
+        for conn in list(self.connections):
+            conn.will = None
+            conn.drop(lifecycle.SERVER_INITIATED_DISCONNECT)
+            if conn.transport is not None:
+                conn.transport.abort()
+        self.connections.clear()
+        if self._server is not None:
+            await self._server.wait_closed()
 
     def publish_internal(self, topic: str, payload: bytes, qos: int = 0,
                          retain: bool = False) -> None:
-        self.published.append((topic, payload))
+        """Publish as local core itself (events, service responses): no publish policy check;
+        each subscriber's iot:Receive still applies."""
+        self.route(topic, payload, min(qos, 1), retain, None)
 
     def disconnect_certificate(self, certificate_id: str) -> None:
-        pass
+        """Drop every live connection of this certificate (deactivated, revoked or deleted)."""
+        for conn in list(self.connections):
+            if conn.certificate_id == certificate_id:
+                conn.drop(lifecycle.AUTH_ERROR)
+
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` with every message that enters the broker (after authorization);
+        returns a function that removes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    # --- connections -------------------------------------------------------------------------
+
+    def attach(self, conn: Connection, clean_session: bool) -> bool:
+        """Bind a newly authorized connection to its session; True if a session was resumed."""
+        client_id = conn.client_id
+        previous = self.clients.get(client_id)
+        if previous is not None:
+            previous.drop(lifecycle.DUPLICATE_CLIENTID)  # AWS: the new connection wins
+        session = self._offline.pop(client_id, None)
+        if session is not None and clean_session:
+            self._discard(session)
+            session = None
+        present = session is not None
+        if session is None:
+            session = Session(client_id, persistent=not clean_session)
+        session.conn = conn
+        session.authz = conn.authz
+        conn.session = session
+        self.clients[client_id] = conn
+        self._versions[client_id] = conn.version = self._versions.get(client_id, -1) + 1
+        return present
+
+    def on_connected(self, conn: Connection) -> None:
+        if lifecycle.wants_events(conn.client_id):
+            self.publish_internal(*lifecycle.connected(
+                conn.client_id, conn.session_id, conn.certificate_id, conn.peer_ip,
+                conn.version), qos=1)
+
+    def on_disconnect(self, conn: Connection, reason: str) -> None:
+        """Called exactly once per connection, whatever ended it."""
+        self.connections.discard(conn)
+        if not conn.connected:
+            return
+        if self.clients.get(conn.client_id) is conn:
+            del self.clients[conn.client_id]
+        will, conn.will = conn.will, None
+        if will is not None and reason in lifecycle.SENDS_WILL:
+            self._publish_will(conn, will)
+        session = conn.session
+        if session is not None:
+            session.conn = None
+            if session.persistent:
+                session.expires_at = self.loop.time() + self.session_expiry
+                self._offline[session.client_id] = session
+            else:
+                self._discard(session)
+        if lifecycle.wants_events(conn.client_id):
+            self.publish_internal(*lifecycle.disconnected(
+                conn.client_id, conn.session_id, conn.certificate_id, reason, conn.version),
+                qos=1)
+
+    def _publish_will(self, conn: Connection, will: codec.Will) -> None:
+        authz = conn.authz
+        if authz is None or not authz.allowed("iot:Publish", "topic", will.topic) or (
+                will.retain and not authz.allowed("iot:RetainPublish", "topic", will.topic)):
+            return
+        self.route(will.topic, will.payload, min(will.qos, 1), will.retain, conn)
+
+    # --- subscriptions -----------------------------------------------------------------------
+
+    def subscribe(self, session: Session, topic_filter: str, qos: int) -> None:
+        session.subscriptions[topic_filter] = qos
+        self._trie.add(topic_filter, session, qos)
+        self._routes.clear()
+
+    def unsubscribe(self, session: Session, topic_filter: str) -> None:
+        if session.subscriptions.pop(topic_filter, None) is not None:
+            self._trie.remove(topic_filter, session)
+            self._routes.clear()
+
+    def _discard(self, session: Session) -> None:
+        for topic_filter in session.subscriptions:
+            self._trie.remove(topic_filter, session)
+        if session.subscriptions:
+            self._routes.clear()
+        session.subscriptions.clear()
+        session.inflight.clear()
+        session.pending.clear()
+
+    def send_retained(self, conn: Connection, topic_filter: str, granted: int) -> None:
+        # AWS: only a filter equal to the retained message's topic receives it on subscribe.
+        if has_wildcard(topic_filter):
+            return
+        retained = self._retained.get(topic_filter)
+        session = conn.session
+        if retained is None or session is None or conn.authz is None:
+            return
+        if not conn.authz.allowed("iot:Receive", "topic", topic_filter):
+            return
+        payload, qos = retained
+        topic = codec.encode_topic(topic_filter)
+        if min(qos, granted):
+            session.send_qos1(topic, payload, retain=True)
+        else:
+            conn.send(codec.publish(topic, payload, 0, retain=True))
+
+    # --- routing -----------------------------------------------------------------------------
+
+    def route(self, topic: str, payload: bytes, qos: int, retain: bool,
+              origin: Connection | None) -> None:
+        """Deliver a message that is allowed into the broker to every subscriber allowed to
+        receive it; store or clear it as retained; tell listeners."""
+        if retain:
+            if payload:
+                self._retained[topic] = (payload, qos)
+            else:
+                self._retained.pop(topic, None)
+        targets = self._routes.get(topic)
+        if targets is None:
+            targets = list(self._trie.match(topic).items())  # type: ignore[arg-type]
+            if len(self._routes) >= _ROUTE_CACHE_LIMIT:
+                self._routes.clear()
+            self._routes[topic] = targets
+        if targets:
+            self._deliver(topic, payload, qos, targets)
+        if self._listeners:
+            self._notify(Message(topic, payload, qos, retain,
+                                 origin.client_id if origin else None,
+                                 origin.certificate_id if origin else None))
+
+    def _deliver(self, topic: str, payload: bytes, qos: int,
+                 targets: list[tuple[Session, int]]) -> None:
+        encoded = codec.encode_topic(topic)
+        packet = None  # one QoS 0 encoding serves every QoS 0 subscriber
+        for session, granted in targets:
+            authz = session.authz
+            if authz is None or not authz.allowed("iot:Receive", "topic", topic):
+                continue  # AWS: a message the subscriber may not receive is not delivered
+            if qos and granted:
+                session.send_qos1(encoded, payload)
+                continue
+            conn = session.conn
+            if conn is None or conn.congested():
+                continue
+            if packet is None:
+                packet = codec.publish(encoded, payload)
+            conn.send(packet)
+
+    def _notify(self, message: Message) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(message)
+            except Exception:
+                log.exception("broker listener %r failed on %s", listener, message.topic)
+
+    # --- output batching and housekeeping ----------------------------------------------------
+
+    def schedule_flush(self, conn: Connection) -> None:
+        if not self._dirty:
+            self.loop.call_soon(self._flush)
+        self._dirty.append(conn)
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.flush()
+
+    async def _sweep(self) -> None:
+        """Connect timeouts, keepalive timeouts (1.5 x keepalive), expired sessions."""
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                self._sweep_once(self.loop.time())
+            except Exception:
+                log.exception("broker housekeeping failed")
+
+    def _sweep_once(self, now: float) -> None:
+        for conn in list(self.connections):
+            if conn.connected:
+                if now - conn.last_rx > conn.keepalive:
+                    conn.drop(lifecycle.MQTT_KEEP_ALIVE_TIMEOUT)
+            elif now - conn.created > self.connect_timeout:
+                conn.drop(lifecycle.CLIENT_ERROR)
+        expired = [s for s in self._offline.values() if s.expires_at <= now]
+        for session in expired:
+            del self._offline[session.client_id]
+            self._discard(session)

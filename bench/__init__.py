@@ -1,0 +1,1 @@
+"""fleetsim benchmarks: `python -m bench [NAME ...]` (see bench/README.md)."""

@@ -1,0 +1,99 @@
+"""Local core in its own process for a benchmark: temp state dir, ephemeral ports, optionally
+pinned to one CPU with `taskset`, killed at the end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from bench.system import taskset_prefix
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_S = 30.0
+
+
+@dataclass
+class CoreProcess:
+    cpu: int | None = None
+    tmp: tempfile.TemporaryDirectory[str] = field(
+        default_factory=lambda: tempfile.TemporaryDirectory(prefix="fleetsim-bench-"))
+    process: subprocess.Popen[bytes] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def workdir(self) -> Path:
+        return Path(self.tmp.name)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.workdir / "core"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "localcore.log"
+
+    @property
+    def pid(self) -> int:
+        return int(self.info["pid"])
+
+    @property
+    def api_url(self) -> str:
+        return str(self.info["api_url"])
+
+    @property
+    def mqtt_port(self) -> int:
+        return int(self.info["mqtt_port"])
+
+    @property
+    def root_ca(self) -> str:
+        return str(self.info["root_ca"])
+
+    def start(self) -> CoreProcess:
+        info_file = self.state_dir / "localcore.json"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [*taskset_prefix(self.cpu), sys.executable, "-m", "fleetsim.localcore.serve",
+               "--state-dir", str(self.state_dir), "--api-port", "0", "--mqtt-port", "0"]
+        with open(self.log_path, "ab") as log:
+            # exec: with taskset the pid we hold is local core's own pid (taskset execs).
+            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not info_file.exists():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"local core exited with {self.process.returncode}: "
+                                   f"{self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"local core not ready after {READY_TIMEOUT_S:.0f}s")
+            time.sleep(0.05)
+        self.info = json.loads(info_file.read_text())
+        return self
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            return " | ".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.tmp.cleanup()
+
+    def __enter__(self) -> CoreProcess:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,63 @@
+"""Device identities for broker benchmarks, registered through the API as a fleet would be:
+EC P-256 key and CSR made here, create-certificate-from-csr (ACTIVE), attach an allow-all
+policy. Files are written under the benchmark's temp directory (keys 0600)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.api_client import ApiClient, RateResult, run_closed_loop
+from fleetsim.pki import build_csr, generate_key, private_key_pem, write_private
+
+POLICY_NAME = "bench-allow-all"
+ALLOW_ALL: dict[str, Any] = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["iot:*"], "Resource": ["*"]}]}
+
+
+@dataclass(frozen=True)
+class DeviceFiles:
+    """What a client process needs to connect as one device (picklable)."""
+
+    name: str
+    cert_path: str
+    key_path: str
+
+
+@dataclass
+class Provisioned:
+    devices: list[DeviceFiles]
+    create_cert: RateResult  # create-certificate-from-csr calls (EC P-256 CSRs made beforehand)
+    attach: RateResult
+
+
+async def provision(api: ApiClient, count: int, directory: Path, prefix: str = "bench-dev",
+                    concurrency: int = 16) -> Provisioned:
+    directory.mkdir(parents=True, exist_ok=True)
+    names = [f"{prefix}-{i:05d}" for i in range(count)]
+    keys = [generate_key("ec-p256") for _ in names]
+    csrs = [build_csr(key, name).decode() for key, name in zip(keys, names, strict=True)]
+    arns: dict[int, str] = {}
+    devices: dict[int, DeviceFiles] = {}
+
+    def create(i: int) -> Callable[[], Awaitable[None]]:
+        async def call() -> None:
+            reply = await api.create_certificate_from_csr(csrs[i])
+            arns[i] = reply["certificateArn"]
+            cert_path, key_path = directory / f"{names[i]}.crt", directory / f"{names[i]}.key"
+            cert_path.write_text(reply["certificatePem"])
+            write_private(key_path, private_key_pem(keys[i]))
+            devices[i] = DeviceFiles(names[i], str(cert_path), str(key_path))
+        return call
+
+    def attach(i: int) -> Callable[[], Awaitable[None]]:
+        async def call() -> None:
+            await api.attach_policy(POLICY_NAME, arns[i])
+        return call
+
+    await api.create_policy(POLICY_NAME, ALLOW_ALL)
+    created = await run_closed_loop((create(i) for i in range(count)), concurrency, 1e9)
+    attached = await run_closed_loop((attach(i) for i in range(count)), concurrency, 1e9)
+    return Provisioned([devices[i] for i in range(count)], created, attached)

@@ -1,0 +1,269 @@
+"""Fleet bench: N devices with their own keys, certificates and mutual-TLS MQTT sessions in one
+fleetsim process, against local core in its own process (ephemeral 127.0.0.1 ports, temp
+state dir).
+
+    python -m bench.fleet                      # N = 1,000 then 5,000; ~4 min
+    python -m bench.fleet --devices 200 --telemetry 10
+
+Per N, a fresh fleetsim process (the worker) measures, in order: TLS contexts built ahead of
+the ramp (CPU each), the connect ramp (connects/s, connect latency percentiles, CPU per connect),
+RSS per connected device, idle CPU, steady telemetry (1 message per device per `--interval`
+seconds, QoS `--qos`) with CPU per message and end-to-end latency seen by an observer on a
+sampled wildcard, and the shutdown of every session. Results: bench/results/fleet.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.fleet_provision import FLEET, OBSERVER_FLEET, provision, start_core
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "fleet.json"
+TOPIC = "bench/t/{shard}/{thing}"
+
+
+def _rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _pcts(hist: Any) -> dict[str, float]:
+    if hist.count == 0:
+        return {"count": 0}
+    return {"count": hist.count, "p50_ms": hist.percentile(50) / 1000,
+            "p90_ms": hist.percentile(90) / 1000, "p99_ms": hist.percentile(99) / 1000,
+            "max_ms": hist.max / 1000}
+
+
+# --- the worker: one fleetsim process ----------------------------------------------------------
+
+async def _worker(args: argparse.Namespace) -> dict[str, Any]:
+    from fleetsim import device as dev
+    from fleetsim.device import DeviceSession, IdentityStore, Observer, TlsContextFactory
+    from fleetsim.device import payload as payloads
+    from fleetsim.metrics import Metrics
+    from fleetsim.runtime import raise_fd_limit
+    from fleetsim.target import Target
+
+    raise_fd_limit()
+    ids = Path(args.identities)
+    identities = IdentityStore(ids, FLEET).load_all()
+    target = Target.from_local_core_info(Path(args.core_info))
+    metrics, obs_metrics = Metrics(), Metrics()
+    factory = TlsContextFactory(target)
+    shards = max(1, round(1 / args.observe_share))
+    out: dict[str, Any] = {"devices": len(identities), "loop": type(asyncio.get_running_loop())
+                           .__module__}
+
+    observer_id = IdentityStore(ids, OBSERVER_FLEET).load("bench-observer")
+    observer_session = DeviceSession(observer_id, target, obs_metrics,
+                                     tls=factory.for_identity(observer_id), timeout=30)
+    await observer_session.__aenter__()
+    observer = await Observer(observer_session, [TOPIC.format(shard=0, thing="#")],
+                              obs_metrics).__aenter__()
+
+    rss0, cpu0, t0 = _rss_kb(), time.process_time(), time.perf_counter()
+    contexts = [factory.for_identity(i) for i in identities]
+    cpu1, t1 = time.process_time(), time.perf_counter()
+    out["tls_context"] = {"cpu_ms_each": (cpu1 - cpu0) * 1000 / len(identities),
+                          "wall_s": t1 - t0}
+
+    sessions = [DeviceSession(i, target, metrics, tls=c, timeout=args.connect_timeout)
+                for i, c in zip(identities, contexts, strict=True)]
+    del contexts
+    limit = asyncio.Semaphore(args.concurrency)
+    connected: list[Any] = []
+
+    async def open_one(s: Any) -> None:
+        async with limit:
+            try:
+                await s.__aenter__()
+                connected.append(s)
+            except dev.DeviceError:
+                pass  # counted by kind in metrics
+
+    cpu1, t1 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(open_one(s) for s in sessions))
+    cpu2, t2 = time.process_time(), time.perf_counter()
+    n_ok = len(connected)
+    out["connect"] = {
+        "ok": n_ok, "failed": len(sessions) - n_ok, "concurrency": args.concurrency,
+        "wall_s": t2 - t1, "connects_per_s": n_ok / (t2 - t1),
+        "cpu_ms_per_connect": (cpu2 - cpu1) * 1000 / max(n_ok, 1),
+        "cpu_ms_per_connect_incl_tls_context": (cpu2 - cpu1 + out["tls_context"]["cpu_ms_each"]
+                                                * len(identities) / 1000) * 1000 / max(n_ok, 1),
+        "latency": _pcts(metrics.histogram("mqtt.connect")),
+        "errors": metrics.snapshot().get("errors", {})}
+    await asyncio.sleep(3)
+    rss1 = _rss_kb()
+    out["memory"] = {"rss_before_kb": rss0, "rss_connected_kb": rss1,
+                     "kb_per_connected_device": (rss1 - rss0) / max(n_ok, 1)}
+
+    cpu3, t3 = time.process_time(), time.perf_counter()
+    await asyncio.sleep(args.idle)
+    cpu4, t4 = time.process_time(), time.perf_counter()
+    idle_ms_per_s = (cpu4 - cpu3) * 1000 / (t4 - t3)
+    out["idle"] = {"cpu_ms_per_s": idle_ms_per_s,
+                   "cpu_us_per_device_s": idle_ms_per_s * 1000 / max(n_ok, 1)}
+
+    sent = 0
+    stop_at = time.monotonic() + args.telemetry
+    body = {"temp": 21.5, "humidity": 40, "status": "ok"}
+
+    async def telemetry(s: Any) -> None:
+        nonlocal sent
+        topic = TOPIC.format(shard=s.identity.index % shards, thing=s.identity.thing_name)
+        await asyncio.sleep(random.uniform(0, args.interval))
+        next_at = time.monotonic()
+        while next_at < stop_at and s.connected:
+            try:
+                await s.publish(topic, payloads.encode(body, stamp=True), qos=args.qos)
+                sent += 1
+            except dev.DeviceError:
+                pass
+            next_at += args.interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    seen0 = observer.mark()
+    cpu5, t5 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(telemetry(s) for s in connected))
+    cpu6, t6 = time.process_time(), time.perf_counter()
+    await asyncio.sleep(1)
+    received = observer.mark() - seen0
+    tel_cpu_ms = (cpu6 - cpu5) * 1000
+    out["telemetry"] = {
+        "seconds": t6 - t5, "interval_s": args.interval, "qos": args.qos, "sent": sent,
+        "msgs_per_s": sent / (t6 - t5),
+        "cpu_ms_per_msg": tel_cpu_ms / max(sent, 1),
+        "cpu_ms_per_msg_net_of_idle": (tel_cpu_ms - idle_ms_per_s * (t6 - t5)) / max(sent, 1),
+        "observer_share": 1 / shards, "observer_received": received,
+        "observer_expected": sum(1 for s in connected if s.identity.index % shards == 0)
+        and round(sent / shards),
+        "publish_latency": _pcts(metrics.histogram("mqtt.publish")),
+        "e2e_latency": _pcts(obs_metrics.histogram("e2e")),
+        "errors": metrics.snapshot().get("errors", {})}
+
+    await observer.__aexit__(None, None, None)
+    t7 = time.perf_counter()
+    close_many = getattr(dev, "close_many", None)
+    if close_many is not None:
+        await close_many([*connected, observer_session])
+    else:
+        await asyncio.gather(*(s.__aexit__(None, None, None)
+                               for s in [*connected, observer_session]),
+                             return_exceptions=True)
+    out["shutdown"] = {"sessions": n_ok + 1, "wall_s": time.perf_counter() - t7}
+    out["rusage_maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return out
+
+
+def _run_worker(args: argparse.Namespace) -> None:
+    from fleetsim.runtime import run_async
+
+    result = run_async(_worker(args))
+    Path(args.result).write_text(json.dumps(result, indent=1))
+
+
+# --- the orchestrator ----------------------------------------------------------------------
+
+def _one(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    state, ids = tmp / f"core-{n}", tmp / f"ids-{n}"
+    t = time.perf_counter()
+    provision(state, ids, n)
+    provision_s = time.perf_counter() - t
+    core = start_core(state, tmp / f"core-{n}.log")
+    try:
+        core_cpu0 = core.cpu_seconds()
+        result_file = tmp / f"result-{n}.json"
+        cmd = [sys.executable, "-m", "bench.fleet", "--worker", "--identities", str(ids),
+               "--core-info", str(core.info_file), "--result", str(result_file),
+               "--telemetry", str(args.telemetry), "--interval", str(args.interval),
+               "--idle", str(args.idle), "--qos", str(args.qos),
+               "--concurrency", str(args.concurrency),
+               "--observe-share", str(args.observe_share),
+               "--connect-timeout", str(args.connect_timeout)]
+        subprocess.run(cmd, check=True, cwd=ROOT, timeout=args.worker_timeout)
+        result = json.loads(result_file.read_text())
+        result["provision_s_untimed"] = provision_s
+        result["local_core_cpu_s"] = core.cpu_seconds() - core_cpu0
+        return result
+    finally:
+        core.stop()
+
+
+def _machine() -> dict[str, Any]:
+    import aiomqtt
+    import paho.mqtt
+    import ssl
+
+    return {"python": sys.version.split()[0], "platform": platform.platform(),
+            "cpus": os.cpu_count(), "openssl": ssl.OPENSSL_VERSION,
+            "aiomqtt": aiomqtt.__version__ if hasattr(aiomqtt, "__version__") else "?",
+            "paho": paho.mqtt.__version__, "load_avg_at_start": os.getloadavg()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__.split("\n")[0])
+    p.add_argument("--devices", type=int, nargs="+", default=[1000, 5000])
+    p.add_argument("--telemetry", type=float, default=25.0, help="seconds of telemetry")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between messages")
+    p.add_argument("--idle", type=float, default=5.0, help="seconds of idle measurement")
+    p.add_argument("--qos", type=int, default=0, choices=(0, 1))
+    p.add_argument("--concurrency", type=int, default=200, help="connects in flight")
+    p.add_argument("--observe-share", type=float, default=0.1,
+                   help="share of devices whose messages the observer subscribes to")
+    p.add_argument("--connect-timeout", type=float, default=30.0)
+    p.add_argument("--worker-timeout", type=float, default=240.0)
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--identities", help=argparse.SUPPRESS)
+    p.add_argument("--core-info", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        _run_worker(args)
+        return 0
+    report: dict[str, Any] = {"bench": "fleet", "machine": _machine(), "parameters": {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+        if k not in ("worker", "identities", "core_info", "result")}, "runs": {}}
+    with tempfile.TemporaryDirectory(prefix="fleetsim-bench-") as tmp:
+        for n in args.devices:
+            print(f"fleet bench: {n} devices ...", flush=True)
+            report["runs"][str(n)] = run = _one(n, args, Path(tmp))
+            print(json.dumps(_summary(run)), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _summary(run: dict[str, Any]) -> dict[str, Any]:
+    c, t = run["connect"], run["telemetry"]
+    return {"devices": run["devices"], "connected": c["ok"],
+            "connects_per_s": round(c["connects_per_s"]),
+            "connect_p50_p99_ms": [c["latency"].get("p50_ms"), c["latency"].get("p99_ms")],
+            "cpu_ms_per_connect": round(c["cpu_ms_per_connect_incl_tls_context"], 2),
+            "kb_per_device": round(run["memory"]["kb_per_connected_device"], 1),
+            "idle_cpu_ms_per_s": round(run["idle"]["cpu_ms_per_s"], 1),
+            "cpu_ms_per_msg": round(t["cpu_ms_per_msg"], 3),
+            "e2e_p50_p99_ms": [t["e2e_latency"].get("p50_ms"), t["e2e_latency"].get("p99_ms")],
+            "shutdown_s": round(run["shutdown"]["wall_s"], 2)}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

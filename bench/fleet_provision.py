@@ -1,0 +1,96 @@
+"""Fleet bench set-up, outside every timed section: N device identities issued by local core's
+own CA and registered straight into its store before it starts (seconds for thousands, where
+create-keys-and-certificate would generate an RSA key per device), and local core started
+in its own process on ephemeral 127.0.0.1 ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from fleetsim.device import DeviceIdentity, IdentityStore
+from fleetsim.localcore.ca import LocalCA
+from fleetsim.localcore.core import DEFAULT_ACCOUNT_ID
+from fleetsim.localcore.serve import INFO_FILE
+from fleetsim.localcore.store import Store, certificate_record
+from fleetsim.pki import certificate_id, certificate_pem, generate_key, private_key_pem
+
+FLEET = "bench"
+OBSERVER_FLEET = "observer"
+POLICY = "bench-allow-all"
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+ALLOW_ALL = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]})
+
+
+def provision(state_dir: Path, identities_dir: Path, n: int, region: str = "us-east-1") -> None:
+    """`n` devices `bench-<i>` plus one observer, each with an EC P-256 key and an ACTIVE
+    certificate carrying an allow-all policy; identities saved as the engine saves them."""
+    ca = LocalCA.load_or_create(state_dir)
+    store = Store(state_dir / "state.db", DEFAULT_ACCOUNT_ID, region)
+    devices = IdentityStore(identities_dir, FLEET)
+    observers = IdentityStore(identities_dir, OBSERVER_FLEET)
+    devices.directory.mkdir(parents=True, exist_ok=True)
+    observers.directory.mkdir(parents=True, exist_ok=True)
+    try:
+        with store.transaction():
+            store.create_policy(POLICY, ALLOW_ALL)
+            for fleet, index, name, target in (
+                    [(OBSERVER_FLEET, 0, "bench-observer", observers)]
+                    + [(FLEET, i, f"bench-{i}", devices) for i in range(n)]):
+                key = generate_key("ec-p256")
+                cert = ca.authority.issue_device(key.public_key(), name)
+                rec = store.insert_certificate(certificate_record(cert, "ACTIVE"))
+                arn = store.arn("cert", rec.id)
+                store.attach_policy(POLICY, arn)
+                pem = certificate_pem(cert)
+                target.save(DeviceIdentity(
+                    fleet, index, name, "ec-p256", private_key_pem(key), pem,
+                    certificate_id(cert.public_bytes(Encoding.DER)), arn))
+    finally:
+        store.close()
+
+
+@dataclass
+class Core:
+    process: subprocess.Popen[bytes]
+    info_file: Path
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the local core process so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_core(state_dir: Path, log: Path, timeout: float = 30.0) -> Core:
+    info_file = state_dir / INFO_FILE
+    info_file.unlink(missing_ok=True)
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fleetsim.localcore.serve", "--state-dir", str(state_dir),
+             "--api-port", "0", "--mqtt-port", "0"], stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while not info_file.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"local core exited with {process.returncode}; see {log}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"local core not ready after {timeout}s; see {log}")
+        time.sleep(0.05)
+    return Core(process, info_file)

@@ -1,0 +1,107 @@
+"""What a benchmark needs to know about processes and the machine: CPU time, RSS, cores,
+limits, and the environment a result was measured in."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import resource
+import shutil
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is state (field 3); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+@dataclass
+class CpuWindow:
+    """Wall-clock and CPU seconds of one process over a measured window."""
+
+    pid: int
+    wall0: float = 0.0
+    cpu0: float = 0.0
+    wall: float = 0.0
+    cpu: float = 0.0
+
+    def start(self, now: float) -> None:
+        self.wall0, self.cpu0 = now, cpu_seconds(self.pid)
+
+    def stop(self, now: float) -> None:
+        self.wall, self.cpu = now - self.wall0, cpu_seconds(self.pid) - self.cpu0
+
+    @property
+    def utilisation(self) -> float:
+        return self.cpu / self.wall if self.wall else 0.0
+
+
+def raise_fd_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def pin_self(cpu: int | None) -> list[int]:
+    """Pin this process to one CPU (None: leave as is); returns the affinity now in force."""
+    if cpu is not None and cpu in os.sched_getaffinity(0):
+        os.sched_setaffinity(0, {cpu})
+    return sorted(os.sched_getaffinity(0))
+
+
+def taskset_prefix(cpu: int | None) -> list[str]:
+    if cpu is None or shutil.which("taskset") is None:
+        return []
+    return ["taskset", "-c", str(cpu)]
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    import ssl
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), None)
+    except OSError:
+        model = None
+    return {
+        "hostname": platform.node(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "uvloop": _version("uvloop"),
+        "aiohttp": _version("aiohttp"),
+        "cryptography": _version("cryptography"),
+        "openssl": ssl.OPENSSL_VERSION,
+        "rlimit_nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+    }
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

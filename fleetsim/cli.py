@@ -1,0 +1,115 @@
+"""`fleetsim run / validate / local serve / report / cleanup`: argument handling only."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from fleetsim.errors import ScenarioInvalid, UserError
+
+STATE_DIR = Path(".fleetsim")
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from fleetsim.scenario import load_scenario
+
+    scenario = load_scenario(args.file, devices=args.devices)
+    devices = sum(f.count for f in scenario.fleets)
+    print(f"{args.file}: ok ({len(scenario.steps)} steps, {len(scenario.fleets)} fleets, "
+          f"{devices} devices, target {scenario.target.kind})")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from fleetsim.commands.run import run_command
+
+    return run_command(args)
+
+
+def _cleanup(args: argparse.Namespace) -> int:
+    from fleetsim.commands.cleanup import cleanup_command
+
+    return cleanup_command(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from fleetsim.commands.report import report_command
+
+    return report_command(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from fleetsim.localcore.serve import run
+
+    return run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fleetsim.localcore.serve import add_arguments as add_serve_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="fleetsim",
+        description="Simulate fleets of AWS IoT devices against AWS or an embedded local core.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check a scenario file; problems as FILE:LINE:COL")
+    p.add_argument("file", type=Path)
+    p.add_argument("--devices", type=int, help="override every fleet's device count")
+    p.set_defaults(func=_validate)
+
+    p = sub.add_parser("run", help="run a scenario file")
+    p.add_argument("file", type=Path)
+    p.add_argument("--devices", type=int, help="override every fleet's device count")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the summary as JSON")
+    p.add_argument("--timeline", type=Path, metavar="CSV",
+                   help="write per-second throughput as CSV")
+    p.add_argument("--keep", action="store_true",
+                   help="keep what the run created (remove later with `fleetsim cleanup`)")
+    p.add_argument("--concurrency", type=int, default=64,
+                   help="devices handled at once by each step (default 64)")
+    p.add_argument("--state-dir", type=Path, default=STATE_DIR,
+                   help=f"where runs, identities and local core live (default {STATE_DIR})")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("cleanup", help="remove what earlier runs created (from their journals)")
+    p.add_argument("--run", dest="run_id", help="only this run id (default: every pending run)")
+    p.add_argument("--state-dir", type=Path, default=STATE_DIR)
+    p.set_defaults(func=_cleanup)
+
+    p = sub.add_parser("report", help="print or merge JSON summaries")
+    p.add_argument("files", type=Path, nargs="+")
+    p.add_argument("--merge", action="store_true", help="merge the summaries (shards) into one")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the merged summary")
+    p.set_defaults(func=_report)
+
+    local = sub.add_parser("local", help="local core, the embedded stand-in for AWS IoT")
+    local_sub = local.add_subparsers(dest="local_command", required=True)
+    p = local_sub.add_parser("serve", help="run local core in the foreground")
+    add_serve_arguments(p)
+    p.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ScenarioInvalid as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return e.exit_code
+    except UserError as e:
+        print(f"fleetsim: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("fleetsim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""aioboto3 clients for a target: local core through endpoint_url, AWS through the standard
+credential chain. Nothing else differs between the two."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aioboto3
+from botocore.config import Config
+
+from fleetsim.target import Target
+
+# Local core accepts any credentials; fixed ones mean a local run needs no AWS account.
+LOCAL_CREDENTIALS = {"aws_access_key_id": "fleetsim", "aws_secret_access_key": "fleetsim"}
+
+
+@dataclass
+class AwsClients:
+    iot: Any
+    sts: Any
+
+
+@asynccontextmanager
+async def aws_clients(target: Target, max_connections: int = 64) -> AsyncIterator[AwsClients]:
+    session = aioboto3.Session(profile_name=target.profile if target.kind == "aws" else None,
+                               region_name=target.region)
+    config = Config(retries={"mode": "adaptive", "max_attempts": 6},
+                    max_pool_connections=max_connections)
+    extra: dict[str, Any] = {"config": config}
+    if target.api_url:
+        extra["endpoint_url"] = target.api_url
+    if target.kind == "local":
+        extra.update(LOCAL_CREDENTIALS)
+    async with AsyncExitStack() as stack:
+        iot = await stack.enter_async_context(session.client("iot", **extra))
+        sts = await stack.enter_async_context(session.client("sts", **extra))
+        yield AwsClients(iot, sts)

@@ -1,0 +1,163 @@
+"""A device's identity (thing name, private key, certificate) and its storage on disk.
+
+Files per device in `<root>/<fleet>/`: `<thing>.key` (0600), `<thing>.crt`, `<thing>.json`
+(everything else). Key material is never part of a repr, a log line or the JSON file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import re
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import TracebackType
+
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from fleetsim.pki import (
+    KeyType,
+    build_csr,
+    certificate_id,
+    generate_key,
+    load_certificate,
+    load_private_key,
+    private_key_pem,
+    write_private,
+)
+
+_THING_NAME = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")  # AWS IoT's thing-name pattern
+
+
+@dataclass(eq=False)
+class DeviceIdentity:
+    fleet: str
+    index: int
+    thing_name: str
+    key_type: KeyType
+    private_key_pem: bytes = field(repr=False)
+    certificate_pem: bytes | None = field(default=None, repr=False)
+    certificate_id: str | None = None
+    certificate_arn: str | None = None
+    key_path: Path | None = field(default=None, repr=False)
+    cert_path: Path | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not _THING_NAME.match(self.thing_name):
+            raise ValueError(f"invalid thing name {self.thing_name!r}: use 1-128 of "
+                             "a-z A-Z 0-9 : _ -")
+
+    def csr_pem(self, common_name: str | None = None) -> bytes:
+        return build_csr(load_private_key(self.private_key_pem), common_name or self.thing_name)
+
+    def with_certificate(self, pem: bytes | str, arn: str | None = None) -> DeviceIdentity:
+        """This identity holding `pem` (e.g. from create-certificate-from-csr); the id is
+        computed as AWS IoT computes it."""
+        data = pem.encode() if isinstance(pem, str) else pem
+        der = load_certificate(data).public_bytes(Encoding.DER)
+        return replace(self, certificate_pem=data, certificate_id=certificate_id(der),
+                       certificate_arn=arn, cert_path=None)
+
+
+def _key_pem(key_type: KeyType) -> bytes:
+    return private_key_pem(generate_key(key_type))
+
+
+class KeyFactory:
+    """New private keys as PEM: EC P-256 inline (24 µs); RSA-2048 (~65 ms each) in a process
+    pool so that neither the event loop nor the GIL carries it."""
+
+    def __init__(self, workers: int | None = None):
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def new_key_pem(self, key_type: KeyType) -> bytes:
+        if key_type == "ec-p256":
+            return _key_pem(key_type)
+        if self._pool is None:
+            # spawn: forking a process that runs an event loop and paho threads is unsafe.
+            self._pool = ProcessPoolExecutor(self._workers,
+                                             mp_context=multiprocessing.get_context("spawn"))
+        return await asyncio.get_running_loop().run_in_executor(self._pool, _key_pem, key_type)
+
+    async def new_identity(self, fleet: str, index: int, thing_name: str,
+                           key_type: KeyType = "ec-p256") -> DeviceIdentity:
+        return DeviceIdentity(fleet, index, thing_name, key_type,
+                              await self.new_key_pem(key_type))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> KeyFactory:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class IdentityStore:
+    """Identities of one fleet on disk, so later runs reuse them (persistent identities)."""
+
+    def __init__(self, root: Path, fleet: str):
+        if not _THING_NAME.match(fleet):
+            raise ValueError(f"invalid fleet name {fleet!r}: use a-z A-Z 0-9 : _ -")
+        self.fleet = fleet
+        self.directory = root / fleet
+
+    def _paths(self, thing_name: str) -> tuple[Path, Path, Path]:
+        base = self.directory / thing_name
+        return base.with_suffix(".key"), base.with_suffix(".crt"), base.with_suffix(".json")
+
+    def save(self, identity: DeviceIdentity) -> DeviceIdentity:
+        """Write the identity; returns it with `key_path` (and `cert_path`) set."""
+        if identity.fleet != self.fleet:
+            raise ValueError(f"identity of fleet {identity.fleet!r} saved to {self.fleet!r}")
+        key, crt, meta = self._paths(identity.thing_name)
+        write_private(key, identity.private_key_pem)
+        if identity.certificate_pem is not None:
+            crt.write_bytes(identity.certificate_pem)
+        else:
+            crt.unlink(missing_ok=True)
+        meta.write_text(json.dumps({
+            "fleet": identity.fleet, "index": identity.index,
+            "thing_name": identity.thing_name, "key_type": identity.key_type,
+            "certificate_id": identity.certificate_id,
+            "certificate_arn": identity.certificate_arn,
+        }, indent=1) + "\n")
+        return replace(identity, key_path=key,
+                       cert_path=crt if identity.certificate_pem is not None else None)
+
+    def load(self, thing_name: str) -> DeviceIdentity:
+        key, crt, meta = self._paths(thing_name)
+        try:
+            info = json.loads(meta.read_text())
+            key_pem = key.read_bytes()
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"no stored identity for {thing_name!r} in "
+                                    f"{self.directory}") from e
+        cert_pem = crt.read_bytes() if crt.exists() else None
+        return DeviceIdentity(
+            fleet=info["fleet"], index=info["index"], thing_name=info["thing_name"],
+            key_type=info["key_type"], private_key_pem=key_pem, certificate_pem=cert_pem,
+            certificate_id=info.get("certificate_id"),
+            certificate_arn=info.get("certificate_arn"),
+            key_path=key, cert_path=crt if cert_pem is not None else None,
+        )
+
+    def exists(self, thing_name: str) -> bool:
+        return all(p.exists() for p in self._paths(thing_name)[::2])
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.directory.glob("*.json"))
+
+    def load_all(self) -> list[DeviceIdentity]:
+        return sorted((self.load(n) for n in self.names()), key=lambda i: i.index)
+
+    def delete(self, thing_name: str) -> None:
+        for p in self._paths(thing_name):
+            p.unlink(missing_ok=True)

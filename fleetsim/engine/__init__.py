@@ -1,0 +1,1 @@
+"""Running a scenario: steps in order, fan-out over devices, checks, cancellation."""

@@ -1,0 +1,50 @@
+"""State shared by the steps of one run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fleetsim.control.journal import Journal
+from fleetsim.metrics.recorder import Metrics
+from fleetsim.scenario.model import Fleet, Scenario
+from fleetsim.target import Target
+
+
+@dataclass
+class Device:
+    fleet: Fleet
+    index: int
+    thing_name: str
+    certificate_arn: str | None = None
+    certificate_id: str | None = None
+    identity: Any = None  # fleetsim.device.identity.DeviceIdentity once it has a certificate
+    session: Any = None  # fleetsim.device.session.DeviceSession while connected
+    failed: str | None = None  # why this device dropped out of the run
+
+    @property
+    def names(self) -> dict[str, Any]:
+        """Template variables for this device."""
+        return {"fleet": self.fleet.name, "prefix": self.fleet.prefix, "index": self.index,
+                "thing_name": self.thing_name, "client_id": self.thing_name}
+
+
+@dataclass
+class RunContext:
+    run_id: str
+    scenario: Scenario
+    target: Target
+    iot: Any
+    sts: Any
+    journal: Journal
+    metrics: Metrics
+    identities_dir: Path
+    concurrency: int = 64
+    devices: dict[str, list[Device]] = field(default_factory=dict)
+    observer: Any = None
+    tls: Any = None  # fleetsim.device.TlsContextFactory, made on first connect
+
+    def fleet_devices(self, fleet: str) -> list[Device]:
+        """Devices of a fleet still in the run (not dropped out by an earlier failure)."""
+        return [d for d in self.devices[fleet] if d.failed is None]

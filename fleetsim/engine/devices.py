@@ -1,0 +1,99 @@
+"""The engine's use of `fleetsim.device`: identities on disk, sessions, the observer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from fleetsim.device import (
+    DeviceError,
+    DeviceIdentity,
+    DeviceSession,
+    IdentityStore,
+    Observer,
+    TlsContextFactory,
+)
+from fleetsim.engine.context import Device, RunContext
+from fleetsim.errors import UserError
+
+OBSERVER_FLEET = "observer"
+
+
+def _tls(ctx: RunContext) -> TlsContextFactory:
+    if ctx.tls is None:
+        ctx.tls = TlsContextFactory(ctx.target)  # parses the server CA bundle once per run
+    return ctx.tls
+
+
+def save_identity(ctx: RunContext, device: Device, key_pem: str,
+                  certificate_pem: str) -> DeviceIdentity:
+    identity = DeviceIdentity(device.fleet.name, device.index, device.thing_name,
+                              device.fleet.key_type, key_pem.encode()
+                              ).with_certificate(certificate_pem, device.certificate_arn)
+    return IdentityStore(ctx.identities_dir, device.fleet.name).save(identity)
+
+
+def require_certificate(device: Device) -> str:
+    if device.certificate_arn is None or device.identity is None:
+        raise UserError(f"{device.thing_name} has no certificate yet: add a "
+                        "'create_keys_and_certificate' step before this one")
+    return device.certificate_arn
+
+
+async def connect(ctx: RunContext, device: Device, client_id: str,
+                  timeout: float) -> DeviceSession:
+    session = DeviceSession(device.identity, ctx.target, ctx.metrics,
+                            tls=_tls(ctx).for_identity(device.identity), client_id=client_id,
+                            timeout=timeout)
+    try:
+        return await session.__aenter__()
+    except DeviceError as e:
+        raise UserError(f"{device.thing_name} could not connect to "
+                        f"{ctx.target.mqtt_host}:{ctx.target.mqtt_port}: {e}") from e
+
+
+async def publish(ctx: RunContext, device: Device, topic: str, payload: bytes,
+                  qos: int) -> None:
+    try:
+        await device.session.publish(topic, payload, qos=qos)
+    except DeviceError as e:
+        raise UserError(f"{device.thing_name} could not publish to {topic}: {e}") from e
+
+
+async def disconnect(device: Device) -> None:
+    session, device.session = device.session, None
+    if session is not None:
+        await session.__aexit__(None, None, None)
+
+
+async def start_observer(ctx: RunContext, client_id: str, created: dict[str, Any],
+                         topics: list[str], qos: int) -> Observer:
+    """Connect the observer with the certificate `created` by create-keys-and-certificate."""
+    identity = DeviceIdentity(OBSERVER_FLEET, 0, client_id, "rsa-2048",
+                              created["keyPair"]["PrivateKey"].encode()
+                              ).with_certificate(created["certificatePem"],
+                                                 created["certificateArn"])
+    identity = IdentityStore(ctx.identities_dir, OBSERVER_FLEET).save(identity)
+    session = DeviceSession(identity, ctx.target, ctx.metrics,
+                            tls=_tls(ctx).for_identity(identity), client_id=client_id)
+    try:
+        await session.__aenter__()
+        observer = Observer(session, topics, ctx.metrics, qos=qos)
+        await observer.__aenter__()
+    except DeviceError as e:
+        await session.__aexit__(None, None, None)
+        raise UserError(f"the observer could not connect and subscribe to "
+                        f"{', '.join(topics)}: {e}") from e
+    return observer
+
+
+async def close_all(ctx: RunContext) -> None:
+    """Disconnect every device and the observer (also after a failure or Ctrl-C)."""
+    await asyncio.gather(*(disconnect(d) for devices in ctx.devices.values() for d in devices),
+                         return_exceptions=True)
+    observer, ctx.observer = ctx.observer, None
+    if observer is not None:
+        with contextlib.suppress(Exception):
+            await observer.__aexit__(None, None, None)
+            await observer.session.__aexit__(None, None, None)

@@ -1,0 +1,110 @@
+"""Run a scenario: build the fleet, run the steps in order, clean up, summarise."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetsim.control.cleanup import CleanupReport, cleanup
+from fleetsim.control.clients import aws_clients
+from fleetsim.control.journal import Journal, read_entries
+from fleetsim.control.targets import describe_target
+from fleetsim.engine import devices as dev
+from fleetsim.engine.context import Device, RunContext
+from fleetsim.engine.steps import STEPS
+from fleetsim.errors import UserError
+from fleetsim.metrics.recorder import Metrics
+from fleetsim.scenario.model import Scenario
+from fleetsim.scenario.templating import Template
+from fleetsim.target import Target
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    scenario: str
+    target: Target
+    metrics: Metrics
+    journal: Path
+    cleanup: CleanupReport | None = None
+    interrupted: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return (not self.interrupted
+                and all(s.status == "ok" for s in self.metrics.steps.values())
+                and all(c.passed for c in self.metrics.checks))
+
+
+def build_devices(scenario: Scenario) -> dict[str, list[Device]]:
+    fleets = {}
+    for fleet in scenario.fleets:
+        name_t = Template(fleet.thing_name, {"fleet", "prefix", "index"})
+        fleets[fleet.name] = [
+            Device(fleet, i, name_t.render({"fleet": fleet.name, "prefix": fleet.prefix,
+                                            "index": i}))
+            for i in range(fleet.count)
+        ]
+    return fleets
+
+
+async def run_scenario(scenario: Scenario, target: Target, *, run_id: str, runs_dir: Path,
+                       identities_dir: Path, keep: bool = False, concurrency: int = 64,
+                       metrics: Metrics | None = None) -> RunResult:
+    metrics = metrics or Metrics()
+    journal = Journal.create(runs_dir, run_id, describe_target(target), scenario.name)
+    result = RunResult(run_id, scenario.name, target, metrics, journal.path)
+    try:
+        async with aws_clients(target, max_connections=concurrency) as clients:
+            ctx = RunContext(run_id, scenario, target, clients.iot, clients.sts, journal,
+                             metrics, identities_dir / scenario.name, concurrency,
+                             build_devices(scenario))
+            try:
+                result.interrupted = await _run_steps(ctx)
+            finally:
+                await dev.close_all(ctx)
+                if scenario.cleanup and not keep:
+                    result.cleanup = await cleanup(clients.iot, read_entries(journal.run_dir))
+                    if result.cleanup.ok:
+                        journal.mark_cleaned()
+    finally:
+        journal.close()
+    return result
+
+
+async def _run_steps(ctx: RunContext) -> bool:
+    """Run the steps until one fails; True if the user interrupted the run."""
+    steps = ctx.scenario.steps
+    width = len(str(len(steps)))
+    done = 0
+    interrupted = False
+    for i, step in enumerate(steps):
+        failed_before = _failed_count(ctx)
+        try:
+            with ctx.metrics.step(f"{i + 1:0{width}d}.{step.name or step.kind}") as record:
+                await STEPS[step.kind](ctx, step)
+                dropped = _failed_count(ctx) - failed_before
+                if dropped:
+                    record.status, record.detail = "partial", f"{dropped} device(s) failed"
+        except UserError as e:
+            record.detail = str(e)
+            break
+        except asyncio.CancelledError:
+            # Ctrl-C (see commands/run.py): stop here, but still disconnect, clean up, report.
+            record.status, record.detail = "interrupted", "interrupted by the user"
+            interrupted = True
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # the interruption is handled: let clean-up await normally
+            break
+        finally:
+            done = i + 1
+    for i, step in enumerate(steps[done:], start=done):
+        with ctx.metrics.step(f"{i + 1:0{width}d}.{step.name or step.kind}") as record:
+            record.status = "skipped"
+    return interrupted
+
+
+def _failed_count(ctx: RunContext) -> int:
+    return sum(1 for devices in ctx.devices.values() for d in devices if d.failed)

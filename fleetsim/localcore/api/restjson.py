@@ -1,0 +1,353 @@
+"""The rest-json protocol, driven by botocore's own service model.
+
+Routing (method + requestUri with `{label}` / `{label+}`), request deserialisation (uri,
+querystring, header and body members, payload members), top-level input validation with
+AWS's validation messages, output serialisation (header members, payload, JSON body) and
+error rendering (status from the error shape, `x-amzn-ErrorType`, `{"message": ...}`) are all
+compiled once from the model, so a request costs one regex match and one handler call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from aiohttp import web
+from botocore.loaders import Loader
+
+from fleetsim.localcore.api.errors import ApiError
+from fleetsim.localcore.api.operations import Handler
+
+log = logging.getLogger(__name__)
+
+_LABEL = re.compile(r"(\{[^}]+\})")
+_INT_TYPES = {"integer", "long"}
+_FLOAT_TYPES = {"float", "double"}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.timestamp()
+    if isinstance(value, bytes | bytearray):
+        import base64
+
+        return base64.b64encode(value).decode()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), default=_json_default).encode()
+
+
+@dataclass(slots=True)
+class _Check:
+    """Validation of one top-level input member, as AWS's front end does it."""
+
+    member: str
+    kind: str
+    min: int | float | None = None
+    max: int | float | None = None
+    pattern: re.Pattern[str] | None = None
+    pattern_text: str = ""
+    enum: frozenset[str] | None = None
+
+    def errors(self, value: Any) -> list[str]:
+        out = []
+        shown = value if not isinstance(value, list | dict) else json.dumps(value)
+        if self.kind == "string" and isinstance(value, str):
+            if self.min is not None and len(value) < self.min:
+                out.append(f"Member must have length greater than or equal to {self.min}")
+            if self.max is not None and len(value) > self.max:
+                out.append(f"Member must have length less than or equal to {self.max}")
+            if self.pattern is not None and not self.pattern.fullmatch(value):
+                out.append("Member must satisfy regular expression pattern: "
+                           f"{self.pattern_text}")
+            if self.enum is not None and value not in self.enum:
+                out.append(f"Member must satisfy enum value set: [{', '.join(sorted(self.enum))}]")
+        elif self.kind in _INT_TYPES and isinstance(value, int):
+            if self.min is not None and value < self.min:
+                out.append(f"Member must have value greater than or equal to {self.min}")
+            if self.max is not None and value > self.max:
+                out.append(f"Member must have value less than or equal to {self.max}")
+        return [f"Value '{shown}' at '{self.member}' failed to satisfy constraint: {m}"
+                for m in out]
+
+
+@dataclass(slots=True)
+class _Route:
+    name: str
+    regex: re.Pattern[str]
+    labels: dict[str, str]                      # regex group -> member
+    query: list[tuple[str, str, str, bool]]     # (query name, member, kind, is list)
+    headers: list[tuple[str, str, str]]         # (header name, member, kind)
+    body_members: frozenset[str]
+    payload: tuple[str, str] | None             # (member, shape type)
+    required: tuple[str, ...]
+    checks: list[_Check]
+    out_headers: list[tuple[str, str]]          # (member, header name)
+    out_payload: tuple[str, str] | None
+    out_status_member: str | None
+    status: int
+    handler: Handler | None = None
+    is_async: bool = False
+    literal_weight: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _compile_check(member: str, shape: dict[str, Any]) -> _Check | None:
+    kind = shape.get("type", "")
+    if kind not in ("string", *_INT_TYPES):
+        return None
+    pattern = None
+    text = shape.get("pattern", "")
+    if text:
+        try:
+            pattern = re.compile(text)
+        except re.error:  # a Java-only construct; AWS checks it, we cannot
+            pattern = None
+    enum = frozenset(shape["enum"]) if "enum" in shape else None
+    check = _Check(member, kind, shape.get("min"), shape.get("max"), pattern, text, enum)
+    if check.min is None and check.max is None and pattern is None and enum is None:
+        return None
+    return check
+
+
+class RestJsonService:
+    """One rest-json service (iot, iot-data, iot-jobs-data, ...), served from its model."""
+
+    def __init__(self, service: str, handlers: dict[str, Handler], context: Any,
+                 model: dict[str, Any] | None = None):
+        self.service = service
+        self.context = context
+        model = model or Loader().load_service_model(service, "service-2")
+        self._shapes: dict[str, Any] = model["shapes"]
+        self._error_status = {name: shape.get("error", {}).get("httpStatusCode", 400)
+                              for name, shape in self._shapes.items() if shape.get("exception")}
+        self._routes: dict[str, list[_Route]] = {}
+        for name, op in model["operations"].items():
+            route = self._compile(name, op)
+            handler = handlers.get(name)
+            if handler is not None:
+                route.handler = handler
+                route.is_async = inspect.iscoroutinefunction(handler)
+            self._routes.setdefault(op["http"]["method"], []).append(route)
+        unknown = set(handlers) - set(model["operations"])
+        if unknown:
+            raise ValueError(f"handlers for operations {service} does not have: {unknown}")
+        for routes in self._routes.values():
+            routes.sort(key=lambda r: -r.literal_weight)
+
+    # --- compilation ----------------------------------------------------------------------
+
+    def _compile(self, name: str, op: dict[str, Any]) -> _Route:
+        path = op["http"]["requestUri"].partition("?")[0]
+        input_shape = self._shapes[op["input"]["shape"]] if "input" in op else {"members": {}}
+        members: dict[str, Any] = input_shape.get("members", {})
+        by_uri_name = {m.get("locationName", n): n for n, m in members.items()
+                       if m.get("location") == "uri"}
+        pattern, labels, weight = "", {}, 0
+        for part in _LABEL.split(path):
+            if part.startswith("{"):
+                label = part[1:-1]
+                greedy = label.endswith("+")
+                label = label.rstrip("+")
+                group = f"g{len(labels)}"
+                labels[group] = by_uri_name.get(label, label)
+                pattern += f"(?P<{group}>{'.+' if greedy else '[^/]+'})"
+            elif part:
+                pattern += re.escape(part)
+                weight += len(part)
+        query, headers, body, checks = [], [], set(), []
+        for member, spec in members.items():
+            shape = self._shapes[spec["shape"]]
+            kind = shape["type"]
+            location = spec.get("location")
+            if location == "querystring":
+                is_list = kind == "list"
+                if is_list:
+                    kind = self._shapes[shape["member"]["shape"]]["type"]
+                query.append((spec.get("locationName", member), member, kind, is_list))
+            elif location == "header":
+                headers.append((spec.get("locationName", member), member, kind))
+            elif location not in ("uri", "headers"):
+                body.add(member)
+            check = _compile_check(member, shape)
+            if check is not None:
+                checks.append(check)
+        payload = None
+        if "payload" in input_shape:
+            pname = input_shape["payload"]
+            payload = (pname, self._shapes[members[pname]["shape"]]["type"])
+            body.discard(pname)
+        out_headers, out_payload, out_status = [], None, None
+        if "output" in op:
+            out_shape = self._shapes[op["output"]["shape"]]
+            for member, spec in out_shape.get("members", {}).items():
+                if spec.get("location") == "header":
+                    out_headers.append((member, spec.get("locationName", member)))
+                elif spec.get("location") == "statusCode":
+                    out_status = member
+            if "payload" in out_shape:
+                pname = out_shape["payload"]
+                out_payload = (pname, self._shapes[out_shape["members"][pname]["shape"]]["type"])
+        return _Route(name, re.compile(pattern), labels, query, headers, frozenset(body),
+                      payload, tuple(input_shape.get("required", ())), checks, out_headers,
+                      out_payload, out_status, op["http"].get("responseCode", 200),
+                      literal_weight=weight)
+
+    # --- request path ---------------------------------------------------------------------
+
+    def _match(self, method: str, path: str) -> tuple[_Route, dict[str, str]] | None:
+        for route in self._routes.get(method, ()):
+            m = route.regex.fullmatch(path)
+            if m is not None:
+                return route, {route.labels[g]: unquote(v) for g, v in m.groupdict().items()}
+        return None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        found = self._match(request.method, raw_path)
+        if found is None:
+            return self.error_response(ApiError(
+                "UnknownOperationException",
+                f"local core serves no {self.service} operation at {request.method} {raw_path}",
+                status=404))
+        route, params = found
+        try:
+            if route.handler is None:
+                raise ApiError("NotImplementedException",
+                               f"local core does not implement {self.service}:{route.name}",
+                               status=501)
+            self._read_query(route, raw_query, params)
+            for header, member, kind in route.headers:
+                value = request.headers.get(header)
+                if value is not None:
+                    params[member] = self._convert(value, kind)
+            if route.body_members or route.payload:
+                await self._read_body(route, request, params)
+            self._validate(route, params)
+            result = route.handler(self.context, params)
+            if route.is_async:
+                result = await result
+            return self._render(route, result)
+        except ApiError as e:
+            return self.error_response(e)
+        except Exception:
+            log.exception("%s:%s failed", self.service, route.name)
+            return self.error_response(ApiError("InternalFailureException",
+                                                "An unexpected error has occurred."))
+
+    def _read_query(self, route: _Route, raw_query: str, params: dict[str, Any]) -> None:
+        if not raw_query or not route.query:
+            return
+        pairs = parse_qsl(raw_query, keep_blank_values=True)
+        for qname, member, kind, is_list in route.query:
+            values = [v for k, v in pairs if k == qname]
+            if not values:
+                continue
+            if is_list:
+                params[member] = [self._convert(v, kind) for v in values]
+            else:
+                params[member] = self._convert(values[0], kind)
+
+    @staticmethod
+    def _convert(value: str, kind: str) -> Any:
+        try:
+            if kind in _INT_TYPES:
+                return int(value)
+            if kind == "boolean":
+                return value.lower() == "true"
+            if kind in _FLOAT_TYPES:
+                return float(value)
+            if kind == "timestamp":
+                try:
+                    return float(value)
+                except ValueError:
+                    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError as e:
+            raise ApiError("InvalidRequestException", f"Invalid value '{value}'") from e
+        return value
+
+    async def _read_body(self, route: _Route, request: web.Request,
+                         params: dict[str, Any]) -> None:
+        raw = await request.read()
+        if route.payload is not None:
+            member, kind = route.payload
+            if kind == "structure":
+                if raw:
+                    params[member] = self._parse_json(raw)
+            elif raw:
+                params[member] = raw if kind == "blob" else raw.decode()
+            return
+        if not raw:
+            return
+        body = self._parse_json(raw)
+        if not isinstance(body, dict):
+            raise ApiError("SerializationException", "The request body must be a JSON object")
+        for key, value in body.items():
+            if key in route.body_members and value is not None:
+                params[key] = value
+
+    @staticmethod
+    def _parse_json(raw: bytes) -> Any:
+        try:
+            return json.loads(raw)
+        except ValueError as e:
+            raise ApiError("SerializationException", f"Could not parse the request body: {e}"
+                           ) from e
+
+    @staticmethod
+    def _validate(route: _Route, params: dict[str, Any]) -> None:
+        problems = [f"Value null at '{m}' failed to satisfy constraint: Member must not be null"
+                    for m in route.required if m not in params]
+        for check in route.checks:
+            if check.member in params:
+                problems += check.errors(params[check.member])
+        if problems:
+            n = len(problems)
+            raise ApiError("InvalidRequestException",
+                           f"{n} validation error{'s' if n > 1 else ''} detected: "
+                           + "; ".join(problems))
+
+    def _render(self, route: _Route, result: dict[str, Any] | None) -> web.Response:
+        headers = {"x-amzn-RequestId": str(uuid.uuid4())}
+        status = route.status
+        if not result:
+            return web.Response(status=status, body=b"{}", headers=headers,
+                                content_type="application/json")
+        if route.out_headers or route.out_status_member:
+            result = dict(result)
+            for member, header in route.out_headers:
+                value = result.pop(member, None)
+                if value is not None:
+                    headers[header] = str(value)
+            if route.out_status_member:
+                status = int(result.pop(route.out_status_member, status))
+        if route.out_payload is not None:
+            member, kind = route.out_payload
+            value = result.get(member)
+            if kind == "structure":
+                body = dumps(value or {})
+            elif value is None:
+                body = b""
+            else:
+                body = value if isinstance(value, bytes) else str(value).encode()
+            return web.Response(status=status, body=body, headers=headers,
+                                content_type="application/json")
+        return web.Response(status=status, body=dumps(result), headers=headers,
+                            content_type="application/json")
+
+    def error_response(self, error: ApiError) -> web.Response:
+        status = error.status or self._error_status.get(error.code, 400)
+        body = {"message": error.message, **error.fields}
+        return web.Response(status=status, body=dumps(body), content_type="application/json",
+                            headers={"x-amzn-ErrorType": error.code,
+                                     "x-amzn-RequestId": str(uuid.uuid4())})
+

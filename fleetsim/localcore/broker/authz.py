@@ -1,0 +1,64 @@
+"""What one client may do: its Principal and compiled policies, re-resolved when the registry's
+epoch moves, with small per-connection decision caches (publish/receive checks are per message)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fleetsim.localcore.policy import CompiledPolicies, RequestContext
+from fleetsim.localcore.principal import Authority, Principal
+
+_CACHE_LIMIT = 256
+
+
+class Authorizer:
+    __slots__ = ("_arn_prefix", "_attributes", "_authority", "_cache", "_cert_der",
+                 "_compiled", "client_id", "epoch", "on_revoked", "principal")
+
+    def __init__(self, authority: Authority, cert_der: bytes, client_id: str,
+                 connect_attributes: tuple[str, ...], arn_prefix: str):
+        self._authority = authority
+        self._cert_der = cert_der
+        self._arn_prefix = arn_prefix  # "arn:aws:iot:REGION:ACCOUNT:"
+        self._attributes = connect_attributes
+        self._cache: dict[tuple[str, str], bool] = {}
+        self._compiled: CompiledPolicies | None = None
+        self.client_id = client_id
+        self.on_revoked: Callable[[], None] | None = None
+        self.principal: Principal | None = None
+        self.epoch = -1
+        self._refresh()
+
+    @property
+    def active(self) -> bool:
+        return self.principal is not None and self.principal.status == "ACTIVE"
+
+    def allowed(self, action: str, kind: str, name: str) -> bool:
+        """Whether `action` on `arn:...:<kind>/<name>` is allowed right now."""
+        if self._authority.epoch != self.epoch:
+            self._refresh()
+        key = (action, name)
+        decision = self._cache.get(key)
+        if decision is None:
+            if not self.active:
+                return False
+            if self._compiled is None:
+                assert self.principal is not None
+                self._compiled = CompiledPolicies(self.principal.policies, RequestContext(
+                    self.client_id, self.principal, self._attributes))
+            decision = self._compiled.evaluate(action, f"{self._arn_prefix}{kind}/{name}").allowed
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key] = decision
+        return decision
+
+    def _refresh(self) -> None:
+        # Read the epoch first: a change while resolving then triggers another refresh.
+        self.epoch = self._authority.epoch
+        principal = self._authority.principal_for_certificate(self._cert_der)
+        if principal != self.principal:
+            self.principal = principal
+            self._compiled = None
+            self._cache.clear()
+        if not self.active and self.on_revoked is not None:
+            self.on_revoked()

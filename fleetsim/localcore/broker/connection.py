@@ -1,0 +1,267 @@
+"""One client connection: MQTT 3.1.1 framing and per-packet handling over a TLS transport.
+
+Denials answered as AWS IoT answers an MQTT 3.1.1 client: unknown or inactive certificate and
+iot:Connect denied close the connection without a CONNACK; a publish that is denied (or to a
+reserved topic clients may not publish to, or malformed, or over the payload limit) disconnects
+the client; a denied subscription gets return code 0x80 in SUBACK; QoS 2 requests get neither
+PUBACK nor SUBACK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from typing import TYPE_CHECKING, cast
+
+from fleetsim.localcore.broker import codec, lifecycle
+from fleetsim.localcore.broker.authz import Authorizer
+from fleetsim.localcore.broker.codec import MalformedPacket
+from fleetsim.localcore.broker.topics import topic_filter_error, topic_name_error
+
+if TYPE_CHECKING:
+    from fleetsim.localcore.broker.server import Broker
+    from fleetsim.localcore.broker.session import Session
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD = 128 * 1024
+MAX_PACKET = MAX_PAYLOAD + 1024  # payload + topic (<= 256 bytes) + headers, with room to spare
+MAX_CLIENT_ID_BYTES = 128
+MAX_FILTERS_PER_SUBSCRIBE = 8
+MAX_KEEPALIVE = 1200  # AWS: keepalive 0 means 1200 s, values below 30 count as 30
+
+
+class Connection(asyncio.Protocol):
+    __slots__ = ("_buf", "_out", "authz", "broker", "cert_der", "certificate_id", "client_id",
+                 "closing", "connected", "created", "keepalive", "last_rx", "peer_ip",
+                 "session", "session_id", "transport", "version", "will")
+
+    def __init__(self, broker: Broker):
+        self.broker = broker
+        self.transport: asyncio.Transport | None = None
+        self.cert_der = b""
+        self.certificate_id = ""
+        self.peer_ip = ""
+        self.client_id = ""
+        self.authz: Authorizer | None = None
+        self.session: Session | None = None
+        self.session_id = ""
+        self.version = 0
+        self.will: codec.Will | None = None
+        self.connected = False
+        self.closing = False
+        self.keepalive = 0.0
+        self.created = self.last_rx = broker.loop.time()
+        self._buf = b""
+        self._out: list[bytes] | None = None
+
+    # --- transport callbacks -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if not der:
+            transport.abort()
+            return
+        self.cert_der = der
+        self.certificate_id = hashlib.sha256(der).hexdigest()
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if peer else ""
+        self.broker.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.broker.connections.discard(self)
+        if not self.closing:
+            self.closing = True
+            self._out = None
+            self.broker.on_disconnect(self, lifecycle.CONNECTION_LOST)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.last_rx = self.broker.loop.time()
+        if self._buf:
+            data = self._buf + data
+        pos, end = 0, len(data)
+        try:
+            while end - pos >= 2:
+                header = codec.frame_header(data, pos, MAX_PACKET)
+                if header is None:
+                    break
+                start, length = header
+                if start + length > end:
+                    break
+                self._packet(data[pos], data[start:start + length])
+                pos = start + length
+                if self.closing:
+                    return
+        except MalformedPacket as e:
+            log.debug("client %r: malformed packet: %s", self.client_id, e)
+            self.drop(lifecycle.CLIENT_ERROR)
+            return
+        self._buf = data[pos:] if pos < end else b""
+
+    # --- output ------------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Queue bytes; everything queued in one loop iteration goes out in one TLS write."""
+        out = self._out
+        if out is None:
+            if self.closing:
+                return
+            self._out = [data]
+            self.broker.schedule_flush(self)
+        else:
+            out.append(data)
+
+    def flush(self) -> None:
+        out, self._out = self._out, None
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def congested(self) -> bool:
+        transport = self.transport
+        return transport is None or transport.get_write_buffer_size() > self.broker.high_water
+
+    def drop(self, reason: str) -> None:
+        """Close the connection (after what is queued) and account for it exactly once."""
+        if self.closing:
+            return
+        self.flush()
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+        self.broker.on_disconnect(self, reason)
+
+    # --- packets -----------------------------------------------------------------------------
+
+    def _packet(self, first: int, body: bytes) -> None:
+        kind, flags = first >> 4, first & 0x0F
+        if not self.connected:
+            if kind != codec.CONNECT:
+                raise MalformedPacket("first packet is not CONNECT")
+            self._connect(codec.decode_connect(body))
+        elif kind == codec.PUBLISH:
+            self._publish(flags, body)
+        elif kind == codec.PUBACK:
+            if self.session is not None:
+                self.session.acknowledge(codec.packet_id_of(body))
+        elif kind == codec.PINGREQ:
+            self.send(codec.PINGRESP_PACKET)
+        elif kind == codec.SUBSCRIBE:
+            self._expect_flags(flags, 0x02)
+            self._subscribe(*codec.decode_subscribe(body))
+        elif kind == codec.UNSUBSCRIBE:
+            self._expect_flags(flags, 0x02)
+            self._unsubscribe(*codec.decode_unsubscribe(body))
+        elif kind == codec.DISCONNECT:
+            self.will = None
+            self.drop(lifecycle.CLIENT_INITIATED_DISCONNECT)
+        elif kind == codec.CONNECT:
+            log.debug("client %r sent a second CONNECT", self.client_id)
+            self.drop(lifecycle.CLIENT_ERROR)
+        elif kind in (codec.PUBREC, codec.PUBREL, codec.PUBCOMP):
+            pass  # AWS IoT does not support QoS 2 flows for MQTT 3: ignored
+        else:
+            raise MalformedPacket(f"unexpected packet type {kind}")
+
+    @staticmethod
+    def _expect_flags(flags: int, expected: int) -> None:
+        if flags != expected:
+            raise MalformedPacket("reserved flags are wrong")
+
+    def _connect(self, packet: codec.Connect) -> None:
+        broker = self.broker
+        if packet.protocol_name != "MQTT" or packet.protocol_level != 4:
+            self.send(codec.connack(False, codec.UNACCEPTABLE_PROTOCOL_VERSION))
+            self.drop(lifecycle.CLIENT_ERROR)
+            return
+        client_id = packet.client_id
+        if not client_id and packet.clean_session:
+            client_id = uuid.uuid4().hex
+        if not client_id or len(client_id.encode()) > MAX_CLIENT_ID_BYTES:
+            self.send(codec.connack(False, codec.IDENTIFIER_REJECTED))
+            self.drop(lifecycle.CLIENT_ERROR)
+            return
+        attributes = tuple(name for name, present in (
+            ("PersistentConnect", not packet.clean_session), ("LastWill", packet.will))
+            if present)
+        self.client_id = client_id
+        self.authz = Authorizer(broker.authority, self.cert_der, client_id, attributes,
+                                broker.arn_prefix)
+        # Unknown or inactive certificate, or iot:Connect denied: AWS IoT hangs up, no CONNACK.
+        if not self.authz.allowed("iot:Connect", "client", client_id):
+            log.info("client %r (certificate %s) refused: %s", client_id,
+                     self.certificate_id[:12], "not authorized" if self.authz.active
+                     else "certificate not registered or not ACTIVE")
+            self.drop(lifecycle.AUTH_ERROR)
+            return
+        if packet.will is not None and topic_name_error(packet.will.topic):
+            self.drop(lifecycle.CLIENT_ERROR)
+            return
+        self.authz.on_revoked = self._revoked
+        self.will = packet.will
+        self.keepalive = 1.5 * (min(max(packet.keepalive, broker.min_keepalive), MAX_KEEPALIVE)
+                                if packet.keepalive else MAX_KEEPALIVE)
+        self.session_id = str(uuid.uuid4())
+        session_present = broker.attach(self, packet.clean_session)
+        self.connected = True
+        self.send(codec.connack(session_present, codec.ACCEPTED))
+        broker.on_connected(self)
+        if session_present and self.session is not None:
+            self.session.resume()
+
+    def _revoked(self) -> None:
+        # Called from inside an authorization check: close once the current work is done.
+        self.broker.loop.call_soon(self.drop, lifecycle.AUTH_ERROR)
+
+    def _publish(self, flags: int, body: bytes) -> None:
+        topic, payload, qos, retain, packet_id = codec.decode_publish(flags, body)
+        if qos == 2:
+            return  # AWS IoT: QoS 2 is not supported, no acknowledgement is sent
+        error = topic_name_error(topic)
+        if error or len(payload) > MAX_PAYLOAD:
+            log.debug("client %r: publish refused: topic %r %s", self.client_id, topic,
+                      error or "payload too large")
+            self.drop(lifecycle.CLIENT_ERROR)
+            return
+        authz = self.authz
+        assert authz is not None
+        if not authz.allowed("iot:Publish", "topic", topic) or (
+                retain and not authz.allowed("iot:RetainPublish", "topic", topic)):
+            log.info("client %r: publish to %r not authorized; disconnecting", self.client_id,
+                     topic)
+            self.drop(lifecycle.AUTH_ERROR)
+            return
+        self.broker.route(topic, payload, qos, retain, self)
+        if qos:
+            self.send(codec.puback(packet_id))
+
+    def _subscribe(self, packet_id: int, filters: list[tuple[str, int]]) -> None:
+        if any(qos == 2 for _, qos in filters):
+            return  # AWS IoT: no SUBACK when QoS 2 is requested
+        authz, session = self.authz, self.session
+        assert authz is not None and session is not None
+        codes: list[int] = []
+        granted: list[tuple[str, int]] = []
+        for i, (topic_filter, qos) in enumerate(filters):
+            if (i >= MAX_FILTERS_PER_SUBSCRIBE or topic_filter_error(topic_filter)
+                    or not authz.allowed("iot:Subscribe", "topicfilter", topic_filter)):
+                codes.append(codec.SUBACK_FAILURE)
+                continue
+            codes.append(qos)
+            granted.append((topic_filter, qos))
+        for topic_filter, qos in granted:
+            self.broker.subscribe(session, topic_filter, qos)
+        self.send(codec.suback(packet_id, codes))
+        for topic_filter, qos in granted:
+            self.broker.send_retained(self, topic_filter, qos)
+
+    def _unsubscribe(self, packet_id: int, filters: list[str]) -> None:
+        assert self.session is not None
+        for topic_filter in filters:
+            self.broker.unsubscribe(self.session, topic_filter)
+        self.send(codec.unsuback(packet_id))

@@ -1,0 +1,219 @@
+"""Helpers for tests of the broker and of what runs on it: an in-memory Authority, device
+identities issued by local core's CA, and a raw MQTT 3.1.1 client for wire-level assertions."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from fleetsim.localcore.broker import codec
+from fleetsim.localcore.broker.server import Broker
+from fleetsim.localcore.ca import LocalCA
+from fleetsim.localcore.principal import Principal, ThingInfo
+from fleetsim.pki import (
+    CertificateAuthority,
+    certificate_id,
+    certificate_pem,
+    generate_key,
+    private_key_pem,
+    write_private,
+)
+
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+ALLOW_ALL: dict[str, Any] = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["iot:*"], "Resource": ["*"]}]}
+
+
+class StaticAuthority:
+    """A registry reduced to a dict: DER certificate → Principal."""
+
+    def __init__(self) -> None:
+        self._principals: dict[bytes, Principal] = {}
+        self._epoch = 0
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def principal_for_certificate(self, cert_der: bytes) -> Principal | None:
+        return self._principals.get(cert_der)
+
+    def register(self, device: Device, status: str = "ACTIVE",
+                 policies: tuple[dict[str, Any], ...] = (ALLOW_ALL,),
+                 things: tuple[ThingInfo, ...] = ()) -> Principal:
+        cert_id = certificate_id(device.cert_der)
+        principal = Principal(cert_id, f"arn:aws:iot:{REGION}:{ACCOUNT_ID}:cert/{cert_id}",
+                              status, device.common_name, things, policies)
+        self._principals[device.cert_der] = principal
+        self._epoch += 1
+        return principal
+
+    def update(self, device: Device, **changes: Any) -> None:
+        self._principals[device.cert_der] = replace(self._principals[device.cert_der], **changes)
+        self._epoch += 1
+
+
+@dataclass
+class Device:
+    name: str
+    cert_path: Path
+    key_path: Path
+    cert_der: bytes
+    common_name: str
+    root_ca: Path
+    _context: ssl.SSLContext | None = field(default=None, repr=False)
+
+    @property
+    def certificate_id(self) -> str:
+        return certificate_id(self.cert_der)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        if self._context is None:
+            ctx = ssl.create_default_context(cafile=str(self.root_ca))
+            ctx.load_cert_chain(self.cert_path, self.key_path)
+            self._context = ctx
+        return self._context
+
+
+def issue_device(directory: Path, name: str, issuer: CertificateAuthority, root_ca: Path,
+                 common_name: str | None = None) -> Device:
+    key = generate_key("ec-p256")
+    cert = issuer.issue_device(key.public_key(), common_name or name)
+    cert_path, key_path = directory / f"{name}.certificate.pem", directory / f"{name}.private.key"
+    cert_path.write_bytes(certificate_pem(cert))
+    write_private(key_path, private_key_pem(key))
+    return Device(name, cert_path, key_path, cert.public_bytes(Encoding.DER),
+                  common_name or name, root_ca)
+
+
+def local_ca(state_dir: Path) -> LocalCA:
+    return LocalCA.load_or_create(state_dir)
+
+
+class RawClient:
+    """MQTT 3.1.1 over TLS, one packet at a time, for asserting exactly what the broker sends."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int, device: Device, host: str = "127.0.0.1") -> RawClient:
+        reader, writer = await asyncio.open_connection(host, port, ssl=device.ssl_context(),
+                                                       server_hostname=host)
+        return cls(reader, writer)
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def read(self, timeout: float = 3.0) -> tuple[int, bytes] | None:
+        """(first byte, body) of the next packet, or None when the broker closed."""
+        try:
+            first = await asyncio.wait_for(self.reader.readexactly(1), timeout)
+            length, shift = 0, 0
+            while True:
+                byte = (await asyncio.wait_for(self.reader.readexactly(1), timeout))[0]
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                if byte < 0x80:
+                    break
+            body = await asyncio.wait_for(self.reader.readexactly(length), timeout)
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            return None
+        return first[0], body
+
+    async def connect(self, client_id: str, clean: bool = True, keepalive: int = 60,
+                      will: codec.Will | None = None) -> tuple[int, bytes] | None:
+        await self.send(codec.encode_connect(client_id, keepalive, clean, will))
+        return await self.read()
+
+    async def close(self) -> None:
+        self.writer.close()
+        with suppress(TimeoutError, ConnectionError, ssl.SSLError):
+            await asyncio.wait_for(self.writer.wait_closed(), 2)
+
+
+@dataclass
+class Env:
+    """A running broker with its registry and CA, for tests."""
+
+    broker: Broker
+    authority: StaticAuthority
+    ca: LocalCA
+    port: int
+    tmp: Path
+
+    def device(self, name: str, *, register: bool = True, status: str = "ACTIVE",
+               policies: tuple[dict[str, Any], ...] = (ALLOW_ALL,),
+               things: tuple[ThingInfo, ...] = ()) -> Device:
+        device = issue_device(self.tmp, name, self.ca.authority, self.ca.root_ca_path)
+        if register:
+            self.authority.register(device, status, policies, things)
+        return device
+
+    async def raw(self, device: Device, client_id: str | None = None,
+                  clean: bool = True) -> RawClient:
+        """A raw client, connected and CONNACKed (asserted)."""
+        client = await RawClient.open(self.port, device)
+        reply = await client.connect(client_id or device.name, clean)
+        assert reply is not None and reply[0] == 0x20 and reply[1][1] == 0, reply
+        return client
+
+    def aiomqtt(self, device: Device, client_id: str | None = None) -> aiomqtt.Client:
+        return aiomqtt.Client("127.0.0.1", self.port, identifier=client_id or device.name,
+                              tls_context=device.ssl_context(), timeout=5)
+
+
+@asynccontextmanager
+async def running_broker(tmp_path: Path) -> AsyncIterator[Env]:
+    ca = LocalCA.load_or_create(tmp_path / "core")
+    authority = StaticAuthority()
+    broker = Broker(authority, ca.server_ssl_context(), ACCOUNT_ID, REGION)
+    port = await broker.start("127.0.0.1", 0)
+    try:
+        yield Env(broker, authority, ca, port, tmp_path)
+    finally:
+        await broker.stop()
+
+
+def policy(*statements: dict[str, Any]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+def stmt(effect: str, actions: list[str], resources: list[str]) -> dict[str, Any]:
+    return {"Effect": effect, "Action": actions, "Resource": resources}
+
+
+async def subscribe(client: RawClient, *filters: tuple[str, int], packet_id: int = 1) -> bytes:
+    """SUBSCRIBE and return the SUBACK return codes."""
+    await client.send(codec.encode_subscribe(packet_id, list(filters)))
+    reply = await client.read()
+    assert reply is not None and reply[0] == 0x90, reply
+    return reply[1][2:]
+
+
+async def next_publish(client: RawClient, timeout: float = 3.0
+                       ) -> tuple[str, bytes, int, bool, bool, int] | None:
+    """(topic, payload, qos, retain, dup, packet id) of the next PUBLISH, skipping other
+    packets; None on timeout or close."""
+    while True:
+        try:
+            packet = await client.read(timeout)
+        except TimeoutError:
+            return None
+        if packet is None:
+            return None
+        first, body = packet
+        if first >> 4 == codec.PUBLISH:
+            topic, payload, qos, retain, pid = codec.decode_publish(first & 0x0F, body)
+            return topic, payload, qos, retain, bool(first & 0x08), pid

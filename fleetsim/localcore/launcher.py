@@ -1,0 +1,92 @@
+"""Start local core for a run when it is not already running, and stop only what we started."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fleetsim.errors import UserError
+from fleetsim.localcore.serve import INFO_FILE
+from fleetsim.target import Target
+
+READY_TIMEOUT_S = 30.0
+
+
+@dataclass
+class RunningLocalCore:
+    info: dict[str, Any]
+    process: subprocess.Popen | None  # None when it was already running
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _alive(info: dict[str, Any]) -> bool:
+    try:
+        os.kill(info["pid"], 0)
+        host, port = info["api_url"].removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except (OSError, KeyError, ValueError):
+        return False
+
+
+def running_info(state_dir: Path) -> dict[str, Any] | None:
+    try:
+        info = json.loads((state_dir / INFO_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return info if _alive(info) else None
+
+
+def ensure_local_core(state_dir: Path, api_port: int | None = None,
+                      mqtt_port: int | None = None) -> RunningLocalCore:
+    info = running_info(state_dir)
+    if info is not None:
+        return RunningLocalCore(info, None)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / INFO_FILE).unlink(missing_ok=True)
+    log_path = state_dir / "localcore.log"
+    cmd = [sys.executable, "-m", "fleetsim.localcore.serve", "--state-dir", str(state_dir)]
+    if api_port is not None:
+        cmd += ["--api-port", str(api_port)]
+    if mqtt_port is not None:
+        cmd += ["--mqtt-port", str(mqtt_port)]
+    with open(log_path, "ab") as log:
+        # Its own session: Ctrl-C in the terminal reaches fleetsim, which then stops it cleanly.
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
+            raise UserError(f"local core exited during start-up ({'; '.join(tail) or 'no output'})"
+                            f"; full log: {log_path}")
+        info = running_info(state_dir)
+        if info is not None:
+            return RunningLocalCore(info, process)
+        time.sleep(0.05)
+    process.kill()
+    raise UserError(f"local core did not become ready within {READY_TIMEOUT_S:.0f}s; "
+                    f"see {log_path}")
+
+
+def local_target(core: RunningLocalCore) -> Target:
+    info = core.info
+    return Target.local(info["api_url"], info["mqtt_host"], int(info["mqtt_port"]),
+                        info["root_ca"])

@@ -1,0 +1,280 @@
+"""Evaluating AWS IoT Core policies: a pure module, no I/O.
+
+Semantics (AWS IoT developer guide, "AWS IoT Core policies", "policy variables", "thing policy
+variables"): an explicit Deny wins over any Allow; without a matching Allow the request is
+denied. `*` and `?` are wildcards in Action and Resource (MQTT's `+`/`#` are literal there).
+Policy variables are substituted as literal text; a statement that uses a variable which cannot
+be resolved for this connection does not match. Thing variables resolve only when the client id
+equals the name of a thing attached to the certificate.
+
+Everything about a connection (client id, certificate, thing) is fixed, so `CompiledPolicies`
+substitutes variables and evaluates conditions once, then answers each request with at most two
+pre-compiled regex matches.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleetsim.localcore.principal import Principal, ThingInfo
+
+_VARIABLE = re.compile(r"\$\{([^}]*)\}")
+_LITERALS = {"*": "*", "?": "?", "$": "$"}  # ${*}, ${?}, ${$}: the character itself, literally
+
+
+class Decision(enum.Enum):
+    ALLOW = "allow"
+    EXPLICIT_DENY = "explicit_deny"
+    IMPLICIT_DENY = "implicit_deny"
+
+    @property
+    def allowed(self) -> bool:
+        return self is Decision.ALLOW
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What policy variables and condition keys resolve from, for one connection."""
+
+    client_id: str
+    principal: Principal | None = None
+    # iot:ConnectAttributes: "PersistentConnect" (clean session 0), "LastWill" (a will is set).
+    connect_attributes: tuple[str, ...] = ()
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def thing(self) -> ThingInfo | None:
+        if self.principal is None:
+            return None
+        for thing in self.principal.things:
+            if thing.name == self.client_id:
+                return thing
+        return None
+
+    def resolve(self, name: str) -> str | None:
+        """The value of a policy variable / condition key, or None if it has none here."""
+        if name in _LITERALS:
+            return _LITERALS[name]
+        if name in self.extra:
+            return self.extra[name]
+        if name == "iot:ClientId":
+            return self.client_id
+        if name == "iot:Certificate.Subject.CommonName":
+            return self.principal.subject_common_name if self.principal else None
+        if name == "iot:Connection.Thing.IsAttached":
+            return "true" if self.thing is not None else "false"
+        if name.startswith("iot:Connection.Thing."):
+            return self._thing_variable(name.removeprefix("iot:Connection.Thing."))
+        return None
+
+    def _thing_variable(self, rest: str) -> str | None:
+        thing = self.thing
+        if thing is None:
+            return None
+        if rest == "ThingName":
+            return thing.name
+        if rest == "ThingTypeName":
+            return thing.type_name
+        if rest.startswith("Attributes[") and rest.endswith("]"):
+            return thing.attributes.get(rest[len("Attributes["):-1])
+        return None
+
+
+class _Unresolved(Exception):
+    pass
+
+
+def _pattern_regex(pattern: str, context: RequestContext) -> str:
+    """A regex (source) for one Action/Resource pattern, variables substituted literally."""
+    out: list[str] = []
+    pos = 0
+    for m in _VARIABLE.finditer(pattern):
+        out.append(_wildcards(pattern[pos:m.start()]))
+        value = context.resolve(m.group(1))
+        if value is None:
+            raise _Unresolved(m.group(1))
+        out.append(re.escape(value))
+        pos = m.end()
+    out.append(_wildcards(pattern[pos:]))
+    return "".join(out)
+
+
+def _wildcards(text: str) -> str:
+    return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in text)
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+# --- conditions -----------------------------------------------------------------------------
+
+def _string_like(value: str, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(value, pattern.replace("[", "[[]"))
+
+
+_OPERATORS = {
+    "StringEquals": lambda v, p: v == p,
+    "StringNotEquals": lambda v, p: v != p,
+    "StringEqualsIgnoreCase": lambda v, p: v.lower() == p.lower(),
+    "StringNotEqualsIgnoreCase": lambda v, p: v.lower() != p.lower(),
+    "StringLike": _string_like,
+    "StringNotLike": lambda v, p: not _string_like(v, p),
+    "ArnEquals": lambda v, p: v == p,
+    "ArnLike": _string_like,
+    "Bool": lambda v, p: v.lower() == p.lower(),
+}
+_NEGATED = {"StringNotEquals", "StringNotEqualsIgnoreCase", "StringNotLike"}
+
+
+def _condition_values(key: str, context: RequestContext) -> list[str] | None:
+    if key == "iot:ConnectAttributes":
+        return list(context.connect_attributes)
+    value = context.resolve(key)
+    return None if value is None else [value]
+
+
+def _conditions_hold(conditions: Mapping[str, Any], context: RequestContext) -> bool:
+    """IAM condition semantics for the operators above; an unknown operator never holds."""
+    for raw_operator, block in conditions.items():
+        operator, if_exists = raw_operator, False
+        quantifier = None
+        if ":" in operator:
+            quantifier, operator = operator.split(":", 1)
+        if operator.endswith("IfExists"):
+            operator, if_exists = operator.removesuffix("IfExists"), True
+        test = _OPERATORS.get(operator)
+        if test is None or quantifier not in (None, "ForAnyValue", "ForAllValues"):
+            return False
+        for key, expected in block.items():
+            patterns = [_substitute_condition(p, context) for p in _as_list(expected)]
+            values = _condition_values(key, context)
+            if values is None:
+                if if_exists:
+                    continue
+                return False
+            if quantifier == "ForAllValues":
+                ok = all(any(test(v, p) for p in patterns) for v in values)
+            elif operator in _NEGATED:
+                ok = bool(values) and all(test(v, p) for v in values for p in patterns)
+            else:
+                ok = any(test(v, p) for v in values for p in patterns)
+            if not ok:
+                return False
+    return True
+
+
+def _substitute_condition(pattern: str, context: RequestContext) -> str:
+    def repl(m: re.Match[str]) -> str:
+        value = context.resolve(m.group(1))
+        if value is None:
+            raise _Unresolved(m.group(1))
+        return value
+    return _VARIABLE.sub(repl, pattern)
+
+
+# --- compilation ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Statement:
+    effect: str
+    actions: re.Pattern[str]
+    not_action: bool
+    resources: re.Pattern[str]
+    not_resource: bool
+
+    def applies(self, action: str, resource: str) -> bool:
+        if (self.actions.fullmatch(action) is not None) == self.not_action:
+            return False
+        return (self.resources.fullmatch(resource) is not None) != self.not_resource
+
+
+def _union(sources: Sequence[str], flags: int = 0) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{s})" for s in sources) or "(?!)", flags | re.DOTALL)
+
+
+def _compile_statement(st: Mapping[str, Any], context: RequestContext) -> _Statement | None:
+    """The statement ready to match, or None when it cannot match for this context."""
+    try:
+        if "Condition" in st and not _conditions_hold(st["Condition"], context):
+            return None
+        not_action = "Action" not in st
+        actions = _as_list(st.get("NotAction") if not_action else st.get("Action"))
+        not_resource = "Resource" not in st
+        resources = _as_list(st.get("NotResource") if not_resource else st.get("Resource"))
+        return _Statement(
+            effect=st.get("Effect", ""),
+            actions=_union([_pattern_regex(a, context) for a in actions], re.IGNORECASE),
+            not_action=not_action,
+            resources=_union([_pattern_regex(r, context) for r in resources]),
+            not_resource=not_resource,
+        )
+    except _Unresolved:
+        return None
+
+
+class CompiledPolicies:
+    """Every statement of a principal's policies, compiled for one connection's context."""
+
+    __slots__ = ("_by_action", "_statements")
+
+    def __init__(self, policies: Iterable[Mapping[str, Any]], context: RequestContext):
+        compiled = (_compile_statement(st, context)
+                    for doc in policies for st in _statements(doc))
+        self._statements = tuple(s for s in compiled if s is not None)
+        self._by_action: dict[str, tuple[re.Pattern[str], re.Pattern[str],
+                                         tuple[_Statement, ...]]] = {}
+
+    def evaluate(self, action: str, resource: str) -> Decision:
+        entry = self._by_action.get(action)
+        if entry is None:
+            entry = self._by_action[action] = self._for_action(action)
+        deny, allow, others = entry
+        if deny.fullmatch(resource) is not None:
+            return Decision.EXPLICIT_DENY
+        allowed = allow.fullmatch(resource) is not None
+        for st in others:  # statements with NotResource: rare, matched one by one
+            if st.applies(action, resource):
+                if st.effect == "Deny":
+                    return Decision.EXPLICIT_DENY
+                allowed = allowed or st.effect == "Allow"
+        return Decision.ALLOW if allowed else Decision.IMPLICIT_DENY
+
+    def _for_action(self, action: str) -> tuple[re.Pattern[str], re.Pattern[str],
+                                                 tuple[_Statement, ...]]:
+        deny: list[str] = []
+        allow: list[str] = []
+        others: list[_Statement] = []
+        for st in self._statements:
+            if (st.actions.fullmatch(action) is not None) == st.not_action:
+                continue
+            if st.not_resource:
+                others.append(st)
+            elif st.effect == "Deny":
+                deny.append(st.resources.pattern)
+            elif st.effect == "Allow":
+                allow.append(st.resources.pattern)
+        return _union(deny), _union(allow), tuple(others)
+
+
+def _statements(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    statements = doc.get("Statement", [])
+    return [statements] if isinstance(statements, Mapping) else list(statements)
+
+
+def evaluate(policies: Iterable[Mapping[str, Any]], action: str, resource: str,
+             context: RequestContext) -> Decision:
+    """One-shot evaluation; the broker keeps a `CompiledPolicies` per connection instead."""
+    return CompiledPolicies(policies, context).evaluate(action, resource)
+
+
+def resource_arn(region: str, account_id: str, kind: str, name: str) -> str:
+    """`arn:aws:iot:REGION:ACCOUNT:KIND/NAME` (kind: client, topic, topicfilter, thing)."""
+    return f"arn:aws:iot:{region}:{account_id}:{kind}/{name}"

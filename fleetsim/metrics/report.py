@@ -1,0 +1,128 @@
+"""Reporters over a metrics snapshot: console summary, JSON file, timeline CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fleetsim.metrics.histogram import Histogram
+
+PERCENTILES = (50, 90, 99)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], indent: str = "  ") -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    numeric = [all(_is_number(r[i]) for r in rows) and bool(rows) for i in range(len(headers))]
+
+    def line(row: list[str]) -> str:
+        parts = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric,
+                                                                          strict=True)]
+        return (indent + "  ".join(parts)).rstrip()
+
+    return "\n".join(line(r) for r in cells)
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, int | float) or value == "-":
+        return True
+    try:
+        float(str(value).split()[0])
+    except (ValueError, IndexError):
+        return False
+    return True
+
+
+def _ms(micros: float) -> str:
+    ms = micros / 1000
+    return f"{ms:.1f}" if ms >= 100 else f"{ms:.2f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, secs = divmod(seconds, 60)
+    return f"{int(minutes)} min {secs:04.1f} s"
+
+
+def histograms_by_op(snapshot: dict[str, Any]) -> dict[str, Histogram]:
+    """Latency of each operation over all steps."""
+    merged: dict[str, Histogram] = defaultdict(Histogram)
+    for entry in snapshot["ops"]:
+        merged[entry["op"]].merge(Histogram.from_dict(entry["latency_us"]))
+    return dict(merged)
+
+
+def render_summary(snapshot: dict[str, Any], title: str | None = None,
+                   checks: Sequence[dict[str, Any]] | None = None) -> str:
+    """A readable end-of-run summary. `checks` (name, passed, detail) adds to the snapshot's."""
+    out: list[str] = [title] if title else []
+    if snapshot["steps"]:
+        rows = [(s["name"], s["status"] + (f" ({s['detail']})" if s.get("detail") else ""),
+                 _duration(s["duration_s"])) for s in snapshot["steps"]]
+        out += ["Steps", _table(("step", "status", "duration"), rows)]
+    if snapshot["ops"]:
+        rows = []
+        for entry in snapshot["ops"]:
+            h = Histogram.from_dict(entry["latency_us"])
+            latency = [_ms(h.percentile(p)) for p in PERCENTILES] + [_ms(h.max)]
+            rows.append((entry["step"] or "-", entry["op"], h.count,
+                         sum(entry["errors"].values()), *(latency if h.count else ["-"] * 4)))
+        out += ["Operations (latency in ms)",
+                _table(("step", "operation", "ok", "errors", "p50", "p90", "p99", "max"), rows)]
+    if snapshot["counters"] or snapshot["gauges"]:
+        rows = [(k, v) for k, v in snapshot["counters"].items()]
+        rows += [(k + " (now)", v) for k, v in snapshot["gauges"].items()]
+        out += ["Counters", _table(("counter", "value"), rows)]
+    errors: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for entry in snapshot["ops"]:
+        where = entry["op"] + (f" @ {entry['step']}" if entry["step"] else "")
+        for kind, n in entry["errors"].items():
+            errors[kind].append((where, n))
+    if errors:
+        rows = [(kind, sum(n for _, n in places),
+                 ", ".join(f"{w} x{n}" for w, n in sorted(places, key=lambda p: -p[1])))
+                for kind, places in sorted(errors.items(), key=lambda e: -sum(
+                    n for _, n in e[1]))]
+        out += ["Errors", _table(("kind", "count", "where"), rows)]
+    all_checks = list(snapshot.get("checks", [])) + list(checks or [])
+    if all_checks:
+        rows = [("PASS" if c["passed"] else "FAIL", c["name"], c.get("detail", ""))
+                for c in all_checks]
+        passed = sum(1 for c in all_checks if c["passed"])
+        out += ["Checks", _table(("", "check", "detail"), rows),
+                f"  {passed} passed, {len(all_checks) - passed} failed"]
+    return "\n".join(out) + "\n"
+
+
+def write_json(path: Path, snapshot: dict[str, Any], **extra: Any) -> None:
+    """The machine-readable run summary; `extra` (e.g. scenario, target) goes alongside."""
+    data = {**extra, "metrics": snapshot}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The metrics snapshot of a file written by `write_json`."""
+    return json.loads(path.read_text())["metrics"]
+
+
+def write_timeline_csv(path: Path, snapshot: dict[str, Any]) -> None:
+    """One row per second from the first to the last event, one column per series."""
+    series = {name: dict(map(tuple, points)) for name, points in snapshot["timeline"].items()}
+    seconds = [t for points in series.values() for t in points]
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        names = sorted(series)
+        writer.writerow(["epoch_s", "elapsed_s", *names])
+        if not seconds:
+            return
+        first, last = min(seconds), max(seconds)
+        for t in range(first, last + 1):
+            writer.writerow([t, t - first, *(series[n].get(t, 0) for n in names)])

@@ -1,0 +1,83 @@
+"""End to end through the real local core process: provision with boto3 as the workshop does
+(thing group policy with ${iot:ClientId}), then publish over MQTT/TLS with aiomqtt."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from pathlib import Path
+
+import aiomqtt
+import boto3
+import pytest
+
+from tests.conftest import RunningCore
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def iot_client(core: RunningCore):
+    env = core.aws_env
+    return boto3.client("iot", endpoint_url=core.api_url, region_name="us-east-1",
+                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+
+
+def provision(iot, tmp: Path, thing: str, root_ca: Path) -> tuple[ssl.SSLContext, str]:
+    iot.create_thing(thingName=thing)
+    keys = iot.create_keys_and_certificate(setAsActive=True)
+    (tmp / f"{thing}.pem").write_text(keys["certificatePem"])
+    (tmp / f"{thing}.key").write_text(keys["keyPair"]["PrivateKey"])
+    iot.attach_thing_principal(thingName=thing, principal=keys["certificateArn"])
+    ctx = ssl.create_default_context(cafile=str(root_ca))
+    ctx.load_cert_chain(tmp / f"{thing}.pem", tmp / f"{thing}.key")
+    return ctx, keys["certificateId"]
+
+
+async def test_provision_with_boto3_then_publish_over_mqtt(local_core: RunningCore,
+                                                           tmp_path: Path):
+    iot = iot_client(local_core)
+    account = "123456789012"
+    arn = f"arn:aws:iot:us-east-1:{account}"
+    group_arn = iot.create_thing_group(thingGroupName="building-one")["thingGroupArn"]
+    iot.create_policy(policyName="SmartBuilding_Policy", policyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["iot:Connect"],
+             "Resource": [f"{arn}:client/${{iot:ClientId}}"]},
+            {"Effect": "Allow", "Action": ["iot:Publish"],
+             "Resource": [f"{arn}:topic/telemetry/building/one/${{iot:ClientId}}"]}]}))
+    iot.attach_policy(policyName="SmartBuilding_Policy", target=group_arn)
+    member_ctx, member_cert = provision(iot, tmp_path, "group-member", local_core.root_ca)
+    iot.add_thing_to_thing_group(thingGroupName="building-one", thingName="group-member")
+
+    iot.create_policy(policyName="watch", policyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}))
+    watcher_ctx, _ = provision(iot, tmp_path, "watcher", local_core.root_ca)
+    watcher_arn = iot.list_thing_principals(thingName="watcher")["principals"][0]
+    iot.attach_policy(policyName="watch", target=watcher_arn)
+
+    host, port = local_core.mqtt_host, local_core.mqtt_port
+    async with aiomqtt.Client(host, port, identifier="watcher", tls_context=watcher_ctx,
+                              timeout=10) as watcher:
+        await watcher.subscribe("telemetry/building/one/#", qos=1)
+        await watcher.subscribe("$aws/events/presence/+/group-member", qos=1)
+        messages = aiter(watcher.messages)
+        async with aiomqtt.Client(host, port, identifier="group-member",
+                                  tls_context=member_ctx, timeout=10) as member:
+            await member.publish("telemetry/building/one/group-member", b'{"group": "test"}',
+                                 qos=1)
+            got = {}
+            while len(got) < 2:
+                msg = await asyncio.wait_for(anext(messages), 10)
+                got[msg.topic.value] = msg.payload
+            assert got["telemetry/building/one/group-member"] == b'{"group": "test"}'
+            presence = json.loads(got["$aws/events/presence/connected/group-member"])
+            assert presence["principalIdentifier"] == member_cert
+            # Deactivating the certificate drops the live connection.
+            await asyncio.to_thread(iot.update_certificate, certificateId=member_cert,
+                                    newStatus="INACTIVE")
+            msg = await asyncio.wait_for(anext(messages), 10)
+            assert msg.topic.value == "$aws/events/presence/disconnected/group-member"
+            assert json.loads(msg.payload)["disconnectReason"] == "AUTH_ERROR"

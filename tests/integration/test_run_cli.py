@@ -1,0 +1,95 @@
+"""`fleetsim run / validate / cleanup` end to end, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT, start_core
+
+SCENARIO = ROOT / "scenarios" / "api-provisioning.yaml"
+
+
+def fleetsim(*args: str, cwd: Path, env: dict[str, str] | None = None,
+             timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fleetsim", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def ephemeral_env() -> dict[str, str]:
+    return {**os.environ, "FLEETSIM_LOCAL_API_PORT": "0", "FLEETSIM_LOCAL_MQTT_PORT": "0",
+            "PYTHONPATH": str(ROOT)}
+
+
+def test_validate_reports_position_and_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nfleets:\n  - name: a\n    prefix: p\n    colour: red\n"
+                   "steps:\n  - create_things: b\n  - wait: soon\n")
+    out = fleetsim("validate", str(bad), cwd=tmp_path)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert lines[0] == f"{bad}:5:5: fleets[0].colour: unknown key 'colour'"
+    assert lines[1].startswith(f"{bad}:8:11: steps[1].wait.seconds: 'soon' is not a duration")
+    assert "Traceback" not in out.stderr
+
+
+def test_validate_names_unknown_fleet_and_template(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nfleets:\n  - {name: a, prefix: p, count: 2}\nsteps:\n"
+                   "  - create_things: b\n  - connect: a\n"
+                   "  - publish: {fleet: a, topic: 'x/{nope}', payload: {}}\n")
+    out = fleetsim("validate", str(bad), cwd=tmp_path)
+    assert out.returncode == 2
+    assert f"{bad}:5:20: steps[0].create_things.fleet: no fleet named 'b'" in out.stderr
+    assert f"{bad}:7:32: steps[2].publish.topic: unknown placeholder {{nope}}" in out.stderr
+
+
+def test_api_provisioning_demo_end_to_end(tmp_path: Path) -> None:
+    """The workshop lab, with fleetsim starting (and stopping) local core itself."""
+    summary = tmp_path / "summary.json"
+    out = fleetsim("run", str(SCENARIO), "--json", str(summary), "--state-dir",
+                   str(tmp_path / "state"), cwd=tmp_path, env=ephemeral_env())
+    assert out.returncode == 0, out.stdout + out.stderr
+    data = json.loads(summary.read_text())
+    assert data["passed"] is True
+    checks = {c["name"]: c for c in data["metrics"]["checks"]}
+    assert checks["at least 1 message(s) on $aws/events/thing/my-first-thing/created"]["passed"]
+    assert checks["at least 1 message(s) on $aws/events/thing/my-first-thing/updated"]["passed"]
+    assert checks["at least 1 message(s) on iot/ws"]["passed"]
+    assert checks["things of fleet 'first' exist with attributes {'type': 'ws-device'}"]["passed"]
+    ops = {o["op"] for o in data["metrics"]["ops"]}
+    assert {"api.CreateThing", "api.CreateKeysAndCertificate", "mqtt.connect"} <= ops
+    # local core was started for the run and stopped after it
+    assert "started for this run" in out.stdout
+    assert not (tmp_path / "state" / "localcore" / "localcore.json").exists()
+    # everything the run created was removed
+    assert data["cleanup"]["failed"] == []
+    assert data["cleanup"]["removed"]["thing"] == 1
+
+
+def test_kept_resources_are_removed_by_cleanup(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    core = start_core(state / "localcore")
+    try:
+        env = {**core.aws_env, "PYTHONPATH": str(ROOT)}
+        out = fleetsim("run", str(SCENARIO), "--keep", "--state-dir", str(state), cwd=tmp_path,
+                       env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "already running" in out.stdout
+        import boto3
+
+        iot = boto3.client("iot", endpoint_url=core.api_url, region_name="us-east-1",
+                           aws_access_key_id="x", aws_secret_access_key="x")
+        assert [t["thingName"] for t in iot.list_things()["things"]] == ["my-first-thing"]
+        out = fleetsim("cleanup", "--state-dir", str(state), cwd=tmp_path, env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert iot.list_things()["things"] == []
+        assert iot.list_policies()["policies"] == []
+        assert iot.list_certificates()["certificates"] == []
+        again = fleetsim("cleanup", "--state-dir", str(state), cwd=tmp_path, env=env)
+        assert "Nothing to clean up" in again.stdout
+    finally:
+        core.stop()
