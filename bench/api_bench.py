@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from bench.api_client import ApiClient, RateResult, run_closed_loop
-from bench.system import cpu_seconds
+from bench.system import cpu_seconds, system_busy_seconds
 
 
 def _with_server_cpu(result: RateResult, server_cpu_s: float) -> dict[str, Any]:
@@ -24,11 +24,14 @@ def _with_server_cpu(result: RateResult, server_cpu_s: float) -> dict[str, Any]:
 
 async def _measure(server_pid: int, work: Iterator[Callable[[], Awaitable[Any]]],
                    concurrency: int, duration: float) -> dict[str, Any]:
-    client0 = time.process_time()
+    client0, busy0 = time.process_time(), system_busy_seconds()
     cpu0 = cpu_seconds(server_pid)
     result = await run_closed_loop(work, concurrency, duration)
-    out = _with_server_cpu(result, cpu_seconds(server_pid) - cpu0)
+    server_cpu = cpu_seconds(server_pid) - cpu0
+    out = _with_server_cpu(result, server_cpu)
     client_cpu = time.process_time() - client0
+    out["other_cpu_s"] = round(max(0.0, system_busy_seconds() - busy0 - server_cpu - client_cpu),
+                               3)
     out["client_cpu_ms_per_request"] = (round(1000 * client_cpu / result.count, 3)
                                         if result.count else None)
     out["concurrency"] = concurrency

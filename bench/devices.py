@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.api_client import ApiClient, RateResult, run_closed_loop
+from bench.system import cpu_seconds
 from fleetsim.pki import build_csr, generate_key, private_key_pem, write_private
 
 POLICY_NAME = "bench-allow-all"
@@ -31,10 +32,11 @@ class Provisioned:
     devices: list[DeviceFiles]
     create_cert: RateResult  # create-certificate-from-csr calls (EC P-256 CSRs made beforehand)
     attach: RateResult
+    create_cert_server_cpu_s: float | None = None
 
 
 async def provision(api: ApiClient, count: int, directory: Path, prefix: str = "bench-dev",
-                    concurrency: int = 16) -> Provisioned:
+                    concurrency: int = 16, server_pid: int | None = None) -> Provisioned:
     directory.mkdir(parents=True, exist_ok=True)
     names = [f"{prefix}-{i:05d}" for i in range(count)]
     keys = [generate_key("ec-p256") for _ in names]
@@ -58,6 +60,8 @@ async def provision(api: ApiClient, count: int, directory: Path, prefix: str = "
         return call
 
     await api.create_policy(POLICY_NAME, ALLOW_ALL)
+    cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
     created = await run_closed_loop((create(i) for i in range(count)), concurrency, 1e9)
+    server_cpu = cpu_seconds(server_pid) - cpu0 if server_pid else None
     attached = await run_closed_loop((attach(i) for i in range(count)), concurrency, 1e9)
-    return Provisioned([devices[i] for i in range(count)], created, attached)
+    return Provisioned([devices[i] for i in range(count)], created, attached, server_cpu)

@@ -52,9 +52,89 @@ def _pcts(hist: Any) -> dict[str, float]:
 
 # --- the worker: one fleetsim process ----------------------------------------------------------
 
+class Window:
+    """CPU (user and system, all threads) and wall time over a phase."""
+
+    def __init__(self) -> None:
+        self._r0 = resource.getrusage(resource.RUSAGE_SELF)
+        self._t0 = time.perf_counter()
+        self.user = self.sys = self.wall = 0.0
+
+    def stop(self) -> Window:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        self.user, self.sys = r.ru_utime - self._r0.ru_utime, r.ru_stime - self._r0.ru_stime
+        self.wall = time.perf_counter() - self._t0
+        return self
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.sys
+
+    def per(self, n: int, label: str = "ms") -> dict[str, float]:
+        """CPU ms per unit (`n` units), split into user and system time."""
+        n = max(n, 1)
+        return {f"cpu_{label}": self.cpu * 1000 / n, f"user_{label}": self.user * 1000 / n,
+                f"sys_{label}": self.sys * 1000 / n}
+
+
+async def _telemetry(sessions: list[Any], args: argparse.Namespace, shards: int,
+                     encode: Any) -> int:
+    """Each session publishes once per interval, phases spread evenly over the interval.
+    `--pacer tasks`: a task per device sleeping between messages (as the engine's publish step
+    does); `--pacer shared`: one task publishing, every tick, for the devices that are due."""
+    body = {"temp": 21.5, "humidity": 40, "status": "ok"}
+    topics = [TOPIC.format(shard=s.identity.index % shards, thing=s.identity.thing_name)
+              for s in sessions]
+    sent = 0
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    stop_at = start + args.telemetry
+    n = len(sessions)
+    if args.pacer == "tasks":
+        async def device(i: int) -> None:
+            nonlocal sent
+            next_at = start + args.interval * i / n
+            while next_at < stop_at:
+                await asyncio.sleep(max(0.0, next_at - loop.time()))
+                try:
+                    await sessions[i].publish(topics[i], encode(body, stamp=True), qos=args.qos)
+                    sent += 1
+                except Exception:  # noqa: BLE001 - counted in the metrics by kind
+                    pass
+                next_at += args.interval
+
+        await asyncio.gather(*(device(i) for i in range(n)))
+        return sent
+    tick, done = 0.01, 0
+    while True:
+        now = loop.time()
+        if now >= stop_at:
+            return sent
+        due = int((now - start) / args.interval * n)
+        for k in range(done, due):
+            i = k % n
+            try:
+                if args.qos == 0:
+                    sessions[i].publish_nowait(topics[i], encode(body, stamp=True))
+                else:
+                    loop.create_task(sessions[i].publish(topics[i], encode(body, stamp=True),
+                                                         qos=args.qos))
+                sent += 1
+            except Exception:  # noqa: BLE001 - counted in the metrics by kind
+                pass
+        done = max(done, due)
+        await asyncio.sleep(tick)
+
+
 async def _worker(args: argparse.Namespace) -> dict[str, Any]:
-    from fleetsim import device as dev
-    from fleetsim.device import DeviceSession, IdentityStore, Observer, TlsContextFactory
+    from fleetsim.device import (
+        DeviceSession,
+        IdentityStore,
+        Observer,
+        TlsContextFactory,
+        close_many,
+        connect_many,
+    )
     from fleetsim.device import payload as payloads
     from fleetsim.metrics import Metrics
     from fleetsim.runtime import raise_fd_limit
@@ -67,8 +147,9 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
     metrics, obs_metrics = Metrics(), Metrics()
     factory = TlsContextFactory(target)
     shards = max(1, round(1 / args.observe_share))
-    out: dict[str, Any] = {"devices": len(identities), "loop": type(asyncio.get_running_loop())
-                           .__module__}
+    n = len(identities)
+    out: dict[str, Any] = {"devices": n,
+                           "loop": type(asyncio.get_running_loop()).__module__}
 
     observer_id = IdentityStore(ids, OBSERVER_FLEET).load("bench-observer")
     observer_session = DeviceSession(observer_id, target, obs_metrics,
@@ -77,36 +158,24 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
     observer = await Observer(observer_session, [TOPIC.format(shard=0, thing="#")],
                               obs_metrics).__aenter__()
 
-    rss0, cpu0, t0 = _rss_kb(), time.process_time(), time.perf_counter()
+    rss0 = _rss_kb()
+    w = Window()
     contexts = [factory.for_identity(i) for i in identities]
-    cpu1, t1 = time.process_time(), time.perf_counter()
-    out["tls_context"] = {"cpu_ms_each": (cpu1 - cpu0) * 1000 / len(identities),
-                          "wall_s": t1 - t0}
+    w.stop()
+    out["tls_context"] = {**w.per(n, "ms_each"), "wall_s": w.wall}
+    ctx_cpu = w.cpu
 
     sessions = [DeviceSession(i, target, metrics, tls=c, timeout=args.connect_timeout)
                 for i, c in zip(identities, contexts, strict=True)]
     del contexts
-    limit = asyncio.Semaphore(args.concurrency)
-    connected: list[Any] = []
-
-    async def open_one(s: Any) -> None:
-        async with limit:
-            try:
-                await s.__aenter__()
-                connected.append(s)
-            except dev.DeviceError:
-                pass  # counted by kind in metrics
-
-    cpu1, t1 = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(open_one(s) for s in sessions))
-    cpu2, t2 = time.process_time(), time.perf_counter()
+    w = Window()
+    connected = await connect_many(sessions, args.concurrency)
+    w.stop()
     n_ok = len(connected)
     out["connect"] = {
-        "ok": n_ok, "failed": len(sessions) - n_ok, "concurrency": args.concurrency,
-        "wall_s": t2 - t1, "connects_per_s": n_ok / (t2 - t1),
-        "cpu_ms_per_connect": (cpu2 - cpu1) * 1000 / max(n_ok, 1),
-        "cpu_ms_per_connect_incl_tls_context": (cpu2 - cpu1 + out["tls_context"]["cpu_ms_each"]
-                                                * len(identities) / 1000) * 1000 / max(n_ok, 1),
+        "ok": n_ok, "failed": n - n_ok, "concurrency": args.concurrency,
+        "wall_s": w.wall, "connects_per_s": n_ok / w.wall, **w.per(n_ok, "ms_per_connect"),
+        "cpu_ms_per_connect_incl_tls_context": (w.cpu + ctx_cpu) * 1000 / max(n_ok, 1),
         "latency": _pcts(metrics.histogram("mqtt.connect")),
         "errors": metrics.snapshot().get("errors", {})}
     await asyncio.sleep(3)
@@ -114,60 +183,33 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
     out["memory"] = {"rss_before_kb": rss0, "rss_connected_kb": rss1,
                      "kb_per_connected_device": (rss1 - rss0) / max(n_ok, 1)}
 
-    cpu3, t3 = time.process_time(), time.perf_counter()
+    w = Window()
     await asyncio.sleep(args.idle)
-    cpu4, t4 = time.process_time(), time.perf_counter()
-    idle_ms_per_s = (cpu4 - cpu3) * 1000 / (t4 - t3)
-    out["idle"] = {"cpu_ms_per_s": idle_ms_per_s,
+    w.stop()
+    idle_ms_per_s = w.cpu * 1000 / w.wall
+    out["idle"] = {"cpu_ms_per_s": idle_ms_per_s, "sys_ms_per_s": w.sys * 1000 / w.wall,
                    "cpu_us_per_device_s": idle_ms_per_s * 1000 / max(n_ok, 1)}
 
-    sent = 0
-    stop_at = time.monotonic() + args.telemetry
-    body = {"temp": 21.5, "humidity": 40, "status": "ok"}
-
-    async def telemetry(s: Any) -> None:
-        nonlocal sent
-        topic = TOPIC.format(shard=s.identity.index % shards, thing=s.identity.thing_name)
-        await asyncio.sleep(random.uniform(0, args.interval))
-        next_at = time.monotonic()
-        while next_at < stop_at and s.connected:
-            try:
-                await s.publish(topic, payloads.encode(body, stamp=True), qos=args.qos)
-                sent += 1
-            except dev.DeviceError:
-                pass
-            next_at += args.interval
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-
     seen0 = observer.mark()
-    cpu5, t5 = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(telemetry(s) for s in connected))
-    cpu6, t6 = time.process_time(), time.perf_counter()
+    w = Window()
+    sent = await _telemetry(connected, args, shards, payloads.encode)
+    w.stop()
     await asyncio.sleep(1)
-    received = observer.mark() - seen0
-    tel_cpu_ms = (cpu6 - cpu5) * 1000
     out["telemetry"] = {
-        "seconds": t6 - t5, "interval_s": args.interval, "qos": args.qos, "sent": sent,
-        "msgs_per_s": sent / (t6 - t5),
-        "cpu_ms_per_msg": tel_cpu_ms / max(sent, 1),
-        "cpu_ms_per_msg_net_of_idle": (tel_cpu_ms - idle_ms_per_s * (t6 - t5)) / max(sent, 1),
-        "observer_share": 1 / shards, "observer_received": received,
-        "observer_expected": sum(1 for s in connected if s.identity.index % shards == 0)
-        and round(sent / shards),
+        "seconds": w.wall, "interval_s": args.interval, "qos": args.qos, "pacer": args.pacer,
+        "sent": sent, "msgs_per_s": sent / w.wall, **w.per(sent, "ms_per_msg"),
+        "cpu_ms_per_msg_net_of_idle": (w.cpu * 1000 - idle_ms_per_s * w.wall) / max(sent, 1),
+        "observer_share": 1 / shards, "observer_received": observer.mark() - seen0,
         "publish_latency": _pcts(metrics.histogram("mqtt.publish")),
         "e2e_latency": _pcts(obs_metrics.histogram("e2e")),
         "errors": metrics.snapshot().get("errors", {})}
 
     await observer.__aexit__(None, None, None)
-    t7 = time.perf_counter()
-    close_many = getattr(dev, "close_many", None)
-    if close_many is not None:
-        await close_many([*connected, observer_session])
-    else:
-        await asyncio.gather(*(s.__aexit__(None, None, None)
-                               for s in [*connected, observer_session]),
-                             return_exceptions=True)
-    out["shutdown"] = {"sessions": n_ok + 1, "wall_s": time.perf_counter() - t7}
+    w = Window()
+    dropped = await close_many([*connected, observer_session])
+    w.stop()
+    out["shutdown"] = {"sessions": n_ok + 1, "wall_s": w.wall, "cpu_s": w.cpu,
+                       "dropped_without_disconnect": dropped}
     out["rusage_maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return out
 
@@ -194,7 +236,7 @@ def _one(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                "--core-info", str(core.info_file), "--result", str(result_file),
                "--telemetry", str(args.telemetry), "--interval", str(args.interval),
                "--idle", str(args.idle), "--qos", str(args.qos),
-               "--concurrency", str(args.concurrency),
+               "--concurrency", str(args.concurrency), "--pacer", args.pacer,
                "--observe-share", str(args.observe_share),
                "--connect-timeout", str(args.connect_timeout)]
         subprocess.run(cmd, check=True, cwd=ROOT, timeout=args.worker_timeout)
@@ -207,9 +249,10 @@ def _one(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 def _machine() -> dict[str, Any]:
+    import ssl
+
     import aiomqtt
     import paho.mqtt
-    import ssl
 
     return {"python": sys.version.split()[0], "platform": platform.platform(),
             "cpus": os.cpu_count(), "openssl": ssl.OPENSSL_VERSION,
@@ -225,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle", type=float, default=5.0, help="seconds of idle measurement")
     p.add_argument("--qos", type=int, default=0, choices=(0, 1))
     p.add_argument("--concurrency", type=int, default=200, help="connects in flight")
+    p.add_argument("--pacer", choices=("shared", "tasks"), default="shared",
+                   help="telemetry pacing: one shared ticker, or a task per device")
     p.add_argument("--observe-share", type=float, default=0.1,
                    help="share of devices whose messages the observer subscribes to")
     p.add_argument("--connect-timeout", type=float, default=30.0)
@@ -258,9 +303,11 @@ def _summary(run: dict[str, Any]) -> dict[str, Any]:
             "connects_per_s": round(c["connects_per_s"]),
             "connect_p50_p99_ms": [c["latency"].get("p50_ms"), c["latency"].get("p99_ms")],
             "cpu_ms_per_connect": round(c["cpu_ms_per_connect_incl_tls_context"], 2),
+            "sys_ms_per_connect": round(c["sys_ms_per_connect"], 2),
             "kb_per_device": round(run["memory"]["kb_per_connected_device"], 1),
             "idle_cpu_ms_per_s": round(run["idle"]["cpu_ms_per_s"], 1),
             "cpu_ms_per_msg": round(t["cpu_ms_per_msg"], 3),
+            "sys_ms_per_msg": round(t["sys_ms_per_msg"], 3),
             "e2e_p50_p99_ms": [t["e2e_latency"].get("p50_ms"), t["e2e_latency"].get("p99_ms")],
             "shutdown_s": round(run["shutdown"]["wall_s"], 2)}
 

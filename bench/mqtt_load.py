@@ -13,10 +13,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.mqtt_client import Counters, LoadConnection, open_mqtt, publish_packet, subscribe
-from bench.system import cpu_seconds
+from bench.system import cpu_seconds, system_busy_seconds
 
 _U16 = struct.Struct(">H")
+PACE_TICK_S = 0.002
 PAYLOAD = b'{"seq":0,"temperature":21.5,"humidity":40.1,"pad":"xxxxxxxxxxxxxxxx"}'
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    wall: float
+    sent: int
+    delivered: int
+    acked: int
+    server_cpu: float
+    client_cpu: float
+    busy: float
+
+    @classmethod
+    def take(cls, now: float, c: Counters, server_pid: int) -> Snapshot:
+        return cls(now, c.sent, c.delivered, c.acked, cpu_seconds(server_pid),
+                   time.process_time(), system_busy_seconds())
 
 
 @dataclass
@@ -68,34 +85,39 @@ class Fleet:
                 "errors": errors, "seconds": round(time.perf_counter() - t0, 3)}
 
     async def pump(self, qos: int, batch: int, window: int, warmup: float, duration: float,
-                   server_pid: int) -> dict[str, Any]:
-        """Publish round-robin over the publishers, `batch` messages per write, keeping at most
-        `window` messages in flight; measure over `duration` after `warmup`."""
+                   server_pid: int, rate: float | None = None) -> dict[str, Any]:
+        """Publish round-robin over the publishers, `batch` messages per write, at most
+        `window` messages in flight (sent, not yet delivered — and for QoS 1 not yet
+        PUBACKed); as fast as that allows, or paced at `rate` messages/s. Measured over
+        `duration` seconds after `warmup`."""
         loop = asyncio.get_running_loop()
         c = self.counters
-        c.low_mark = window // 2
+        c.low_mark = window - max(batch, window // 8)
         for conn in self.publishers + self.subscribers:
             conn.qos = qos
         pubs = self.publishers
         n = len(pubs)
-        if qos == 0:
-            packets = [publish_packet(t, PAYLOAD, 0) * batch for t in self.topics]
-        else:
-            prefixes = [publish_packet(t, PAYLOAD, 1)[:-(len(PAYLOAD) + 2)] for t in self.topics]
+        packets = [publish_packet(t, PAYLOAD, 0) * batch for t in self.topics]
+        prefixes = [publish_packet(t, PAYLOAD, 1)[:-(len(PAYLOAD) + 2)] for t in self.topics]
         pid = 0
         i = 0
         stalls = 0
         start = time.perf_counter()
         measure_at, end = start + warmup, start + warmup + duration
-        mark: tuple[float, int, int, int, float, float] | None = None
+        mark: Snapshot | None = None
         while True:
             now = time.perf_counter()
             if mark is None and now >= measure_at:
-                mark = (now, c.sent, c.delivered, c.acked, cpu_seconds(server_pid),
-                        time.process_time())
+                mark = Snapshot.take(now, c, server_pid)
             if now >= end:
                 break
             room = window - c.outstanding(qos)
+            if rate is not None:
+                due = int(rate * (now - start)) - c.sent
+                if due < batch:
+                    await asyncio.sleep(PACE_TICK_S)
+                    continue
+                room = min(room, due)
             if room < batch:
                 c.waiter = loop.create_future()
                 try:
@@ -114,35 +136,34 @@ class Fleet:
                     parts = []
                     for _ in range(batch):
                         pid = pid % 65535 + 1
-                        parts.append(prefixes[i])
-                        parts.append(_U16.pack(pid))
-                        parts.append(PAYLOAD)
+                        parts += (prefixes[i], _U16.pack(pid), PAYLOAD)
                     pubs[i].write(b"".join(parts))
                 c.sent += batch
                 i = i + 1 if i + 1 < n else 0
             await asyncio.sleep(0)
-        assert mark is not None or stalls, "no measurement window"
-        t1, sent1, deliv1, acked1 = time.perf_counter(), c.sent, c.delivered, c.acked
-        server_cpu1, client_cpu1 = cpu_seconds(server_pid), time.process_time()
+        last = Snapshot.take(time.perf_counter(), c, server_pid)
+        first = mark or last
         # Drain what is in flight, so the next phase starts empty.
         drain_deadline = time.perf_counter() + 5
         while c.outstanding(qos) > 0 and time.perf_counter() < drain_deadline:
             await asyncio.sleep(0.05)
-        t0, sent0, deliv0, acked0, server_cpu0, client_cpu0 = mark or (
-            start, 0, 0, 0, server_cpu1, client_cpu1)
-        wall = t1 - t0
-        delivered = deliv1 - deliv0
+        await asyncio.sleep(0.2)  # anything still on its way (should be nothing)
+        wall = last.wall - first.wall
+        delivered = last.delivered - first.delivered
+        sent = last.sent - first.sent
         result = {
-            "qos": qos, "batch": batch, "window": window, "publishers": n,
+            "qos": qos, "batch": batch, "window": window, "paced_rate": rate, "publishers": n,
             "subscribers": len(self.subscribers), "seconds": round(wall, 3),
-            "sent": sent1 - sent0, "delivered": delivered, "pubacks": acked1 - acked0,
+            "sent": sent, "delivered": delivered, "pubacks": last.acked - first.acked,
             "delivered_per_s": round(delivered / wall, 1) if wall else 0.0,
-            "sent_per_s": round((sent1 - sent0) / wall, 1) if wall else 0.0,
-            "server_cpu_s": round(server_cpu1 - server_cpu0, 3),
-            "client_cpu_s": round(client_cpu1 - client_cpu0, 3),
+            "sent_per_s": round(sent / wall, 1) if wall else 0.0,
+            "server_cpu_s": round(last.server_cpu - first.server_cpu, 3),
+            "client_cpu_s": round(last.client_cpu - first.client_cpu, 3),
+            "machine_busy_cpu_s": round(last.busy - first.busy, 3),
             "stalls": stalls,
             "total_sent": c.sent, "total_delivered": c.delivered,
             "lost_after_drain": c.sent - c.delivered,
+            "unacked_after_drain": c.sent - c.acked if qos else None,
         }
         c.sent = c.delivered = c.acked = 0
         return result
@@ -182,12 +203,13 @@ async def handshakes(port: int, identities: list[Identity], concurrency: int, du
             latencies.append(time.perf_counter() - t0)
             conn.close()
 
-    server0, client0 = cpu_seconds(server_pid), time.process_time()
+    server0, client0, busy0 = cpu_seconds(server_pid), time.process_time(), system_busy_seconds()
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall = time.perf_counter() - t0
     await asyncio.sleep(0.5)  # the server finishes the last closes: part of the work measured
     server_cpu, client_cpu = cpu_seconds(server_pid) - server0, time.process_time() - client0
+    busy = system_busy_seconds() - busy0
     lat = sorted(latencies)
 
     def pct(p: float) -> float:
@@ -195,5 +217,5 @@ async def handshakes(port: int, identities: list[Identity], concurrency: int, du
 
     return {"handshakes": len(lat), "errors": errors, "seconds": round(wall, 3),
             "concurrency": concurrency, "server_cpu_s": round(server_cpu, 3),
-            "client_cpu_s": round(client_cpu, 3),
+            "client_cpu_s": round(client_cpu, 3), "machine_busy_cpu_s": round(busy, 3),
             "latency_ms": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": pct(1)}}

@@ -105,3 +105,31 @@ def machine_info() -> dict[str, Any]:
 
 def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def system_busy_seconds() -> float:
+    """CPU seconds all CPUs spent not idle since boot (from /proc/stat): with our own
+    processes' CPU subtracted, what other work on the machine took during a window."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / CLOCK_TICKS
+
+
+def load_average() -> tuple[float, float, float]:
+    one, five, fifteen = os.getloadavg()
+    return round(one, 2), round(five, 2), round(fifteen, 2)
+
+
+def wait_for_quiet(max_wait_s: float, threshold: float = 0.3) -> float:
+    """Wait (up to `max_wait_s`) until the machine's busy CPU, measured over a second, is below
+    `threshold` cores: other engineers' test runs share it. Returns the last measurement."""
+    import time
+
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        busy0 = system_busy_seconds()
+        time.sleep(1.0)
+        busy = system_busy_seconds() - busy0
+        if busy < threshold or time.monotonic() >= deadline:
+            return round(busy, 2)

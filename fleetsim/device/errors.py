@@ -34,8 +34,11 @@ def connect_failure_kind(message: str) -> str:
     text = message.lower()
     if "certificate verify failed" in text:
         return "tls_server_untrusted"  # we refused the server's certificate or its name
-    if "alert" in text or "[ssl" in text:
-        return "tls_refused"  # the server refused our certificate during the handshake
+    if "alert" in text or "[ssl" in text or "eof occurred in violation" in text:
+        # The server refused our certificate: an alert, or (as local core's TLS stack does)
+        # a drop without close_notify, which OpenSSL reports with or without its "[SSL: ...]"
+        # reason depending on what its error queue holds when the read fails.
+        return "tls_refused"
     if "connection refused" in text:
         return "connection_refused"
     if "timed out" in text:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+import aiomqtt
 from paho.mqtt.client import topic_matches_sub
 
 from fleetsim.device.errors import DeviceError
@@ -77,9 +78,11 @@ class Observer:
         self._ended: str | None = None
 
     async def __aenter__(self) -> Observer:
-        self._task = asyncio.create_task(self._read())
+        # Straight from the read callback: no queue and no task per message.
+        self.session.on_message(self._on_message)
         for topic_filter in self.topic_filters:
             await self.session.subscribe(topic_filter, self.qos)
+        self._task = asyncio.create_task(self._watch())
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -88,16 +91,19 @@ class Observer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self.session.on_message(None)
         self._end("observer closed")
 
-    async def _read(self) -> None:
+    async def _watch(self) -> None:
         try:
-            async for message in self.session.messages():
-                payload = message.payload if isinstance(message.payload, bytes) else (
-                    str(message.payload).encode() if message.payload is not None else b"")
-                self.add(str(message.topic), payload, message.qos, message.retain)
+            await self.session.wait_ended()
         finally:
             self._end("connection closed")
+
+    def _on_message(self, message: aiomqtt.Message) -> None:
+        payload = message.payload if isinstance(message.payload, bytes) else (
+            str(message.payload).encode() if message.payload is not None else b"")
+        self.add(str(message.topic), payload, message.qos, message.retain)
 
     def _end(self, reason: str) -> None:
         self._ended = self._ended or reason

@@ -18,6 +18,13 @@ from fleetsim.engine.context import Device, RunContext
 from fleetsim.errors import UserError
 
 OBSERVER_FLEET = "observer"
+_HINTS = {
+    "disconnected_by_server": ": the broker closed the connection, which is how AWS IoT answers "
+                              "a publish its policies do not allow (iot:Publish on the topic)",
+    "closed_before_connack": ": the broker closed the connection before accepting it, which is "
+                             "how AWS IoT answers an unknown or inactive certificate or a "
+                             "denied iot:Connect",
+}
 
 
 def _tls(ctx: RunContext) -> TlsContextFactory:
@@ -49,8 +56,8 @@ async def connect(ctx: RunContext, device: Device, client_id: str,
     try:
         return await session.__aenter__()
     except DeviceError as e:
-        raise UserError(f"{device.thing_name} could not connect to "
-                        f"{ctx.target.mqtt_host}:{ctx.target.mqtt_port}: {e}") from e
+        raise UserError(f"{device.thing_name} could not connect to {ctx.target.mqtt_host}:"
+                        f"{ctx.target.mqtt_port} ({e.kind}){_HINTS.get(e.kind, '')}") from e
 
 
 async def publish(ctx: RunContext, device: Device, topic: str, payload: bytes,
@@ -58,7 +65,9 @@ async def publish(ctx: RunContext, device: Device, topic: str, payload: bytes,
     try:
         await device.session.publish(topic, payload, qos=qos)
     except DeviceError as e:
-        raise UserError(f"{device.thing_name} could not publish to {topic}: {e}") from e
+        hint = _HINTS.get(e.kind, "")
+        raise UserError(f"{device.thing_name} could not publish to {topic} "
+                        f"({e.kind}){hint}") from e
 
 
 async def disconnect(device: Device) -> None:

@@ -63,9 +63,10 @@ def render_summary(snapshot: dict[str, Any], title: str | None = None,
     """A readable end-of-run summary. `checks` (name, passed, detail) adds to the snapshot's."""
     out: list[str] = [title] if title else []
     if snapshot["steps"]:
-        rows = [(s["name"], s["status"] + (f" ({s['detail']})" if s.get("detail") else ""),
-                 _duration(s["duration_s"])) for s in snapshot["steps"]]
+        rows = [(s["name"], s["status"], _duration(s["duration_s"])) for s in snapshot["steps"]]
         out += ["Steps", _table(("step", "status", "duration"), rows)]
+        # Details go below the table: a failure's sentence is too long for a column.
+        out += [f"  {s['name']}: {s['detail']}" for s in snapshot["steps"] if s.get("detail")]
     if snapshot["ops"]:
         rows = []
         for entry in snapshot["ops"]:

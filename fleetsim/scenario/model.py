@@ -211,7 +211,7 @@ def unwrap_step(raw: Any) -> dict[str, Any]:
 class Scenario(Strict):
     name: str
     description: str | None = None
-    target: Literal["local", "aws"] | LocalTarget | AwsTarget = "local"
+    target: LocalTarget | AwsTarget = Field(default_factory=LocalTarget, discriminator="kind")
     cleanup: bool = True  # remove what the run created once it ends (fleetsim run --keep)
     fleets: list[Fleet] = Field(default_factory=list)
     steps: list[Step] = Field(min_length=1)
@@ -226,10 +226,8 @@ class Scenario(Strict):
     @field_validator("target", mode="before")
     @classmethod
     def _target_shorthand(cls, value: Any) -> Any:
-        if value == "local":
-            return LocalTarget()
-        if value == "aws":
-            return AwsTarget(kind="aws")
+        if value in ("local", "aws"):
+            return {"kind": value}
         return value
 
     @model_validator(mode="after")

@@ -93,3 +93,62 @@ def test_kept_resources_are_removed_by_cleanup(tmp_path: Path) -> None:
         assert "Nothing to clean up" in again.stdout
     finally:
         core.stop()
+
+
+DENIED = """\
+name: denied-publish
+fleets:
+  - {name: d, prefix: denied, count: 2}
+steps:
+  - create_things: d
+  - create_keys_and_certificate: d
+  - create_policy:
+      policy: connect-only
+      document:
+        Version: "2012-10-17"
+        Statement: [{Effect: Allow, Action: "iot:Connect", Resource: "*"}]
+  - attach_policy: {fleet: d, policy: connect-only}
+  - connect: d
+  - publish: {fleet: d, topic: iot/ws, payload: {x: 1}, qos: 1}
+"""
+MALFORMED = """\
+name: malformed-policy
+fleets:
+  - {name: d, prefix: mal}
+steps:
+  - create_things: d
+  - create_policy:
+      policy: broken
+      document: '{"Version": "2012-10-17", "Statement": [}'
+"""
+
+
+def test_denied_publish_fails_the_run_with_one_sentence(tmp_path: Path) -> None:
+    scenario = tmp_path / "denied.yaml"
+    scenario.write_text(DENIED)
+    summary = tmp_path / "s.json"
+    out = fleetsim("run", str(scenario), "--json", str(summary), "--state-dir",
+                   str(tmp_path / "state"), cwd=tmp_path, env=ephemeral_env())
+    assert out.returncode == 1
+    assert "Traceback" not in out.stdout + out.stderr
+    assert "denied-0 could not publish to iot/ws (disconnected_by_server): the broker closed" \
+        in out.stdout
+    data = json.loads(summary.read_text())
+    publish = next(o for o in data["metrics"]["ops"] if o["op"] == "mqtt.publish")
+    assert publish["errors"] == {"disconnected_by_server": 2}
+    assert data["cleanup"]["removed"] == {"certificate": 2, "policy": 1,
+                                          "policy_attachment": 2, "thing": 2}
+
+
+def test_malformed_policy_reports_aws_error_and_cleans_up(tmp_path: Path) -> None:
+    scenario = tmp_path / "malformed.yaml"
+    scenario.write_text(MALFORMED)
+    summary = tmp_path / "s.json"
+    out = fleetsim("run", str(scenario), "--json", str(summary), "--state-dir",
+                   str(tmp_path / "state"), cwd=tmp_path, env=ephemeral_env())
+    assert out.returncode == 1
+    assert "Traceback" not in out.stdout + out.stderr
+    assert "CreatePolicy for broken failed: MalformedPolicyException:" in out.stdout
+    data = json.loads(summary.read_text())
+    assert [s["status"] for s in data["metrics"]["steps"]] == ["ok", "failed"]
+    assert data["cleanup"]["removed"] == {"thing": 1}

@@ -1,0 +1,80 @@
+"""TCP connect and TLS handshake on the event loop, for paho to take over.
+
+aiomqtt runs paho's blocking connect (TCP connect, then a blocking TLS handshake) in the
+default thread pool: with thousands of concurrent connects the pool (cpu_count + 4 threads)
+becomes the queue, threads contend for the GIL with the loop, and every connect pays two
+thread hops. Here the socket is non-blocking from the start and the handshake is driven by
+readiness callbacks, so a connect costs the loop only the crypto and a few syscalls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+
+_DNS_TTL_S = 30.0
+_resolved: dict[tuple[str, int], tuple[float, tuple[int, tuple[object, ...]]]] = {}
+
+
+async def resolve(host: str, port: int) -> tuple[int, tuple[object, ...]]:
+    """(family, sockaddr) of `host`, cached for a few seconds: thousands of devices connecting
+    to one endpoint must not each queue a getaddrinfo in the thread pool."""
+    now = time.monotonic()
+    hit = _resolved.get((host, port))
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if not infos:
+        raise OSError(f"no address for {host}")
+    family, _, _, _, sockaddr = infos[0]
+    _resolved[(host, port)] = (now + _DNS_TTL_S, (family, sockaddr))
+    return family, sockaddr
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, fd: int, write: bool) -> None:
+    waiter = loop.create_future()
+    if write:
+        loop.add_writer(fd, _wake, waiter)
+    else:
+        loop.add_reader(fd, _wake, waiter)
+    try:
+        await waiter
+    finally:
+        if write:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+async def open_tls(host: str, port: int, context: ssl.SSLContext,
+                   server_hostname: str | None = None) -> ssl.SSLSocket:
+    """A connected, non-blocking TLS socket whose handshake is complete. The caller bounds the
+    time (e.g. `asyncio.timeout`); on any failure or cancellation the socket is closed."""
+    loop = asyncio.get_running_loop()
+    family, sockaddr = await resolve(host, port)
+    raw = socket.socket(family, socket.SOCK_STREAM)
+    tls: ssl.SSLSocket | None = None
+    try:
+        raw.setblocking(False)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # MQTT packets are small
+        await loop.sock_connect(raw, sockaddr)
+        tls = context.wrap_socket(raw, server_hostname=server_hostname or host,
+                                  do_handshake_on_connect=False)
+        while True:
+            try:
+                tls.do_handshake()
+                return tls
+            except ssl.SSLWantReadError:
+                await _ready(loop, tls.fileno(), write=False)
+            except ssl.SSLWantWriteError:
+                await _ready(loop, tls.fileno(), write=True)
+    except BaseException:
+        (tls or raw).close()
+        raise
