@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.devices import DeviceFiles
-from bench.system import rss_kb
+from bench.system import rss_kb, wait_for_quiet
 from bench.worker import WorkerHandle, WorkerSpec
 
 
@@ -31,6 +31,7 @@ class BrokerParams:
     handshake_concurrency: int = 64
     handshake_duration_s: float = 8.0
     handshake_max: int = 4000
+    quiet_wait_s: float = 0.0  # before each measured phase, wait this long at most for quiet
 
 
 def _split(devices: list[DeviceFiles], parts: int) -> list[list[DeviceFiles]]:
@@ -54,6 +55,8 @@ def _all(workers: list[WorkerHandle], command: str, **args: Any) -> list[dict[st
 
 def fleet_memory_and_messages(params: BrokerParams, workers: list[WorkerHandle],
                               server_pid: int) -> dict[str, Any]:
+    quiet: list[float] = []
+    quiet.append(_quiet(params))
     rss_before = rss_kb(server_pid)
     connected = _all(workers, "connect", concurrency=params.connect_concurrency)
     time.sleep(params.settle_s)
@@ -66,12 +69,17 @@ def fleet_memory_and_messages(params: BrokerParams, workers: list[WorkerHandle],
               "connect": connected}
     phases = []
     for qos, batch, window, rate in params.phases:
+        quiet.append(_quiet(params))
         results = _all(workers, "pump", qos=qos, batch=batch, window=window,
                        rate=rate / len(workers) if rate else None,
                        warmup=params.warmup_s, duration=params.duration_s)
         phases.append(_merge_phase(results))
     _all(workers, "close")
-    return {"memory": memory, "messages": phases}
+    return {"memory": memory, "messages": phases, "machine_busy_cores_before_phase": quiet}
+
+
+def _quiet(params: BrokerParams) -> float:
+    return wait_for_quiet(params.quiet_wait_s) if params.quiet_wait_s > 0 else -1.0
 
 
 def _merge_phase(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -102,6 +110,7 @@ def _merge_phase(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def handshake_rate(params: BrokerParams, workers: list[WorkerHandle]) -> dict[str, Any]:
     per = max(1, params.handshake_concurrency // len(workers))
+    _quiet(params)
     results = _all(workers, "handshakes", concurrency=per,
                    duration=params.handshake_duration_s,
                    max_count=params.handshake_max // len(workers))

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
     params = broker_bench.BrokerParams(
         publishers=200 if args.quick else args.publishers, workers=args.workers,
         duration_s=duration, handshake_duration_s=duration + 3,
-        handshake_max=1000 if args.quick else 4000)
+        handshake_max=1000 if args.quick else 4000, quiet_wait_s=min(args.quiet_wait, 30))
     result: dict[str, Any] = {
         "benchmark": "localcore", "started": utc_now(), "machine": machine_info(),
         "placement": {"local_core_cpu": server_cpu, "load_cpu": client_cpu,

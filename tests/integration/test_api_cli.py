@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, RunningCore, start_core
+from tests.awscli import AWS, aws, aws_json
+from tests.conftest import RunningCore
 
-AWS = ROOT / ".tools" / "bin" / "aws"
 pytestmark = [pytest.mark.interop,
               pytest.mark.skipif(not AWS.exists(), reason="AWS CLI not installed (make tools)")]
 
@@ -22,25 +19,8 @@ ENABLE_ALL = json.dumps({"eventConfigurations": {t: {"Enabled": True} for t in (
     "POLICY", "THING_GROUP")}}, indent=4)
 
 
-@pytest.fixture(scope="module")
-def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCore]:
-    running = start_core(tmp_path_factory.mktemp("cli") / "core")
-    yield running
-    running.stop()
-
-
-def aws(core: RunningCore, cwd: Path, *args: str, check: bool = True
-        ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(AWS), *args], env=core.aws_env, cwd=cwd, capture_output=True,
-                          text=True, timeout=60, check=check)
-
-
-def aws_json(core: RunningCore, cwd: Path, *args: str) -> Any:
-    out = aws(core, cwd, *args).stdout
-    return json.loads(out) if out.strip() else None
-
-
-def test_workshop_provisioning_lab(core: RunningCore, tmp_path: Path) -> None:
+def test_workshop_provisioning_lab(cli_core: RunningCore, tmp_path: Path) -> None:
+    core = cli_core
     thing = "my-first-thing"
     aws(core, tmp_path, "iot", "update-event-configurations", "--cli-input-json", ENABLE_ALL)
     configs = aws_json(core, tmp_path, "iot", "describe-event-configurations")
@@ -76,7 +56,8 @@ def test_workshop_provisioning_lab(core: RunningCore, tmp_path: Path) -> None:
     assert [p["policyName"] for p in attached["policies"]] == [policy]
 
 
-def test_cli_reports_aws_errors(core: RunningCore, tmp_path: Path) -> None:
+def test_cli_reports_aws_errors(cli_core: RunningCore, tmp_path: Path) -> None:
+    core = cli_core
     result = aws(core, tmp_path, "iot", "describe-thing", "--thing-name", "ghost", check=False)
     assert result.returncode != 0
     assert "ResourceNotFoundException" in result.stderr and "ghost" in result.stderr
@@ -85,7 +66,8 @@ def test_cli_reports_aws_errors(core: RunningCore, tmp_path: Path) -> None:
     assert "MalformedPolicyException" in result.stderr
 
 
-def test_workshop_thing_group_lab_and_cleanup(core: RunningCore, tmp_path: Path) -> None:
+def test_workshop_thing_group_lab_and_cleanup(cli_core: RunningCore, tmp_path: Path) -> None:
+    core = cli_core
     group = aws_json(core, tmp_path, "iot", "create-thing-group", "--thing-group-name",
                      "building-one")
     group_arn = group["thingGroupArn"]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.awscli import AWS, aws, aws_json
 from tests.conftest import RunningCore
-from tests.integration.test_api_cli import AWS, aws, aws_json, core  # noqa: F401 (fixture)
 
 pytestmark = [
     pytest.mark.interop,
@@ -44,14 +44,16 @@ def tls(core: RunningCore, thing: str) -> list[str]:
             "--tls-version", "tlsv1.2"]
 
 
-def test_cli_provisions_mosquitto_publishes_and_subscribes(core: RunningCore,  # noqa: F811
+def test_cli_provisions_mosquitto_publishes_and_subscribes(cli_core: RunningCore,
                                                            tmp_path: Path) -> None:
+    core = cli_core
     aws(core, tmp_path, "iot", "update-event-configurations", "--event-configurations",
         '{"THING": {"Enabled": true}}')
     provision(core, tmp_path, "lab-device")
     provision(core, tmp_path, "console")
     # stdbuf: mosquitto_sub block-buffers stdout into a pipe, and we must see its SUBACK.
-    sub = subprocess.Popen(["stdbuf", "-oL", "mosquitto_sub", *tls(core, "console"), "-i", "console", "-v",
+    sub = subprocess.Popen(["stdbuf", "-oL", "mosquitto_sub", *tls(core, "console"),
+                            "-i", "console", "-v",
                             "-t", "iot/ws", "-t", "$aws/events/thing/#", "-C", "2", "-W", "30",
                             "-d"], cwd=tmp_path, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
@@ -80,8 +82,8 @@ def test_cli_provisions_mosquitto_publishes_and_subscribes(core: RunningCore,  #
     assert updated["attributes"] == {"type": "ws-device"}
 
 
-def test_deactivated_certificate_cannot_publish(core: RunningCore,  # noqa: F811
-                                                tmp_path: Path) -> None:
+def test_deactivated_certificate_cannot_publish(cli_core: RunningCore, tmp_path: Path) -> None:
+    core = cli_core
     cert_id = provision(core, tmp_path, "soon-inactive")
     aws(core, tmp_path, "iot", "update-certificate", "--certificate-id", cert_id,
         "--new-status", "INACTIVE")
