@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import localcore
+from bench import fleet, localcore
 from bench.report import print_table, write_json
 
-BENCHMARKS = {"localcore": localcore}
+BENCHMARKS = {"localcore": localcore, "fleet": fleet}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         data, rows = BENCHMARKS[name].run(args)
         data.pop("_devices", None)
         path = write_json(name, data)
-        print_table(f"{name}  ({data['elapsed_s']} s; full results in {path})", rows)
+        print_table(f"{name}  ({data.get('elapsed_s', '?')} s; full results in {path})", rows)
         if data.get("errors"):
             failed = True
             for part, error in data["errors"].items():

@@ -128,6 +128,17 @@ async def _telemetry(sessions: list[Any], args: argparse.Namespace, shards: int,
         await asyncio.sleep(tick)
 
 
+def _dump_tasks_on_sigusr1() -> None:
+    """`kill -USR1 <worker>` prints where every task waits (for a bench that seems stuck)."""
+    import signal
+
+    def dump() -> None:
+        for task in asyncio.all_tasks():
+            task.print_stack(limit=6, file=sys.stderr)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
+
+
 async def _worker(args: argparse.Namespace) -> dict[str, Any]:
     from fleetsim.device import (
         DeviceSession,
@@ -143,6 +154,7 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
     from fleetsim.target import Target
 
     raise_fd_limit()
+    _dump_tasks_on_sigusr1()
     ids = Path(args.identities)
     identities = IdentityStore(ids, FLEET).load_all()
     target = Target.from_local_core_info(Path(args.core_info))
@@ -262,7 +274,7 @@ def _machine() -> dict[str, Any]:
             "paho": paho.mqtt.__version__, "load_avg_at_start": os.getloadavg()}
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__.split("\n")[0])
     p.add_argument("--devices", type=int, nargs="+", default=[1000, 5000])
     p.add_argument("--telemetry", type=float, default=25.0, help="seconds of telemetry")
@@ -281,22 +293,77 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--identities", help=argparse.SUPPRESS)
     p.add_argument("--core-info", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.worker:
-        _run_worker(args)
-        return 0
+    return p
+
+
+def _collect(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
     report: dict[str, Any] = {"bench": "fleet", "machine": _machine(), "parameters": {
         k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-        if k not in ("worker", "identities", "core_info", "result")}, "runs": {}}
+        if k not in ("worker", "identities", "core_info", "result", "out")}, "runs": {}}
     with tempfile.TemporaryDirectory(prefix="fleetsim-bench-") as tmp:
         for n in args.devices:
             print(f"fleet bench: {n} devices ...", flush=True)
             report["runs"][str(n)] = run = _one(n, args, Path(tmp))
             print(json.dumps(_summary(run)), flush=True)
+    report["elapsed_s"] = round(time.perf_counter() - started, 1)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.worker:
+        _run_worker(args)
+        return 0
+    report = _collect(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0
+
+
+# --- `python -m bench fleet` ---------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fleet-devices", type=int, nargs="+", default=[1000, 5000],
+                        metavar="N", help="fleet bench: devices per run (default 1000 5000)")
+    parser.add_argument("--fleet-telemetry", type=float, default=25.0, metavar="S",
+                        help="fleet bench: seconds of steady telemetry")
+    parser.add_argument("--fleet-qos", type=int, default=0, choices=(0, 1))
+    parser.add_argument("--fleet-pacer", choices=("shared", "tasks"), default="shared")
+
+
+def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
+    quick = getattr(args, "quick", False)
+    mine = _parser().parse_args([
+        "--devices", *(["500"] if quick else [str(n) for n in args.fleet_devices]),
+        "--telemetry", "10" if quick else str(args.fleet_telemetry),
+        "--qos", str(args.fleet_qos), "--pacer", args.fleet_pacer])
+    report = _collect(mine)
+    return report, _rows(report)
+
+
+def _rows(report: dict[str, Any]) -> list[Any]:
+    from bench.report import Row
+
+    rows = []
+    for n, r in report["runs"].items():
+        c, t = r["connect"], r["telemetry"]
+        cpu_connect = c["cpu_ms_per_connect_incl_tls_context"]
+        kb = r["memory"]["kb_per_connected_device"]
+        rows += [
+            Row(f"{n} dev: connected", c["ok"], "devices", f"{n}", c["ok"] == int(n)),
+            Row(f"{n} dev: connects/s", c["connects_per_s"], "/s"),
+            Row(f"{n} dev: connect p99", c["latency"].get("p99_ms"), "ms"),
+            Row(f"{n} dev: CPU per connect", cpu_connect, "ms", "<= 3", cpu_connect <= 3,
+                "incl. the device's SSLContext"),
+            Row(f"{n} dev: RSS per device", kb, "KB", "<= 100", kb <= 100),
+            Row(f"{n} dev: CPU per message", t["cpu_ms_per_msg"], "ms", "<= 0.3",
+                t["cpu_ms_per_msg"] <= 0.3),
+            Row(f"{n} dev: e2e p99", t["e2e_latency"].get("p99_ms"), "ms"),
+            Row(f"{n} dev: shutdown", r["shutdown"]["wall_s"], "s"),
+        ]
+    return rows
 
 
 def _summary(run: dict[str, Any]) -> dict[str, Any]:

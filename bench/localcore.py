@@ -45,9 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", action="store_true",
                         help="py-spy local core during each part (collapsed stacks in "
                              "bench/results/, top frames in the JSON)")
-    parser.add_argument("--quiet-wait", type=float, default=60.0, metavar="S",
-                        help="before each part, wait up to S seconds for other work on the "
-                             "machine to stop (default 60; 0 = do not wait)")
+    parser.add_argument("--quiet-wait", type=float, default=20.0, metavar="S",
+                        help="before each part (and up to S/2 before each broker phase), wait "
+                             "up to S seconds for other work on the machine to stop (default "
+                             "20; 0 = do not wait)")
     parser.add_argument("--native", action="store_true",
                         help="with --profile: include native (C) frames")
 
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
     params = broker_bench.BrokerParams(
         publishers=200 if args.quick else args.publishers, workers=args.workers,
         duration_s=duration, handshake_duration_s=duration + 3,
-        handshake_max=1000 if args.quick else 4000, quiet_wait_s=min(args.quiet_wait, 30))
+        handshake_max=1000 if args.quick else 4000, quiet_wait_s=args.quiet_wait / 2)
     result: dict[str, Any] = {
         "benchmark": "localcore", "started": utc_now(), "machine": machine_info(),
         "placement": {"local_core_cpu": server_cpu, "load_cpu": client_cpu,

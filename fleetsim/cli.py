@@ -46,6 +46,16 @@ def _serve(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N (e.g. 2/4)") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"shard {text}: K must be between 1 and N")
+    return k, n
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fleetsim.localcore.serve import add_arguments as add_serve_arguments
 
@@ -70,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep what the run created (remove later with `fleetsim cleanup`)")
     p.add_argument("--concurrency", type=int, default=64,
                    help="devices handled at once by each step (default 64)")
+    p.add_argument("--shard", type=_shard, metavar="K/N",
+                   help="run only the K-th of N slices of every fleet (names stay global), "
+                        "so several processes can split one fleet; merge with `report`")
     p.add_argument("--state-dir", type=Path, default=STATE_DIR,
                    help=f"where runs, identities and local core live (default {STATE_DIR})")
     p.set_defaults(func=_run)

@@ -49,14 +49,15 @@ class RunningCore:
             self.process.wait(timeout=15)
 
 
-def start_core(state_dir: Path, timeout: float = 20.0) -> RunningCore:
+def start_core(state_dir: Path, timeout: float = 20.0, api_port: int = 0, mqtt_port: int = 0,
+               extra_args: tuple[str, ...] = ()) -> RunningCore:
     info_file = state_dir / "localcore.json"
     state_dir.mkdir(parents=True, exist_ok=True)
     info_file.unlink(missing_ok=True)
     log = open(state_dir.parent / f"{state_dir.name}.log", "ab")  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", "fleetsim.localcore.serve", "--state-dir", str(state_dir),
-         "--api-port", "0", "--mqtt-port", "0"],
+         "--api-port", str(api_port), "--mqtt-port", str(mqtt_port), *extra_args],
         stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
     )
     deadline = time.monotonic() + timeout

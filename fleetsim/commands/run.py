@@ -44,12 +44,14 @@ async def _run(scenario: Scenario, target: Target | None, args: argparse.Namespa
         return await run_scenario(scenario, target, run_id=run_id,
                                   runs_dir=args.state_dir / "runs",
                                   identities_dir=args.state_dir / "identities",
-                                  keep=args.keep, concurrency=args.concurrency, metrics=metrics)
+                                  keep=args.keep, concurrency=args.concurrency, metrics=metrics,
+                                  shard=args.shard)
 
 
 def run_command(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.file, devices=args.devices)
-    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario.name}-{secrets.token_hex(3)}"
+    shard = f"-shard{args.shard[0]}of{args.shard[1]}" if args.shard else ""
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario.name}{shard}-{secrets.token_hex(3)}"
     raise_fd_limit()
     core: RunningLocalCore | None = None
     target: Target | None = None
@@ -84,7 +86,7 @@ def _report(result: RunResult, args: argparse.Namespace) -> int:
     else:
         print(f"Kept what the run created; remove it with `fleetsim cleanup --run "
               f"{result.run_id}`")
-    extra = {"run_id": result.run_id, "scenario": result.scenario,
+    extra = {"run_id": result.run_id, "scenario": result.scenario, "shard": args.shard,
              "target": describe_target(result.target), "passed": result.passed,
              "interrupted": result.interrupted, "cleanup": cleanup,
              "journal": str(result.journal)}

@@ -9,49 +9,80 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-RUNS_DIR = Path(".fleetsim/runs")
 JOURNAL_FILE = "journal.jsonl"
 CLEANED_FILE = "cleaned"
 
 
 @dataclass(frozen=True)
 class Entry:
-    kind: str  # thing | certificate | policy | policy_attachment | thing_principal | events
+    kind: str  # run | thing | certificate | policy | policy_attachment | thing_principal | events
     data: dict[str, Any]
 
 
 class Journal:
-    def __init__(self, run_dir: Path):
+    """Opened on the first record, which is preceded by a `run` entry naming the target."""
+
+    def __init__(self, run_dir: Path, header: dict[str, Any]):
         self.run_dir = run_dir
         self.path = run_dir / JOURNAL_FILE
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self._header = header
+        self._file: IO[str] | None = None
 
     @classmethod
-    def create(cls, runs_dir: Path, run_id: str, target: dict[str, Any],
-               scenario: str) -> Journal:
-        journal = cls(runs_dir / run_id)
-        journal.record("run", run_id=run_id, target=target, scenario=scenario,
-                       started=time.time())
+    def for_run(cls, runs_dir: Path, run_id: str, target: dict[str, Any],
+                scenario: str) -> Journal:
+        journal = cls(runs_dir / run_id, {"run_id": run_id, "target": target,
+                                          "scenario": scenario})
+        journal.record("started", at=time.time())
         return journal
 
-    def record(self, kind: str, **data: Any) -> None:
-        self._file.write(json.dumps({"kind": kind, **data}) + "\n")
+    @classmethod
+    def persistent(cls, runs_dir: Path, scenario: str, target: dict[str, Any]) -> Journal:
+        """One journal per scenario and target kind, shared by every run of it: what
+        persistent fleets create stays until `fleetsim cleanup` removes it."""
+        run_dir = runs_dir / f"persistent-{scenario}-{target['kind']}"
+        if (run_dir / CLEANED_FILE).exists():
+            # Everything it listed is gone: start a new one, keep the old for the record.
+            (run_dir / JOURNAL_FILE).rename(run_dir / f"journal.{int(time.time())}.jsonl")
+            (run_dir / CLEANED_FILE).unlink()
+        return cls(run_dir, {"run_id": run_dir.name, "target": target, "scenario": scenario})
+
+    def _open(self) -> IO[str]:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        if fresh:
+            self._write({"kind": "run", **self._header})
+        return self._file
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        assert self._file is not None
+        self._file.write(json.dumps(entry) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
 
+    def record(self, kind: str, **data: Any) -> None:
+        if self._file is None:
+            self._open()
+        self._write({"kind": kind, **data})
+
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def mark_cleaned(self) -> None:
-        (self.run_dir / CLEANED_FILE).write_text(str(time.time()))
+        if self.path.exists():
+            (self.run_dir / CLEANED_FILE).write_text(str(time.time()))
 
 
 def read_entries(run_dir: Path) -> list[Entry]:
     entries = []
     path = run_dir / JOURNAL_FILE
+    if not path.exists():
+        return entries
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             raw = json.loads(line)

@@ -55,13 +55,10 @@ class FleetClient(aiomqtt.Client):
         self._flush_scheduled = False
         self._writing = False
         self._ready_socket: ssl.SSLSocket | None = None
-        self._client.on_log = self._on_log
+        # paho formats every debug line for an on_log callback; a logger is asked its level.
+        self._client._logger = _ErrorKeeper(self, self._logger)
         # paho opens (and blocks on) its socket in _create_socket; give it ours, connected.
         self._client._create_socket = self._take_socket  # type: ignore[method-assign]
-
-    def _on_log(self, client: paho.Client, userdata: Any, level: int, buf: str) -> None:
-        if level == paho.MQTT_LOG_ERR:
-            self.last_error_log = buf
 
     def _take_socket(self) -> ssl.SSLSocket:
         sock, self._ready_socket = self._ready_socket, None
@@ -138,7 +135,7 @@ class FleetClient(aiomqtt.Client):
 
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._loop.add_reader(sock.fileno(), self._on_readable)
-        self._keeper.add(client)
+        self._keeper.add(client, self._keepalive)
 
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         fd = sock.fileno()
@@ -163,11 +160,17 @@ class FleetClient(aiomqtt.Client):
 
     def _write(self) -> None:
         client = self._client
+        # For each QoS 0 PUBLISH written, paho builds a ReasonCode and a Properties for
+        # on_publish, which only aiomqtt's QoS 0 publish (not used here) waits on. QoS 1
+        # confirmations come from reads, where on_publish stays set.
+        on_publish, client._on_publish = client._on_publish, None
         try:
             client.loop_write()
         except Exception as e:  # a broken pipe: the connection is gone, as aiomqtt treats it
             self._fail(e)
             return
+        finally:
+            client._on_publish = on_publish
         sock = client.socket()
         if client.want_write() and sock is not None:
             if self._writer_fd is None:
@@ -249,6 +252,23 @@ class FleetClient(aiomqtt.Client):
             raise MqttCodeError(info.rc, "Could not publish message")
         if self._writer_fd is None:
             self._write()
+
+
+class _ErrorKeeper:
+    """Stands in for paho's logger: keeps the client's last error line (which tells why a
+    connection closed before CONNACK) and passes warnings and errors on."""
+
+    __slots__ = ("_client", "_logger")
+
+    def __init__(self, client: FleetClient, logger: logging.Logger):
+        self._client = client
+        self._logger = logger
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        if level >= logging.WARNING:
+            if level >= logging.ERROR:
+                self._client.last_error_log = fmt % args if args else fmt
+            self._logger.log(level, fmt, *args)
 
 
 def _describe(error: OSError) -> str:

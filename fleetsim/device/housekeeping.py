@@ -33,7 +33,10 @@ class Housekeeper:
         self._clients: dict[int, Tended] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def add(self, client: Tended) -> None:
+    def add(self, client: Tended, keepalive: float | None = None) -> None:
+        """Visit `client` from now on; a short keep-alive shortens the period for all."""
+        if keepalive:
+            self.period = min(self.period, max(self.tick, keepalive / 2))
         self._clients[id(client)] = client
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -45,8 +48,8 @@ class Housekeeper:
         return len(self._clients)
 
     async def _run(self) -> None:
-        ticks = max(1, round(self.period / self.tick))
         while self._clients:
+            ticks = max(1, round(self.period / self.tick))
             batch = list(self._clients.values())
             per_tick = math.ceil(len(batch) / ticks)
             for i in range(ticks):

@@ -121,7 +121,7 @@ class Observer:
         self.metrics.incr("messages.received")
         e2e = item.e2e_us
         if e2e is not None:
-            self.metrics.record("e2e", e2e)
+            self.metrics.record("e2e", e2e, step=self.metrics.active_step or None)
         if self._waiters:
             for waiter in [w for w in self._waiters if w.matches(item)]:
                 if not waiter.future.done():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fleetsim.control.journal import Journal
+from fleetsim.device import KeyFactory
 from fleetsim.metrics.recorder import Metrics
 from fleetsim.scenario.model import Fleet, Scenario
 from fleetsim.target import Target
@@ -37,13 +39,28 @@ class RunContext:
     target: Target
     iot: Any
     sts: Any
-    journal: Journal
+    journal: Journal  # what the run created, removed at its end
+    persistent_journal: Journal  # what persistent fleets created, removed by `fleetsim cleanup`
     metrics: Metrics
     identities_dir: Path
     concurrency: int = 64
     devices: dict[str, list[Device]] = field(default_factory=dict)
     observer: Any = None
     tls: Any = None  # fleetsim.device.TlsContextFactory, made on first connect
+    keys: KeyFactory = field(default_factory=KeyFactory)
+    # Behaviours running in the background, by fleet (stopped at the fleet's disconnect).
+    background: dict[str, list[asyncio.Task[None]]] = field(default_factory=dict)
+
+    sharded: bool = False
+
+    def journal_for(self, fleet: Fleet | None, shared: bool = False) -> Journal:
+        """Where a resource is written down: resources of persistent fleets, and in a sharded
+        run resources all shards share (one policy for the fleet), outlive the run."""
+        if fleet is not None and fleet.identities == "persistent":
+            return self.persistent_journal
+        if shared and self.sharded:
+            return self.persistent_journal
+        return self.journal
 
     def fleet_devices(self, fleet: str) -> list[Device]:
         """Devices of a fleet still in the run (not dropped out by an earlier failure)."""

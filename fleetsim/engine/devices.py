@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Any
 
@@ -14,7 +13,9 @@ from fleetsim.device import (
     Observer,
     TlsContextFactory,
 )
+from fleetsim.device.fleet import close_many
 from fleetsim.engine.context import Device, RunContext
+from fleetsim.engine.telemetry import stop_background
 from fleetsim.errors import UserError
 
 OBSERVER_FLEET = "observer"
@@ -33,12 +34,17 @@ def _tls(ctx: RunContext) -> TlsContextFactory:
     return ctx.tls
 
 
-def save_identity(ctx: RunContext, device: Device, key_pem: str,
+def save_identity(ctx: RunContext, device: Device, key_pem: bytes,
                   certificate_pem: str) -> DeviceIdentity:
     identity = DeviceIdentity(device.fleet.name, device.index, device.thing_name,
-                              device.fleet.key_type, key_pem.encode()
+                              device.fleet.key_type, key_pem
                               ).with_certificate(certificate_pem, device.certificate_arn)
     return IdentityStore(ctx.identities_dir, device.fleet.name).save(identity)
+
+
+def load_identity(ctx: RunContext, device: Device) -> DeviceIdentity | None:
+    store = IdentityStore(ctx.identities_dir, device.fleet.name)
+    return store.load(device.thing_name) if store.exists(device.thing_name) else None
 
 
 def require_certificate(device: Device) -> str:
@@ -48,11 +54,11 @@ def require_certificate(device: Device) -> str:
     return device.certificate_arn
 
 
-async def connect(ctx: RunContext, device: Device, client_id: str,
-                  timeout: float) -> DeviceSession:
+async def connect(ctx: RunContext, device: Device, client_id: str, timeout: float,
+                  reconnect: bool = False) -> DeviceSession:
     session = DeviceSession(device.identity, ctx.target, ctx.metrics,
                             tls=_tls(ctx).for_identity(device.identity), client_id=client_id,
-                            timeout=timeout)
+                            timeout=timeout, reconnect=reconnect)
     try:
         return await session.__aenter__()
     except DeviceError as e:
@@ -70,10 +76,21 @@ async def publish(ctx: RunContext, device: Device, topic: str, payload: bytes,
                         f"({e.kind}){hint}") from e
 
 
-async def disconnect(device: Device) -> None:
-    session, device.session = device.session, None
-    if session is not None:
-        await session.__aexit__(None, None, None)
+async def subscribe(ctx: RunContext, device: Device, topics: list[str], qos: int) -> None:
+    for topic in topics:
+        try:
+            await device.session.subscribe(topic, qos)
+        except DeviceError as e:
+            raise UserError(f"{device.thing_name} could not subscribe to {topic} "
+                            f"({e.kind})") from e
+    device.session.on_message(lambda _message: ctx.metrics.incr("messages.received.devices"))
+
+
+async def disconnect_many(devices: list[Device]) -> None:
+    sessions = [d.session for d in devices if d.session is not None]
+    for d in devices:
+        d.session = None
+    await close_many(sessions)
 
 
 async def start_observer(ctx: RunContext, client_id: str, created: dict[str, Any],
@@ -99,8 +116,9 @@ async def start_observer(ctx: RunContext, client_id: str, created: dict[str, Any
 
 async def close_all(ctx: RunContext) -> None:
     """Disconnect every device and the observer (also after a failure or Ctrl-C)."""
-    await asyncio.gather(*(disconnect(d) for devices in ctx.devices.values() for d in devices),
-                         return_exceptions=True)
+    await stop_background(ctx)
+    await disconnect_many([d for devices in ctx.devices.values() for d in devices])
+    ctx.keys.close()
     observer, ctx.observer = ctx.observer, None
     if observer is not None:
         with contextlib.suppress(Exception):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,7 +10,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from fleetsim.control.errors import ApiError, api_error
 from fleetsim.engine.context import Device, RunContext
+from fleetsim.engine.pacing import Pacer, RateCurve, paced
 from fleetsim.errors import UserError
+from fleetsim.scenario.model import Pacing
 
 
 class StepFailed(UserError):
@@ -32,22 +33,34 @@ async def api_call(ctx: RunContext, op: str, subject: str = "", **params: Any) -
         raise api_error(op, e, subject) from e
 
 
+def pacer_for(pacing: Pacing | None) -> Pacer:
+    if pacing is None:
+        return Pacer()
+    if pacing.ramp is not None:
+        r = pacing.ramp
+        curve = RateCurve(r.start, r.end, r.over, r.profile, r.steps)
+    else:
+        curve = RateCurve(pacing.rate or 0.0)
+    return Pacer(curve, pacing.jitter)
+
+
 async def for_each_device(ctx: RunContext, devices: list[Device],
-                          action: Callable[[Device], Awaitable[None]]) -> None:
-    """Run `action` for every device, at most `ctx.concurrency` at once. A device whose action
-    fails drops out of the run; the step fails only if no device succeeded."""
-    limit = asyncio.Semaphore(ctx.concurrency)
+                          action: Callable[[Device], Awaitable[None]],
+                          pacing: Pacing | None = None) -> None:
+    """Run `action` for every device, paced (rate or ramp, jitter) and at most `concurrency`
+    at once (the step's, else the run's). A device whose action fails drops out of the run;
+    the step fails only if no device succeeded."""
     failures: list[str] = []
 
     async def one(device: Device) -> None:
-        async with limit:
-            try:
-                await action(device)
-            except (TimeoutError, ApiError, UserError, OSError) as e:
-                device.failed = str(e) or type(e).__name__
-                failures.append(device.failed)
+        try:
+            await action(device)
+        except (TimeoutError, ApiError, UserError, OSError) as e:
+            device.failed = str(e) or type(e).__name__
+            failures.append(device.failed)
 
-    await asyncio.gather(*(one(d) for d in devices))
+    concurrency = (pacing.concurrency if pacing and pacing.concurrency else ctx.concurrency)
+    await paced(devices, one, pacer_for(pacing), concurrency)
     if devices and len(failures) == len(devices):
         more = f" (and {len(failures) - 1} more devices)" if len(failures) > 1 else ""
         raise StepFailed(failures[0] + more)

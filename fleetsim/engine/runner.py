@@ -16,8 +16,11 @@ from fleetsim.engine.steps import STEPS
 from fleetsim.errors import UserError
 from fleetsim.metrics.recorder import Metrics
 from fleetsim.scenario.model import Scenario
+from fleetsim.scenario.semantics import FLEET_NAMES
 from fleetsim.scenario.templating import Template
 from fleetsim.target import Target
+
+Shard = tuple[int, int]  # (K, N): the K-th of N slices, 1-based
 
 
 @dataclass
@@ -37,29 +40,40 @@ class RunResult:
                 and all(c.passed for c in self.metrics.checks))
 
 
-def build_devices(scenario: Scenario) -> dict[str, list[Device]]:
+def shard_range(count: int, shard: Shard | None) -> range:
+    """The K-th of N contiguous slices of 0..count-1 (sizes differ by at most one)."""
+    if shard is None:
+        return range(count)
+    k, n = shard
+    return range((k - 1) * count // n, k * count // n)
+
+
+def build_devices(scenario: Scenario, shard: Shard | None = None) -> dict[str, list[Device]]:
+    """Every fleet's devices, or this shard's slice of them; indices and names stay global."""
     fleets = {}
     for fleet in scenario.fleets:
-        name_t = Template(fleet.thing_name, {"fleet", "prefix", "index"})
+        name_t = Template(fleet.thing_name, FLEET_NAMES)
         fleets[fleet.name] = [
             Device(fleet, i, name_t.render({"fleet": fleet.name, "prefix": fleet.prefix,
                                             "index": i}))
-            for i in range(fleet.count)
+            for i in shard_range(fleet.count, shard)
         ]
     return fleets
 
 
 async def run_scenario(scenario: Scenario, target: Target, *, run_id: str, runs_dir: Path,
                        identities_dir: Path, keep: bool = False, concurrency: int = 64,
-                       metrics: Metrics | None = None) -> RunResult:
+                       metrics: Metrics | None = None, shard: Shard | None = None) -> RunResult:
     metrics = metrics or Metrics()
-    journal = Journal.create(runs_dir, run_id, describe_target(target), scenario.name)
+    described = describe_target(target)
+    journal = Journal.for_run(runs_dir, run_id, described, scenario.name)
+    persistent = Journal.persistent(runs_dir, scenario.name, described)
     result = RunResult(run_id, scenario.name, target, metrics, journal.path)
     try:
         async with aws_clients(target, max_connections=concurrency) as clients:
             ctx = RunContext(run_id, scenario, target, clients.iot, clients.sts, journal,
-                             metrics, identities_dir / scenario.name, concurrency,
-                             build_devices(scenario))
+                             persistent, metrics, identities_dir / scenario.name, concurrency,
+                             build_devices(scenario, shard), sharded=shard is not None)
             try:
                 result.interrupted = await _run_steps(ctx)
             finally:
@@ -70,6 +84,7 @@ async def run_scenario(scenario: Scenario, target: Target, *, run_id: str, runs_
                         journal.mark_cleaned()
     finally:
         journal.close()
+        persistent.close()
     return result
 
 

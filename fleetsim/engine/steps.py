@@ -7,11 +7,14 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from fleetsim.control.errors import ApiError
 from fleetsim.engine import devices as dev
+from fleetsim.engine import provisioning as prov
 from fleetsim.engine.checks import run_expect
 from fleetsim.engine.context import Device, RunContext
 from fleetsim.engine.fanout import api_call, for_each_device
 from fleetsim.engine.observer_identity import observer_policy
+from fleetsim.engine.telemetry import run_telemetry, stop_background
 from fleetsim.scenario import model as m
 from fleetsim.scenario.semantics import DEVICE_NAMES
 from fleetsim.scenario.templating import StructTemplate, Template
@@ -45,44 +48,80 @@ async def observe(ctx: RunContext, step: m.ObserveStep) -> None:
     ctx.observer = await dev.start_observer(ctx, client_id, ident, step.topics, step.qos)
 
 
-async def create_things(ctx: RunContext, step: m.CreateThingsStep) -> None:
-    async def create(d: Device) -> None:
-        params: dict[str, Any] = {"thingName": d.thing_name}
-        if step.attributes:
-            params["attributePayload"] = {"attributes": step.attributes}
-        if step.thing_type:
-            params["thingTypeName"] = step.thing_type
-        await api_call(ctx, "CreateThing", d.thing_name, **params)
-        ctx.journal.record("thing", name=d.thing_name)
+def _devices(ctx: RunContext, step: m.FleetStep) -> list[Device]:
+    return ctx.fleet_devices(step.fleet)
 
-    await for_each_device(ctx, ctx.fleet_devices(step.fleet), create)
+
+async def create_things(ctx: RunContext, step: m.CreateThingsStep) -> None:
+    await for_each_device(
+        ctx, _devices(ctx, step),
+        lambda d: prov.create_thing(ctx, d, step.attributes, step.thing_type), step.pacing)
 
 
 async def create_keys_and_certificate(ctx: RunContext,
                                       step: m.CreateKeysAndCertificateStep) -> None:
-    async def create(d: Device) -> None:
-        out = await api_call(ctx, "CreateKeysAndCertificate", d.thing_name,
-                             setAsActive=step.set_as_active)
-        ctx.journal.record("certificate", id=out["certificateId"], arn=out["certificateArn"])
-        d.certificate_id, d.certificate_arn = out["certificateId"], out["certificateArn"]
-        d.identity = dev.save_identity(ctx, d, out["keyPair"]["PrivateKey"],
-                                       out["certificatePem"])
+    await for_each_device(ctx, _devices(ctx, step),
+                          lambda d: prov.keys_and_certificate(ctx, d, step.set_as_active),
+                          step.pacing)
 
-    await for_each_device(ctx, ctx.fleet_devices(step.fleet), create)
+
+async def create_certificate_from_csr(ctx: RunContext,
+                                      step: m.CreateCertificateFromCsrStep) -> None:
+    await for_each_device(ctx, _devices(ctx, step),
+                          lambda d: prov.certificate_from_csr(ctx, d, step.set_as_active),
+                          step.pacing)
+
+
+async def provision(ctx: RunContext, step: m.ProvisionStep) -> None:
+    persistent = ctx.scenario.fleet(step.fleet).identities == "persistent"
+    policy_t = Template(step.policy, DEVICE_NAMES) if step.policy else None
+
+    async def one(d: Device) -> None:
+        if persistent and await prov.reuse_stored(ctx, d):
+            return
+        await prov.create_thing(ctx, d, step.attributes, step.thing_type)
+        if step.certificate == "csr":
+            await prov.certificate_from_csr(ctx, d, True)
+        else:
+            await prov.keys_and_certificate(ctx, d, True)
+        if policy_t is not None:
+            await prov.attach_policy(ctx, d, policy_t.render(d.names))
+        await prov.attach_thing_principal(ctx, d)
+
+    await for_each_device(ctx, _devices(ctx, step), one, step.pacing)
+
+
+async def _create_or_reuse_policy(ctx: RunContext, name: str, document: str,
+                                  fleet: m.Fleet | None, shared: bool) -> None:
+    """A policy that already exists with the same document (made by an earlier run of a
+    persistent fleet, or by another shard) is used as it is, and not journaled."""
+    try:
+        await api_call(ctx, "CreatePolicy", name, policyName=name, policyDocument=document)
+    except ApiError as e:
+        if e.code != "ResourceAlreadyExistsException":
+            raise
+        existing = await api_call(ctx, "GetPolicy", name, policyName=name)
+        if json.loads(existing["policyDocument"]) != json.loads(document):
+            raise ApiError("CreatePolicy", e.code, f"policy {name} already exists with a "
+                           "different document; delete it or choose another name", name) from e
+        return
+    ctx.journal_for(fleet, shared).record("policy", name=name)
 
 
 async def create_policy(ctx: RunContext, step: m.CreatePolicyStep) -> None:
     names = DEVICE_NAMES if step.fleet else set()
     name_t = Template(step.policy, names)
     doc_t = StructTemplate(step.document, names) if isinstance(step.document, dict) else None
+    fleet = ctx.scenario.fleet(step.fleet) if step.fleet else None
+
+    per_device = step.fleet is not None and "{" in step.policy
 
     async def create(values: dict[str, Any]) -> None:
-        name = name_t.render(values)
         document = json.dumps(doc_t.render(values)) if doc_t else str(step.document)
-        await api_call(ctx, "CreatePolicy", name, policyName=name, policyDocument=document)
-        ctx.journal.record("policy", name=name)
+        await _create_or_reuse_policy(ctx, name_t.render(values), document, fleet,
+                                      shared=not per_device)
 
-    if step.fleet is None or "{" not in step.policy:
+    if not per_device:
         await create({})
         return
     await for_each_device(ctx, ctx.fleet_devices(step.fleet), lambda d: create(d.names))
@@ -90,24 +129,14 @@ async def create_policy(ctx: RunContext, step: m.CreatePolicyStep) -> None:
 
 async def attach_policy(ctx: RunContext, step: m.AttachPolicyStep) -> None:
     name_t = Template(step.policy, DEVICE_NAMES)
-
-    async def attach(d: Device) -> None:
-        arn = dev.require_certificate(d)
-        name = name_t.render(d.names)
-        await api_call(ctx, "AttachPolicy", d.thing_name, policyName=name, target=arn)
-        ctx.journal.record("policy_attachment", policy=name, target=arn)
-
-    await for_each_device(ctx, ctx.fleet_devices(step.fleet), attach)
+    await for_each_device(ctx, _devices(ctx, step),
+                          lambda d: prov.attach_policy(ctx, d, name_t.render(d.names)),
+                          step.pacing)
 
 
 async def attach_thing_principal(ctx: RunContext, step: m.AttachThingPrincipalStep) -> None:
-    async def attach(d: Device) -> None:
-        arn = dev.require_certificate(d)
-        await api_call(ctx, "AttachThingPrincipal", d.thing_name, thingName=d.thing_name,
-                       principal=arn)
-        ctx.journal.record("thing_principal", thing=d.thing_name, principal=arn)
-
-    await for_each_device(ctx, ctx.fleet_devices(step.fleet), attach)
+    await for_each_device(ctx, _devices(ctx, step),
+                          lambda d: prov.attach_thing_principal(ctx, d), step.pacing)
 
 
 async def update_things(ctx: RunContext, step: m.UpdateThingsStep) -> None:
@@ -117,7 +146,7 @@ async def update_things(ctx: RunContext, step: m.UpdateThingsStep) -> None:
         await api_call(ctx, "UpdateThing", d.thing_name, thingName=d.thing_name,
                        attributePayload=payload)
 
-    await for_each_device(ctx, ctx.fleet_devices(step.fleet), update)
+    await for_each_device(ctx, _devices(ctx, step), update, step.pacing)
 
 
 async def connect(ctx: RunContext, step: m.ConnectStep) -> None:
@@ -125,9 +154,10 @@ async def connect(ctx: RunContext, step: m.ConnectStep) -> None:
 
     async def open_session(d: Device) -> None:
         dev.require_certificate(d)
-        d.session = await dev.connect(ctx, d, client_id_t.render(d.names), step.timeout)
+        d.session = await dev.connect(ctx, d, client_id_t.render(d.names), step.timeout,
+                                      step.reconnect)
 
-    await for_each_device(ctx, ctx.fleet_devices(step.fleet), open_session)
+    await for_each_device(ctx, _devices(ctx, step), open_session, step.pacing)
 
 
 async def publish(ctx: RunContext, step: m.PublishStep) -> None:
@@ -142,11 +172,19 @@ async def publish(ctx: RunContext, step: m.PublishStep) -> None:
             body = payload if isinstance(payload, str) else json.dumps(payload)
             await dev.publish(ctx, d, topic_t.render(d.names), body.encode(), step.qos)
 
-    await for_each_device(ctx, [d for d in ctx.fleet_devices(step.fleet) if d.session], send)
+    await for_each_device(ctx, [d for d in _devices(ctx, step) if d.session], send, step.pacing)
+
+
+async def subscribe(ctx: RunContext, step: m.SubscribeStep) -> None:
+    async def sub(d: Device) -> None:
+        await dev.subscribe(ctx, d, step.topics, step.qos)
+
+    await for_each_device(ctx, [d for d in _devices(ctx, step) if d.session], sub, step.pacing)
 
 
 async def disconnect(ctx: RunContext, step: m.DisconnectStep) -> None:
-    await asyncio.gather(*(dev.disconnect(d) for d in ctx.devices[step.fleet]))
+    await stop_background(ctx, step.fleet)
+    await dev.disconnect_many(ctx.devices[step.fleet])
 
 
 async def wait(ctx: RunContext, step: m.WaitStep) -> None:
@@ -158,12 +196,16 @@ STEPS: dict[str, Callable[[RunContext, Any], Awaitable[None]]] = {
     "observe": observe,
     "create_things": create_things,
     "create_keys_and_certificate": create_keys_and_certificate,
+    "create_certificate_from_csr": create_certificate_from_csr,
+    "provision": provision,
     "create_policy": create_policy,
     "attach_policy": attach_policy,
     "attach_thing_principal": attach_thing_principal,
     "update_things": update_things,
     "connect": connect,
     "publish": publish,
+    "telemetry": run_telemetry,
+    "subscribe": subscribe,
     "disconnect": disconnect,
     "wait": wait,
     "expect": run_expect,

@@ -37,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=_port_default("FLEETSIM_LOCAL_MQTT_PORT", DEFAULT_MQTT_PORT),
                         help=f"MQTT over TLS port (default {DEFAULT_MQTT_PORT} or "
                              "$FLEETSIM_LOCAL_MQTT_PORT; 0 = any free port)")
+    parser.add_argument("--keys-and-certificate-key-type", choices=["rsa-2048", "ec-p256"],
+                        default=os.environ.get("FLEETSIM_LOCAL_KEY_TYPE", "rsa-2048"),
+                        help="key create-keys-and-certificate makes (default rsa-2048, as AWS; "
+                             "or $FLEETSIM_LOCAL_KEY_TYPE)")
 
 
 def write_info(state_dir: Path, endpoints: Endpoints) -> None:
@@ -48,8 +52,9 @@ def write_info(state_dir: Path, endpoints: Endpoints) -> None:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    core = LocalCore(LocalCoreConfig(state_dir=args.state_dir, api_port=args.api_port,
-                                     mqtt_port=args.mqtt_port))
+    core = LocalCore(LocalCoreConfig(
+        state_dir=args.state_dir, api_port=args.api_port, mqtt_port=args.mqtt_port,
+        keys_and_certificate_key_type=args.keys_and_certificate_key_type))
     endpoints = await core.start()
     write_info(args.state_dir, endpoints)
     print("local core ready", flush=True)

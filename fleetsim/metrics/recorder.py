@@ -105,6 +105,9 @@ class Metrics:
         self.timeline: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self.steps: dict[str, StepRecord] = {}
         self.checks: list[Check] = []
+        # The step most recently started: for what long-lived tasks (an observer started in
+        # an earlier step) measure, which belongs to the step running when it happens.
+        self.active_step = ""
 
     # --- recording -------------------------------------------------------------------------
 
@@ -142,6 +145,7 @@ class Metrics:
         inside it (including in tasks started inside it) are attributed to it. Set
         `record.status = "skipped"` to mark a step that did nothing."""
         record = self.steps[name] = StepRecord(name, started_at=self._clock())
+        self.active_step = name
         token = _current_step.set(name)
         start = time.perf_counter()
         try:

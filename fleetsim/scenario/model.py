@@ -30,6 +30,22 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, Field(ge=0)]
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h)\s*$")
+
+
+def parse_rate(value: Any) -> float:
+    """`200/s`, `30/m`, `1/5s` (one per five seconds), or a number (per second) → per second."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        rate = float(value)
+    else:
+        m = _RATE.match(str(value))
+        if not m:
+            raise ValueError(f"{value!r} is not a rate; write e.g. 200/s, 30/m or 1/5s")
+        per = float(m.group(2) or 1) * _UNITS[m.group(3)]
+        rate = float(m.group(1)) / per
+    if rate <= 0:
+        raise ValueError("a rate must be more than zero")
+    return rate
 
 
 class Strict(BaseModel):
@@ -47,6 +63,37 @@ class LocalTarget(Strict):
     kind: Literal["local"] = "local"
 
 
+class Ramp(Strict):
+    """Start rate ramped from `start` to `end` over `over`, smoothly or in `steps` plateaus."""
+
+    start: float
+    end: float
+    over: Duration
+    profile: Literal["linear", "step"] = "linear"
+    steps: int = Field(default=4, ge=1)
+
+    _rates = field_validator("start", "end", mode="before")(parse_rate)
+    _duration = field_validator("over", mode="before")(parse_duration)
+
+
+class Pacing(Strict):
+    """How fast a step goes through a fleet's devices."""
+
+    rate: float | None = None  # device starts per second
+    ramp: Ramp | None = None
+    concurrency: int | None = Field(default=None, ge=1)
+    jitter: Duration = 0.0  # each start is delayed by a random 0..jitter
+
+    _rate = field_validator("rate", mode="before")(parse_rate)
+    _duration = field_validator("jitter", mode="before")(parse_duration)
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> Pacing:
+        if self.rate is not None and self.ramp is not None:
+            raise ValueError("give either 'rate' or 'ramp', not both")
+        return self
+
+
 class Fleet(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
     prefix: str = Field(pattern=r"^[A-Za-z0-9:_-]+$")
@@ -54,6 +101,9 @@ class Fleet(Strict):
     key_type: Literal["ec-p256", "rsa-2048"] = "ec-p256"
     # How thing names are made; must contain {index} when the fleet has more than one device.
     thing_name: str = "{prefix}-{index}"
+    # persistent: keys, certificates and registry entries outlive the run and are reused by
+    # the next one (removed by `fleetsim cleanup`); ephemeral: removed at the end of the run.
+    identities: Literal["ephemeral", "persistent"] = "ephemeral"
 
 
 # ---- steps ---------------------------------------------------------------------------------
@@ -66,6 +116,7 @@ class StepBase(Strict):
 
 class FleetStep(StepBase):
     fleet: str
+    pacing: Pacing | None = None
 
 
 class EventsStep(StepBase):
@@ -93,6 +144,25 @@ class CreateThingsStep(FleetStep):
 class CreateKeysAndCertificateStep(FleetStep):
     kind: Literal["create_keys_and_certificate"]
     set_as_active: bool = True
+
+
+class CreateCertificateFromCsrStep(FleetStep):
+    """Each device makes its key (the fleet's key_type) and CSR; AWS signs the certificate."""
+
+    kind: Literal["create_certificate_from_csr"]
+    set_as_active: bool = True
+
+
+class ProvisionStep(FleetStep):
+    """The whole of "provisioning with the API" per device: thing, certificate (from a CSR by
+    default, so the fleet's key_type holds), policy attached to it, certificate attached to
+    the thing. With persistent identities, devices already provisioned are reused."""
+
+    kind: Literal["provision"]
+    certificate: Literal["csr", "keys_and_certificate"] = "csr"
+    policy: str | None = None
+    attributes: dict[str, str] = Field(default_factory=dict)
+    thing_type: str | None = None
 
 
 class CreatePolicyStep(StepBase):
@@ -123,6 +193,7 @@ class ConnectStep(FleetStep):
     kind: Literal["connect"]
     client_id: str = "{thing_name}"
     timeout: Duration = 10.0
+    reconnect: bool = True  # reconnect with exponential back-off when the connection drops
 
     _duration = field_validator("timeout", mode="before")(parse_duration)
 
@@ -136,6 +207,32 @@ class PublishStep(FleetStep):
     interval: Duration = 0.0
 
     _duration = field_validator("interval", mode="before")(parse_duration)
+
+
+class TelemetryStep(FleetStep):
+    """Every device publishes `payload` to `topic` at `rate` for `duration`; each payload
+    carries its send time so an observer measures end-to-end latency. `background: true`
+    lets the next steps run meanwhile (the telemetry stops at the fleet's disconnect)."""
+
+    kind: Literal["telemetry"]
+    topic: str
+    payload: dict[str, Any]
+    rate: float = 0.2  # per device per second (1/5s)
+    duration: Duration = 60.0
+    qos: Literal[0, 1] = 0
+    background: bool = False
+    stamp: bool = True
+
+    _rate = field_validator("rate", mode="before")(parse_rate)
+    _duration = field_validator("duration", mode="before")(parse_duration)
+
+
+class SubscribeStep(FleetStep):
+    """Every device subscribes to `topics`; what they receive is counted."""
+
+    kind: Literal["subscribe"]
+    topics: list[str] = Field(min_length=1)
+    qos: Literal[0, 1] = 0
 
 
 class DisconnectStep(FleetStep):
@@ -173,8 +270,9 @@ class ExpectStep(StepBase):
 
 Step = Annotated[
     EventsStep | ObserveStep | CreateThingsStep | CreateKeysAndCertificateStep
-    | CreatePolicyStep | AttachPolicyStep | AttachThingPrincipalStep | UpdateThingsStep
-    | ConnectStep | PublishStep | DisconnectStep | WaitStep | ExpectStep,
+    | CreateCertificateFromCsrStep | ProvisionStep | CreatePolicyStep | AttachPolicyStep
+    | AttachThingPrincipalStep | UpdateThingsStep | ConnectStep | PublishStep | TelemetryStep
+    | SubscribeStep | DisconnectStep | WaitStep | ExpectStep,
     Field(discriminator="kind"),
 ]
 STEP_KINDS = sorted(
@@ -184,7 +282,8 @@ STEP_KINDS = sorted(
 # Steps that may be written with a scalar: `- wait: 2s`.
 _SCALAR_FIELD = {"wait": "seconds", "disconnect": "fleet", "connect": "fleet",
                  "create_things": "fleet", "attach_thing_principal": "fleet",
-                 "create_keys_and_certificate": "fleet"}
+                 "create_keys_and_certificate": "fleet", "create_certificate_from_csr": "fleet",
+                 "provision": "fleet"}
 
 
 class StepShapeError(ValueError):

@@ -11,16 +11,19 @@ from fleetsim.scenario.model import (
     ExpectStep,
     FleetStep,
     ObserveStep,
+    ProvisionStep,
     PublishStep,
     Scenario,
+    TelemetryStep,
 )
 from fleetsim.scenario.templating import StructTemplate, Template, TemplateError
 
 Loc = tuple[str | int, ...]
 FLEET_NAMES = {"fleet", "prefix", "index"}
 DEVICE_NAMES = FLEET_NAMES | {"thing_name", "client_id"}
+TELEMETRY_NAMES = DEVICE_NAMES | {"seq"}  # seq: the message's number, from 1
 # Steps that need the fleet's devices to be connected first.
-_NEEDS_CONNECTION = ("publish", "disconnect")
+_NEEDS_CONNECTION = ("publish", "telemetry", "subscribe", "disconnect")
 
 
 def _template(loc: Loc, value: Any, names: set[str]) -> list[tuple[Loc, str]]:
@@ -75,6 +78,11 @@ def check_semantics(scenario: Scenario) -> list[tuple[Loc, str]]:
         elif isinstance(step, PublishStep):
             problems += _template((*base, "topic"), step.topic, DEVICE_NAMES)
             problems += _template((*base, "payload"), step.payload, DEVICE_NAMES)
+        elif isinstance(step, TelemetryStep):
+            problems += _template((*base, "topic"), step.topic, TELEMETRY_NAMES)
+            problems += _template((*base, "payload"), step.payload, TELEMETRY_NAMES)
+        elif isinstance(step, ProvisionStep) and step.policy:
+            problems += _template((*base, "policy"), step.policy, DEVICE_NAMES)
         elif isinstance(step, ExpectStep):
             for k, exp in enumerate(step.messages):
                 loc = (*base, "messages", k)

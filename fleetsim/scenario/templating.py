@@ -51,7 +51,8 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "choice": _choice,
 }
 
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+# `${...}` is an IoT policy variable (`${iot:ClientId}`), left for AWS IoT to resolve.
+_PLACEHOLDER = re.compile(r"\$\{[^{}]*\}|\{\{|\}\}|\{([^{}]*)\}")
 _CALL = re.compile(r"^\s*([a-z_]+)\((.*)\)\s*$")
 _NAME = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?::(.*))?$")
 
@@ -101,6 +102,9 @@ class Template:
             pos = m.end()
             if m.group(0) in ("{{", "}}"):
                 self.parts.append(_Part(literal=m.group(0)[0]))
+                continue
+            if m.group(0).startswith("$"):
+                self.parts.append(_Part(literal=m.group(0)))
                 continue
             self.parts.append(self._compile(m.group(1), names))
         if pos < len(text):

@@ -1,0 +1,84 @@
+"""Provisioning one device through the API, as the workshop lab does it by hand. Every
+resource is journaled (in the run's journal, or the fleet's persistent one) once created."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleetsim.control.errors import ApiError
+from fleetsim.engine import devices as dev
+from fleetsim.engine.context import Device, RunContext
+from fleetsim.engine.fanout import api_call
+
+
+async def create_thing(ctx: RunContext, d: Device, attributes: dict[str, str],
+                       thing_type: str | None) -> None:
+    params: dict[str, Any] = {"thingName": d.thing_name}
+    if attributes:
+        params["attributePayload"] = {"attributes": attributes}
+    if thing_type:
+        params["thingTypeName"] = thing_type
+    await api_call(ctx, "CreateThing", d.thing_name, **params)
+    ctx.journal_for(d.fleet).record("thing", name=d.thing_name)
+
+
+def _certificate_created(ctx: RunContext, d: Device, out: dict[str, Any]) -> None:
+    ctx.journal_for(d.fleet).record("certificate", id=out["certificateId"],
+                                    arn=out["certificateArn"])
+    d.certificate_id, d.certificate_arn = out["certificateId"], out["certificateArn"]
+
+
+async def keys_and_certificate(ctx: RunContext, d: Device, set_as_active: bool) -> None:
+    """create-keys-and-certificate: the service makes the key (RSA-2048 on AWS)."""
+    out = await api_call(ctx, "CreateKeysAndCertificate", d.thing_name,
+                         setAsActive=set_as_active)
+    _certificate_created(ctx, d, out)
+    d.identity = dev.save_identity(ctx, d, out["keyPair"]["PrivateKey"].encode(),
+                                   out["certificatePem"])
+
+
+async def certificate_from_csr(ctx: RunContext, d: Device, set_as_active: bool) -> None:
+    """The device makes its own key (the fleet's key_type) and CSR; the key never leaves it."""
+    identity = await ctx.keys.new_identity(d.fleet.name, d.index, d.thing_name,
+                                           d.fleet.key_type)
+    out = await api_call(ctx, "CreateCertificateFromCsr", d.thing_name,
+                         certificateSigningRequest=identity.csr_pem().decode(),
+                         setAsActive=set_as_active)
+    _certificate_created(ctx, d, out)
+    d.identity = dev.save_identity(ctx, d, identity.private_key_pem, out["certificatePem"])
+
+
+async def attach_policy(ctx: RunContext, d: Device, policy: str) -> None:
+    arn = dev.require_certificate(d)
+    await api_call(ctx, "AttachPolicy", d.thing_name, policyName=policy, target=arn)
+    ctx.journal_for(d.fleet).record("policy_attachment", policy=policy, target=arn)
+
+
+async def attach_thing_principal(ctx: RunContext, d: Device) -> None:
+    arn = dev.require_certificate(d)
+    await api_call(ctx, "AttachThingPrincipal", d.thing_name, thingName=d.thing_name,
+                   principal=arn)
+    ctx.journal_for(d.fleet).record("thing_principal", thing=d.thing_name, principal=arn)
+
+
+async def reuse_stored(ctx: RunContext, d: Device) -> bool:
+    """A persistent device whose stored certificate is still ACTIVE and attached to its thing
+    in the registry is ready as it is; anything less is provisioned again."""
+    identity = dev.load_identity(ctx, d)
+    if identity is None or identity.certificate_id is None:
+        return False
+    try:
+        cert = await api_call(ctx, "DescribeCertificate", d.thing_name,
+                              certificateId=identity.certificate_id)
+        principals = await api_call(ctx, "ListThingPrincipals", d.thing_name,
+                                    thingName=d.thing_name)
+    except ApiError as e:
+        if e.code == "ResourceNotFoundException":
+            return False
+        raise
+    arn = cert["certificateDescription"]["certificateArn"]
+    if cert["certificateDescription"]["status"] != "ACTIVE" or arn not in principals["principals"]:
+        return False
+    d.identity, d.certificate_id, d.certificate_arn = identity, identity.certificate_id, arn
+    ctx.metrics.incr("identities.reused")
+    return True

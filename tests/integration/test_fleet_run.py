@@ -1,0 +1,174 @@
+"""Many devices, each with its own certificate and mutual-TLS session, driven by `fleetsim run`
+against a real local core: the observer's counts and latencies land in the JSON summary, a
+Ctrl-C disconnects every device cleanly, and shards merge exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from fleetsim.device import DeviceIdentity, DeviceSession, Observed, Observer
+from fleetsim.metrics.histogram import Histogram
+from fleetsim.target import Target
+from tests.conftest import ROOT, RunningCore, start_core
+
+FLEET = """\
+name: fleet-test
+fleets:
+  - {{name: sensors, prefix: sensor, count: {count}, thing_name: "{{prefix}}-{{index:04d}}"}}
+steps:
+  - create_policy:
+      policy: fleet-test-sensor
+      document:
+        Version: "2012-10-17"
+        Statement:
+          - {{Effect: Allow, Action: "iot:Connect", Resource: "*:client/${{iot:ClientId}}"}}
+          - {{Effect: Allow, Action: "iot:Publish", Resource: "*:topic/t/${{iot:ClientId}}"}}
+  - observe: {{topics: ["t/+"]}}
+  - provision: {{fleet: sensors, policy: fleet-test-sensor, pacing: {{concurrency: 32}}}}
+  - connect: {{fleet: sensors, pacing: {{rate: 400/s, concurrency: 100, jitter: 20ms}}}}
+  - telemetry:
+      fleet: sensors
+      topic: "t/{{thing_name}}"
+      payload: {{seq: "{{seq}}", v: "{{rand_int(1, 9)}}"}}
+      rate: {rate}
+      duration: {duration}
+  - expect:
+      timeout: 10s
+      messages: [{{topic: "t/+", count: {expected}}}]
+  - disconnect: sensors
+"""
+
+
+@pytest.fixture(scope="module")
+def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCore]:
+    running = start_core(tmp_path_factory.mktemp("fleet") / "state" / "localcore")
+    yield running
+    running.stop()
+
+
+def fleetsim(core: RunningCore, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "fleetsim", *args,
+                             "--state-dir", str(core.state_dir.parent)],
+                            cwd=core.state_dir.parent.parent, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**core.aws_env, "PYTHONPATH": str(ROOT)})
+
+
+def write_scenario(tmp_path: Path, count: int, rate: str = "1/s", duration: str = "3s",
+                   expected: int = 1) -> Path:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(FLEET.format(count=count, rate=rate, duration=duration, expected=expected))
+    return path
+
+
+def ops(summary: dict) -> dict[str, Histogram]:
+    merged: dict[str, Histogram] = {}
+    for entry in summary["metrics"]["ops"]:
+        merged.setdefault(entry["op"], Histogram()).merge(
+            Histogram.from_dict(entry["latency_us"]))
+    return merged
+
+
+def test_200_devices_connect_publish_and_are_observed(core: RunningCore,
+                                                      tmp_path: Path) -> None:
+    scenario = write_scenario(tmp_path, 200, rate="1/s", duration="3s", expected=400)
+    summary = tmp_path / "s.json"
+    proc = fleetsim(core, "run", str(scenario), "--json", str(summary))
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out
+    data = json.loads(summary.read_text())
+    hist = ops(data)
+    assert hist["mqtt.connect"].count == 200 + 1  # the devices and the observer
+    assert hist["api.CreateCertificateFromCsr"].count == 200
+    published = hist["mqtt.publish"].count
+    assert published >= 400
+    assert data["metrics"]["counters"]["messages.received"] == published
+    assert hist["e2e"].count == published
+    assert 0 < hist["e2e"].percentile(50) <= hist["e2e"].percentile(99) <= hist["e2e"].max
+    assert data["metrics"]["gauges"]["devices.connected"] == 0
+    certs = {p.name for p in (core.state_dir.parent / "identities" / "fleet-test" /
+                              "sensors").glob("*.crt")}
+    assert len(certs) == 200  # one certificate of its own per device
+
+
+def presence_watcher(core: RunningCore, tmp_path: Path) -> tuple[DeviceIdentity, str]:
+    iot = boto3.client("iot", endpoint_url=core.api_url, region_name="us-east-1",
+                       aws_access_key_id="x", aws_secret_access_key="x")
+    out = iot.create_keys_and_certificate(setAsActive=True)
+    iot.create_policy(policyName="presence-watcher", policyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["iot:Connect", "iot:Subscribe", "iot:Receive"],
+             "Resource": "*"}]}))
+    iot.attach_policy(policyName="presence-watcher", target=out["certificateArn"])
+    identity = DeviceIdentity("test", 0, "presence-watcher", "rsa-2048",
+                              out["keyPair"]["PrivateKey"].encode()
+                              ).with_certificate(out["certificatePem"])
+    return identity, out["certificateArn"]
+
+
+def is_sensor(message: Observed) -> bool:
+    return message.topic.rsplit("/", 1)[1].startswith("sensor-")
+
+
+async def test_sigint_disconnects_every_device_and_writes_summary(core: RunningCore,
+                                                                  tmp_path: Path) -> None:
+    identity, _ = presence_watcher(core, tmp_path)
+    target = Target.local(core.api_url, core.mqtt_host, core.mqtt_port, core.root_ca)
+    scenario = write_scenario(tmp_path, 50, rate="2/s", duration="120s")
+    summary = tmp_path / "s.json"
+    async with DeviceSession(identity, target) as watcher, \
+            Observer(watcher, ["$aws/events/presence/+/+"]) as presence:
+        proc = fleetsim(core, "run", str(scenario), "--json", str(summary))
+        # Interrupt once every device is connected and publishing.
+        await presence.wait_for_count("$aws/events/presence/connected/+", 50, is_sensor,
+                                      timeout=120)
+        await asyncio.sleep(1)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, _ = await asyncio.to_thread(proc.communicate, timeout=60)
+        stopped_in = time.monotonic() - started
+        disconnected = await presence.wait_for_count(
+            "$aws/events/presence/disconnected/+", 50, is_sensor, timeout=20)
+    assert proc.returncode == 130, out
+    assert stopped_in < 30, out  # clean-up included; the devices themselves go at once
+    assert all(m.data["clientInitiatedDisconnect"] for m in disconnected), \
+        [m.data for m in disconnected if not m.data["clientInitiatedDisconnect"]]
+    data = json.loads(summary.read_text())
+    assert data["interrupted"] is True
+    steps = {s["name"].split(".", 1)[1]: s["status"] for s in data["metrics"]["steps"]}
+    assert steps["telemetry"] == "interrupted"
+    assert steps["expect"] == "skipped"
+    assert data["metrics"]["gauges"]["devices.connected"] == 0
+    assert ops(data)["mqtt.publish"].count > 0
+    assert data["cleanup"]["failed"] == []
+
+
+def test_shards_split_a_fleet_and_merge_exactly(core: RunningCore, tmp_path: Path) -> None:
+    scenario = write_scenario(tmp_path, 30, rate="1/s", duration="2s", expected=1)
+    a, b, merged = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "m.json"
+    procs = [fleetsim(core, "run", str(scenario), "--shard", "1/2", "--json", str(a)),
+             fleetsim(core, "run", str(scenario), "--shard", "2/2", "--json", str(b))]
+    outs = [p.communicate(timeout=180)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    shards = [json.loads(a.read_text()), json.loads(b.read_text())]
+    # Each shard made its own half of the fleet: 15 + 15 distinct things.
+    assert [ops(s)["api.CreateThing"].count for s in shards] == [15, 15]
+    report = subprocess.run([sys.executable, "-m", "fleetsim", "report", "--merge", str(a),
+                             str(b), "--json", str(merged)], capture_output=True, text=True,
+                            cwd=ROOT, timeout=60)
+    assert report.returncode == 0, report.stderr
+    total = ops(json.loads(merged.read_text()))
+    for op in ("api.CreateThing", "mqtt.connect", "mqtt.publish"):
+        expected = ops(shards[0])[op].copy().merge(ops(shards[1])[op])
+        assert total[op] == expected  # bucket for bucket
+    assert total["api.CreateThing"].count == 30

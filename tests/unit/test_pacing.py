@@ -1,0 +1,71 @@
+"""Pacing: start times follow the rate curve; jitter and the concurrency cap hold."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fleetsim.engine.pacing import Pacer, RateCurve, paced
+
+
+def test_linear_ramp_rate() -> None:
+    curve = RateCurve(start=10, end=110, over=10)
+    assert curve.rate_at(0) == 10
+    assert curve.rate_at(5) == pytest.approx(60)
+    assert curve.rate_at(10) == 110
+    assert curve.rate_at(60) == 110
+
+
+def test_step_ramp_has_plateaus() -> None:
+    curve = RateCurve(start=0, end=100, over=8, profile="step", steps=4)
+    assert [curve.rate_at(t) for t in (0, 1.9, 2, 4.5, 7.9, 9)] == [25, 25, 50, 75, 100, 100]
+
+
+def test_reserved_start_times_follow_the_rate() -> None:
+    pacer = Pacer(RateCurve(start=100))
+    times = [pacer._reserve(0.0) for _ in range(5)]
+    assert times == pytest.approx([0.0, 0.01, 0.02, 0.03, 0.04])
+
+
+def test_late_start_does_not_burst() -> None:
+    pacer = Pacer(RateCurve(start=10))
+    assert pacer._reserve(0.0) == 0.0
+    # The caller came back 5 s later: the next start is now, then 0.1 s apart again.
+    assert pacer._reserve(5.0) == 5.0
+    assert pacer._reserve(5.0) == pytest.approx(5.1)
+
+
+def test_jitter_stays_within_bound() -> None:
+    pacer = Pacer(RateCurve(start=1000), jitter=0.05)
+    offsets = [pacer._reserve(0.0) - i / 1000 for i in range(200)]
+    assert all(0 <= o <= 0.05 for o in offsets)
+    assert max(offsets) - min(offsets) > 0.01  # actually spread
+
+
+async def test_paced_respects_concurrency_cap() -> None:
+    running = peak = 0
+
+    async def action(_: int) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.005)
+        running -= 1
+
+    await paced(range(40), action, Pacer(), concurrency=3)
+    assert peak == 3
+
+
+async def test_paced_cancels_started_actions_on_error() -> None:
+    started: list[int] = []
+
+    async def action(i: int) -> None:
+        started.append(i)
+        if i == 2:
+            raise RuntimeError("boom")
+        await asyncio.sleep(10)
+
+    with pytest.raises(RuntimeError):
+        await asyncio.wait_for(paced(range(5), action, Pacer(), concurrency=5), 5)
+    assert 2 in started
