@@ -76,7 +76,7 @@ async def create_keys_and_certificates(api_url: str, server_pid: int, concurrenc
         work = (api.create_keys_and_certificate for _ in itertools.repeat(None, max_count))
         out = await _measure(server_pid, work, concurrency, duration)
     out["key_type"] = key_type
-    out["key_type_setting"] = None  # local core has no setting: the key type is fixed
+    out["key_type_setting"] = "--keys-and-certificate-key-type ec-p256"
     return out
 
 

@@ -59,7 +59,9 @@ class CoreProcess:
         info_file = self.state_dir / "localcore.json"
         self.state_dir.mkdir(parents=True, exist_ok=True)
         cmd = [*taskset_prefix(self.cpu), sys.executable, "-m", "fleetsim.localcore.serve",
-               "--state-dir", str(self.state_dir), "--api-port", "0", "--mqtt-port", "0"]
+               "--state-dir", str(self.state_dir), "--api-port", "0", "--mqtt-port", "0",
+               # The create-keys-and-certificate target is for EC P-256 keys.
+               "--keys-and-certificate-key-type", "ec-p256"]
         with open(self.log_path, "ab") as log:
             # exec: with taskset the pid we hold is local core's own pid (taskset execs).
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)

@@ -189,7 +189,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
     if "create_keys_and_certificate" in r:
         keys = r["create_keys_and_certificate"]
         add(f"create-keys-and-certificate ({keys['key_type']})", keys["per_second"], "/s",
-            TARGETS["create_keys_per_s"], note="local core has no key-type setting")
+            TARGETS["create_keys_per_s"])
         add("  server CPU per create-keys", keys["server_cpu_ms_per_request"], "ms")
     if "provisioning" in r:
         csr = r["provisioning"]["create_certificate_from_csr_ec_p256"]
