@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -24,3 +25,10 @@ def raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` and wait until it has finished (its cancellation is not raised here)."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -50,7 +50,9 @@ class RunningCore:
 
 
 def start_core(state_dir: Path, timeout: float = 20.0, api_port: int = 0, mqtt_port: int = 0,
-               extra_args: tuple[str, ...] = ()) -> RunningCore:
+               extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None
+               ) -> RunningCore:
+    """Start a local core in `state_dir`; `env` adds to this process's environment for it."""
     info_file = state_dir / "localcore.json"
     state_dir.mkdir(parents=True, exist_ok=True)
     info_file.unlink(missing_ok=True)
@@ -59,6 +61,7 @@ def start_core(state_dir: Path, timeout: float = 20.0, api_port: int = 0, mqtt_p
         [sys.executable, "-m", "fleetsim.localcore.serve", "--state-dir", str(state_dir),
          "--api-port", str(api_port), "--mqtt-port", str(mqtt_port), *extra_args],
         stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        env={**os.environ, **env} if env else None,
     )
     deadline = time.monotonic() + timeout
     while not info_file.exists():

@@ -4,7 +4,6 @@ checks can wait for "a message on topic X matching P within T seconds"."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections import deque
@@ -20,6 +19,7 @@ from fleetsim.device.errors import DeviceError
 from fleetsim.device.payload import SENT_FIELD
 from fleetsim.device.session import DeviceSession
 from fleetsim.metrics import Metrics
+from fleetsim.runtime import cancel_and_wait
 
 Predicate = Callable[["Observed"], bool]
 
@@ -88,9 +88,7 @@ class Observer:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self.session.on_message(None)
         self._end("observer closed")
 

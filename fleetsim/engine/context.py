@@ -51,14 +51,14 @@ class RunContext:
     # Behaviours running in the background, by fleet (stopped at the fleet's disconnect).
     background: dict[str, list[asyncio.Task[None]]] = field(default_factory=dict)
 
-    sharded: bool = False
+    shards: int = 1  # N of --shard K/N
 
     def journal_for(self, fleet: Fleet | None, shared: bool = False) -> Journal:
         """Where a resource is written down: resources of persistent fleets, and in a sharded
         run resources all shards share (one policy for the fleet), outlive the run."""
         if fleet is not None and fleet.identities == "persistent":
             return self.persistent_journal
-        if shared and self.sharded:
+        if shared and self.shards > 1:
             return self.persistent_journal
         return self.journal
 

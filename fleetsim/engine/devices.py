@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ssl
 from typing import Any
 
 from fleetsim.device import (
@@ -54,11 +56,24 @@ def require_certificate(device: Device) -> str:
     return device.certificate_arn
 
 
+async def tls_contexts(ctx: RunContext, devices: list[Device]) -> dict[int, ssl.SSLContext]:
+    """SSL contexts of the devices that have a certificate, by device index. Devices without
+    one are left to fail in `connect` with the reason."""
+    factory, contexts = _tls(ctx), {}
+    for n, d in enumerate(devices):
+        if d.identity is not None and d.certificate_arn is not None:
+            contexts[d.index] = factory.for_identity(d.identity)
+        if n % 100 == 99:
+            await asyncio.sleep(0)  # keep the progress view and the observer going
+    return contexts
+
+
 async def connect(ctx: RunContext, device: Device, client_id: str, timeout: float,
-                  reconnect: bool = False) -> DeviceSession:
+                  reconnect: bool = False, tls: ssl.SSLContext | None = None) -> DeviceSession:
+    require_certificate(device)
     session = DeviceSession(device.identity, ctx.target, ctx.metrics,
-                            tls=_tls(ctx).for_identity(device.identity), client_id=client_id,
-                            timeout=timeout, reconnect=reconnect)
+                            tls=tls or _tls(ctx).for_identity(device.identity),
+                            client_id=client_id, timeout=timeout, reconnect=reconnect)
     try:
         return await session.__aenter__()
     except DeviceError as e:

@@ -73,7 +73,7 @@ async def run_scenario(scenario: Scenario, target: Target, *, run_id: str, runs_
         async with aws_clients(target, max_connections=concurrency) as clients:
             ctx = RunContext(run_id, scenario, target, clients.iot, clients.sts, journal,
                              persistent, metrics, identities_dir / scenario.name, concurrency,
-                             build_devices(scenario, shard), sharded=shard is not None)
+                             build_devices(scenario, shard), shards=shard[1] if shard else 1)
             try:
                 result.interrupted = await _run_steps(ctx)
             finally:

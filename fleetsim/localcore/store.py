@@ -14,11 +14,11 @@ import secrets
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -222,6 +222,26 @@ def _ca(row: sqlite3.Row) -> CaCertificateRecord:
                                row[9], row[10], row[11], row[12], seq=row[0])
 
 
+R = TypeVar("R")
+K = TypeVar("K")
+
+
+def _page(rows: list[Any], limit: int, record: Callable[[Any], R],
+          position: Callable[[R], K]) -> tuple[list[R], K | None]:
+    """A page from `rows` fetched with LIMIT limit + 1: the first `limit` as records, and the
+    position of the last of them if there are more (else None)."""
+    page = [record(r) for r in rows[:limit]]
+    return page, (position(page[-1]) if len(rows) > limit else None)
+
+
+def _first(row: Any) -> Any:
+    return row[0]
+
+
+def _itself(value: K) -> K:
+    return value
+
+
 _THING_COLS = "seq, name, thing_id, type_name, attributes, version, billing_group, created"
 _GROUP_COLS = ("seq, name, group_id, parent_name, description, attributes, version, created")
 _TYPE_COLS = ("name, type_id, description, searchable_attributes, deprecated, deprecation_date, "
@@ -282,6 +302,17 @@ class Store:
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
+
+    def _keyset(self, table: str, cols: str, key: str, after: Any, limit: int,
+                ascending: bool = True, where: tuple[str, ...] = (),
+                args: tuple[Any, ...] = ()) -> list[Any]:
+        """Keyset pagination: the rows of `table` after `after` in `key` order (descending:
+        before it) that also match `where`, at most limit + 1 of them (for `_page`)."""
+        order, cmp = ("ASC", ">") if ascending else ("DESC", "<")
+        conditions = " AND ".join((f"{key} {cmp} ?", *where))
+        return self._db.execute(f"SELECT {cols} FROM {table} WHERE {conditions} "
+                                f"ORDER BY {key} {order} LIMIT ?",
+                                (after, *args, limit + 1)).fetchall()
 
     def _bump(self) -> None:
         self._epoch += 1
@@ -452,8 +483,7 @@ class Store:
         rows = self._db.execute(
             f"SELECT {cols} FROM things t{join} WHERE {' AND '.join(where)} ORDER BY t.seq "
             "LIMIT ?", (*args, limit + 1)).fetchall()
-        things = [_thing(r) for r in rows[:limit]]
-        return things, (things[-1].seq if len(rows) > limit else None)
+        return _page(rows, limit, _thing, lambda t: t.seq)
 
     def count_things_of_type(self, type_name: str) -> int:
         return self._db.execute("SELECT count(*) FROM things WHERE type_name = ?",
@@ -534,10 +564,8 @@ class Store:
         if name is not None:
             rec = self.get_thing_type(name)
             return ([rec] if rec else []), None
-        rows = self._db.execute(f"SELECT {_TYPE_COLS} FROM thing_types WHERE name > ? "
-                                "ORDER BY name LIMIT ?", (after, limit + 1)).fetchall()
-        page = [_thing_type(r) for r in rows[:limit]]
-        return page, (page[-1].name if len(rows) > limit else None)
+        rows = self._keyset("thing_types", _TYPE_COLS, "name", after, limit)
+        return _page(rows, limit, _thing_type, lambda t: t.name)
 
     # --- thing groups ---------------------------------------------------------------------
 
@@ -604,7 +632,8 @@ class Store:
     def list_thing_groups(self, after: int, limit: int, parent: str | None = None,
                           name_prefix: str | None = None, recursive: bool = True
                           ) -> tuple[list[ThingGroupRecord], int | None]:
-        where, args = ["seq > ?"], [after]
+        where: list[str] = []
+        args: list[Any] = []
         if parent is not None:
             names = self.descendants(parent) if recursive else self.child_groups(parent)
             if not names:
@@ -616,11 +645,9 @@ class Store:
         if name_prefix:
             where.append("substr(name, 1, ?) = ?")
             args += [len(name_prefix), name_prefix]
-        rows = self._db.execute(f"SELECT {_GROUP_COLS} FROM thing_groups WHERE "
-                                f"{' AND '.join(where)} ORDER BY seq LIMIT ?",
-                                (*args, limit + 1)).fetchall()
-        page = [_group(r) for r in rows[:limit]]
-        return page, (page[-1].seq if len(rows) > limit else None)
+        rows = self._keyset("thing_groups", _GROUP_COLS, "seq", after, limit, where=tuple(where),
+                            args=tuple(args))
+        return _page(rows, limit, _group, lambda g: g.seq)
 
     def add_thing_to_group(self, group: str, thing: str) -> str | None:
         """Returns the new membership id, or None if the thing was already a member."""
@@ -658,8 +685,7 @@ class Store:
             f"SELECT DISTINCT thing_name FROM thing_group_members WHERE group_name IN ({marks}) "
             "AND thing_name > ? ORDER BY thing_name LIMIT ?",
             (*groups, after, limit + 1)).fetchall()
-        page = [r[0] for r in rows[:limit]]
-        return page, (page[-1] if len(rows) > limit else None)
+        return _page(rows, limit, _first, _itself)
 
     # --- certificates ---------------------------------------------------------------------
 
@@ -701,17 +727,10 @@ class Store:
 
     def list_certificates(self, after: int, limit: int, ascending: bool = False,
                           ca_id: str | None = None) -> tuple[list[CertificateRecord], int | None]:
-        order = "ASC" if ascending else "DESC"
-        cmp = ">" if ascending else "<"
-        where, args = [f"seq {cmp} ?"], [after]
-        if ca_id is not None:
-            where.append("ca_id = ?")
-            args.append(ca_id)
-        rows = self._db.execute(f"SELECT {_CERT_COLS} FROM certificates WHERE "
-                                f"{' AND '.join(where)} ORDER BY seq {order} LIMIT ?",
-                                (*args, limit + 1)).fetchall()
-        page = [_cert(r) for r in rows[:limit]]
-        return page, (page[-1].seq if len(rows) > limit else None)
+        where, args = (("ca_id = ?",), (ca_id,)) if ca_id is not None else ((), ())
+        rows = self._keyset("certificates", _CERT_COLS, "seq", after, limit, ascending, where,
+                            args)
+        return _page(rows, limit, _cert, lambda c: c.seq)
 
     # --- CA certificates ------------------------------------------------------------------
 
@@ -754,11 +773,8 @@ class Store:
 
     def list_ca_certificates(self, after: int, limit: int, ascending: bool = False
                              ) -> tuple[list[CaCertificateRecord], int | None]:
-        order, cmp = ("ASC", ">") if ascending else ("DESC", "<")
-        rows = self._db.execute(f"SELECT {_CA_COLS} FROM ca_certificates WHERE seq {cmp} ? "
-                                f"ORDER BY seq {order} LIMIT ?", (after, limit + 1)).fetchall()
-        page = [_ca(r) for r in rows[:limit]]
-        return page, (page[-1].seq if len(rows) > limit else None)
+        rows = self._keyset("ca_certificates", _CA_COLS, "seq", after, limit, ascending)
+        return _page(rows, limit, _ca, lambda c: c.seq)
 
     def ca_certificates(self) -> list[CaCertificateRecord]:
         return [_ca(r) for r in self._db.execute(f"SELECT {_CA_COLS} FROM ca_certificates")]
@@ -819,13 +835,9 @@ class Store:
 
     def list_policies(self, after: str, limit: int, ascending: bool = True
                       ) -> tuple[list[PolicyRecord], str | None]:
-        order, cmp = ("ASC", ">") if ascending else ("DESC", "<")
-        rows = self._db.execute(
-            "SELECT name, default_version, next_version, created, last_modified, generation_id "
-            f"FROM policies WHERE name {cmp} ? ORDER BY name {order} LIMIT ?",
-            (after, limit + 1)).fetchall()
-        page = [PolicyRecord(*r) for r in rows[:limit]]
-        return page, (page[-1].name if len(rows) > limit else None)
+        rows = self._keyset("policies", "name, default_version, next_version, created, "
+                            "last_modified, generation_id", "name", after, limit, ascending)
+        return _page(rows, limit, lambda r: PolicyRecord(*r), lambda p: p.name)
 
     def policy_versions(self, name: str) -> list[PolicyVersionRecord]:
         default = self._db.execute("SELECT default_version FROM policies WHERE name = ?",
@@ -891,11 +903,9 @@ class Store:
 
     def targets_of_policy(self, name: str, after: str = "", limit: int = 1_000_000
                           ) -> tuple[list[str], str | None]:
-        rows = self._db.execute("SELECT target FROM policy_targets WHERE policy_name = ? AND "
-                                "target > ? ORDER BY target LIMIT ?",
-                                (name, after, limit + 1)).fetchall()
-        page = [r[0] for r in rows[:limit]]
-        return page, (page[-1] if len(rows) > limit else None)
+        rows = self._keyset("policy_targets", "target", "target", after, limit,
+                            where=("policy_name = ?",), args=(name,))
+        return _page(rows, limit, _first, _itself)
 
     def policy_is_attached(self, name: str) -> bool:
         return self._db.execute("SELECT 1 FROM policy_targets WHERE policy_name = ? LIMIT 1",

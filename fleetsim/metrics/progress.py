@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 import time
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ from typing import TextIO
 
 from fleetsim.metrics.histogram import Histogram
 from fleetsim.metrics.recorder import Metrics
+from fleetsim.runtime import cancel_and_wait
 
 
 @dataclass
@@ -104,9 +104,7 @@ class Progress:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         self.draw(render_progress_line(self.sample()))
         if self.tty:
             self.stream.write("\n")

@@ -57,6 +57,11 @@ class AwsTarget(Strict):
     region: str | None = None
     profile: str | None = None
     port: Literal[8883, 443] = 8883
+    # AWS IoT Core quotas fleetsim keeps to: connect requests per second per account (100 is
+    # the smallest regional default; some regions allow 500, and it can be raised) and
+    # publishes per second per connection (100).
+    connects_per_second: float = Field(default=100, gt=0)
+    publishes_per_second_per_connection: float = Field(default=100, gt=0)
 
 
 class LocalTarget(Strict):

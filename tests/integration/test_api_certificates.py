@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -20,28 +16,8 @@ from fleetsim.pki import (
     generate_key,
     load_private_key,
 )
-from tests.conftest import RunningCore, start_core
-
-ALLOW_ALL = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]})
-
-
-@pytest.fixture(scope="module")
-def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCore]:
-    running = start_core(tmp_path_factory.mktemp("certs") / "core")
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def iot(core: RunningCore) -> Any:
-    return boto3.client("iot", endpoint_url=core.api_url, region_name="us-east-1",
-                        aws_access_key_id="x", aws_secret_access_key="x",
-                        config=Config(retries={"max_attempts": 1}))
-
-
-def code_of(e: pytest.ExceptionInfo[ClientError]) -> str:
-    return e.value.response["Error"]["Code"]
+from tests.conftest import RunningCore
+from tests.helpers import ALLOW_ALL, code_of
 
 
 def test_create_keys_and_certificate(iot: Any, core: RunningCore) -> None:

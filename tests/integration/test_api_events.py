@@ -6,33 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import boto3
 import pytest
-from botocore.config import Config
 
-from tests.conftest import RunningCore, start_core
-
-ALLOW_ALL = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]})
-
-
-@pytest.fixture(scope="module")
-def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCore]:
-    running = start_core(tmp_path_factory.mktemp("events") / "core")
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def iot(core: RunningCore) -> Any:
-    return boto3.client("iot", endpoint_url=core.api_url, region_name="us-east-1",
-                        aws_access_key_id="x", aws_secret_access_key="x",
-                        config=Config(retries={"max_attempts": 1}))
+from tests.conftest import RunningCore
+from tests.helpers import ALLOW_ALL
 
 
 def provision(iot: Any, core: RunningCore, directory: Path, name: str) -> tuple[ssl.SSLContext,
@@ -52,6 +35,17 @@ def provision(iot: Any, core: RunningCore, directory: Path, name: str) -> tuple[
     return ctx, out["certificateId"]
 
 
+@asynccontextmanager
+async def connected(iot: Any, core: RunningCore, directory: Path,
+                    name: str) -> AsyncIterator[tuple[aiomqtt.Client, str]]:
+    """A device provisioned as `name`, connected with client id `name`; yields its MQTT client
+    and certificate id."""
+    tls, cert_id = provision(iot, core, directory, name)
+    async with aiomqtt.Client(core.mqtt_host, core.mqtt_port, identifier=name,
+                              tls_context=tls, timeout=5) as client:
+        yield client, cert_id
+
+
 async def collect(messages: Any, count: int, timeout: float = 5.0) -> list[tuple[str, dict]]:
     got: list[tuple[str, dict]] = []
 
@@ -67,9 +61,7 @@ async def collect(messages: Any, count: int, timeout: float = 5.0) -> list[tuple
 
 async def test_enabled_registry_events_are_delivered(iot: Any, core: RunningCore,
                                                      tmp_path: Path) -> None:
-    tls, _ = provision(iot, core, tmp_path, "watcher")
-    async with aiomqtt.Client(core.mqtt_host, core.mqtt_port, identifier="watcher",
-                              tls_context=tls, timeout=5) as client:
+    async with connected(iot, core, tmp_path, "watcher") as (client, _):
         await client.subscribe("$aws/events/#", qos=1)
         iot.update_event_configurations(eventConfigurations={
             "THING": {"Enabled": True}, "THING_GROUP_MEMBERSHIP": {"Enabled": True},
@@ -96,9 +88,7 @@ async def test_enabled_registry_events_are_delivered(iot: Any, core: RunningCore
 
 async def test_deactivating_a_certificate_disconnects_its_client(iot: Any, core: RunningCore,
                                                                  tmp_path: Path) -> None:
-    tls, cert_id = provision(iot, core, tmp_path, "doomed")
-    async with aiomqtt.Client(core.mqtt_host, core.mqtt_port, identifier="doomed",
-                              tls_context=tls, timeout=5) as client:
+    async with connected(iot, core, tmp_path, "doomed") as (client, cert_id):
         await client.subscribe("doomed/#", qos=0)
         iot.update_certificate(certificateId=cert_id, newStatus="INACTIVE")
         with pytest.raises(aiomqtt.MqttError):

@@ -2,46 +2,26 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from fleetsim.localcore.api.context import THING_TYPE_DELETE_DELAY_ENV
 from tests.conftest import RunningCore, start_core
+from tests.helpers import code_of
 
 DELETE_DELAY_S = 1.0
 
 
 @pytest.fixture(scope="module")
 def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCore]:
-    saved = os.environ.get(THING_TYPE_DELETE_DELAY_ENV)
-    os.environ[THING_TYPE_DELETE_DELAY_ENV] = str(DELETE_DELAY_S)
-    try:
-        running = start_core(tmp_path_factory.mktemp("groups") / "core")
-    finally:
-        if saved is None:
-            del os.environ[THING_TYPE_DELETE_DELAY_ENV]
-        else:
-            os.environ[THING_TYPE_DELETE_DELAY_ENV] = saved
+    running = start_core(tmp_path_factory.mktemp("groups") / "core",
+                         env={THING_TYPE_DELETE_DELAY_ENV: str(DELETE_DELAY_S)})
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def iot(core: RunningCore) -> Any:
-    return boto3.client("iot", endpoint_url=core.api_url, region_name="us-east-1",
-                        aws_access_key_id="x", aws_secret_access_key="x",
-                        config=Config(retries={"max_attempts": 1}))
-
-
-def code_of(e: pytest.ExceptionInfo[ClientError]) -> str:
-    return e.value.response["Error"]["Code"]
 
 
 def test_thing_type_lifecycle(iot: Any) -> None:

@@ -6,19 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import boto3
 import pytest
-from botocore.config import Config
 
-from tests.conftest import RunningCore, start_core
+from tests.conftest import RunningCore
+from tests.helpers import ALLOW_ALL
 
-ALLOW_ALL = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]})
 BUILDING_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": ["iot:Connect"],
      "Resource": ["arn:aws:iot:us-east-1:123456789012:client/${iot:ClientId}"]},
@@ -26,19 +22,6 @@ BUILDING_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
      "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/telemetry/building/one/"
                   "${iot:ClientId}"]}]})
 
-
-@pytest.fixture(scope="module")
-def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCore]:
-    running = start_core(tmp_path_factory.mktemp("principal") / "core")
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def iot(core: RunningCore) -> Any:
-    return boto3.client("iot", endpoint_url=core.api_url, region_name="us-east-1",
-                        aws_access_key_id="x", aws_secret_access_key="x",
-                        config=Config(retries={"max_attempts": 1}))
 
 
 def device(iot: Any, core: RunningCore, directory: Path, name: str,

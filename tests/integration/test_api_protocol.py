@@ -5,30 +5,14 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
-from tests.conftest import RunningCore, start_core
+from tests.conftest import RunningCore
+from tests.helpers import aws_client
 
 AUTH = ("AWS4-HMAC-SHA256 Credential=KEY/20240101/us-east-1/{service}/aws4_request, "
         "SignedHeaders=host, Signature=00")
-
-
-@pytest.fixture(scope="module")
-def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCore]:
-    running = start_core(tmp_path_factory.mktemp("protocol") / "core")
-    yield running
-    running.stop()
-
-
-def client(core: RunningCore, service: str) -> Any:
-    return boto3.client(service, endpoint_url=core.api_url, region_name="us-east-1",
-                        aws_access_key_id="x", aws_secret_access_key="x",
-                        config=Config(retries={"max_attempts": 1}))
 
 
 def raw(core: RunningCore, method: str, path: str, headers: dict[str, str] | None = None,
@@ -77,20 +61,20 @@ def test_rest_json_error_shape(core: RunningCore) -> None:
 
 
 def test_unimplemented_operation_says_so(core: RunningCore) -> None:
-    iot = client(core, "iot")
+    iot = aws_client(core.api_url, "iot")
     with pytest.raises(Exception) as e:
         iot.describe_audit_task(taskId="x")
     assert "local core does not implement iot:DescribeAuditTask" in str(e.value)
 
 
 def test_sts_get_caller_identity(core: RunningCore) -> None:
-    identity = client(core, "sts").get_caller_identity()
+    identity = aws_client(core.api_url, "sts").get_caller_identity()
     assert identity["Account"] == "123456789012"
     assert identity["Arn"] == "arn:aws:iam::123456789012:root"
 
 
 def test_event_configurations_default_off_and_update(core: RunningCore) -> None:
-    iot = client(core, "iot")
+    iot = aws_client(core.api_url, "iot")
     configs = iot.describe_event_configurations()["eventConfigurations"]
     assert set(configs) == {"THING", "THING_GROUP", "THING_TYPE", "THING_GROUP_MEMBERSHIP",
                             "THING_GROUP_HIERARCHY", "THING_TYPE_ASSOCIATION", "JOB",

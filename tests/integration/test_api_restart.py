@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
-
-import boto3
-from botocore.config import Config
 
 from tests.conftest import start_core
-
-ALLOW_ALL = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]})
-
-
-def iot_client(api_url: str) -> Any:
-    return boto3.client("iot", endpoint_url=api_url, region_name="us-east-1",
-                        aws_access_key_id="x", aws_secret_access_key="x",
-                        config=Config(retries={"max_attempts": 1}))
+from tests.helpers import ALLOW_ALL, aws_client
 
 
 def test_registry_survives_kill_9(tmp_path: Path) -> None:
     state = tmp_path / "core"
     core = start_core(state)
     try:
-        iot = iot_client(core.api_url)
+        iot = aws_client(core.api_url)
         for i in range(20):
             iot.create_thing(thingName=f"keep-{i}", attributePayload={"attributes": {"i": str(i)}})
         iot.update_thing(thingName="keep-0", attributePayload={"attributes": {"x": "y"}})
@@ -43,7 +30,7 @@ def test_registry_survives_kill_9(tmp_path: Path) -> None:
 
     core = start_core(state)
     try:
-        iot = iot_client(core.api_url)
+        iot = aws_client(core.api_url)
         names = {t["thingName"] for p in iot.get_paginator("list_things").paginate()
                  for t in p["things"]}
         assert names == {f"keep-{i}" for i in range(20)}

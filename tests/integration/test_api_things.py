@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.conftest import RunningCore, start_core
+from tests.conftest import RunningCore
 
 ARN_PREFIX = "arn:aws:iot:us-east-1:123456789012:"
 
-
-@pytest.fixture(scope="module")
-def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCore]:
-    running = start_core(tmp_path_factory.mktemp("things") / "core")
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def iot(core: RunningCore) -> Any:
-    return boto3.client("iot", endpoint_url=core.api_url, region_name="us-east-1",
-                        aws_access_key_id="x", aws_secret_access_key="x",
-                        config=Config(retries={"max_attempts": 1}))
 
 
 def error_of(excinfo: pytest.ExceptionInfo[ClientError]) -> tuple[str, str, int]:

@@ -4,17 +4,15 @@ registry is intact and connected devices come back by themselves (reconnect with
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 from pathlib import Path
-
-import boto3
 
 from fleetsim.device import DeviceIdentity, DeviceSession
 from fleetsim.device.reconnect import ReconnectPolicy
 from fleetsim.metrics import Metrics
 from fleetsim.target import Target
 from tests.conftest import start_core
+from tests.helpers import ALLOW_ALL, aws_client
 
 DEVICES = 20
 
@@ -29,11 +27,8 @@ async def test_devices_reconnect_after_kill_9(tmp_path: Path) -> None:
     ports = {"api_port": free_port(), "mqtt_port": free_port()}
     ec_keys = ("--keys-and-certificate-key-type", "ec-p256")
     core = start_core(tmp_path / "core", extra_args=ec_keys, **ports)
-    iot = boto3.client("iot", endpoint_url=core.api_url, region_name="us-east-1",
-                       aws_access_key_id="x", aws_secret_access_key="x")
-    iot.create_policy(policyName="restart", policyDocument=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}))
+    iot = aws_client(core.api_url, max_attempts=None)
+    iot.create_policy(policyName="restart", policyDocument=ALLOW_ALL)
     identities = []
     for i in range(DEVICES):
         name = f"restart-{i}"

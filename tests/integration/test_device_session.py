@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from fleetsim.device import (
@@ -24,16 +23,14 @@ from fleetsim.device import (
 from fleetsim.metrics import Metrics
 from fleetsim.pki import CertificateAuthority, certificate_pem, generate_key, private_key_pem
 from fleetsim.target import Target
+from tests.helpers import ALLOW_ALL_DOCUMENT, aws_client
 
 pytestmark = pytest.mark.timeout(60)
-ALLOW_ALL = {"Version": "2012-10-17",
-             "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}
 
 
 class Provisioner:
     def __init__(self, core: Any, tmp: Path):
-        self.iot = boto3.client("iot", endpoint_url=core.api_url, region_name="us-east-1",
-                                aws_access_key_id="x", aws_secret_access_key="x")
+        self.iot = aws_client(core.api_url, max_attempts=None)
         self.store = IdentityStore(tmp / "identities", "itest")
         self.target = Target.local(core.api_url, core.mqtt_host, core.mqtt_port, core.root_ca)
         self._policies: dict[str, str] = {}
@@ -47,7 +44,7 @@ class Provisioner:
             self._policies[key] = name
         return self._policies[key]
 
-    def device(self, name: str, policy: dict[str, Any] | None = ALLOW_ALL,
+    def device(self, name: str, policy: dict[str, Any] | None = ALLOW_ALL_DOCUMENT,
                active: bool = True) -> DeviceIdentity:
         self.iot.create_thing(thingName=name)
         cert = self.iot.create_keys_and_certificate(setAsActive=active)
@@ -71,6 +68,16 @@ def session(prov: Provisioner, identity: DeviceIdentity, metrics: Metrics,
             **kwargs: Any) -> DeviceSession:
     tls = TlsContextFactory(prov.target, **kwargs).for_identity(identity)
     return DeviceSession(identity, prov.target, metrics, tls=tls, timeout=5)
+
+
+async def refused(prov: Provisioner, identity: DeviceIdentity, metrics: Metrics,
+                  tls_version: str) -> DeviceError:
+    """The DeviceError that connecting `identity` over TLS `tls_version` only must raise."""
+    with pytest.raises(DeviceError) as caught:
+        async with session(prov, identity, metrics, min_version=tls_version,
+                           max_version=tls_version):
+            pass
+    return caught.value
 
 
 async def test_publish_is_observed_with_end_to_end_latency(prov: Provisioner) -> None:
@@ -158,11 +165,8 @@ async def test_inactive_certificate_is_closed_before_connack(prov: Provisioner,
                                                              tls_version: str) -> None:
     device = prov.device(f"inactive-{tls_version.replace('.', '')}", active=False)
     metrics = Metrics()
-    with pytest.raises(DeviceError) as caught:
-        async with session(prov, device, metrics, min_version=tls_version,
-                           max_version=tls_version):
-            pass
-    assert caught.value.kind == "closed_before_connack"
+    error = await refused(prov, device, metrics, tls_version)
+    assert error.kind == "closed_before_connack"
     assert metrics.snapshot()["ops"][0]["errors"] == {"closed_before_connack": 1}
     assert metrics.gauges.get("devices.connected", 0) == 0
 
@@ -175,11 +179,8 @@ async def test_certificate_of_unknown_ca_is_refused_in_tls(prov: Provisioner, tm
     identity = DeviceIdentity("itest", 99, "rogue", "ec-p256", private_key_pem(key)) \
         .with_certificate(certificate_pem(rogue.issue_device(key.public_key())))
     metrics = Metrics()
-    with pytest.raises(DeviceError) as caught:
-        async with session(prov, identity, metrics, min_version=tls_version,
-                           max_version=tls_version):
-            pass
-    assert caught.value.kind == "tls_refused"
+    error = await refused(prov, identity, metrics, tls_version)
+    assert error.kind == "tls_refused"
 
 
 async def test_untrusted_server_and_closed_port(prov: Provisioner, tmp_path: Path) -> None:

@@ -13,13 +13,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from fleetsim.device import DeviceIdentity, DeviceSession, Observed, Observer
 from fleetsim.metrics.histogram import Histogram
 from fleetsim.target import Target
 from tests.conftest import ROOT, RunningCore, start_core
+from tests.helpers import aws_client
 
 FLEET = """\
 name: fleet-test
@@ -102,8 +102,7 @@ def test_200_devices_connect_publish_and_are_observed(core: RunningCore,
 
 
 def presence_watcher(core: RunningCore, tmp_path: Path) -> tuple[DeviceIdentity, str]:
-    iot = boto3.client("iot", endpoint_url=core.api_url, region_name="us-east-1",
-                       aws_access_key_id="x", aws_secret_access_key="x")
+    iot = aws_client(core.api_url, max_attempts=None)
     out = iot.create_keys_and_certificate(setAsActive=True)
     iot.create_policy(policyName="presence-watcher", policyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [

@@ -44,9 +44,8 @@ def tls(core: RunningCore, thing: str) -> list[str]:
             "--tls-version", "tlsv1.2"]
 
 
-def test_cli_provisions_mosquitto_publishes_and_subscribes(cli_core: RunningCore,
+def test_cli_provisions_mosquitto_publishes_and_subscribes(core: RunningCore,
                                                            tmp_path: Path) -> None:
-    core = cli_core
     aws(core, tmp_path, "iot", "update-event-configurations", "--event-configurations",
         '{"THING": {"Enabled": true}}')
     provision(core, tmp_path, "lab-device")
@@ -82,8 +81,7 @@ def test_cli_provisions_mosquitto_publishes_and_subscribes(cli_core: RunningCore
     assert updated["attributes"] == {"type": "ws-device"}
 
 
-def test_deactivated_certificate_cannot_publish(cli_core: RunningCore, tmp_path: Path) -> None:
-    core = cli_core
+def test_deactivated_certificate_cannot_publish(core: RunningCore, tmp_path: Path) -> None:
     cert_id = provision(core, tmp_path, "soon-inactive")
     aws(core, tmp_path, "iot", "update-certificate", "--certificate-id", cert_id,
         "--new-status", "INACTIVE")

@@ -12,10 +12,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from fleetsim.localcore.store import Store, certificate_record
 from fleetsim.pki import CertificateAuthority, generate_key
+from tests.helpers import ALLOW_ALL
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
-ALLOW_ALL = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]})
 GROUP_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": ["iot:Publish"], "Resource": ["arn:aws:iot:*:*:topic/g"]}]})
 

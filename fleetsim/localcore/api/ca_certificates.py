@@ -12,32 +12,22 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from fleetsim.localcore.api import paging
+from fleetsim.localcore.api.certificates import parse_pem
 from fleetsim.localcore.api.context import ApiContext
-from fleetsim.localcore.api.errors import ApiError, already_exists, certificate_state, not_found
+from fleetsim.localcore.api.errors import ApiError, already_exists, certificate_state, found
 from fleetsim.localcore.api.operations import iot
 from fleetsim.localcore.store import CaCertificateRecord
-from fleetsim.pki import certificate_id, certificate_pem, load_certificate
+from fleetsim.pki import certificate_id, certificate_pem
 
 
 def require_ca(ctx: ApiContext, ca_id: str) -> CaCertificateRecord:
-    ca = ctx.store.get_ca_certificate(ca_id)
-    if ca is None:
-        raise not_found("The specified resource does not exist")
-    return ca
-
-
-def _load(pem: str, what: str) -> x509.Certificate:
-    try:
-        return load_certificate(pem.encode())
-    except ValueError as e:
-        raise ApiError("CertificateValidationException",
-                       f"The {what} is not a valid PEM-encoded X.509 certificate.") from e
+    return found(ctx.store.get_ca_certificate(ca_id))
 
 
 def _check_verification(ctx: ApiContext, ca: x509.Certificate, verification_pem: str) -> None:
     """Proof of possession: the verification certificate's CN is the registration code and it
     is signed by the CA's private key."""
-    verification = _load(verification_pem, "verification certificate")
+    verification = parse_pem(verification_pem, "verification certificate")
     cns = verification.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not cns or cns[0].value != ctx.store.registration_code:
         raise ApiError("RegistrationCodeValidationException",
@@ -58,7 +48,7 @@ def get_registration_code(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
 
 @iot("RegisterCACertificate")
 def register_ca_certificate(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
-    ca = _load(p["caCertificate"], "CA certificate")
+    ca = parse_pem(p["caCertificate"], "CA certificate")
     try:
         is_ca = ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except x509.ExtensionNotFound:
@@ -135,9 +125,6 @@ def list_ca_certificates(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
     if p.get("templateName"):
         page = [c for c in page
                 if (c.registration_config or {}).get("templateName") == p["templateName"]]
-    out: dict[str, Any] = {"certificates": [
+    return paging.listing("certificates", [
         {"certificateArn": ctx.arn("cacert", c.id), "certificateId": c.id, "status": c.status,
-         "creationDate": c.created} for c in page]}
-    if last is not None:
-        out["nextMarker"] = paging.encode(last)
-    return out
+         "creationDate": c.created} for c in page], "nextMarker", paging.next_token(last))

@@ -15,8 +15,8 @@ from fleetsim.localcore.api.errors import (
     already_exists,
     certificate_state,
     delete_conflict,
+    found,
     invalid,
-    not_found,
 )
 from fleetsim.localcore.api.operations import iot
 from fleetsim.localcore.store import CertificateRecord, certificate_record
@@ -37,13 +37,10 @@ def _initial_status(p: dict[str, Any]) -> str:
 
 
 def require_certificate(ctx: ApiContext, cert_id: str) -> CertificateRecord:
-    cert = ctx.store.get_certificate(cert_id)
-    if cert is None:
-        raise not_found("The specified resource does not exist")
-    return cert
+    return found(ctx.store.get_certificate(cert_id))
 
 
-def _parse_pem(pem: str, what: str = "certificate") -> x509.Certificate:
+def parse_pem(pem: str, what: str = "certificate") -> x509.Certificate:
     try:
         return load_certificate(pem.encode())
     except ValueError as e:
@@ -88,10 +85,10 @@ def create_certificate_from_csr(ctx: ApiContext, p: dict[str, Any]) -> dict[str,
 
 @iot("RegisterCertificate")
 def register_certificate(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
-    cert = _parse_pem(p["certificatePem"])
+    cert = parse_pem(p["certificatePem"])
     ca = ctx.store.issuing_ca(cert)
     if p.get("caCertificatePem"):
-        ca_cert = _parse_pem(p["caCertificatePem"], "CA certificate")
+        ca_cert = parse_pem(p["caCertificatePem"], "CA certificate")
         given = certificate_id(ca_cert.public_bytes(Encoding.DER))
         if ctx.store.get_ca_certificate(given) is None:
             raise ApiError("CertificateValidationException",
@@ -110,7 +107,7 @@ def register_certificate(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
 
 @iot("RegisterCertificateWithoutCA")
 def register_certificate_without_ca(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
-    cert = _parse_pem(p["certificatePem"])
+    cert = parse_pem(p["certificatePem"])
     rec = _store_new(ctx, certificate_record(cert, p.get("status") or "INACTIVE", mode="SNI_ONLY"))
     ctx.core.add_trust_anchor(rec.pem)
     return {"certificateArn": ctx.arn("cert", rec.id), "certificateId": rec.id}
@@ -173,10 +170,8 @@ def _list(ctx: ApiContext, p: dict[str, Any], ca_id: str | None) -> dict[str, An
     start = paging.decode_int(p.get("marker"), 0 if ascending else 2**62)
     certs, last = ctx.store.list_certificates(start, paging.page_size(p, "pageSize", 25),
                                               ascending, ca_id)
-    out: dict[str, Any] = {"certificates": _summaries(ctx, certs)}
-    if last is not None:
-        out["nextMarker"] = paging.encode(last)
-    return out
+    return paging.listing("certificates", _summaries(ctx, certs), "nextMarker",
+                          paging.next_token(last))
 
 
 @iot("ListCertificates")

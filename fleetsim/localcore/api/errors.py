@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -18,6 +20,13 @@ class ApiError(Exception):
 
 def not_found(message: str) -> ApiError:
     return ApiError("ResourceNotFoundException", message)
+
+
+def found(value: T | None, message: str = "The specified resource does not exist") -> T:
+    """`value`, which a registry lookup returned; ResourceNotFoundException if there was none."""
+    if value is None:
+        raise not_found(message)
+    return value
 
 
 def invalid(message: str) -> ApiError:

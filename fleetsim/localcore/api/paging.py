@@ -52,3 +52,17 @@ def slice_page(items: Sequence[T], token: str | None, size: int) -> tuple[list[T
     start = decode_int(token)
     page = list(items[start:start + size])
     return page, (encode(start + size) if start + size < len(items) else None)
+
+
+def next_token(last: int | str | None) -> str | None:
+    """The token of the page after the one a store query ended at `last` (None: no more)."""
+    return None if last is None else encode(last)
+
+
+def listing(key: str, items: list[Any], token_key: str, token: str | None) -> dict[str, Any]:
+    """A List* response: `items` under `key`, and the next page's token (if any) under
+    `token_key` (nextToken or nextMarker)."""
+    out: dict[str, Any] = {key: items}
+    if token:
+        out[token_key] = token
+    return out

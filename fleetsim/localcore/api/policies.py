@@ -10,11 +10,12 @@ from fleetsim.localcore.api.errors import (
     ApiError,
     already_exists,
     delete_conflict,
+    found,
     invalid,
-    not_found,
 )
 from fleetsim.localcore.api.operations import iot
-from fleetsim.localcore.api.things import certificate_id_of
+from fleetsim.localcore.api.thing_groups import require_group
+from fleetsim.localcore.api.things import require_principal, require_thing
 from fleetsim.localcore.policy_document import PolicyDocumentError, parse_policy_document
 from fleetsim.localcore.store import PolicyRecord
 
@@ -23,10 +24,7 @@ MAX_POLICIES_PER_TARGET = 10
 
 
 def require_policy(ctx: ApiContext, name: str) -> PolicyRecord:
-    policy = ctx.store.get_policy(name)
-    if policy is None:
-        raise not_found("The specified resource does not exist")
-    return policy
+    return found(ctx.store.get_policy(name))
 
 
 def validate_document(document: str) -> None:
@@ -82,11 +80,8 @@ def list_policies(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
     ascending = p.get("ascendingOrder", True) is not False
     start = paging.decode_str(p.get("marker"), "" if ascending else "\U0010ffff")
     page, last = ctx.store.list_policies(start, paging.page_size(p, "pageSize", 250), ascending)
-    out: dict[str, Any] = {"policies": [{"policyName": r.name,
-                                         "policyArn": ctx.arn("policy", r.name)} for r in page]}
-    if last is not None:
-        out["nextMarker"] = paging.encode(last)
-    return out
+    return paging.listing("policies", _policy_refs(ctx, [r.name for r in page]), "nextMarker",
+                          paging.next_token(last))
 
 
 # --- versions -------------------------------------------------------------------------------
@@ -108,9 +103,7 @@ def create_policy_version(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
 @iot("GetPolicyVersion")
 def get_policy_version(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
     policy = require_policy(ctx, p["policyName"])
-    version = ctx.store.get_policy_version(policy.name, _version_id(p))
-    if version is None:
-        raise not_found("The specified resource does not exist")
+    version = found(ctx.store.get_policy_version(policy.name, _version_id(p)))
     return {"policyArn": ctx.arn("policy", policy.name), "policyName": policy.name,
             "policyDocument": version.document, "policyVersionId": str(version.version),
             "isDefaultVersion": version.is_default, "creationDate": version.created,
@@ -128,18 +121,14 @@ def list_policy_versions(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
 @iot("SetDefaultPolicyVersion")
 def set_default_policy_version(ctx: ApiContext, p: dict[str, Any]) -> None:
     policy = require_policy(ctx, p["policyName"])
-    version = _version_id(p)
-    if ctx.store.get_policy_version(policy.name, version) is None:
-        raise not_found("The specified resource does not exist")
-    ctx.store.set_default_policy_version(policy.name, version)
+    version = found(ctx.store.get_policy_version(policy.name, _version_id(p)))
+    ctx.store.set_default_policy_version(policy.name, version.version)
 
 
 @iot("DeletePolicyVersion")
 def delete_policy_version(ctx: ApiContext, p: dict[str, Any]) -> None:
     policy = require_policy(ctx, p["policyName"])
-    version = ctx.store.get_policy_version(policy.name, _version_id(p))
-    if version is None:
-        raise not_found("The specified resource does not exist")
+    version = found(ctx.store.get_policy_version(policy.name, _version_id(p)))
     if version.is_default:
         raise delete_conflict("Cannot delete the default version of a policy")
     ctx.store.delete_policy_version(policy.name, version.version)
@@ -148,14 +137,10 @@ def delete_policy_version(ctx: ApiContext, p: dict[str, Any]) -> None:
 # --- attachments ----------------------------------------------------------------------------
 
 def _require_target(ctx: ApiContext, target: str) -> None:
-    cert_id = certificate_id_of(ctx, target)
-    if cert_id is not None and ctx.store.get_certificate(cert_id) is None:
-        raise not_found("The certificate given in the principal does not exist.")
+    require_principal(ctx, target)
     marker = ":thinggroup/"
     if target.startswith("arn:") and marker in target:
-        group = target.split(marker, 1)[1]
-        if ctx.store.get_thing_group(group) is None:
-            raise not_found(f"Thing group {group} cannot be found.")
+        require_group(ctx, target.split(marker, 1)[1])
 
 
 def _attach(ctx: ApiContext, name: str, target: str) -> None:
@@ -207,19 +192,33 @@ def _policy_refs(ctx: ApiContext, names: list[str]) -> list[dict[str, str]]:
     return [{"policyName": n, "policyArn": ctx.arn("policy", n)} for n in names]
 
 
+def _policies_of(ctx: ApiContext, targets: list[str]) -> list[str]:
+    """The names of the policies attached to `targets`, each once, in attachment order."""
+    names: list[str] = []
+    for t in targets:
+        names += [n for n in ctx.store.policies_of_target(t) if n not in names]
+    return names
+
+
+def _policies_page(ctx: ApiContext, p: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    page, token = paging.slice_page(names, p.get("marker"), paging.page_size(p, "pageSize", 250))
+    return paging.listing("policies", _policy_refs(ctx, page), "nextMarker", token)
+
+
+def _targets_page(ctx: ApiContext, p: dict[str, Any]) -> tuple[list[str], str | None]:
+    """A page of the targets of policy `policyName` and the next page's marker."""
+    policy = require_policy(ctx, p["policyName"])
+    targets, last = ctx.store.targets_of_policy(policy.name, paging.decode_str(p.get("marker")),
+                                                paging.page_size(p, "pageSize", 250))
+    return targets, paging.next_token(last)
+
+
 @iot("ListAttachedPolicies")
 def list_attached_policies(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
     target = p["target"]
     _require_target(ctx, target)
     targets = _group_chain(ctx, target) if p.get("recursive") else [target]
-    names: list[str] = []
-    for t in targets:
-        names += [n for n in ctx.store.policies_of_target(t) if n not in names]
-    page, token = paging.slice_page(names, p.get("marker"), paging.page_size(p, "pageSize", 250))
-    out: dict[str, Any] = {"policies": _policy_refs(ctx, page)}
-    if token:
-        out["nextMarker"] = token
-    return out
+    return _policies_page(ctx, p, _policies_of(ctx, targets))
 
 
 @iot("ListPrincipalPolicies")
@@ -228,33 +227,20 @@ def list_principal_policies(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any
     names = ctx.store.policies_of_target(p["principal"])
     if p.get("ascendingOrder") is False:
         names.reverse()
-    page, token = paging.slice_page(names, p.get("marker"), paging.page_size(p, "pageSize", 250))
-    out: dict[str, Any] = {"policies": _policy_refs(ctx, page)}
-    if token:
-        out["nextMarker"] = token
-    return out
+    return _policies_page(ctx, p, names)
 
 
 @iot("ListTargetsForPolicy")
 def list_targets_for_policy(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
-    policy = require_policy(ctx, p["policyName"])
-    targets, last = ctx.store.targets_of_policy(policy.name, paging.decode_str(p.get("marker")),
-                                                paging.page_size(p, "pageSize", 250))
-    out: dict[str, Any] = {"targets": targets}
-    if last is not None:
-        out["nextMarker"] = paging.encode(last)
-    return out
+    targets, marker = _targets_page(ctx, p)
+    return paging.listing("targets", targets, "nextMarker", marker)
 
 
 @iot("ListPolicyPrincipals")
 def list_policy_principals(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
-    policy = require_policy(ctx, p["policyName"])
-    targets, last = ctx.store.targets_of_policy(policy.name, paging.decode_str(p.get("marker")),
-                                                paging.page_size(p, "pageSize", 250))
-    out: dict[str, Any] = {"principals": [t for t in targets if ":thinggroup/" not in t]}
-    if last is not None:
-        out["nextMarker"] = paging.encode(last)
-    return out
+    targets, marker = _targets_page(ctx, p)
+    return paging.listing("principals", [t for t in targets if ":thinggroup/" not in t],
+                          "nextMarker", marker)
 
 
 @iot("GetEffectivePolicies")
@@ -264,19 +250,14 @@ def get_effective_policies(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]
         _require_target(ctx, p["principal"])
         targets.append(p["principal"])
     if p.get("thingName"):
-        thing = ctx.store.get_thing(p["thingName"])
-        if thing is None:
-            raise not_found(f"Thing {p['thingName']} cannot be found.")
+        thing = require_thing(ctx, p["thingName"])
         for group in ctx.store.groups_of_thing(thing.name):
             for g in (group, *ctx.store.ancestors(group)):
                 arn = ctx.arn("thinggroup", g)
                 if arn not in targets:
                     targets.append(arn)
-    names: list[str] = []
-    for t in targets:
-        names += [n for n in ctx.store.policies_of_target(t) if n not in names]
     out = []
-    for name in names:
+    for name in _policies_of(ctx, targets):
         policy = ctx.store.get_policy(name)
         if policy is not None:
             out.append({"policyName": name, "policyArn": ctx.arn("policy", name),

@@ -6,23 +6,21 @@ from typing import Any
 
 from fleetsim.localcore.api import paging
 from fleetsim.localcore.api.context import ApiContext
-from fleetsim.localcore.api.errors import already_exists, invalid, not_found, version_conflict
+from fleetsim.localcore.api.errors import already_exists, found, invalid
 from fleetsim.localcore.api.operations import iot
 from fleetsim.localcore.api.things import (
+    check_expected_version,
     merged_attributes,
     require_thing,
     validate_attributes,
 )
-from fleetsim.localcore.store import ThingGroupRecord
+from fleetsim.localcore.store import ThingGroupRecord, ThingRecord
 
 MAX_DEPTH = 7  # AWS: a thing group hierarchy has at most seven levels
 
 
 def require_group(ctx: ApiContext, name: str) -> ThingGroupRecord:
-    group = ctx.store.get_thing_group(name)
-    if group is None:
-        raise not_found(f"Thing group {name} cannot be found.")
-    return group
+    return found(ctx.store.get_thing_group(name), f"Thing group {name} cannot be found.")
 
 
 def _name_from(p: dict[str, Any], name_key: str, arn_key: str) -> str:
@@ -31,6 +29,10 @@ def _name_from(p: dict[str, Any], name_key: str, arn_key: str) -> str:
     if p.get(arn_key):
         return p[arn_key].rsplit("/", 1)[-1]
     raise invalid(f"Either {name_key} or {arn_key} must be specified.")
+
+
+def _group_refs(ctx: ApiContext, names: list[str]) -> list[dict[str, str]]:
+    return [{"groupName": g, "groupArn": ctx.arn("thinggroup", g)} for g in names]
 
 
 def _properties(group: ThingGroupRecord) -> dict[str, Any]:
@@ -87,10 +89,7 @@ def describe_thing_group(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
 @iot("UpdateThingGroup")
 def update_thing_group(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
     group = require_group(ctx, p["thingGroupName"])
-    expected = p.get("expectedVersion")
-    if expected is not None and expected != group.version:
-        raise version_conflict(f"The version for thing group {group.name} does not match the "
-                               "expected version.")
+    check_expected_version(p, "thing group", group.name, group.version)
     props = p.get("thingGroupProperties") or {}
     description = props.get("thingGroupDescription", group.description)
     attributes = merged_attributes(group.attributes, props.get("attributePayload"))
@@ -104,10 +103,7 @@ def delete_thing_group(ctx: ApiContext, p: dict[str, Any]) -> None:
     group = ctx.store.get_thing_group(p["thingGroupName"])
     if group is None:
         return
-    expected = p.get("expectedVersion")
-    if expected is not None and expected != group.version:
-        raise version_conflict(f"The version for thing group {group.name} does not match the "
-                               "expected version.")
+    check_expected_version(p, "thing group", group.name, group.version)
     if ctx.store.child_groups(group.name):
         raise invalid(f"Cannot delete thing group : {group.name} when there are still child "
                       "groups attached to it")
@@ -127,29 +123,37 @@ def list_thing_groups(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
     page, last = ctx.store.list_thing_groups(
         paging.decode_int(p.get("nextToken")), paging.page_size(p), parent,
         p.get("namePrefixFilter"), recursive=bool(recursive) if parent else recursive is not False)
-    out: dict[str, Any] = {"thingGroups": [
-        {"groupName": g.name, "groupArn": ctx.arn("thinggroup", g.name)} for g in page]}
-    if last is not None:
-        out["nextToken"] = paging.encode(last)
-    return out
+    return paging.listing("thingGroups", _group_refs(ctx, [g.name for g in page]), "nextToken",
+                          paging.next_token(last))
 
 
-@iot("AddThingToThingGroup")
-def add_thing_to_thing_group(ctx: ApiContext, p: dict[str, Any]) -> None:
+def _group_and_thing(ctx: ApiContext, p: dict[str, Any]
+                     ) -> tuple[ThingGroupRecord, ThingRecord]:
+    """The group and thing a membership request names (by name or ARN)."""
     group = require_group(ctx, _name_from(p, "thingGroupName", "thingGroupArn"))
-    thing = require_thing(ctx, _name_from(p, "thingName", "thingArn"))
+    return group, require_thing(ctx, _name_from(p, "thingName", "thingArn"))
+
+
+def _add_member(ctx: ApiContext, group: ThingGroupRecord, thing: ThingRecord) -> None:
     membership_id = ctx.store.add_thing_to_group(group.name, thing.name)
     if membership_id is not None:
         ctx.events.thing_group_membership("ADDED", group, thing, membership_id)
 
 
-@iot("RemoveThingFromThingGroup")
-def remove_thing_from_thing_group(ctx: ApiContext, p: dict[str, Any]) -> None:
-    group = require_group(ctx, _name_from(p, "thingGroupName", "thingGroupArn"))
-    thing = require_thing(ctx, _name_from(p, "thingName", "thingArn"))
+def _remove_member(ctx: ApiContext, group: ThingGroupRecord, thing: ThingRecord) -> None:
     membership_id = ctx.store.remove_thing_from_group(group.name, thing.name)
     if membership_id is not None:
         ctx.events.thing_group_membership("REMOVED", group, thing, membership_id)
+
+
+@iot("AddThingToThingGroup")
+def add_thing_to_thing_group(ctx: ApiContext, p: dict[str, Any]) -> None:
+    _add_member(ctx, *_group_and_thing(ctx, p))
+
+
+@iot("RemoveThingFromThingGroup")
+def remove_thing_from_thing_group(ctx: ApiContext, p: dict[str, Any]) -> None:
+    _remove_member(ctx, *_group_and_thing(ctx, p))
 
 
 @iot("UpdateThingGroupsForThing")
@@ -158,13 +162,9 @@ def update_thing_groups_for_thing(ctx: ApiContext, p: dict[str, Any]) -> None:
     to_add = [require_group(ctx, n) for n in p.get("thingGroupsToAdd") or []]
     to_remove = [require_group(ctx, n) for n in p.get("thingGroupsToRemove") or []]
     for group in to_add:
-        membership_id = ctx.store.add_thing_to_group(group.name, thing.name)
-        if membership_id is not None:
-            ctx.events.thing_group_membership("ADDED", group, thing, membership_id)
+        _add_member(ctx, group, thing)
     for group in to_remove:
-        membership_id = ctx.store.remove_thing_from_group(group.name, thing.name)
-        if membership_id is not None:
-            ctx.events.thing_group_membership("REMOVED", group, thing, membership_id)
+        _remove_member(ctx, group, thing)
 
 
 @iot("ListThingsInThingGroup")
@@ -173,10 +173,7 @@ def list_things_in_thing_group(ctx: ApiContext, p: dict[str, Any]) -> dict[str, 
     groups = [group.name, *(ctx.store.descendants(group.name) if p.get("recursive") else [])]
     names, last = ctx.store.things_in_groups(groups, paging.decode_str(p.get("nextToken")),
                                              paging.page_size(p))
-    out: dict[str, Any] = {"things": names}
-    if last is not None:
-        out["nextToken"] = paging.encode(last)
-    return out
+    return paging.listing("things", names, "nextToken", paging.next_token(last))
 
 
 @iot("ListThingGroupsForThing")
@@ -184,8 +181,4 @@ def list_thing_groups_for_thing(ctx: ApiContext, p: dict[str, Any]) -> dict[str,
     thing = require_thing(ctx, p["thingName"])
     page, token = paging.slice_page(ctx.store.groups_of_thing(thing.name), p.get("nextToken"),
                                     paging.page_size(p))
-    out: dict[str, Any] = {"thingGroups": [
-        {"groupName": g, "groupArn": ctx.arn("thinggroup", g)} for g in page]}
-    if token:
-        out["nextToken"] = token
-    return out
+    return paging.listing("thingGroups", _group_refs(ctx, page), "nextToken", token)

@@ -7,16 +7,10 @@ from typing import Any
 
 from fleetsim.localcore.api import paging
 from fleetsim.localcore.api.context import ApiContext
-from fleetsim.localcore.api.errors import already_exists, invalid, not_found
+from fleetsim.localcore.api.errors import already_exists, invalid
 from fleetsim.localcore.api.operations import iot
+from fleetsim.localcore.api.things import require_thing_type
 from fleetsim.localcore.store import ThingTypeRecord
-
-
-def require_thing_type(ctx: ApiContext, name: str) -> ThingTypeRecord:
-    rec = ctx.store.get_thing_type(name)
-    if rec is None:
-        raise not_found(f"Thing Type {name} cannot be found.")
-    return rec
 
 
 def _properties(rec: ThingTypeRecord) -> dict[str, Any]:
@@ -64,13 +58,10 @@ def describe_thing_type(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
 def list_thing_types(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
     page, last = ctx.store.list_thing_types(paging.decode_str(p.get("nextToken")),
                                             paging.page_size(p), p.get("thingTypeName"))
-    out: dict[str, Any] = {"thingTypes": [
+    return paging.listing("thingTypes", [
         {"thingTypeName": r.name, "thingTypeArn": ctx.arn("thingtype", r.name),
          "thingTypeProperties": _properties(r), "thingTypeMetadata": _metadata(r)}
-        for r in page]}
-    if last is not None:
-        out["nextToken"] = paging.encode(last)
-    return out
+        for r in page], "nextToken", paging.next_token(last))
 
 
 @iot("DeprecateThingType")

@@ -9,12 +9,13 @@ from fleetsim.localcore.api import paging
 from fleetsim.localcore.api.context import ApiContext
 from fleetsim.localcore.api.errors import (
     already_exists,
+    found,
     invalid,
     not_found,
     version_conflict,
 )
 from fleetsim.localcore.api.operations import iot
-from fleetsim.localcore.store import ThingRecord
+from fleetsim.localcore.store import ThingRecord, ThingTypeRecord
 
 # botocore's AttributeName / AttributeValue shapes (the model's own patterns).
 _ATTR_NAME = (re.compile(r"[a-zA-Z0-9_.,@/:#-]+"), 128)
@@ -49,18 +50,24 @@ def validate_attributes(attributes: Any, where: str) -> dict[str, str]:
 
 
 def require_thing(ctx: ApiContext, name: str) -> ThingRecord:
-    thing = ctx.store.get_thing(name)
-    if thing is None:
-        raise not_found(f"Thing {name} cannot be found.")
-    return thing
+    return found(ctx.store.get_thing(name), f"Thing {name} cannot be found.")
+
+
+def require_thing_type(ctx: ApiContext, name: str) -> ThingTypeRecord:
+    return found(ctx.store.get_thing_type(name), f"Thing Type {name} cannot be found.")
 
 
 def require_usable_type(ctx: ApiContext, type_name: str) -> None:
-    thing_type = ctx.store.get_thing_type(type_name)
-    if thing_type is None:
-        raise not_found(f"Thing Type {type_name} cannot be found.")
-    if thing_type.deprecated:
+    if require_thing_type(ctx, type_name).deprecated:
         raise invalid(f"Can not create new thing with deprecated thing type: {type_name}")
+
+
+def check_expected_version(p: dict[str, Any], kind: str, name: str, version: int) -> None:
+    """VersionConflictException if the request's expectedVersion (if any) is not `version`."""
+    expected = p.get("expectedVersion")
+    if expected is not None and expected != version:
+        raise version_conflict(f"The version for {kind} {name} does not match the expected "
+                               "version.")
 
 
 def merged_attributes(current: dict[str, str], payload: dict[str, Any] | None
@@ -131,19 +138,14 @@ def list_things(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
     things, last = ctx.store.list_things(
         paging.decode_int(p.get("nextToken")), paging.page_size(p), attr_name, attr_value,
         bool(p.get("usePrefixAttributeValue")), p.get("thingTypeName"))
-    out: dict[str, Any] = {"things": [thing_summary(ctx, t) for t in things]}
-    if last is not None:
-        out["nextToken"] = paging.encode(last)
-    return out
+    return paging.listing("things", [thing_summary(ctx, t) for t in things], "nextToken",
+                          paging.next_token(last))
 
 
 @iot("UpdateThing")
 def update_thing(ctx: ApiContext, p: dict[str, Any]) -> None:
     thing = require_thing(ctx, p["thingName"])
-    expected = p.get("expectedVersion")
-    if expected is not None and expected != thing.version:
-        raise version_conflict(f"The version for thing {thing.name} does not match the "
-                               "expected version.")
+    check_expected_version(p, "thing", thing.name, thing.version)
     new_type = thing.type_name
     if p.get("removeThingType"):
         if p.get("thingTypeName"):
@@ -168,10 +170,7 @@ def delete_thing(ctx: ApiContext, p: dict[str, Any]) -> None:
     thing = ctx.store.get_thing(p["thingName"])
     if thing is None:  # AWS: deleting a thing that does not exist succeeds
         return
-    expected = p.get("expectedVersion")
-    if expected is not None and expected != thing.version:
-        raise version_conflict(f"The version for thing {thing.name} does not match the "
-                               "expected version.")
+    check_expected_version(p, "thing", thing.name, thing.version)
     if ctx.store.thing_has_principals(thing.name):
         raise invalid(f"Cannot delete. Thing {thing.name} is still attached to one or more "
                       "principals")
@@ -215,49 +214,44 @@ def detach_thing_principal(ctx: ApiContext, p: dict[str, Any]) -> None:
     ctx.store.detach_thing_principal(thing.name, p["principal"])
 
 
+def _of_type(p: dict[str, Any], rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (name, thingPrincipalType) rows of the request's thingPrincipalType, if it gives one."""
+    wanted = p.get("thingPrincipalType")
+    return [r for r in rows if not wanted or r[1] == wanted]
+
+
+def _attachments_page(p: dict[str, Any], rows: list[tuple[str, str]]
+                      ) -> tuple[list[tuple[str, str]], str | None]:
+    return paging.slice_page(rows, p.get("nextToken"), paging.page_size(p, default=25))
+
+
 @iot("ListThingPrincipals")
 def list_thing_principals(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
     thing = require_thing(ctx, p["thingName"])
-    page, token = paging.slice_page(ctx.store.principals_of_thing(thing.name),
-                                    p.get("nextToken"), paging.page_size(p, default=25))
-    out: dict[str, Any] = {"principals": [principal for principal, _ in page]}
-    if token:
-        out["nextToken"] = token
-    return out
+    page, token = _attachments_page(p, ctx.store.principals_of_thing(thing.name))
+    return paging.listing("principals", [principal for principal, _ in page], "nextToken", token)
 
 
 @iot("ListThingPrincipalsV2")
 def list_thing_principals_v2(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
     thing = require_thing(ctx, p["thingName"])
-    rows = [r for r in ctx.store.principals_of_thing(thing.name)
-            if not p.get("thingPrincipalType") or r[1] == p["thingPrincipalType"]]
-    page, token = paging.slice_page(rows, p.get("nextToken"), paging.page_size(p, default=25))
-    out: dict[str, Any] = {"thingPrincipalObjects": [
-        {"principal": principal, "thingPrincipalType": kind} for principal, kind in page]}
-    if token:
-        out["nextToken"] = token
-    return out
+    page, token = _attachments_page(p, _of_type(p, ctx.store.principals_of_thing(thing.name)))
+    return paging.listing("thingPrincipalObjects", [
+        {"principal": principal, "thingPrincipalType": kind} for principal, kind in page],
+        "nextToken", token)
 
 
 @iot("ListPrincipalThings")
 def list_principal_things(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
     require_principal(ctx, p["principal"])
-    page, token = paging.slice_page(ctx.store.things_of_principal(p["principal"]),
-                                    p.get("nextToken"), paging.page_size(p, default=25))
-    out: dict[str, Any] = {"things": [name for name, _ in page]}
-    if token:
-        out["nextToken"] = token
-    return out
+    page, token = _attachments_page(p, ctx.store.things_of_principal(p["principal"]))
+    return paging.listing("things", [name for name, _ in page], "nextToken", token)
 
 
 @iot("ListPrincipalThingsV2")
 def list_principal_things_v2(ctx: ApiContext, p: dict[str, Any]) -> dict[str, Any]:
     require_principal(ctx, p["principal"])
-    rows = [r for r in ctx.store.things_of_principal(p["principal"])
-            if not p.get("thingPrincipalType") or r[1] == p["thingPrincipalType"]]
-    page, token = paging.slice_page(rows, p.get("nextToken"), paging.page_size(p, default=25))
-    out: dict[str, Any] = {"principalThingObjects": [
-        {"thingName": name, "thingPrincipalType": kind} for name, kind in page]}
-    if token:
-        out["nextToken"] = token
-    return out
+    page, token = _attachments_page(p, _of_type(p, ctx.store.things_of_principal(p["principal"])))
+    return paging.listing("principalThingObjects", [
+        {"thingName": name, "thingPrincipalType": kind} for name, kind in page],
+        "nextToken", token)

@@ -8,7 +8,6 @@ in `connection.py`; policy decisions in `authz.py` / `fleetsim.localcore.policy`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from fleetsim.localcore.broker.connection import Connection
 from fleetsim.localcore.broker.session import Session
 from fleetsim.localcore.broker.topics import SubscriptionTrie, has_wildcard
 from fleetsim.localcore.principal import Authority
+from fleetsim.runtime import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,7 @@ class Broker:
 
     async def stop(self) -> None:
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await cancel_and_wait(self._sweeper)
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
