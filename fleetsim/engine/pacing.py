@@ -52,22 +52,24 @@ class Pacer:
         self._next = 0.0  # seconds since origin of the next un-jittered start
 
     def _reserve(self, elapsed: float) -> float:
-        """Seconds since origin at which the next start is due (jitter included). A start
-        that is late (the concurrency cap held it back) does not earn a burst to catch up."""
+        """Seconds since origin at which the next start is due. A start that is late (the
+        concurrency cap held it back) does not earn a burst to catch up."""
         due = max(self._next, elapsed)
         if self.curve is not None and not self.curve.unlimited:
             rate = max(self.curve.rate_at(due), 1e-6)
             self._next = due + 1.0 / rate
-        return due + (random.uniform(0, self.jitter) if self.jitter else 0.0)
+        return due
 
-    async def slot(self) -> None:
+    async def slot(self) -> float:
+        """Wait until the next start is due; returns the jitter (seconds) the started action
+        should wait on its own, so that jitter never slows the schedule itself."""
         now = self._clock()
         if self._origin is None:
             self._origin = now
-        due = self._origin + self._reserve(now - self._origin)
-        delay = due - self._clock()
+        delay = self._origin + self._reserve(now - self._origin) - self._clock()
         if delay > 0:
             await asyncio.sleep(delay)
+        return random.uniform(0, self.jitter) if self.jitter else 0.0
 
 
 async def paced(items: Iterable[T], action: Callable[[T], Awaitable[None]], pacer: Pacer,
@@ -76,8 +78,10 @@ async def paced(items: Iterable[T], action: Callable[[T], Awaitable[None]], pace
     Exceptions are the action's business: it must catch what it wants to count."""
     limit = asyncio.Semaphore(max(1, concurrency))
 
-    async def run(item: T) -> None:
+    async def run(item: T, jitter: float) -> None:
         try:
+            if jitter:
+                await asyncio.sleep(jitter)
             await action(item)
         finally:
             limit.release()
@@ -86,8 +90,8 @@ async def paced(items: Iterable[T], action: Callable[[T], Awaitable[None]], pace
     try:
         for item in items:
             await limit.acquire()
-            await pacer.slot()
-            tasks.append(asyncio.ensure_future(run(item)))
+            jitter = await pacer.slot()
+            tasks.append(asyncio.ensure_future(run(item, jitter)))
         await asyncio.gather(*tasks)
     except BaseException:
         for task in tasks:

@@ -36,11 +36,16 @@ def test_late_start_does_not_burst() -> None:
     assert pacer._reserve(5.0) == pytest.approx(5.1)
 
 
-def test_jitter_stays_within_bound() -> None:
-    pacer = Pacer(RateCurve(start=1000), jitter=0.05)
-    offsets = [pacer._reserve(0.0) - i / 1000 for i in range(200)]
-    assert all(0 <= o <= 0.05 for o in offsets)
-    assert max(offsets) - min(offsets) > 0.01  # actually spread
+async def test_jitter_stays_within_bound_and_does_not_slow_the_schedule() -> None:
+    now = [0.0]
+    pacer = Pacer(RateCurve(start=1000), jitter=0.05, clock=lambda: now[0])
+    jitters = []
+    for i in range(200):
+        now[0] = i / 1000  # the caller comes back exactly when each start is due
+        jitters.append(await pacer.slot())
+    assert all(0 <= j <= 0.05 for j in jitters)
+    assert max(jitters) - min(jitters) > 0.01  # actually spread
+    assert pacer._next == pytest.approx(0.2)  # 200 starts at 1000/s: jitter added no delay
 
 
 async def test_paced_respects_concurrency_cap() -> None:
