@@ -2,7 +2,7 @@
 
     async with DeviceSession(identity, target, metrics, tls=factory.for_identity(identity),
                              reconnect=ReconnectPolicy(base=1, cap=30)) as s:
-        await s.publish_json("dt/telemetry", {"temp": "{seq}"}, qos=1)
+        await s.publish("dt/telemetry", encode({"temp": 21.5}, stamp=True), qos=1)
 
 With a reconnect policy, a connection lost after CONNACK is re-opened in the background
 (exponential back-off, full jitter; each attempt timed as "mqtt.reconnect", failures counted
@@ -15,8 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -24,7 +23,6 @@ import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.reasoncodes import ReasonCode
 
-from fleetsim.device import payload as payloads
 from fleetsim.device.client import ClosedBeforeConnack, FleetClient, MessageHandler
 from fleetsim.device.errors import DeviceError, connack_kind, connect_failure_kind, lost_kind
 from fleetsim.device.identity import DeviceIdentity
@@ -68,7 +66,6 @@ class DeviceSession:
         self._closing = False
         self._inflight = 0
         self._last_op = "mqtt.connect"
-        self._seq = 0
 
     # --- state -------------------------------------------------------------------------------
 
@@ -314,20 +311,6 @@ class DeviceSession:
                     raise DeviceError(lost.result(), f"{op} on {self.client_id}")
         finally:
             self._inflight -= 1
-
-    async def publish_json(self, topic: str, template: Any,
-                           variables: Mapping[str, Any] | None = None, qos: int = 0,
-                           retain: bool = False, stamp: bool = True) -> dict[str, Any]:
-        """Render `template` (see `payload.render`) with thing_name, index, seq, ts_ms and
-        `variables`, stamp its send time and publish it; returns what was sent."""
-        self._seq += 1
-        values = {"thing_name": self.identity.thing_name, "client_id": self.client_id,
-                  "index": self.identity.index, "seq": self._seq,
-                  "ts_ms": time.time_ns() // 1_000_000, **(variables or {})}
-        body = payloads.render(template, values)
-        data = payloads.encode(body, stamp=stamp)
-        await self.publish(topic, data, qos=qos, retain=retain)
-        return body
 
     async def subscribe(self, topic_filter: str, qos: int = 0) -> int:
         """Returns the granted QoS; a refused subscription raises `suback_refused`. With a

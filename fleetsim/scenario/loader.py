@@ -77,8 +77,8 @@ def load_scenario(path: Path, devices: int | None = None) -> Scenario:
         where = f"{_dotted(loc)}: " if loc else ""
         return pos.line, pos.column, f"{label}:{pos.line}:{pos.column}: {where}{msg}"
 
-    problems = [at(doc.key_position(loc), loc, f"key {key!r} is written twice")
-                for loc, key in doc.duplicate_keys()]
+    problems = [at(pos, loc, f"key {loc[-1]!r} is written twice")
+                for loc, pos in doc.duplicate_keys()]
     if not isinstance(doc.data, dict):
         problems.append(at(doc.position(()), (), "a scenario is a mapping with at least 'name' "
                            "and 'steps'"))

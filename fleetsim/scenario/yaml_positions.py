@@ -49,9 +49,9 @@ class YamlDocument:
                     return Position(key.start_mark.line + 1, key.start_mark.column + 1)
         return self.position(loc)
 
-    def duplicate_keys(self) -> list[tuple[tuple[str | int, ...], str]]:
-        """(path to the repeated key, key) for every key written twice in one mapping."""
-        found: list[tuple[tuple[str | int, ...], str]] = []
+    def duplicate_keys(self) -> list[tuple[tuple[str | int, ...], Position]]:
+        """(path, position) of every key written again in the same mapping."""
+        found: list[tuple[tuple[str | int, ...], Position]] = []
 
         def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
             if isinstance(node, yaml.MappingNode):
@@ -59,7 +59,8 @@ class YamlDocument:
                 for key, value in node.value:
                     name = key.value if isinstance(key, yaml.ScalarNode) else str(key)
                     if name in seen:
-                        found.append(((*path, name), name))
+                        mark = key.start_mark
+                        found.append(((*path, name), Position(mark.line + 1, mark.column + 1)))
                     seen.add(name)
                     walk(value, (*path, name))
             elif isinstance(node, yaml.SequenceNode):

@@ -20,6 +20,7 @@ from fleetsim.device import (
     Observer,
     TlsContextFactory,
 )
+from fleetsim.device.payload import encode
 from fleetsim.metrics import Metrics
 from fleetsim.pki import CertificateAuthority, certificate_pem, generate_key, private_key_pem
 from fleetsim.target import Target
@@ -86,13 +87,12 @@ async def test_publish_is_observed_with_end_to_end_latency(prov: Provisioner) ->
     async with session(prov, watcher, metrics) as w, Observer(w, ["dt/#"]) as obs:
         async with session(prov, prov.store.load("sensor-1"), metrics) as s:
             assert metrics.gauges["devices.connected"] == 2
-            sent = await s.publish_json("dt/telemetry/{thing_name}".format(thing_name="x"),
-                                        {"device": "{thing_name}", "seq": "{seq}"}, qos=1)
+            await s.publish("dt/telemetry/x", encode({"device": "sensor-1", "seq": 1},
+                                                     stamp=True), qos=1)
             await s.publish("other/topic", b"not seen", qos=1)
             await s.publish("dt/raw", b"\x00not json", qos=0)
         got = await obs.wait_for("dt/telemetry/+", lambda m: m.data["seq"] == 1)
         raw = await obs.wait_for("dt/raw")
-    assert sent == {"device": "sensor-1", "seq": 1}
     assert got.data["device"] == "sensor-1" and got.topic == "dt/telemetry/x"
     assert raw.data is None and raw.payload == b"\x00not json"
     assert [m.topic for m in obs.matching()] == ["dt/telemetry/x", "dt/raw"]

@@ -13,7 +13,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from fleetsim.device import Observer
 from fleetsim.device.errors import DeviceError, connack_kind, connect_failure_kind, lost_kind
-from fleetsim.device.payload import SENT_FIELD, encode, render
+from fleetsim.device.payload import SENT_FIELD, encode
 from fleetsim.metrics import Metrics, error_kind
 from fleetsim.target import Target, parse_endpoint_address
 
@@ -56,19 +56,6 @@ def test_local_target_from_core_info(tmp_path: Path) -> None:
     assert t.boto3_kwargs() == {"region_name": "us-east-1",
                                 "endpoint_url": "http://127.0.0.1:4510"}
     assert Target.aws("us-east-1", t.endpoint_address).mqtt_port == 18883
-
-
-def test_render_keeps_types_of_whole_placeholders() -> None:
-    template = {"device": "{thing_name}", "seq": "{seq}", "label": "dev-{index}",
-                "nested": [{"v": "{seq}"}, 3, None], "braces": "{{x}}"}
-    out = render(template, {"thing_name": "t1", "seq": 7, "index": 2})
-    assert out == {"device": "t1", "seq": 7, "label": "dev-2", "nested": [{"v": 7}, 3, None],
-                   "braces": "{x}"}
-
-
-def test_render_names_unknown_variables() -> None:
-    with pytest.raises(KeyError, match=r"temp.*known: seq"):
-        render({"t": "{temp}"}, {"seq": 1})
 
 
 def test_encode_stamps_objects_only() -> None:

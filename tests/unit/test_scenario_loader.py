@@ -1,0 +1,110 @@
+"""Scenario files: every problem reported as FILE:LINE:COL, valid files loaded whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fleetsim.errors import ScenarioInvalid
+from fleetsim.scenario import load_scenario
+from fleetsim.scenario.model import AwsTarget, LocalTarget, parse_duration, parse_rate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def problems(tmp_path: Path, text: str, devices: int | None = None) -> list[str]:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(ScenarioInvalid) as caught:
+        load_scenario(path, devices=devices)
+    prefix = f"{path}:"
+    assert all(p.startswith(prefix) for p in caught.value.problems)
+    return [p[len(prefix):] for p in caught.value.problems]
+
+
+@pytest.mark.parametrize("name", ["api-provisioning.yaml", "load-telemetry.yaml"])
+def test_shipped_scenarios_are_valid(name: str) -> None:
+    scenario = load_scenario(ROOT / "scenarios" / name)
+    assert scenario.steps
+
+
+def test_target_shorthands() -> None:
+    scenario = load_scenario(ROOT / "scenarios" / "api-provisioning.yaml")
+    assert isinstance(scenario.target, LocalTarget)
+
+
+def test_aws_target(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\ntarget: {kind: aws, region: eu-west-1, port: 443}\n"
+                    "steps: [{wait: 1s}]\n")
+    target = load_scenario(path).target
+    assert isinstance(target, AwsTarget) and target.port == 443
+
+
+def test_not_yaml(tmp_path: Path) -> None:
+    assert problems(tmp_path, "name: [unclosed\n") == [
+        "2:1: not valid YAML: expected ',' or ']', but got '<stream end>'"]
+
+
+def test_duplicate_and_unknown_keys(tmp_path: Path) -> None:
+    out = problems(tmp_path, "name: a\nname: b\ncolour: red\nsteps: [{wait: 1}]\n")
+    assert out == ["2:1: name: key 'name' is written twice",
+                   "3:1: colour: unknown key 'colour'"]
+
+
+def test_missing_key_points_at_its_mapping(tmp_path: Path) -> None:
+    out = problems(tmp_path, "name: a\nfleets:\n  - {name: f}\nsteps: [{wait: 1}]\n")
+    assert out == ["3:5: fleets[0]: missing required key 'prefix'"]
+
+
+def test_step_shape_errors_keep_indices(tmp_path: Path) -> None:
+    out = problems(tmp_path, "name: a\nsteps:\n  - frob: 1\n  - wait: x\n  - {a: 1, b: 2}\n")
+    assert out[0].startswith("3:5: steps[0]: unknown step 'frob'; known steps: ")
+    assert out[1].startswith("4:11: steps[1].wait.seconds: 'x' is not a duration")
+    assert out[2].startswith("5:5: steps[2]: each step is a mapping with exactly one key")
+
+
+def test_devices_override_needs_index_in_names(tmp_path: Path) -> None:
+    text = "name: a\nfleets:\n  - {name: f, prefix: p, thing_name: '{prefix}'}\n" \
+           "steps: [{create_things: f}]\n"
+    assert problems(tmp_path, text, devices=3) == [
+        "3:38: fleets[0].thing_name: fleet 'f' has 3 devices, so its thing_name must contain "
+        "{index} to give each a unique name"]
+
+
+def test_steps_out_of_order(tmp_path: Path) -> None:
+    text = ("name: a\nfleets: [{name: f, prefix: p}]\nsteps:\n"
+            "  - telemetry: {fleet: f, topic: t, payload: {}}\n"
+            "  - expect: {messages: [{topic: t}]}\n")
+    out = problems(tmp_path, text)
+    assert out == ["4:24: steps[0].telemetry.fleet: fleet 'f' is not connected yet: add a "
+                   "'connect' step before this one",
+                   "5:25: steps[1].expect.messages[0]: expecting messages needs an 'observe' "
+                   "step before"]
+
+
+def test_pacing_rate_or_ramp(tmp_path: Path) -> None:
+    text = ("name: a\nfleets: [{name: f, prefix: p}]\nsteps:\n"
+            "  - create_things: {fleet: f, pacing: {rate: 5/s, ramp: {start: 1, end: 2, "
+            "over: 1s}}}\n")
+    assert problems(tmp_path, text) == [
+        "4:39: steps[0].create_things.pacing: give either 'rate' or 'ramp', not both"]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [(2, 2.0), ("500ms", 0.5), ("2m", 120.0),
+                                               ("1.5s", 1.5)])
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(("text", "per_second"), [("200/s", 200.0), ("30/m", 0.5),
+                                                  ("1/5s", 0.2), (4, 4.0)])
+def test_rates(text: object, per_second: float) -> None:
+    assert parse_rate(text) == per_second
+
+
+@pytest.mark.parametrize("bad", ["fast", "0/s", "-1"])
+def test_bad_rates(bad: str) -> None:
+    with pytest.raises(ValueError):
+        parse_rate(bad)
