@@ -171,3 +171,40 @@ def test_shards_split_a_fleet_and_merge_exactly(core: RunningCore, tmp_path: Pat
         expected = ops(shards[0])[op].copy().merge(ops(shards[1])[op])
         assert total[op] == expected  # bucket for bucket
     assert total["api.CreateThing"].count == 30
+
+
+def test_cleanup_after_kill_9_removes_what_the_run_created(core: RunningCore,
+                                                          tmp_path: Path) -> None:
+    scenario = write_scenario(tmp_path, 20, rate="1/s", duration="300s")
+    runs = core.state_dir.parent / "runs"
+    before = set(runs.iterdir()) if runs.exists() else set()
+    proc = fleetsim(core, "run", str(scenario))
+    try:
+        deadline = time.monotonic() + 120
+        journal = None
+        while time.monotonic() < deadline:  # until every device is provisioned
+            new = [d for d in runs.iterdir() if d not in before] if runs.exists() else []
+            if new and (new[0] / "journal.jsonl").exists():
+                journal = new[0] / "journal.jsonl"
+                if journal.read_text().count('"kind": "thing_principal"') == 20:
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"the run did not provision 20 devices: {journal}")
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    created = [json.loads(line) for line in journal.read_text().splitlines()]
+    certs = {e["id"] for e in created if e["kind"] == "certificate"}
+    iot = aws_client(core.api_url)
+    assert len([t for t in iot.list_things(maxResults=250)["things"]
+                if t["thingName"].startswith("sensor-")]) == 20
+    out = subprocess.run([sys.executable, "-m", "fleetsim", "cleanup", "--state-dir",
+                          str(core.state_dir.parent)], capture_output=True, text=True,
+                         env={**core.aws_env, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "removed 21 certificate" in out.stdout  # the devices' and the observer's
+    assert not [t for t in iot.list_things(maxResults=250)["things"]
+                if t["thingName"].startswith("sensor-")]
+    left = {c["certificateId"] for c in iot.list_certificates(pageSize=250)["certificates"]}
+    assert not certs & left
