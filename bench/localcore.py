@@ -194,8 +194,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
     if "provisioning" in r:
         csr = r["provisioning"]["create_certificate_from_csr_ec_p256"]
         add("create-certificate-from-csr (EC P-256)", csr["per_second"], "/s",
-            note="the EC P-256 issuing path (client made the key); no EC setting for "
-                 "create-keys-and-certificate")
+            note="the device makes the key and the CSR; local core signs")
         add("  server CPU per create-certificate-from-csr", csr["server_cpu_ms_per_request"],
             "ms")
     if "memory" in r:

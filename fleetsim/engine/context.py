@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from fleetsim.control.journal import Journal
-from fleetsim.device import KeyFactory
+from fleetsim.device import (
+    DeviceIdentity,
+    DeviceSession,
+    KeyFactory,
+    Observer,
+    TlsContextFactory,
+)
 from fleetsim.metrics.recorder import Metrics
 from fleetsim.scenario.model import Fleet, Scenario
 from fleetsim.target import Target
@@ -21,8 +27,8 @@ class Device:
     thing_name: str
     certificate_arn: str | None = None
     certificate_id: str | None = None
-    identity: Any = None  # fleetsim.device.identity.DeviceIdentity once it has a certificate
-    session: Any = None  # fleetsim.device.session.DeviceSession while connected
+    identity: DeviceIdentity | None = None  # once it has a certificate
+    session: DeviceSession | None = None  # while connected
     failed: str | None = None  # why this device dropped out of the run
 
     @property
@@ -45,8 +51,8 @@ class RunContext:
     identities_dir: Path
     concurrency: int = 64
     devices: dict[str, list[Device]] = field(default_factory=dict)
-    observer: Any = None
-    tls: Any = None  # fleetsim.device.TlsContextFactory, made on first connect
+    observer: Observer | None = None
+    tls: TlsContextFactory | None = None  # made on first connect
     keys: KeyFactory = field(default_factory=KeyFactory)
     # Behaviours running in the background, by fleet (stopped at the fleet's disconnect).
     background: dict[str, list[asyncio.Task[None]]] = field(default_factory=dict)
