@@ -5,6 +5,7 @@ Ctrl-C disconnects every device cleanly, and shards merge exactly."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import signal
 import subprocess
@@ -82,8 +83,9 @@ def ops(summary: dict) -> dict[str, Histogram]:
 def test_200_devices_connect_publish_and_are_observed(core: RunningCore,
                                                       tmp_path: Path) -> None:
     scenario = write_scenario(tmp_path, 200, rate="1/s", duration="3s", expected=400)
-    summary = tmp_path / "s.json"
-    proc = fleetsim(core, "run", str(scenario), "--json", str(summary))
+    summary, timeline = tmp_path / "s.json", tmp_path / "t.csv"
+    proc = fleetsim(core, "run", str(scenario), "--json", str(summary), "--timeline",
+                    str(timeline))
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 0, out
     data = json.loads(summary.read_text())
@@ -99,6 +101,9 @@ def test_200_devices_connect_publish_and_are_observed(core: RunningCore,
     certs = {p.name for p in (core.state_dir.parent / "identities" / "fleet-test" /
                               "sensors").glob("*.crt")}
     assert len(certs) == 200  # one certificate of its own per device
+    rows = list(csv.DictReader(timeline.open()))
+    assert sum(int(r["mqtt.publish"]) for r in rows) == published  # per second, all of them
+    assert [int(r["elapsed_s"]) for r in rows] == list(range(len(rows)))
 
 
 def presence_watcher(core: RunningCore, tmp_path: Path) -> tuple[DeviceIdentity, str]:
@@ -208,3 +213,53 @@ def test_cleanup_after_kill_9_removes_what_the_run_created(core: RunningCore,
                 if t["thingName"].startswith("sensor-")]
     left = {c["certificateId"] for c in iot.list_certificates(pageSize=250)["certificates"]}
     assert not certs & left
+
+
+PERSISTENT = """\
+name: persistent-test
+fleets:
+  - {name: keep, prefix: keeper, count: 4, key_type: rsa-2048, identities: persistent}
+steps:
+  - create_policy:
+      fleet: keep
+      policy: persistent-test
+      document: {Version: "2012-10-17", Statement: [{Effect: Allow, Action: "iot:*",
+                                                      Resource: "*"}]}
+  - provision: {fleet: keep, policy: persistent-test}
+  - connect: keep
+  - publish: {fleet: keep, topic: "k/{thing_name}", payload: {}, qos: 1}
+  - disconnect: keep
+"""
+
+
+def test_persistent_identities_are_reused_then_cleaned_up(core: RunningCore,
+                                                          tmp_path: Path) -> None:
+    scenario = tmp_path / "persistent.yaml"
+    scenario.write_text(PERSISTENT)
+    summaries = []
+    for n in (1, 2):
+        summary = tmp_path / f"run{n}.json"
+        out, _ = fleetsim(core, "run", str(scenario), "--json", str(summary)).communicate(
+            timeout=180)
+        data = json.loads(summary.read_text())
+        assert data["passed"], out
+        summaries.append(data)
+    first, second = (ops(s) for s in summaries)
+    assert first["api.CreateCertificateFromCsr"].count == 4  # RSA keys made for a CSR
+    assert "api.CreateCertificateFromCsr" not in second and "api.CreateThing" not in second
+    assert summaries[1]["metrics"]["counters"]["identities.reused"] == 4
+    assert second["mqtt.publish"].count == 4
+    key = core.state_dir.parent / "identities" / "persistent-test" / "keep" / "keeper-0.key"
+    assert key.read_text().startswith("-----BEGIN RSA PRIVATE KEY-----")
+    assert key.stat().st_mode & 0o777 == 0o600
+    iot = aws_client(core.api_url)
+    keepers = [t for t in iot.list_things(maxResults=250)["things"]
+               if t["thingName"].startswith("keeper-")]
+    assert len(keepers) == 4  # the runs kept them
+    out = subprocess.run([sys.executable, "-m", "fleetsim", "cleanup", "--state-dir",
+                          str(core.state_dir.parent)], capture_output=True, text=True,
+                         env={**core.aws_env, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert not [t for t in iot.list_things(maxResults=250)["things"]
+                if t["thingName"].startswith("keeper-")]
+    assert "persistent-test" not in {p["policyName"] for p in iot.list_policies()["policies"]}
