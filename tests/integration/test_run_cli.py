@@ -156,3 +156,17 @@ def test_malformed_policy_reports_aws_error_and_cleans_up(tmp_path: Path) -> Non
     data = json.loads(summary.read_text())
     assert [s["status"] for s in data["metrics"]["steps"]] == ["ok", "failed"]
     assert data["cleanup"]["removed"] == {"thing": 1}
+
+
+def test_aws_target_without_credentials_says_so(tmp_path: Path) -> None:
+    scenario = tmp_path / "aws.yaml"
+    scenario.write_text("name: aws\ntarget: {kind: aws, region: eu-west-1}\n"
+                        "steps: [{wait: 1s}]\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+               AWS_EC2_METADATA_DISABLED="true", PYTHONPATH=str(ROOT))
+    out = fleetsim("run", str(scenario), "--state-dir", str(tmp_path / "state"),
+                   cwd=tmp_path, env=env)
+    assert out.returncode == 1
+    assert out.stderr.strip() == ("fleetsim: no AWS credentials found: configure a profile "
+                                  "(target.profile) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
