@@ -170,3 +170,36 @@ def test_aws_target_without_credentials_says_so(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert out.stderr.strip() == ("fleetsim: no AWS credentials found: configure a profile "
                                   "(target.profile) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+
+
+INACTIVE_AND_UNKNOWN = """\
+name: inactive
+fleets:
+  - {name: d, prefix: inactive, count: 1}
+steps:
+  - create_things: d
+  - create_keys_and_certificate: {fleet: d, set_as_active: false}
+  - update_things: {fleet: d, attributes: {a: b}}
+  - connect: d
+"""
+
+
+def test_inactive_certificate_cannot_connect(tmp_path: Path) -> None:
+    out, summary = run_scenario(tmp_path, "inactive.yaml", INACTIVE_AND_UNKNOWN)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stdout + out.stderr
+    assert ("inactive-0 could not connect to 127.0.0.1:" in out.stdout
+            and "(closed_before_connack): the broker closed the connection before accepting "
+                "it" in out.stdout), out.stdout
+    data = json.loads(summary.read_text())
+    connect = next(o for o in data["metrics"]["ops"] if o["op"] == "mqtt.connect")
+    assert connect["errors"] == {"closed_before_connack": 1}
+
+
+def test_unknown_thing_is_named_with_awss_error(tmp_path: Path) -> None:
+    text = ("name: unknown\nfleets: [{name: d, prefix: ghost}]\nsteps:\n"
+            "  - update_things: {fleet: d, attributes: {a: b}}\n")
+    out, _ = run_scenario(tmp_path, "unknown.yaml", text)
+    assert out.returncode == 1
+    assert "UpdateThing for ghost-0 failed: ResourceNotFoundException:" in out.stdout
+    assert "Traceback" not in out.stdout + out.stderr
