@@ -6,6 +6,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetsim.errors import UserError
 from fleetsim.localcore.ca import LocalCA, add_trust_anchor
 
 DEFAULT_ACCOUNT_ID = "123456789012"
@@ -43,6 +44,11 @@ class Endpoints:
         return f"{self.mqtt_host}:{self.mqtt_port}"
 
 
+def _cannot_listen(host: str, port: int, e: OSError, option: str, env: str) -> UserError:
+    return UserError(f"local core cannot listen on {host}:{port} ({e.strerror or e}): stop what "
+                     f"uses that port, or choose another with {option} or ${env} (0 = any)")
+
+
 class LocalCore:
     def __init__(self, config: LocalCoreConfig):
         from fleetsim.localcore.broker.server import Broker
@@ -67,9 +73,18 @@ class LocalCore:
     async def start(self) -> Endpoints:
         from fleetsim.localcore.api.app import start_api
 
-        mqtt_port = await self.broker.start(self.config.host, self.config.mqtt_port)
-        self._api_runner, api_port = await start_api(self, self.config.host,
-                                                     self.config.api_port)
+        try:
+            mqtt_port = await self.broker.start(self.config.host, self.config.mqtt_port)
+        except OSError as e:
+            raise _cannot_listen(self.config.host, self.config.mqtt_port, e, "--mqtt-port",
+                                 "FLEETSIM_LOCAL_MQTT_PORT") from e
+        try:
+            self._api_runner, api_port = await start_api(self, self.config.host,
+                                                         self.config.api_port)
+        except OSError as e:
+            await self.broker.stop()
+            raise _cannot_listen(self.config.host, self.config.api_port, e, "--api-port",
+                                 "FLEETSIM_LOCAL_API_PORT") from e
         self.endpoints = Endpoints(f"http://{self.config.host}:{api_port}", self.config.host,
                                    mqtt_port, self.ca.root_ca_path)
         return self.endpoints

@@ -74,9 +74,11 @@ def ensure_local_core(state_dir: Path, api_port: int | None = None,
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
-            raise UserError(f"local core exited during start-up ({'; '.join(tail) or 'no output'})"
-                            f"; full log: {log_path}")
+            tail = (log_path.read_text(errors="replace").strip().splitlines() or [""])[-1]
+            if tail.startswith("fleetsim: "):  # local core's own one-sentence explanation
+                raise UserError(tail.removeprefix("fleetsim: "))
+            raise UserError(f"local core exited during start-up ({tail or 'no output'}); "
+                            f"full log: {log_path}")
         info = running_info(state_dir)
         if info is not None:
             return RunningLocalCore(info, process)

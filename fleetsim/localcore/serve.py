@@ -7,8 +7,10 @@ import asyncio
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
+from fleetsim.errors import UserError
 from fleetsim.localcore.core import (
     DEFAULT_API_PORT,
     DEFAULT_MQTT_PORT,
@@ -76,7 +78,11 @@ def run(args: argparse.Namespace) -> int:
     from fleetsim.runtime import raise_fd_limit, run_async
 
     raise_fd_limit()
-    run_async(serve(args))
+    try:
+        run_async(serve(args))
+    except UserError as e:
+        print(f"fleetsim: {e}", file=sys.stderr, flush=True)
+        return e.exit_code
     return 0
 
 
