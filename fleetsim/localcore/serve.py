@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -39,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=_port_default("FLEETSIM_LOCAL_MQTT_PORT", DEFAULT_MQTT_PORT),
                         help=f"MQTT over TLS port (default {DEFAULT_MQTT_PORT} or "
                              "$FLEETSIM_LOCAL_MQTT_PORT; 0 = any free port)")
+    parser.add_argument("--log-level", default=os.environ.get("FLEETSIM_LOCAL_LOG_LEVEL", "INFO"),
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="what local core logs (default INFO: refused connections and "
+                             "denied publishes, with client id and certificate id)")
     parser.add_argument("--keys-and-certificate-key-type", choices=["rsa-2048", "ec-p256"],
                         default=os.environ.get("FLEETSIM_LOCAL_KEY_TYPE", "rsa-2048"),
                         help="key create-keys-and-certificate makes (default rsa-2048, as AWS; "
@@ -78,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     from fleetsim.runtime import raise_fd_limit, run_async
 
     raise_fd_limit()
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         run_async(serve(args))
     except UserError as e:
