@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.fleet_provision import FLEET, OBSERVER_FLEET, provision, start_core
-from fleetsim.device import DeviceError
+from fleetsim.device.payload import encode
+from fleetsim.engine.telemetry import Stream, publish_periodically
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "fleet.json"
@@ -77,55 +78,16 @@ class Window:
                 f"sys_{label}": self.sys * 1000 / n}
 
 
-async def _telemetry(sessions: list[Any], args: argparse.Namespace, shards: int,
-                     encode: Any) -> int:
-    """Each session publishes once per interval, phases spread evenly over the interval.
-    `--pacer tasks`: a task per device sleeping between messages (as the engine's publish step
-    does); `--pacer shared`: one task publishing, every tick, for the devices that are due."""
+async def _telemetry(sessions: list[Any], args: argparse.Namespace, shards: int) -> int:
+    """Steady telemetry driven by the engine's own ticker (`publish_periodically`, as
+    `fleetsim run` does it): each device once per interval, at a random phase."""
     body = {"temp": 21.5, "humidity": 40, "status": "ok"}
-    topics = [TOPIC.format(shard=s.identity.index % shards, thing=s.identity.thing_name)
-              for s in sessions]
-    sent = 0
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    stop_at = start + args.telemetry
-    n = len(sessions)
-    if args.pacer == "tasks":
-        async def device(i: int) -> None:
-            nonlocal sent
-            next_at = start + args.interval * i / n
-            while next_at < stop_at:
-                await asyncio.sleep(max(0.0, next_at - loop.time()))
-                try:
-                    await sessions[i].publish(topics[i], encode(body, stamp=True), qos=args.qos)
-                    sent += 1
-                except DeviceError:  # counted in the metrics by kind
-                    pass
-                next_at += args.interval
-
-        await asyncio.gather(*(device(i) for i in range(n)))
-        return sent
-    tick, done = 0.01, 0
-    acks: set[asyncio.Task[None]] = set()
-    while True:
-        now = loop.time()
-        if now >= stop_at:
-            await asyncio.gather(*acks, return_exceptions=True)
-            return sent
-        due = int((now - start) / args.interval * n)
-        for k in range(done, due):
-            i = k % n
-            try:
-                if args.qos == 0:
-                    sessions[i].publish_nowait(topics[i], encode(body, stamp=True))
-                else:
-                    acks.add(loop.create_task(sessions[i].publish(
-                        topics[i], encode(body, stamp=True), qos=args.qos)))
-                sent += 1
-            except DeviceError:  # counted in the metrics by kind
-                pass
-        done = max(done, due)
-        await asyncio.sleep(tick)
+    streams = [Stream(lambda s=s: s, TOPIC.format(shard=s.identity.index % shards,
+                                                 thing=s.identity.thing_name),
+                      lambda _seq: encode(body, stamp=True))
+               for s in sessions]
+    return await publish_periodically(streams, args.interval,
+                                      time.monotonic() + args.telemetry, args.qos)
 
 
 def _dump_tasks_on_sigusr1() -> None:
@@ -148,7 +110,6 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
         close_many,
         connect_many,
     )
-    from fleetsim.device import payload as payloads
     from fleetsim.metrics import Metrics
     from fleetsim.runtime import raise_fd_limit
     from fleetsim.target import Target
@@ -206,11 +167,11 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
 
     seen0 = observer.mark()
     w = Window()
-    sent = await _telemetry(connected, args, shards, payloads.encode)
+    sent = await _telemetry(connected, args, shards)
     w.stop()
     await asyncio.sleep(1)
     out["telemetry"] = {
-        "seconds": w.wall, "interval_s": args.interval, "qos": args.qos, "pacer": args.pacer,
+        "seconds": w.wall, "interval_s": args.interval, "qos": args.qos,
         "sent": sent, "msgs_per_s": sent / w.wall, **w.per(sent, "ms_per_msg"),
         "cpu_ms_per_msg_net_of_idle": (w.cpu * 1000 - idle_ms_per_s * w.wall) / max(sent, 1),
         "observer_share": 1 / shards, "observer_received": observer.mark() - seen0,
@@ -250,7 +211,7 @@ def _one(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                "--core-info", str(core.info_file), "--result", str(result_file),
                "--telemetry", str(args.telemetry), "--interval", str(args.interval),
                "--idle", str(args.idle), "--qos", str(args.qos),
-               "--concurrency", str(args.concurrency), "--pacer", args.pacer,
+               "--concurrency", str(args.concurrency),
                "--observe-share", str(args.observe_share),
                "--connect-timeout", str(args.connect_timeout)]
         subprocess.run(cmd, check=True, cwd=ROOT, timeout=args.worker_timeout)
@@ -282,8 +243,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--idle", type=float, default=5.0, help="seconds of idle measurement")
     p.add_argument("--qos", type=int, default=0, choices=(0, 1))
     p.add_argument("--concurrency", type=int, default=200, help="connects in flight")
-    p.add_argument("--pacer", choices=("shared", "tasks"), default="shared",
-                   help="telemetry pacing: one shared ticker, or a task per device")
     p.add_argument("--observe-share", type=float, default=0.1,
                    help="share of devices whose messages the observer subscribes to")
     p.add_argument("--connect-timeout", type=float, default=30.0)
@@ -330,7 +289,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fleet-telemetry", type=float, default=25.0, metavar="S",
                         help="fleet bench: seconds of steady telemetry")
     parser.add_argument("--fleet-qos", type=int, default=0, choices=(0, 1))
-    parser.add_argument("--fleet-pacer", choices=("shared", "tasks"), default="shared")
 
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
@@ -338,7 +296,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
     mine = _parser().parse_args([
         "--devices", *(["500"] if quick else [str(n) for n in args.fleet_devices]),
         "--telemetry", "10" if quick else str(args.fleet_telemetry),
-        "--qos", str(args.fleet_qos), "--pacer", args.fleet_pacer])
+        "--qos", str(args.fleet_qos)])
     report = _collect(mine)
     return report, _rows(report)
 
