@@ -3,17 +3,15 @@ pinned to one CPU with `taskset`, killed at the end."""
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from bench.system import taskset_prefix
+from fleetsim.localcore.launcher import spawn_local_core
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 30.0
@@ -56,25 +54,13 @@ class CoreProcess:
         return str(self.info["root_ca"])
 
     def start(self) -> CoreProcess:
-        info_file = self.state_dir / "localcore.json"
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [*taskset_prefix(self.cpu), sys.executable, "-m", "fleetsim.localcore.serve",
-               "--state-dir", str(self.state_dir), "--api-port", "0", "--mqtt-port", "0",
-               # The issue's create-keys-and-certificate target is for EC P-256 keys.
-               "--keys-and-certificate-key-type", "ec-p256"]
-        with open(self.log_path, "ab") as log:
-            # exec: with taskset the pid we hold is local core's own pid (taskset execs).
-            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not info_file.exists():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"local core exited with {self.process.returncode}: "
-                                   f"{self.log_tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"local core not ready after {READY_TIMEOUT_S:.0f}s")
-            time.sleep(0.05)
-        self.info = json.loads(info_file.read_text())
+        # With taskset the pid we hold is local core's own (taskset execs).
+        core = spawn_local_core(
+            self.state_dir, self.log_path, api_port=0, mqtt_port=0,
+            prefix=taskset_prefix(self.cpu), timeout=READY_TIMEOUT_S,
+            # The issue's create-keys-and-certificate target is for EC P-256 keys.
+            extra_args=("--keys-and-certificate-key-type", "ec-p256"))
+        self.process, self.info = core.process, core.info
         return self
 
     def log_tail(self, lines: int = 5) -> str:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from fleetsim.device import DeviceIdentity, IdentityStore
 from fleetsim.localcore.ca import LocalCA
 from fleetsim.localcore.core import DEFAULT_ACCOUNT_ID
+from fleetsim.localcore.launcher import spawn_local_core
 from fleetsim.localcore.serve import INFO_FILE
 from fleetsim.localcore.store import Store, certificate_record
 from fleetsim.pki import certificate_id, certificate_pem, generate_key, private_key_pem
@@ -79,18 +78,6 @@ class Core:
 
 
 def start_core(state_dir: Path, log: Path, timeout: float = 30.0) -> Core:
-    info_file = state_dir / INFO_FILE
-    info_file.unlink(missing_ok=True)
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fleetsim.localcore.serve", "--state-dir", str(state_dir),
-             "--api-port", "0", "--mqtt-port", "0"], stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + timeout
-    while not info_file.exists():
-        if process.poll() is not None:
-            raise RuntimeError(f"local core exited with {process.returncode}; see {log}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"local core not ready after {timeout}s; see {log}")
-        time.sleep(0.05)
-    return Core(process, info_file)
+    core = spawn_local_core(state_dir, log, api_port=0, mqtt_port=0, timeout=timeout)
+    assert core.process is not None
+    return Core(core.process, state_dir / INFO_FILE)

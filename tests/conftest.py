@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from fleetsim.localcore.launcher import spawn_local_core
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,26 +52,13 @@ def start_core(state_dir: Path, timeout: float = 20.0, api_port: int = 0, mqtt_p
                extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None
                ) -> RunningCore:
     """Start a local core in `state_dir`; `env` adds to this process's environment for it."""
-    info_file = state_dir / "localcore.json"
     state_dir.mkdir(parents=True, exist_ok=True)
-    info_file.unlink(missing_ok=True)
-    log = open(state_dir.parent / f"{state_dir.name}.log", "ab")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fleetsim.localcore.serve", "--state-dir", str(state_dir),
-         "--api-port", str(api_port), "--mqtt-port", str(mqtt_port), *extra_args],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-        env={**os.environ, **env} if env else None,
-    )
-    deadline = time.monotonic() + timeout
-    while not info_file.exists():
-        if process.poll() is not None:
-            raise RuntimeError(f"local core exited with {process.returncode}; see {log.name}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"local core not ready after {timeout}s; see {log.name}")
-        time.sleep(0.05)
-    info = json.loads(info_file.read_text())
-    return RunningCore(process, state_dir, info["api_url"], info["mqtt_host"],
+    core = spawn_local_core(state_dir, state_dir.parent / f"{state_dir.name}.log",
+                            api_port=api_port, mqtt_port=mqtt_port, extra_args=extra_args,
+                            env=env, timeout=timeout)
+    info = core.info
+    assert core.process is not None
+    return RunningCore(core.process, state_dir, info["api_url"], info["mqtt_host"],
                        info["mqtt_port"], Path(info["root_ca"]))
 
 

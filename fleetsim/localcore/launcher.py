@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,15 @@ class RunningLocalCore:
     info: dict[str, Any]
     process: subprocess.Popen | None  # None when it was already running
 
-    def stop(self) -> None:
+    @property
+    def pid(self) -> int:
+        return int(self.info["pid"])
+
+    def stop(self, kill: bool = False) -> None:
+        """SIGTERM (a clean stop) or, with `kill`, SIGKILL; only a core this process started."""
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.send_signal(signal.SIGTERM)
+        self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         try:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -54,38 +60,50 @@ def running_info(state_dir: Path) -> dict[str, Any] | None:
     return info if _alive(info) else None
 
 
-def ensure_local_core(state_dir: Path, api_port: int | None = None,
-                      mqtt_port: int | None = None) -> RunningLocalCore:
-    info = running_info(state_dir)
-    if info is not None:
-        return RunningLocalCore(info, None)
+def spawn_local_core(state_dir: Path, log_path: Path, *, api_port: int | None = None,
+                     mqtt_port: int | None = None, extra_args: Sequence[str] = (),
+                     prefix: Sequence[str] = (), env: dict[str, str] | None = None,
+                     new_session: bool = False,
+                     timeout: float = READY_TIMEOUT_S) -> RunningLocalCore:
+    """Start `python -m fleetsim.localcore.serve` (after `prefix`, e.g. taskset) and wait
+    until it has written its endpoints; its output goes to `log_path`."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / INFO_FILE).unlink(missing_ok=True)
-    log_path = state_dir / "localcore.log"
-    cmd = [sys.executable, "-m", "fleetsim.localcore.serve", "--state-dir", str(state_dir)]
+    info_file = state_dir / INFO_FILE
+    info_file.unlink(missing_ok=True)  # a kill -9 leaves the old one behind
+    cmd = [*prefix, sys.executable, "-m", "fleetsim.localcore.serve", "--state-dir",
+           str(state_dir)]
     if api_port is not None:
         cmd += ["--api-port", str(api_port)]
     if mqtt_port is not None:
         cmd += ["--mqtt-port", str(mqtt_port)]
     with open(log_path, "ab") as log:
-        # Its own session: Ctrl-C in the terminal reaches fleetsim, which then stops it cleanly.
-        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
+        process = subprocess.Popen([*cmd, *extra_args], stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **env} if env else None,
+                                   start_new_session=new_session)
+    deadline = time.monotonic() + timeout
+    while not info_file.exists():
         if process.poll() is not None:
             tail = (log_path.read_text(errors="replace").strip().splitlines() or [""])[-1]
             if tail.startswith("fleetsim: "):  # local core's own one-sentence explanation
                 raise UserError(tail.removeprefix("fleetsim: "))
             raise UserError(f"local core exited during start-up ({tail or 'no output'}); "
                             f"full log: {log_path}")
-        info = running_info(state_dir)
-        if info is not None:
-            return RunningLocalCore(info, process)
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise UserError(f"local core did not become ready within {timeout:.0f}s; "
+                            f"see {log_path}")
         time.sleep(0.05)
-    process.kill()
-    raise UserError(f"local core did not become ready within {READY_TIMEOUT_S:.0f}s; "
-                    f"see {log_path}")
+    return RunningLocalCore(json.loads(info_file.read_text()), process)
+
+
+def ensure_local_core(state_dir: Path) -> RunningLocalCore:
+    """The local core running in `state_dir`, or a new one (stopped by `.stop()`)."""
+    info = running_info(state_dir)
+    if info is not None:
+        return RunningLocalCore(info, None)
+    # Its own session: Ctrl-C in the terminal reaches fleetsim, which then stops it cleanly.
+    return spawn_local_core(state_dir, state_dir / "localcore.log", new_session=True)
 
 
 def local_target(core: RunningLocalCore) -> Target:
