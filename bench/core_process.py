@@ -3,7 +3,6 @@ pinned to one CPU with `taskset`, killed at the end."""
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from bench.system import taskset_prefix
-from fleetsim.localcore.launcher import spawn_local_core
+from fleetsim.localcore.launcher import RunningLocalCore, spawn_local_core
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 30.0
@@ -22,8 +21,7 @@ class CoreProcess:
     cpu: int | None = None
     tmp: tempfile.TemporaryDirectory[str] = field(
         default_factory=lambda: tempfile.TemporaryDirectory(prefix="fleetsim-bench-"))
-    process: subprocess.Popen[bytes] | None = None
-    info: dict[str, Any] = field(default_factory=dict)
+    core: RunningLocalCore | None = None
 
     @property
     def workdir(self) -> Path:
@@ -36,6 +34,11 @@ class CoreProcess:
     @property
     def log_path(self) -> Path:
         return self.workdir / "localcore.log"
+
+    @property
+    def info(self) -> dict[str, Any]:
+        assert self.core is not None, "local core is not started"
+        return self.core.info
 
     @property
     def pid(self) -> int:
@@ -55,12 +58,11 @@ class CoreProcess:
 
     def start(self) -> CoreProcess:
         # With taskset the pid we hold is local core's own (taskset execs).
-        core = spawn_local_core(
+        self.core = spawn_local_core(
             self.state_dir, self.log_path, api_port=0, mqtt_port=0,
             prefix=taskset_prefix(self.cpu), timeout=READY_TIMEOUT_S,
             # The issue's create-keys-and-certificate target is for EC P-256 keys.
             extra_args=("--keys-and-certificate-key-type", "ec-p256"))
-        self.process, self.info = core.process, core.info
         return self
 
     def log_tail(self, lines: int = 5) -> str:
@@ -70,13 +72,8 @@ class CoreProcess:
             return ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.core is not None:
+            self.core.stop()
         self.tmp.cleanup()
 
     def __enter__(self) -> CoreProcess:

@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.fleet_provision import FLEET, OBSERVER_FLEET, provision, start_core
+from bench.system import cpu_seconds
 from fleetsim.device.payload import encode
 from fleetsim.engine.telemetry import Stream, publish_periodically
+from fleetsim.localcore.serve import INFO_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "fleet.json"
@@ -205,10 +207,10 @@ def _one(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     provision_s = time.perf_counter() - t
     core = start_core(state, tmp / f"core-{n}.log")
     try:
-        core_cpu0 = core.cpu_seconds()
+        core_cpu0 = cpu_seconds(core.pid)
         result_file = tmp / f"result-{n}.json"
         cmd = [sys.executable, "-m", "bench.fleet", "--worker", "--identities", str(ids),
-               "--core-info", str(core.info_file), "--result", str(result_file),
+               "--core-info", str(state / INFO_FILE), "--result", str(result_file),
                "--telemetry", str(args.telemetry), "--interval", str(args.interval),
                "--idle", str(args.idle), "--qos", str(args.qos),
                "--concurrency", str(args.concurrency),
@@ -217,7 +219,7 @@ def _one(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         subprocess.run(cmd, check=True, cwd=ROOT, timeout=args.worker_timeout)
         result = json.loads(result_file.read_text())
         result["provision_s_untimed"] = provision_s
-        result["local_core_cpu_s"] = core.cpu_seconds() - core_cpu0
+        result["local_core_cpu_s"] = cpu_seconds(core.pid) - core_cpu0
         return result
     finally:
         core.stop()

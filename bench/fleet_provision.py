@@ -6,9 +6,6 @@ in its own process on ephemeral 127.0.0.1 ports."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -16,15 +13,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from fleetsim.device import DeviceIdentity, IdentityStore
 from fleetsim.localcore.ca import LocalCA
 from fleetsim.localcore.core import DEFAULT_ACCOUNT_ID
-from fleetsim.localcore.launcher import spawn_local_core
-from fleetsim.localcore.serve import INFO_FILE
+from fleetsim.localcore.launcher import RunningLocalCore, spawn_local_core
 from fleetsim.localcore.store import Store, certificate_record
 from fleetsim.pki import certificate_id, certificate_pem, generate_key, private_key_pem
 
 FLEET = "bench"
 OBSERVER_FLEET = "observer"
 POLICY = "bench-allow-all"
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 ALLOW_ALL = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]})
 
@@ -57,27 +52,5 @@ def provision(state_dir: Path, identities_dir: Path, n: int, region: str = "us-e
         store.close()
 
 
-@dataclass
-class Core:
-    process: subprocess.Popen[bytes]
-    info_file: Path
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the local core process so far."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_core(state_dir: Path, log: Path, timeout: float = 30.0) -> Core:
-    core = spawn_local_core(state_dir, log, api_port=0, mqtt_port=0, timeout=timeout)
-    assert core.process is not None
-    return Core(core.process, state_dir / INFO_FILE)
+def start_core(state_dir: Path, log: Path, timeout: float = 30.0) -> RunningLocalCore:
+    return spawn_local_core(state_dir, log, api_port=0, mqtt_port=0, timeout=timeout)
