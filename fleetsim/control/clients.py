@@ -25,13 +25,10 @@ class AwsClients:
 
 @asynccontextmanager
 async def aws_clients(target: Target, max_connections: int = 64) -> AsyncIterator[AwsClients]:
-    session = aioboto3.Session(profile_name=target.profile if target.kind == "aws" else None,
-                               region_name=target.region)
+    session = aioboto3.Session(profile_name=target.profile if target.kind == "aws" else None)
     config = Config(retries={"mode": "adaptive", "max_attempts": 6},
                     max_pool_connections=max_connections)
-    extra: dict[str, Any] = {"config": config}
-    if target.api_url:
-        extra["endpoint_url"] = target.api_url
+    extra: dict[str, Any] = {"config": config, **target.boto3_kwargs()}
     if target.kind == "local":
         extra.update(LOCAL_CREDENTIALS)
     async with AsyncExitStack() as stack:

@@ -9,7 +9,7 @@ from fleetsim.errors import UserError
 
 class ApiError(UserError):
     def __init__(self, operation: str, code: str, message: str, subject: str = ""):
-        self.operation, self.code, self.aws_message = operation, code, message
+        self.code = code  # AWS's error code, e.g. ResourceNotFoundException
         about = f" for {subject}" if subject else ""
         super().__init__(f"{operation}{about} failed: {code}: {message}")
 

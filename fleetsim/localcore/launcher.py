@@ -107,6 +107,4 @@ def ensure_local_core(state_dir: Path) -> RunningLocalCore:
 
 
 def local_target(core: RunningLocalCore) -> Target:
-    info = core.info
-    return Target.local(info["api_url"], info["mqtt_host"], int(info["mqtt_port"]),
-                        info["root_ca"])
+    return Target.from_local_core(core.info)
