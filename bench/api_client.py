@@ -15,6 +15,8 @@ import aiohttp
 
 SIGV4 = ("AWS4-HMAC-SHA256 Credential=bench/20260101/us-east-1/iot/aws4_request, "
          "SignedHeaders=content-type;host;x-amz-date, Signature=0")
+# iot-data (shadows) is told apart from iot by the service in the credential scope alone.
+IOT_DATA_SIGV4 = SIGV4.replace("/iot/", "/iotdata/")
 HEADERS = {"Authorization": SIGV4, "X-Amz-Date": "20260101T000000Z",
            "Content-Type": "application/json", "User-Agent": "fleetsim-bench"}
 
@@ -40,10 +42,11 @@ class ApiClient:
             await self.session.close()
 
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None,
-                   expect: int = 200) -> dict[str, Any]:
+                   expect: int = 200, authorization: str = SIGV4) -> dict[str, Any]:
         assert self.session is not None
         data = json.dumps(body).encode() if body is not None else b""
-        async with self.session.request(method, path, data=data) as response:
+        headers = None if authorization is SIGV4 else {"Authorization": authorization}
+        async with self.session.request(method, path, data=data, headers=headers) as response:
             payload = await response.read()
             if response.status != expect:
                 raise ApiError(f"{method} {path}: HTTP {response.status} "
@@ -68,6 +71,10 @@ class ApiClient:
 
     async def attach_policy(self, name: str, target: str) -> None:
         await self.call("PUT", f"/target-policies/{name}", {"target": target})
+
+    async def update_thing_shadow(self, thing: str, document: dict[str, Any]) -> dict[str, Any]:
+        return await self.call("POST", f"/things/{thing}/shadow", document,
+                               authorization=IOT_DATA_SIGV4)
 
 
 @dataclass
