@@ -44,8 +44,9 @@ class Authorizer:
                 return False
             if self._compiled is None:
                 assert self.principal is not None
-                self._compiled = CompiledPolicies(self.principal.policies, RequestContext(
-                    self.client_id, self.principal, self._attributes))
+                self._compiled = CompiledPolicies(
+                    self.principal.policies_for(self.client_id),
+                    RequestContext(self.client_id, self.principal, self._attributes))
             decision = self._compiled.evaluate(action, f"{self._arn_prefix}{kind}/{name}").allowed
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
