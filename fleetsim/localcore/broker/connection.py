@@ -113,6 +113,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.broker.connections.discard(self)
+        self._cancel_pending()
         if not self.closing:
             self.closing = True
             self._out = None
@@ -176,12 +177,15 @@ class Connection(asyncio.Protocol):
             return
         self.flush()
         self.closing = True
-        if self._pending is not None:
-            self._pending.cancel()
-            self._pending = None
+        self._cancel_pending()
         if self.transport is not None:
             self.transport.close()
         self.broker.on_disconnect(self, reason)
+
+    def _cancel_pending(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()  # the client is gone: its CONNECT needs no answer
+            self._pending = None
 
     # --- packets -----------------------------------------------------------------------------
 
