@@ -4,8 +4,9 @@ Semantics (AWS IoT developer guide, "AWS IoT Core policies", "policy variables",
 variables"): an explicit Deny wins over any Allow; without a matching Allow the request is
 denied. `*` and `?` are wildcards in Action and Resource (MQTT's `+`/`#` are literal there).
 Policy variables are substituted as literal text; a statement that uses a variable which cannot
-be resolved for this connection does not match. Thing variables resolve only when the client id
-equals the name of a thing attached to the certificate.
+be resolved for this connection does not match. Thing variables resolve only for the connection's
+thing (`Principal.connection_thing`): the attached thing named like the client id, or the
+certificate's exclusive thing whatever the client id.
 
 Everything about a connection (client id, certificate, thing) is fixed, so `CompiledPolicies`
 substitutes variables and evaluates conditions once, then answers each request with at most two
@@ -51,10 +52,7 @@ class RequestContext:
     def thing(self) -> ThingInfo | None:
         if self.principal is None:
             return None
-        for thing in self.principal.things:
-            if thing.name == self.client_id:
-                return thing
-        return None
+        return self.principal.connection_thing(self.client_id)
 
     def resolve(self, name: str) -> str | None:
         """The value of a policy variable / condition key, or None if it has none here."""

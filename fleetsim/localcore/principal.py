@@ -3,15 +3,28 @@ registry (which owns the data) and the broker (which enforces it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Protocol
+
+EXCLUSIVE_THING = "EXCLUSIVE_THING"
+NON_EXCLUSIVE_THING = "NON_EXCLUSIVE_THING"
+
+PolicyDocument = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class ThingInfo:
+    """A thing the certificate is attached to (a thing principal)."""
+
     name: str
     type_name: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
+    # attach-thing-principal --thing-principal-type: EXCLUSIVE_THING | NON_EXCLUSIVE_THING.
+    principal_type: str = NON_EXCLUSIVE_THING
+    # Parsed default versions of the policies attached to this thing's groups and to their
+    # ancestor groups. They apply only while this thing is the connection's thing.
+    group_policies: tuple[PolicyDocument, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -22,12 +35,37 @@ class Principal:
     certificate_arn: str
     status: str  # ACTIVE | INACTIVE | REVOKED | PENDING_TRANSFER | PENDING_ACTIVATION ...
     subject_common_name: str | None
+    _: KW_ONLY
     # Things the certificate is attached to (thing principals).
     things: tuple[ThingInfo, ...] = ()
-    # Parsed default versions of every policy that applies: attached to the certificate and to
-    # every thing group (and ancestor group) of every attached thing.
-    policies: tuple[dict[str, Any], ...] = ()
+    # Parsed default versions of the policies attached to the certificate itself. Thing-group
+    # policies are on each `ThingInfo`: which of them apply depends on the connection.
+    certificate_policies: tuple[PolicyDocument, ...] = ()
     ca_certificate_id: str | None = None
+
+    def connection_thing(self, client_id: str) -> ThingInfo | None:
+        """The thing a connection with this client id acts as, or None.
+
+        AWS ("Thing policy variables"; "Associating an AWS IoT thing to an MQTT client
+        connection"): with a non-exclusive association (the default) the thing is the attached
+        thing whose name equals the MQTT client id; with an exclusive association
+        (EXCLUSIVE_THING) it is the certificate's only thing, whatever the client id. Thing
+        policy variables resolve, and thing-group policies apply, only for this thing.
+        """
+        for thing in self.things:
+            if thing.principal_type == EXCLUSIVE_THING:
+                return thing
+        for thing in self.things:
+            if thing.name == client_id:
+                return thing
+        return None
+
+    def policies_for(self, client_id: str) -> tuple[PolicyDocument, ...]:
+        """Every policy that applies to a connection with this client id."""
+        thing = self.connection_thing(client_id)
+        if thing is None or not thing.group_policies:
+            return self.certificate_policies
+        return self.certificate_policies + thing.group_policies
 
 
 class Authority(Protocol):
@@ -42,3 +80,21 @@ class Authority(Protocol):
     def principal_for_certificate(self, cert_der: bytes) -> Principal | None:
         """The registered certificate with this DER encoding, or None if it is not registered."""
         ...
+
+
+@dataclass(frozen=True)
+class UnknownCertificate:
+    """A client at CONNECT whose certificate the Authority does not know (JITP/JITR input)."""
+
+    cert_der: bytes
+    # The chain the client presented after its own certificate, DER, when the TLS layer gives
+    # it (Python 3.13+); empty otherwise.
+    chain_ders: tuple[bytes, ...]
+    client_id: str
+    peer_ip: str
+
+
+# Returns the Principal to connect with, or None to refuse the connection. A Principal it
+# returns should be one the Authority now knows: the connection re-resolves it from the
+# Authority whenever the epoch moves, as every connection does.
+UnknownCertificateHook = Callable[[UnknownCertificate], Awaitable[Principal | None]]

@@ -13,7 +13,9 @@ import aiomqtt
 import pytest
 
 from fleetsim.localcore.broker import codec
-from fleetsim.localcore.broker.testing import (
+from fleetsim.localcore.principal import ThingInfo
+from fleetsim.pki import CertificateAuthority
+from tests.mqtt_testing import (
     ACCOUNT_ID,
     REGION,
     Env,
@@ -25,8 +27,6 @@ from fleetsim.localcore.broker.testing import (
     stmt,
     subscribe,
 )
-from fleetsim.localcore.principal import ThingInfo
-from fleetsim.pki import CertificateAuthority
 
 ARN = f"arn:aws:iot:{REGION}:{ACCOUNT_ID}"
 pytestmark = pytest.mark.timeout(30)
@@ -179,7 +179,8 @@ async def test_policy_change_applies_to_live_connection_on_epoch_bump(env: Env):
     await subscribe(sink, ("t", 0))
     await client.send(codec.publish(codec.encode_topic("t"), b"before"))
     assert (await next_publish(sink))[1] == b"before"
-    env.authority.update(device, policies=(policy(stmt("Allow", ["iot:Connect"], ["*"])),))
+    connect_only = policy(stmt("Allow", ["iot:Connect"], ["*"]))
+    env.authority.update(device, certificate_policies=(connect_only,))
     await client.send(codec.publish(codec.encode_topic("t"), b"after"))
     assert await client.read() is None
 

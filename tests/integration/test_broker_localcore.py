@@ -81,3 +81,44 @@ async def test_provision_with_boto3_then_publish_over_mqtt(local_core: RunningCo
             msg = await asyncio.wait_for(anext(messages), 10)
             assert msg.topic.value == "$aws/events/presence/disconnected/group-member"
             assert json.loads(msg.payload)["disconnectReason"] == "AUTH_ERROR"
+
+
+async def test_group_policy_follows_the_thing_association(local_core: RunningCore,
+                                                          tmp_path: Path):
+    """AWS applies thing-group policies only for the connection's thing: the attached thing
+    named like the client id, or, with EXCLUSIVE_THING, the certificate's thing whatever the
+    client id ("Thing policy variables"; "Associating an AWS IoT thing to an MQTT client
+    connection")."""
+    iot = iot_client(local_core)
+    arn = "arn:aws:iot:us-east-1:123456789012"
+    group_arn = iot.create_thing_group(thingGroupName="fleet")["thingGroupArn"]
+    iot.create_policy(policyName="by_thing", policyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["iot:Connect"], "Resource": [f"{arn}:client/*"]},
+            {"Effect": "Allow", "Action": ["iot:Publish"],
+             "Resource": [f"{arn}:topic/dt/${{iot:Connection.Thing.ThingName}}"]}]}))
+    iot.attach_policy(policyName="by_thing", target=group_arn)
+    host, port = local_core.mqtt_host, local_core.mqtt_port
+
+    shared_ctx, _ = provision(iot, tmp_path, "shared", local_core.root_ca)
+    iot.add_thing_to_thing_group(thingGroupName="fleet", thingName="shared")
+    async with aiomqtt.Client(host, port, identifier="shared", tls_context=shared_ctx,
+                              timeout=10) as client:
+        await client.publish("dt/shared", b"1", qos=1)  # PUBACK: allowed
+    with pytest.raises(aiomqtt.MqttError):  # no policy applies: iot:Connect denied
+        async with aiomqtt.Client(host, port, identifier="another-id", tls_context=shared_ctx,
+                                  timeout=5):
+            pass
+
+    iot.create_thing(thingName="solo")
+    iot.add_thing_to_thing_group(thingGroupName="fleet", thingName="solo")
+    keys = iot.create_keys_and_certificate(setAsActive=True)
+    (tmp_path / "solo.pem").write_text(keys["certificatePem"])
+    (tmp_path / "solo.key").write_text(keys["keyPair"]["PrivateKey"])
+    iot.attach_thing_principal(thingName="solo", principal=keys["certificateArn"],
+                               thingPrincipalType="EXCLUSIVE_THING")
+    solo_ctx = ssl.create_default_context(cafile=str(local_core.root_ca))
+    solo_ctx.load_cert_chain(tmp_path / "solo.pem", tmp_path / "solo.key")
+    async with aiomqtt.Client(host, port, identifier="any-client-id", tls_context=solo_ctx,
+                              timeout=10) as client:
+        await client.publish("dt/solo", b"1", qos=1)  # the thing comes from the certificate

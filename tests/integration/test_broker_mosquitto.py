@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from fleetsim.localcore.broker.testing import (
+from fleetsim.localcore.principal import ThingInfo
+from tests.mqtt_testing import (
     ACCOUNT_ID,
     REGION,
     Device,
     Env,
     running_broker,
 )
-from fleetsim.localcore.principal import ThingInfo
 
 ARN = f"arn:aws:iot:{REGION}:{ACCOUNT_ID}"
 pytestmark = [

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fleetsim.localcore.broker import codec
-from fleetsim.localcore.broker.testing import (
+from tests.mqtt_testing import (
     Env,
     RawClient,
     next_publish,

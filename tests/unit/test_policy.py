@@ -30,7 +30,7 @@ def deny(action, resource, **extra) -> dict:
 
 
 def principal(things: tuple[ThingInfo, ...] = (), cn: str | None = "dev-cn") -> Principal:
-    return Principal("c" * 64, f"{ARN}:cert/{'c' * 64}", "ACTIVE", cn, things)
+    return Principal("c" * 64, f"{ARN}:cert/{'c' * 64}", "ACTIVE", cn, things=things)
 
 
 def ctx(client_id: str = "dev-1", **kw) -> RequestContext:
@@ -105,6 +105,38 @@ def test_thing_variables_resolve_only_when_client_id_is_an_attached_thing():
     assert evaluate([p], "iot:Publish", f"{ARN}:topic/c/DE", attached).allowed
     other = ctx("not-the-thing", principal=pr)
     assert not evaluate([p], "iot:Publish", f"{ARN}:topic/t/sensor-7", other).allowed
+
+
+def test_exclusive_thing_resolves_thing_variables_whatever_the_client_id():
+    thing = ThingInfo("sensor-8", "bulk-type", {"Country": "FR"},
+                      principal_type="EXCLUSIVE_THING")
+    p = doc(allow("iot:Publish", [
+        f"{ARN}:topic/t/${{iot:Connection.Thing.ThingName}}",
+        f"{ARN}:topic/c/${{iot:Connection.Thing.Attributes[Country]}}"]),
+        allow("iot:Connect", "*", Condition={"Bool": {"iot:Connection.Thing.IsAttached": "true"}}))
+    any_id = ctx("some-other-client-id", principal=principal((thing,)))
+    assert evaluate([p], "iot:Publish", f"{ARN}:topic/t/sensor-8", any_id).allowed
+    assert evaluate([p], "iot:Publish", f"{ARN}:topic/c/FR", any_id).allowed
+    assert evaluate([p], "iot:Connect", f"{ARN}:client/some-other-client-id", any_id).allowed
+    shared = ThingInfo("sensor-8", "bulk-type", {"Country": "FR"})  # non-exclusive: by name
+    other = ctx("some-other-client-id", principal=principal((shared,)))
+    assert not evaluate([p], "iot:Connect", f"{ARN}:client/some-other-client-id",
+                        other).allowed
+
+
+def test_group_policies_apply_only_for_the_connection_thing():
+    cert_policy = doc(allow("iot:Connect", "*"))
+    group_policy = doc(allow("iot:Publish", "*"))
+    shared = ThingInfo("member", group_policies=(group_policy,))
+    pr = Principal("c" * 64, f"{ARN}:cert/{'c' * 64}", "ACTIVE", None, things=(shared,),
+                   certificate_policies=(cert_policy,))
+    assert pr.policies_for("member") == (cert_policy, group_policy)
+    assert pr.policies_for("someone-else") == (cert_policy,)
+    exclusive = Principal("c" * 64, f"{ARN}:cert/{'c' * 64}", "ACTIVE", None,
+                          things=(ThingInfo("member", principal_type="EXCLUSIVE_THING",
+                                            group_policies=(group_policy,)),),
+                          certificate_policies=(cert_policy,))
+    assert exclusive.policies_for("someone-else") == (cert_policy, group_policy)
 
 
 def test_unresolvable_variable_makes_the_statement_not_match():

@@ -85,7 +85,7 @@ def test_principal_collects_things_and_inherited_group_policies(
     der = new_cert(store, ca)
     principal = store.principal_for_certificate(der)
     assert principal is not None and principal.status == "ACTIVE"
-    assert principal.things == () and principal.policies == ()
+    assert principal.things == () and principal.certificate_policies == ()
     cert_arn = principal.certificate_arn
     store.create_policy("direct", ALLOW_ALL)
     store.create_policy("from-root", GROUP_POLICY)
@@ -101,9 +101,24 @@ def test_principal_collects_things_and_inherited_group_policies(
     principal = store.principal_for_certificate(der)
     assert [t.name for t in principal.things] == ["dev1"]
     assert principal.things[0].attributes == {"room": "1"}
-    names = [p["PolicyName"] for p in principal.policies]
-    assert names == ["direct", "from-root"]
-    assert principal.policies[1]["Statement"][0]["Action"] == ["iot:Publish"]
+    assert principal.things[0].principal_type == "NON_EXCLUSIVE_THING"
+    assert [p["PolicyName"] for p in principal.certificate_policies] == ["direct"]
+    group_policies = principal.things[0].group_policies
+    assert [p["PolicyName"] for p in group_policies] == ["from-root"]
+    assert group_policies[0]["Statement"][0]["Action"] == ["iot:Publish"]
+    assert [p["PolicyName"] for p in principal.policies_for("dev1")] == ["direct", "from-root"]
+    assert [p["PolicyName"] for p in principal.policies_for("other")] == ["direct"]
+
+
+def test_principal_carries_the_exclusive_thing_association(
+        store: Store, ca: CertificateAuthority) -> None:
+    der = new_cert(store, ca)
+    cert_arn = store.principal_for_certificate(der).certificate_arn
+    store.create_thing("solo", None, {})
+    store.attach_thing_principal("solo", cert_arn, "EXCLUSIVE_THING")
+    principal = store.principal_for_certificate(der)
+    assert principal.things[0].principal_type == "EXCLUSIVE_THING"
+    assert principal.connection_thing("any-client-id") == principal.things[0]
 
 
 def test_policy_default_version_change_moves_epoch_and_content(
@@ -112,11 +127,12 @@ def test_policy_default_version_change_moves_epoch_and_content(
     arn = store.principal_for_certificate(der).certificate_arn
     policy = store.create_policy("p", ALLOW_ALL)
     store.attach_policy("p", arn)
-    assert store.principal_for_certificate(der).policies[0]["Statement"][0]["Action"] == ["iot:*"]
+    principal = store.principal_for_certificate(der)
+    assert principal.certificate_policies[0]["Statement"][0]["Action"] == ["iot:*"]
     epoch = store.epoch
     store.create_policy_version(policy, GROUP_POLICY, set_default=True)
     assert store.epoch > epoch
-    statement = store.principal_for_certificate(der).policies[0]["Statement"][0]
+    statement = store.principal_for_certificate(der).certificate_policies[0]["Statement"][0]
     assert statement["Action"] == ["iot:Publish"]
 
 

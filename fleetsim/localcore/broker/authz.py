@@ -16,7 +16,10 @@ class Authorizer:
                  "_compiled", "client_id", "epoch", "on_revoked", "principal")
 
     def __init__(self, authority: Authority, cert_der: bytes, client_id: str,
-                 connect_attributes: tuple[str, ...], arn_prefix: str):
+                 connect_attributes: tuple[str, ...], arn_prefix: str,
+                 principal: Principal | None, epoch: int):
+        """`principal` is what the caller resolved for `cert_der` at `epoch` (or what the
+        unknown-certificate hook returned); it is resolved again when the epoch moves."""
         self._authority = authority
         self._cert_der = cert_der
         self._arn_prefix = arn_prefix  # "arn:aws:iot:REGION:ACCOUNT:"
@@ -25,9 +28,8 @@ class Authorizer:
         self._compiled: CompiledPolicies | None = None
         self.client_id = client_id
         self.on_revoked: Callable[[], None] | None = None
-        self.principal: Principal | None = None
-        self.epoch = -1
-        self._refresh()
+        self.principal = principal
+        self.epoch = epoch
 
     @property
     def active(self) -> bool:
@@ -44,13 +46,20 @@ class Authorizer:
                 return False
             if self._compiled is None:
                 assert self.principal is not None
-                self._compiled = CompiledPolicies(self.principal.policies, RequestContext(
-                    self.client_id, self.principal, self._attributes))
+                self._compiled = CompiledPolicies(
+                    self.principal.policies_for(self.client_id),
+                    RequestContext(self.client_id, self.principal, self._attributes))
             decision = self._compiled.evaluate(action, f"{self._arn_prefix}{kind}/{name}").allowed
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             self._cache[key] = decision
         return decision
+
+    @property
+    def thing_name(self) -> str | None:
+        """The connection's thing, as thing policy variables resolve it."""
+        thing = self.principal.connection_thing(self.client_id) if self.principal else None
+        return thing.name if thing is not None else None
 
     def _refresh(self) -> None:
         # Read the epoch first: a change while resolving then triggers another refresh.

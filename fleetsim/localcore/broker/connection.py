@@ -2,9 +2,12 @@
 
 Denials answered as AWS IoT answers an MQTT 3.1.1 client: unknown or inactive certificate and
 iot:Connect denied close the connection without a CONNACK; a publish that is denied (or to a
-reserved topic clients may not publish to, or malformed, or over the payload limit) disconnects
-the client; a denied subscription gets return code 0x80 in SUBACK; QoS 2 requests get neither
-PUBACK nor SUBACK.
+reserved topic clients may not publish to, or with RETAIN set on any reserved topic, or
+malformed, or over the payload limit) disconnects the client; a denied subscription gets return
+code 0x80 in SUBACK; QoS 2 requests get neither PUBACK nor SUBACK.
+
+A certificate the Authority does not know is offered to the broker's `unknown_certificate` hook
+(JITP/JITR) before the connection is refused; reading pauses while the hook runs.
 """
 
 from __future__ import annotations
@@ -12,17 +15,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import ssl
 import uuid
-from typing import TYPE_CHECKING, cast
+from typing import Any, Protocol, cast
 
 from fleetsim.localcore.broker import codec, lifecycle
 from fleetsim.localcore.broker.authz import Authorizer
 from fleetsim.localcore.broker.codec import MalformedPacket
+from fleetsim.localcore.broker.session import Session
 from fleetsim.localcore.broker.topics import topic_filter_error, topic_name_error
-
-if TYPE_CHECKING:
-    from fleetsim.localcore.broker.server import Broker
-    from fleetsim.localcore.broker.session import Session
+from fleetsim.localcore.principal import (
+    Authority,
+    Principal,
+    UnknownCertificate,
+    UnknownCertificateHook,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +40,43 @@ MAX_FILTERS_PER_SUBSCRIBE = 8
 MAX_KEEPALIVE = 1200  # AWS: keepalive 0 means 1200 s, values below 30 count as 30
 
 
-class Connection(asyncio.Protocol):
-    __slots__ = ("_buf", "_out", "authz", "broker", "cert_der", "certificate_id", "client_id",
-                 "closing", "connected", "created", "keepalive", "last_rx", "peer_ip",
-                 "session", "session_id", "transport", "version", "will")
+class BrokerPort(Protocol):
+    """What a Connection needs from the broker that owns it (`server.Broker`)."""
 
-    def __init__(self, broker: Broker):
+    authority: Authority
+    arn_prefix: str
+    min_keepalive: int
+    high_water: int
+    connections: set[Connection]
+    unknown_certificate: UnknownCertificateHook | None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    def schedule_flush(self, conn: Connection) -> None: ...
+
+    def attach(self, conn: Connection, clean_session: bool) -> bool: ...
+
+    def on_connected(self, conn: Connection) -> None: ...
+
+    def on_disconnect(self, conn: Connection, reason: str) -> None: ...
+
+    def publish_from(self, conn: Connection, topic: str, payload: bytes, qos: int,
+                     retain: bool) -> None: ...
+
+    def subscribe(self, session: Session, topic_filter: str, qos: int) -> None: ...
+
+    def unsubscribe(self, session: Session, topic_filter: str) -> None: ...
+
+    def send_retained(self, conn: Connection, topic_filter: str, granted: int) -> None: ...
+
+
+class Connection(asyncio.Protocol):
+    __slots__ = ("_buf", "_out", "_pending", "authz", "broker", "cert_der", "certificate_id",
+                 "client_id", "closing", "connected", "created", "keepalive", "last_rx",
+                 "peer_ip", "session", "session_id", "transport", "version", "will")
+
+    def __init__(self, broker: BrokerPort):
         self.broker = broker
         self.transport: asyncio.Transport | None = None
         self.cert_der = b""
@@ -56,6 +94,7 @@ class Connection(asyncio.Protocol):
         self.created = self.last_rx = broker.loop.time()
         self._buf = b""
         self._out: list[bytes] | None = None
+        self._pending: asyncio.Task[None] | None = None  # CONNECT waiting for the hook
 
     # --- transport callbacks -----------------------------------------------------------------
 
@@ -74,6 +113,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.broker.connections.discard(self)
+        self._cancel_pending()
         if not self.closing:
             self.closing = True
             self._out = None
@@ -83,6 +123,9 @@ class Connection(asyncio.Protocol):
         if self.closing:
             return
         self.last_rx = self.broker.loop.time()
+        if self._pending is not None:  # the CONNECT is not answered yet: keep the rest
+            self._buf += data
+            return
         if self._buf:
             data = self._buf + data
         pos, end = 0, len(data)
@@ -98,6 +141,8 @@ class Connection(asyncio.Protocol):
                 pos = start + length
                 if self.closing:
                     return
+                if self._pending is not None:
+                    break
         except MalformedPacket as e:
             log.debug("client %r: malformed packet: %s", self.client_id, e)
             self.drop(lifecycle.CLIENT_ERROR)
@@ -132,9 +177,15 @@ class Connection(asyncio.Protocol):
             return
         self.flush()
         self.closing = True
+        self._cancel_pending()
         if self.transport is not None:
             self.transport.close()
         self.broker.on_disconnect(self, reason)
+
+    def _cancel_pending(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()  # the client is gone: its CONNECT needs no answer
+            self._pending = None
 
     # --- packets -----------------------------------------------------------------------------
 
@@ -190,8 +241,41 @@ class Connection(asyncio.Protocol):
             ("PersistentConnect", not packet.clean_session), ("LastWill", packet.will))
             if present)
         self.client_id = client_id
+        epoch = broker.authority.epoch
+        principal = broker.authority.principal_for_certificate(self.cert_der)
+        if principal is None and broker.unknown_certificate is not None:
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self._pending = broker.loop.create_task(
+                self._connect_unknown(broker.unknown_certificate, packet, attributes))
+            return
+        self._authorize(packet, attributes, principal, epoch)
+
+    async def _connect_unknown(self, hook: UnknownCertificateHook, packet: codec.Connect,
+                               attributes: tuple[str, ...]) -> None:
+        transport = self.transport
+        assert transport is not None
+        unknown = UnknownCertificate(self.cert_der, _peer_chain(transport), self.client_id,
+                                     self.peer_ip)
+        try:
+            principal = await hook(unknown)
+        except Exception:
+            log.exception("unknown-certificate hook failed for client %r", self.client_id)
+            principal = None
+        if self.closing:
+            return
+        self._pending = None
+        self._authorize(packet, attributes, principal, self.broker.authority.epoch)
+        if not self.closing:
+            transport.resume_reading()
+            if self._buf:
+                self.data_received(b"")
+
+    def _authorize(self, packet: codec.Connect, attributes: tuple[str, ...],
+                   principal: Principal | None, epoch: int) -> None:
+        broker, client_id = self.broker, self.client_id
         self.authz = Authorizer(broker.authority, self.cert_der, client_id, attributes,
-                                broker.arn_prefix)
+                                broker.arn_prefix, principal, epoch)
         # Unknown or inactive certificate, or iot:Connect denied: AWS IoT hangs up, no CONNACK.
         if not self.authz.allowed("iot:Connect", "client", client_id):
             log.info("client %r (certificate %s) refused: %s", client_id,
@@ -199,11 +283,15 @@ class Connection(asyncio.Protocol):
                      else "certificate not registered or not ACTIVE")
             self.drop(lifecycle.AUTH_ERROR)
             return
-        if packet.will is not None and topic_name_error(packet.will.topic):
+        will = packet.will
+        # "You can't publish to a reserved topic with the RETAIN flag set" (developer guide,
+        # "MQTT retained messages"): a will that would do so is refused like an invalid one.
+        if will is not None and (topic_name_error(will.topic) or (
+                will.retain and will.topic.startswith("$"))):
             self.drop(lifecycle.CLIENT_ERROR)
             return
         self.authz.on_revoked = self._revoked
-        self.will = packet.will
+        self.will = will
         self.keepalive = 1.5 * (min(max(packet.keepalive, broker.min_keepalive), MAX_KEEPALIVE)
                                 if packet.keepalive else MAX_KEEPALIVE)
         self.session_id = str(uuid.uuid4())
@@ -223,6 +311,11 @@ class Connection(asyncio.Protocol):
         if qos == 2:
             return  # AWS IoT: QoS 2 is not supported, no acknowledgement is sent
         error = topic_name_error(topic)
+        if not error and retain and topic.startswith("$"):
+            # Developer guide, "MQTT retained messages": "You can't publish to a reserved
+            # topic with the RETAIN flag set". MQTT 3.1.1 has no negative PUBACK, so the
+            # publish is refused as every other refused publish is: by disconnecting.
+            error = "is a reserved topic: RETAIN is not allowed"
         if error or len(payload) > MAX_PAYLOAD:
             log.debug("client %r: publish refused: topic %r %s", self.client_id, topic,
                       error or "payload too large")
@@ -236,7 +329,7 @@ class Connection(asyncio.Protocol):
                      topic)
             self.drop(lifecycle.AUTH_ERROR)
             return
-        self.broker.route(topic, payload, qos, retain, self)
+        self.broker.publish_from(self, topic, payload, qos, retain)
         if qos:
             self.send(codec.puback(packet_id))
 
@@ -265,3 +358,17 @@ class Connection(asyncio.Protocol):
         for topic_filter in filters:
             self.broker.unsubscribe(self.session, topic_filter)
         self.send(codec.unsuback(packet_id))
+
+
+def _peer_chain(transport: asyncio.Transport) -> tuple[bytes, ...]:
+    """DER of the certificates the client sent after its own, when the TLS layer exposes them
+    (`get_unverified_chain`, Python 3.13+); empty otherwise."""
+    ssl_object: Any = transport.get_extra_info("ssl_object")
+    get_chain = getattr(ssl_object, "get_unverified_chain", None)
+    if get_chain is None:
+        return ()
+    try:
+        chain = get_chain() or []
+        return tuple(ssl.PEM_cert_to_DER_cert(cert.public_bytes()) for cert in chain[1:])
+    except (ssl.SSLError, ValueError, AttributeError):
+        return ()

@@ -1,8 +1,13 @@
 """The MQTT 3.1.1 broker of local core: mutual TLS, IoT policies, AWS IoT semantics.
 
 `Broker` owns the listening socket, the client-id → connection table, sessions, the subscription
-trie with a per-topic route cache, retained messages and lifecycle events. Per-packet work lives
-in `connection.py`; policy decisions in `authz.py` / `fleetsim.localcore.policy`.
+trie with a per-topic route cache, retained messages, lifecycle events and the reserved-topic
+router (`router.py`) through which local-core features answer `$aws/...` requests. Per-packet
+work lives in `connection.py`; policy decisions in `authz.py` / `fleetsim.localcore.policy`.
+
+Hooks set by the composition: `on_message` sees every message routed (it must be cheap: it is
+called inside routing), `unknown_certificate` is offered certificates the Authority does not know
+at CONNECT (JITP/JITR).
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from dataclasses import dataclass
 
 from fleetsim.localcore.broker import codec, lifecycle
 from fleetsim.localcore.broker.connection import Connection
+from fleetsim.localcore.broker.router import Request, Router
 from fleetsim.localcore.broker.session import Session
 from fleetsim.localcore.broker.topics import SubscriptionTrie, has_wildcard
-from fleetsim.localcore.principal import Authority
+from fleetsim.localcore.principal import Authority, UnknownCertificateHook
 from fleetsim.runtime import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -28,7 +34,7 @@ _ROUTE_CACHE_LIMIT = 10_000
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A message that entered the broker, as listeners (rules, shadows, jobs) see it."""
+    """A message routed by the broker, as `Broker.on_message` (rules, ...) sees it."""
 
     topic: str
     payload: bytes
@@ -37,8 +43,6 @@ class Message:
     client_id: str | None  # None for messages published by local core itself
     principal_id: str | None
 
-
-Listener = Callable[[Message], None]
 
 
 class Broker:
@@ -61,7 +65,12 @@ class Broker:
         self._routes: dict[str, list[tuple[Session, int]]] = {}
         self._retained: dict[str, tuple[bytes, int]] = {}
         self._versions: dict[str, int] = {}
-        self._listeners: list[Listener] = []
+        self.router = Router()
+        # Called with every message routed, after delivery; must be cheap and must not route.
+        self.on_message: Callable[[Message], None] | None = None
+        # Offered, at CONNECT, each certificate the Authority does not know (JITP/JITR).
+        self.unknown_certificate: UnknownCertificateHook | None = None
+        self._broadcast = _Broadcast(self)
         self._dirty: list[Connection] = []
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -81,11 +90,12 @@ class Broker:
             lambda: Connection(self), host, port, ssl=self.ssl_context,
             ssl_handshake_timeout=self.handshake_timeout, backlog=2048)
         self._sweeper = self._loop.create_task(self._sweep())
-        return self._server.sockets[0].getsockname()[1]
+        return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         if self._sweeper is not None:
             await cancel_and_wait(self._sweeper)
+        await self.router.close()
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
@@ -99,8 +109,8 @@ class Broker:
 
     def publish_internal(self, topic: str, payload: bytes, qos: int = 0,
                          retain: bool = False) -> None:
-        """Publish as local core itself (events, service responses): no publish policy check;
-        each subscriber's iot:Receive still applies."""
+        """Publish as local core itself (events, feature messages): no publish policy check;
+        each subscriber's iot:Receive still applies; `on_message` sees it."""
         self.route(topic, payload, min(qos, 1), retain, None)
 
     def disconnect_certificate(self, certificate_id: str) -> None:
@@ -108,12 +118,6 @@ class Broker:
         for conn in list(self.connections):
             if conn.certificate_id == certificate_id:
                 conn.drop(lifecycle.AUTH_ERROR)
-
-    def add_listener(self, listener: Listener) -> Callable[[], None]:
-        """Call `listener` with every message that enters the broker (after authorization);
-        returns a function that removes it."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
 
     # --- connections -------------------------------------------------------------------------
 
@@ -166,6 +170,43 @@ class Broker:
                 conn.client_id, conn.session_id, conn.certificate_id, reason, conn.version),
                 qos=1)
 
+    def publish_from(self, conn: Connection, topic: str, payload: bytes, qos: int,
+                     retain: bool) -> None:
+        """A client publish that passed its checks: to subscribers, and to the feature that
+        registered its topic, if any (see `router.py` for what each delivery implies)."""
+        found = self.router.match(topic) if topic[:1] == "$" else None
+        if found is None:
+            self.route(topic, payload, qos, retain, conn)
+            return
+        route, params = found
+        if route.delivery == "broadcast":
+            self.route(topic, payload, qos, retain, conn)
+            reply: _Broadcast | _ToRequester = self._broadcast
+        else:
+            reply = _ToRequester(self, conn, qos)
+        authz = conn.authz
+        self.router.submit(route, conn, Request(
+            topic, payload, qos, conn.client_id, conn.certificate_id,
+            authz.thing_name if authz is not None else None, params), reply)
+
+    def send_to(self, conn: Connection, topic: str, payload: bytes, qos: int,
+                unsubscribed_qos: int) -> None:
+        """Deliver to one connection only, subscribed or not (requester replies), at
+        min(qos, the QoS of its matching subscription, or `unsubscribed_qos` without one);
+        iot:Receive still applies."""
+        session, authz = conn.session, conn.authz
+        if conn.closing or session is None or authz is None or session.conn is not conn:
+            return
+        if not authz.allowed("iot:Receive", "topic", topic):
+            return
+        granted = self._trie.match(topic).get(session)
+        qos = min(qos, granted if granted is not None else unsubscribed_qos, 1)
+        encoded = codec.encode_topic(topic)
+        if qos:
+            session.send_qos1(encoded, payload)
+        else:
+            conn.send(codec.publish(encoded, payload))
+
     def _publish_will(self, conn: Connection, will: codec.Will) -> None:
         authz = conn.authz
         if authz is None or not authz.allowed("iot:Publish", "topic", will.topic) or (
@@ -216,7 +257,7 @@ class Broker:
     def route(self, topic: str, payload: bytes, qos: int, retain: bool,
               origin: Connection | None) -> None:
         """Deliver a message that is allowed into the broker to every subscriber allowed to
-        receive it; store or clear it as retained; tell listeners."""
+        receive it; store or clear it as retained; hand it to `on_message`."""
         if retain:
             if payload:
                 self._retained[topic] = (payload, qos)
@@ -230,10 +271,14 @@ class Broker:
             self._routes[topic] = targets
         if targets:
             self._deliver(topic, payload, qos, targets)
-        if self._listeners:
-            self._notify(Message(topic, payload, qos, retain,
-                                 origin.client_id if origin else None,
-                                 origin.certificate_id if origin else None))
+        on_message = self.on_message
+        if on_message is not None:
+            try:
+                on_message(Message(topic, payload, qos, retain,
+                                   origin.client_id if origin else None,
+                                   origin.certificate_id if origin else None))
+            except Exception:
+                log.exception("on_message failed on %s", topic)
 
     def _deliver(self, topic: str, payload: bytes, qos: int,
                  targets: list[tuple[Session, int]]) -> None:
@@ -252,13 +297,6 @@ class Broker:
             if packet is None:
                 packet = codec.publish(encoded, payload)
             conn.send(packet)
-
-    def _notify(self, message: Message) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(message)
-            except Exception:
-                log.exception("broker listener %r failed on %s", listener, message.topic)
 
     # --- output batching and housekeeping ----------------------------------------------------
 
@@ -292,3 +330,29 @@ class Broker:
         for session in expired:
             del self._offline[session.client_id]
             self._discard(session)
+
+
+class _Broadcast:
+    """Replies through the broker, as local core: every allowed subscriber, and on_message."""
+
+    __slots__ = ("_broker",)
+
+    def __init__(self, broker: Broker):
+        self._broker = broker
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        self._broker.publish_internal(topic, payload, qos)
+
+
+class _ToRequester:
+    """Replies to the requesting connection only, unseen by other clients and on_message."""
+
+    __slots__ = ("_broker", "_conn", "_qos")
+
+    def __init__(self, broker: Broker, conn: Connection, request_qos: int):
+        self._broker, self._conn, self._qos = broker, conn, request_qos
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        # Without a subscription no QoS was negotiated: the request's QoS is the best guess
+        # of what the client handles.
+        self._broker.send_to(self._conn, topic, payload, qos, self._qos)

@@ -9,19 +9,24 @@ QoS 1 messages in flight per client; more wait until PUBACKs arrive.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from fleetsim.localcore.broker import codec
-
-if TYPE_CHECKING:
-    from fleetsim.localcore.broker.authz import Authorizer
-    from fleetsim.localcore.broker.connection import Connection
+from fleetsim.localcore.broker.authz import Authorizer
 
 MAX_INFLIGHT = 100
 MAX_QUEUED = 1000  # per session; beyond this the oldest queued message is dropped
 
 # (topic already length-prefixed, payload, retain flag)
 Queued = tuple[bytes, bytes, bool]
+
+
+class Outlet(Protocol):
+    """What a session needs from the connection it is bound to."""
+
+    def send(self, data: bytes) -> None: ...
+
+    def congested(self) -> bool: ...
 
 
 class Session:
@@ -32,7 +37,7 @@ class Session:
         self.client_id = client_id
         self.persistent = persistent
         self.subscriptions: dict[str, int] = {}
-        self.conn: Connection | None = None
+        self.conn: Outlet | None = None
         self.authz: Authorizer | None = None
         self.inflight: dict[int, Queued] = {}
         self.pending: deque[Queued] = deque()

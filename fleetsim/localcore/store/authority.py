@@ -32,22 +32,28 @@ class AuthorityMixin(StoreBase):
             return None
         arn = self.arn("cert", cert.id)
         rows = self._db.execute(
-            "SELECT t.name, t.type_name, t.attributes FROM thing_principals p "
+            "SELECT t.name, t.type_name, t.attributes, p.principal_type FROM thing_principals p "
             "JOIN things t ON t.name = p.thing_name WHERE p.principal = ? ORDER BY p.attached",
             (arn,)).fetchall()
-        things = tuple(ThingInfo(r[0], r[1], json.loads(r[2])) for r in rows)
-        targets = [arn]
-        seen: set[str] = set()
-        for thing in things:
-            for group in self.groups_of_thing(thing.name):
-                for name in (group, *self.ancestors(group)):
-                    if name not in seen:
-                        seen.add(name)
-                        targets.append(self.arn("thinggroup", name))
-        policies = tuple(self._parsed_policy(name, version)
-                         for name, version in self._effective_policy_versions(targets))
-        return Principal(cert.id, arn, cert.status, cert.subject_cn, things, policies,
-                         cert.ca_id)
+        things = tuple(ThingInfo(r[0], r[1], json.loads(r[2]), principal_type=r[3],
+                                 group_policies=self._group_policies(r[0])) for r in rows)
+        return Principal(cert.id, arn, cert.status, cert.subject_cn, things=things,
+                         certificate_policies=self._policies_of([arn]),
+                         ca_certificate_id=cert.ca_id)
+
+    def _group_policies(self, thing: str) -> tuple[dict[str, Any], ...]:
+        """Policies of the thing's groups and of their ancestors, nearest first."""
+        targets: list[str] = []
+        for group in self.groups_of_thing(thing):
+            for name in (group, *self.ancestors(group)):
+                target = self.arn("thinggroup", name)
+                if target not in targets:
+                    targets.append(target)
+        return self._policies_of(targets)
+
+    def _policies_of(self, targets: list[str]) -> tuple[dict[str, Any], ...]:
+        return tuple(self._parsed_policy(name, version)
+                     for name, version in self._effective_policy_versions(targets))
 
     def _effective_policy_versions(self, targets: list[str]) -> list[tuple[str, int]]:
         out: list[tuple[str, int]] = []

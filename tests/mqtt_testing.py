@@ -1,5 +1,6 @@
 """Helpers for tests of the broker and of what runs on it: an in-memory Authority, device
-identities issued by local core's CA, and a raw MQTT 3.1.1 client for wire-level assertions."""
+identities issued by local core's CA, and a raw MQTT 3.1.1 client for wire-level assertions.
+Test code: it lives under tests/, not in the product package."""
 
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ class StaticAuthority:
                  things: tuple[ThingInfo, ...] = ()) -> Principal:
         cert_id = certificate_id(device.cert_der)
         principal = Principal(cert_id, f"arn:aws:iot:{REGION}:{ACCOUNT_ID}:cert/{cert_id}",
-                              status, device.common_name, things, policies)
+                              status, device.common_name, things=things,
+                              certificate_policies=policies)
         self._principals[device.cert_der] = principal
         self._epoch += 1
         return principal
@@ -93,10 +95,6 @@ def issue_device(directory: Path, name: str, issuer: CertificateAuthority, root_
     write_private(key_path, private_key_pem(key))
     return Device(name, cert_path, key_path, cert.public_bytes(Encoding.DER),
                   common_name or name, root_ca)
-
-
-def local_ca(state_dir: Path) -> LocalCA:
-    return LocalCA.load_or_create(state_dir)
 
 
 class RawClient:
