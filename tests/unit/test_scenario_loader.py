@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from fleetsim.engine.steps import load_scenario
 from fleetsim.errors import ScenarioInvalid
-from fleetsim.scenario import load_scenario
 from fleetsim.scenario.model import AwsTarget, LocalTarget, parse_duration, parse_rate
 
 ROOT = Path(__file__).resolve().parents[2]
