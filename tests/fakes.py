@@ -319,8 +319,9 @@ class FakeShadowService:
                     "code": 404, "message": f"No shadow exists with name: '{thing}'",
                     "clientToken": token})
                 return
+            body = json.loads(self.iot._op_get_thing_shadow(thing, name or None)["payload"]._data)
             session.deliver(f"{prefix}/get/accepted", {
-                **doc, "timestamp": int(time.time()), "clientToken": token})
+                **body, "timestamp": int(time.time()), "clientToken": token})
 
 
 def fake_context(tmp_path: Path, scenario_yaml: str, iot: FakeIot | None = None,
