@@ -29,8 +29,8 @@ from typing import Any
 
 from bench.fleet_provision import FLEET, OBSERVER_FLEET, provision, start_core
 from bench.system import cpu_seconds
+from fleetsim.device.behaviours.telemetry import Stream, publish_periodically
 from fleetsim.device.payload import encode
-from fleetsim.engine.telemetry import Stream, publish_periodically
 from fleetsim.localcore.serve import INFO_FILE
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ STATE_DIR = Path(".fleetsim")
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from fleetsim.scenario import load_scenario
+    from fleetsim.engine.steps import load_scenario
 
     scenario = load_scenario(args.file, devices=args.devices)
     devices = sum(f.count for f in scenario.fleets)

@@ -87,6 +87,15 @@ class Target:
         host = f"[{self.mqtt_host}]" if ":" in self.mqtt_host else self.mqtt_host
         return f"{host}:{self.mqtt_port}"
 
+    def data_boto3_kwargs(self) -> dict[str, Any]:
+        """The same for an `iot-data` client: local core answers it on its one API endpoint
+        (routing by the SigV4 service); on AWS the data plane API is served by the account's
+        `iot:Data-ATS` endpoint, the MQTT host."""
+        kwargs = self.boto3_kwargs()
+        if self.api_url is None:
+            kwargs["endpoint_url"] = f"https://{self.mqtt_host}"
+        return kwargs
+
     def boto3_kwargs(self) -> dict[str, Any]:
         """`region_name` and, for local core, `endpoint_url` for a boto3/aioboto3 client."""
         kwargs: dict[str, Any] = {"region_name": self.region}

@@ -9,6 +9,7 @@ from fleetsim.control.cleanup import CleanupReport, cleanup
 from fleetsim.control.clients import aws_clients
 from fleetsim.control.journal import CLEANED_FILE, Entry, pending_runs, read_entries
 from fleetsim.control.targets import aws_target
+from fleetsim.engine.steps import JOURNAL_KINDS
 from fleetsim.errors import UserError
 from fleetsim.localcore.launcher import RunningLocalCore, ensure_local_core, local_target
 from fleetsim.runtime import run_async
@@ -20,7 +21,7 @@ async def _cleanup_run(target: Target | None, described: dict, entries: list[Ent
     if target is None:
         target = await aws_target(described.get("region"), described.get("profile"))
     async with aws_clients(target) as clients:
-        return await cleanup(clients.iot, entries)
+        return await cleanup(clients, entries, JOURNAL_KINDS)
 
 
 def cleanup_command(args: argparse.Namespace) -> int:

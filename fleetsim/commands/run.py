@@ -11,12 +11,13 @@ import time
 
 from fleetsim.control.targets import aws_target, describe_target
 from fleetsim.engine.runner import RunResult, run_scenario
+from fleetsim.engine.steps import load_scenario
 from fleetsim.localcore.launcher import RunningLocalCore, ensure_local_core, local_target
 from fleetsim.metrics.progress import Progress
 from fleetsim.metrics.recorder import Metrics
 from fleetsim.metrics.report import render_summary, write_json, write_timeline_csv
 from fleetsim.runtime import raise_fd_limit, run_async
-from fleetsim.scenario import Scenario, load_scenario
+from fleetsim.scenario import Scenario
 from fleetsim.target import Target
 
 

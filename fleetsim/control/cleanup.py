@@ -1,26 +1,49 @@
-"""Remove what a run created, from its journal: detach first, then delete, then restore."""
+"""Remove what a run created, from its journal: detach first, then delete, then restore.
+
+How each kind of journal entry is undone is declared beside the steps that record it (a
+`JournalKind`, e.g. `fleetsim.engine.provisioning.THING`) and handed in; this module only
+knows the order of the phases, retries and the report."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from fleetsim.control.clients import AwsClients
 from fleetsim.control.journal import Entry
 
 GONE = {"ResourceNotFoundException"}
 # AWS detaches asynchronously: a delete right after a detach may still see the attachment.
 RETRY_LATER = {"DeleteConflictException", "InvalidRequestException", "CertificateStateException"}
-# Phases run one after the other; what is inside a phase runs concurrently.
-PHASES: tuple[tuple[str, ...], ...] = (
-    ("policy_attachment", "thing_principal"),
-    ("certificate",),
-    ("thing", "policy"),
-    ("events",),
-)
+
+
+class Phase(IntEnum):
+    """Phases run one after the other, in this order; what is inside a phase runs
+    concurrently."""
+
+    DETACH = 1  # attachments, and what hangs off a thing without being part of it (shadows)
+    CERTIFICATES = 2  # deactivated then deleted, once nothing is attached to them
+    DELETE = 3  # things and policies
+    RESTORE = 4  # account settings put back as they were (event configurations)
+
+
+Undo = Callable[[AwsClients, dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class JournalKind:
+    """One kind of journal entry (`thing`, `certificate`, ...) and how clean-up removes it."""
+
+    name: str
+    phase: Phase
+    undo: Undo
+    # Only the first entry of this kind is undone (it holds the state to restore).
+    first_only: bool = False
 
 
 @dataclass
@@ -33,14 +56,20 @@ class CleanupReport:
         return not self.failed
 
 
-async def _with_retry(call: Callable[[], Awaitable[Any]], attempts: int = 6) -> None:
+def error_code(e: ClientError) -> str:
+    return str(e.response.get("Error", {}).get("Code", ""))
+
+
+async def with_retry(call: Callable[[], Awaitable[Any]], attempts: int = 6) -> None:
+    """`call`, retried with back-off while AWS still sees an attachment being removed; a
+    resource already gone counts as removed."""
     delay = 0.25
     for attempt in range(attempts):
         try:
             await call()
             return
         except ClientError as e:
-            code = e.response.get("Error", {}).get("Code", "")
+            code = error_code(e)
             if code in GONE:
                 return
             if code not in RETRY_LATER or attempt == attempts - 1:
@@ -49,55 +78,41 @@ async def _with_retry(call: Callable[[], Awaitable[Any]], attempts: int = 6) -> 
             delay *= 2
 
 
-def _undo(iot: Any, entry: Entry) -> Callable[[], Awaitable[Any]]:
-    d = entry.data
-    match entry.kind:
-        case "policy_attachment":
-            return lambda: iot.detach_policy(policyName=d["policy"], target=d["target"])
-        case "thing_principal":
-            return lambda: iot.detach_thing_principal(thingName=d["thing"],
-                                                      principal=d["principal"])
-        case "certificate":
-            async def delete_certificate() -> None:
-                try:
-                    await iot.update_certificate(certificateId=d["id"], newStatus="INACTIVE")
-                except ClientError as e:
-                    if e.response.get("Error", {}).get("Code") not in GONE:
-                        raise
-                await _with_retry(lambda: iot.delete_certificate(certificateId=d["id"],
-                                                                 forceDelete=True))
-            return delete_certificate
-        case "thing":
-            return lambda: iot.delete_thing(thingName=d["name"])
-        case "policy":
-            return lambda: iot.delete_policy(policyName=d["name"])
-        case "events":
-            return lambda: iot.update_event_configurations(eventConfigurations=d["previous"])
-    raise ValueError(f"journal entry of unknown kind {entry.kind!r}")
-
-
 def _describe(entry: Entry) -> str:
     d = entry.data
-    return f"{entry.kind} " + ", ".join(f"{k}={v}" for k, v in d.items() if k != "previous")
+    return f"{entry.kind} " + ", ".join(f"{k}={v}" for k, v in d.items()
+                                        if not isinstance(v, dict | list))
 
 
-async def cleanup(iot: Any, entries: list[Entry], concurrency: int = 32) -> CleanupReport:
+def phases(kinds: Iterable[JournalKind]) -> list[list[JournalKind]]:
+    """`kinds` grouped by phase, in phase order."""
+    by_phase: dict[Phase, list[JournalKind]] = {}
+    for kind in kinds:
+        by_phase.setdefault(kind.phase, []).append(kind)
+    return [by_phase[p] for p in sorted(by_phase)]
+
+
+async def cleanup(clients: AwsClients, entries: list[Entry], kinds: Iterable[JournalKind],
+                  concurrency: int = 32) -> CleanupReport:
+    """Undo every entry of a known kind (others, such as the `run` header, are not resources),
+    phase by phase."""
     report = CleanupReport()
     limit = asyncio.Semaphore(concurrency)
 
-    async def undo(entry: Entry) -> None:
+    async def undo(kind: JournalKind, entry: Entry) -> None:
         async with limit:
             try:
-                await _with_retry(_undo(iot, entry))
+                await with_retry(lambda: kind.undo(clients, entry.data))
                 report.removed[entry.kind] = report.removed.get(entry.kind, 0) + 1
             except ClientError as e:
                 err = e.response.get("Error", {})
                 report.failed.append(f"{_describe(entry)}: {err.get('Code')}: "
                                      f"{err.get('Message')}")
 
-    for kinds in PHASES:
-        todo = [e for e in entries if e.kind in kinds]
-        if kinds == ("events",):
-            todo = todo[:1]  # the first change recorded holds the configuration to restore
-        await asyncio.gather(*(undo(e) for e in todo))
+    for phase in phases(kinds):
+        todo = []
+        for kind in phase:
+            mine = [e for e in entries if e.kind == kind.name]
+            todo += [(kind, e) for e in (mine[:1] if kind.first_only else mine)]
+        await asyncio.gather(*(undo(kind, e) for kind, e in todo))
     return report

@@ -21,6 +21,7 @@ LOCAL_CREDENTIALS = {"aws_access_key_id": "fleetsim", "aws_secret_access_key": "
 class AwsClients:
     iot: Any
     sts: Any
+    iot_data: Any  # device shadows (and the rest of AWS IoT's data plane API)
 
 
 @asynccontextmanager
@@ -34,4 +35,6 @@ async def aws_clients(target: Target, max_connections: int = 64) -> AsyncIterato
     async with AsyncExitStack() as stack:
         iot = await stack.enter_async_context(session.client("iot", **extra))
         sts = await stack.enter_async_context(session.client("sts", **extra))
-        yield AwsClients(iot, sts)
+        data_extra = {**extra, **target.data_boto3_kwargs()}
+        iot_data = await stack.enter_async_context(session.client("iot-data", **data_extra))
+        yield AwsClients(iot, sts, iot_data)

@@ -79,7 +79,7 @@ class Journal:
 
 
 def read_entries(run_dir: Path) -> list[Entry]:
-    entries = []
+    entries: list[Entry] = []
     path = run_dir / JOURNAL_FILE
     if not path.exists():
         return entries

@@ -56,7 +56,7 @@ class FleetClient(aiomqtt.Client):
         self._writing = False
         self._ready_socket: ssl.SSLSocket | None = None
         # paho formats every debug line for an on_log callback; a logger is asked its level.
-        self._client._logger = _ErrorKeeper(self, self._logger)
+        self._client._logger = _ErrorKeeper(self, self._logger)  # type: ignore[assignment]
         # paho opens (and blocks on) its socket in _create_socket; give it ours, connected.
         self._client._create_socket = self._take_socket  # type: ignore[method-assign]
 

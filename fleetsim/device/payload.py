@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Any
 
 # Wall-clock send time in ns; an observer on the same host subtracts it from arrival time.
 SENT_FIELD = "_sent_ns"
-_WHOLE = re.compile(r"^\{(\w+)\}$")
 
 
 def encode(payload: Any, stamp: bool = False) -> bytes:

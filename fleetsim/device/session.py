@@ -269,7 +269,8 @@ class DeviceSession:
             async with self.metrics.time(op):
                 client, lost = self._current(op)
                 task = asyncio.ensure_future(call(client))
-                done, _ = await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({task, lost},  # type: ignore[type-var]
+                                            return_when=asyncio.FIRST_COMPLETED)
                 if task not in done:
                     task.cancel()
                     raise DeviceError(lost.result(), f"{op} on {self.client_id}")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetsim.control.journal import Journal
 from fleetsim.device import (
@@ -19,6 +20,12 @@ from fleetsim.metrics.recorder import Metrics
 from fleetsim.scenario.model import Fleet, Scenario
 from fleetsim.target import Target
 
+if TYPE_CHECKING:
+    from fleetsim.device.behaviours.shadow import ShadowReporter
+
+# What a device's behaviours are handed for each message it receives: (topic, payload).
+MessageHandler = Callable[[str, bytes], None]
+
 
 @dataclass
 class Device:
@@ -30,6 +37,10 @@ class Device:
     identity: DeviceIdentity | None = None  # once it has a certificate
     session: DeviceSession | None = None  # while connected
     failed: str | None = None  # why this device dropped out of the run
+    # Behaviours listening to what the device receives (see devices.listen), while connected.
+    handlers: list[MessageHandler] = field(default_factory=list)
+    # The device's shadow reporters, by shadow name ("" for the classic shadow).
+    shadows: dict[str, ShadowReporter] = field(default_factory=dict)
 
     @property
     def names(self) -> dict[str, Any]:
@@ -45,6 +56,7 @@ class RunContext:
     target: Target
     iot: Any
     sts: Any
+    iot_data: Any
     journal: Journal  # what the run created, removed at its end
     persistent_journal: Journal  # what persistent fleets created, removed by `fleetsim cleanup`
     metrics: Metrics
@@ -55,9 +67,11 @@ class RunContext:
     tls: TlsContextFactory | None = None  # made on first connect
     keys: KeyFactory = field(default_factory=KeyFactory)
     # Behaviours running in the background, by fleet (stopped at the fleet's disconnect).
-    background: dict[str, list[asyncio.Task[None]]] = field(default_factory=dict)
+    background: dict[str, list[asyncio.Task[Any]]] = field(default_factory=dict)
 
     shards: int = 1  # N of --shard K/N
+    # Resources several steps may touch (a shadow), journaled by the first one only.
+    journaled: set[tuple[str, ...]] = field(default_factory=set)
 
     def journal_for(self, fleet: Fleet | None, shared: bool = False) -> Journal:
         """Where a resource is written down: resources of persistent fleets, and in a sharded

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetsim.device import (
     DeviceError,
@@ -16,9 +16,11 @@ from fleetsim.device import (
     TlsContextFactory,
 )
 from fleetsim.device.fleet import close_many
-from fleetsim.engine.context import Device, RunContext
-from fleetsim.engine.telemetry import stop_background
+from fleetsim.engine.context import Device, MessageHandler, RunContext
 from fleetsim.errors import UserError
+
+if TYPE_CHECKING:
+    import aiomqtt
 
 OBSERVER_FLEET = "observer"
 _HINTS = {
@@ -68,9 +70,17 @@ async def tls_contexts(ctx: RunContext, devices: list[Device]) -> dict[int, ssl.
     return contexts
 
 
+def _session(device: Device) -> DeviceSession:
+    if device.session is None:
+        raise UserError(f"{device.thing_name} is not connected: add a 'connect' step before "
+                        "this one")
+    return device.session
+
+
 async def connect(ctx: RunContext, device: Device, client_id: str, timeout: float,
                   reconnect: bool = False, tls: ssl.SSLContext | None = None) -> DeviceSession:
     require_certificate(device)
+    assert device.identity is not None
     session = DeviceSession(device.identity, ctx.target, ctx.metrics,
                             tls=tls or _tls(ctx).for_identity(device.identity),
                             client_id=client_id, timeout=timeout, reconnect=reconnect)
@@ -84,7 +94,7 @@ async def connect(ctx: RunContext, device: Device, client_id: str, timeout: floa
 async def publish(ctx: RunContext, device: Device, topic: str, payload: bytes,
                   qos: int) -> None:
     try:
-        await device.session.publish(topic, payload, qos=qos)
+        await _session(device).publish(topic, payload, qos=qos)
     except DeviceError as e:
         hint = _HINTS.get(e.kind, "")
         raise UserError(f"{device.thing_name} could not publish to {topic} "
@@ -92,20 +102,50 @@ async def publish(ctx: RunContext, device: Device, topic: str, payload: bytes,
 
 
 async def subscribe(ctx: RunContext, device: Device, topics: list[str], qos: int) -> None:
+    session = _session(device)
     for topic in topics:
         try:
-            await device.session.subscribe(topic, qos)
+            await session.subscribe(topic, qos)
         except DeviceError as e:
             raise UserError(f"{device.thing_name} could not subscribe to {topic} "
                             f"({e.kind})") from e
-    device.session.on_message(lambda _message: ctx.metrics.incr("messages.received.devices"))
+    listen(device, lambda _topic, _payload: ctx.metrics.incr("messages.received.devices"))
+
+
+def listen(device: Device, handler: MessageHandler) -> None:
+    """Hand `handler` every message the device receives from now on, beside its other
+    behaviours' handlers (a session has one handler: this fans out)."""
+    session = _session(device)
+    handlers = device.handlers
+    if not handlers:
+        def dispatch(message: aiomqtt.Message) -> None:
+            payload = message.payload
+            body = payload if isinstance(payload, bytes) else (
+                str(payload).encode() if payload is not None else b"")
+            topic = str(message.topic)
+            for h in list(handlers):
+                h(topic, body)
+
+        session.on_message(dispatch)
+    handlers.append(handler)
 
 
 async def disconnect_many(devices: list[Device]) -> None:
     sessions = [d.session for d in devices if d.session is not None]
     for d in devices:
-        d.session = None
+        for reporter in d.shadows.values():
+            reporter.close()
+        d.session, d.handlers, d.shadows = None, [], {}
     await close_many(sessions)
+
+
+async def stop_background(ctx: RunContext, fleet: str | None = None) -> None:
+    """Stop the background behaviours of one fleet (at its disconnect) or of all."""
+    names = [fleet] if fleet is not None else list(ctx.background)
+    tasks = [t for name in names for t in ctx.background.pop(name, [])]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def start_observer(ctx: RunContext, client_id: str, created: dict[str, Any],

@@ -23,12 +23,15 @@ def _snake(op: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", op).lower()
 
 
-async def api_call(ctx: RunContext, op: str, subject: str = "", **params: Any) -> dict[str, Any]:
-    """One AWS API call, timed as `api.<Op>`; failures raise ApiError (counted by its code)."""
-    method = getattr(ctx.iot, _snake(op))
+async def api_call(ctx: RunContext, op: str, subject: str = "", *, client: Any = None,
+                   **params: Any) -> dict[str, Any]:
+    """One AWS API call (of `ctx.iot` unless `client` is given, e.g. `ctx.iot_data`), timed as
+    `api.<Op>`; failures raise ApiError (counted by its code)."""
+    method = getattr(ctx.iot if client is None else client, _snake(op))
     try:
         with ctx.metrics.time(f"api.{op}"):  # a failure is counted by its AWS error code
-            return await method(**params)
+            result: dict[str, Any] = await method(**params)
+            return result
     except (ClientError, BotoCoreError) as e:
         raise api_error(op, e, subject) from e
 

@@ -5,10 +5,37 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from fleetsim.control.cleanup import GONE, JournalKind, Phase, error_code, with_retry
+from fleetsim.control.clients import AwsClients
 from fleetsim.control.errors import ApiError
 from fleetsim.engine import devices as dev
 from fleetsim.engine.context import Device, RunContext
 from fleetsim.engine.fanout import api_call
+
+# ---- what provisioning journals, and how clean-up undoes it --------------------------------
+
+
+async def _delete_certificate(clients: AwsClients, d: dict[str, Any]) -> None:
+    try:
+        await clients.iot.update_certificate(certificateId=d["id"], newStatus="INACTIVE")
+    except ClientError as e:
+        if error_code(e) not in GONE:
+            raise
+    await with_retry(lambda: clients.iot.delete_certificate(certificateId=d["id"],
+                                                            forceDelete=True))
+
+
+THING = JournalKind("thing", Phase.DELETE,
+                    lambda c, d: c.iot.delete_thing(thingName=d["name"]))
+CERTIFICATE = JournalKind("certificate", Phase.CERTIFICATES, _delete_certificate)
+POLICY_ATTACHMENT = JournalKind(
+    "policy_attachment", Phase.DETACH,
+    lambda c, d: c.iot.detach_policy(policyName=d["policy"], target=d["target"]))
+THING_PRINCIPAL = JournalKind(
+    "thing_principal", Phase.DETACH,
+    lambda c, d: c.iot.detach_thing_principal(thingName=d["thing"], principal=d["principal"]))
 
 
 async def create_thing(ctx: RunContext, d: Device, attributes: dict[str, str],
@@ -19,11 +46,11 @@ async def create_thing(ctx: RunContext, d: Device, attributes: dict[str, str],
     if thing_type:
         params["thingTypeName"] = thing_type
     await api_call(ctx, "CreateThing", d.thing_name, **params)
-    ctx.journal_for(d.fleet).record("thing", name=d.thing_name)
+    ctx.journal_for(d.fleet).record(THING.name, name=d.thing_name)
 
 
 def _certificate_created(ctx: RunContext, d: Device, out: dict[str, Any]) -> None:
-    ctx.journal_for(d.fleet).record("certificate", id=out["certificateId"],
+    ctx.journal_for(d.fleet).record(CERTIFICATE.name, id=out["certificateId"],
                                     arn=out["certificateArn"])
     d.certificate_id, d.certificate_arn = out["certificateId"], out["certificateArn"]
 
@@ -51,14 +78,15 @@ async def certificate_from_csr(ctx: RunContext, d: Device, set_as_active: bool) 
 async def attach_policy(ctx: RunContext, d: Device, policy: str) -> None:
     arn = dev.require_certificate(d)
     await api_call(ctx, "AttachPolicy", d.thing_name, policyName=policy, target=arn)
-    ctx.journal_for(d.fleet).record("policy_attachment", policy=policy, target=arn)
+    ctx.journal_for(d.fleet).record(POLICY_ATTACHMENT.name, policy=policy, target=arn)
 
 
 async def attach_thing_principal(ctx: RunContext, d: Device) -> None:
     arn = dev.require_certificate(d)
     await api_call(ctx, "AttachThingPrincipal", d.thing_name, thingName=d.thing_name,
                    principal=arn)
-    ctx.journal_for(d.fleet).record("thing_principal", thing=d.thing_name, principal=arn)
+    ctx.journal_for(d.fleet).record(THING_PRINCIPAL.name, thing=d.thing_name,
+                                    principal=arn)
 
 
 async def reuse_stored(ctx: RunContext, d: Device) -> bool:

@@ -12,7 +12,7 @@ from fleetsim.control.journal import Journal, read_entries
 from fleetsim.control.targets import describe_target
 from fleetsim.engine import devices as dev
 from fleetsim.engine.context import Device, RunContext
-from fleetsim.engine.steps import STEPS
+from fleetsim.engine.steps import JOURNAL_KINDS, KINDS
 from fleetsim.errors import UserError
 from fleetsim.metrics.recorder import Metrics
 from fleetsim.scenario.model import Scenario
@@ -71,7 +71,8 @@ async def run_scenario(scenario: Scenario, target: Target, *, run_id: str, runs_
     result = RunResult(run_id, scenario.name, target, metrics, journal.path)
     try:
         async with aws_clients(target, max_connections=concurrency) as clients:
-            ctx = RunContext(run_id, scenario, target, clients.iot, clients.sts, journal,
+            ctx = RunContext(run_id, scenario, target, clients.iot, clients.sts, clients.iot_data,
+                             journal,
                              persistent, metrics, identities_dir / scenario.name, concurrency,
                              build_devices(scenario, shard), shards=shard[1] if shard else 1)
             try:
@@ -79,7 +80,8 @@ async def run_scenario(scenario: Scenario, target: Target, *, run_id: str, runs_
             finally:
                 await dev.close_all(ctx)
                 if scenario.cleanup and not keep:
-                    result.cleanup = await cleanup(clients.iot, read_entries(journal.run_dir))
+                    result.cleanup = await cleanup(clients, read_entries(journal.run_dir),
+                                                   JOURNAL_KINDS)
                     if result.cleanup.ok:
                         journal.mark_cleaned()
     finally:
@@ -98,7 +100,7 @@ async def _run_steps(ctx: RunContext) -> bool:
         failed_before = _failed_count(ctx)
         try:
             with ctx.metrics.step(f"{i + 1:0{width}d}.{step.name or step.kind}") as record:
-                await STEPS[step.kind](ctx, step)
+                await KINDS[step.kind].run(ctx, step)
                 dropped = _failed_count(ctx) - failed_before
                 if dropped:
                     record.status, record.detail = "partial", f"{dropped} device(s) failed"

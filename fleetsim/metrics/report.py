@@ -50,14 +50,6 @@ def _duration(seconds: float) -> str:
     return f"{int(minutes)} min {secs:04.1f} s"
 
 
-def histograms_by_op(snapshot: dict[str, Any]) -> dict[str, Histogram]:
-    """Latency of each operation over all steps."""
-    merged: dict[str, Histogram] = defaultdict(Histogram)
-    for entry in snapshot["ops"]:
-        merged[entry["op"]].merge(Histogram.from_dict(entry["latency_us"]))
-    return dict(merged)
-
-
 def render_summary(snapshot: dict[str, Any], title: str | None = None,
                    checks: Sequence[dict[str, Any]] | None = None) -> str:
     """A readable end-of-run summary. `checks` (name, passed, detail) adds to the snapshot's."""
@@ -77,9 +69,9 @@ def render_summary(snapshot: dict[str, Any], title: str | None = None,
         out += ["Operations (latency in ms)",
                 _table(("step", "operation", "ok", "errors", "p50", "p90", "p99", "max"), rows)]
     if snapshot["counters"] or snapshot["gauges"]:
-        rows = [(k, v) for k, v in snapshot["counters"].items()]
-        rows += [(k + " (now)", v) for k, v in snapshot["gauges"].items()]
-        out += ["Counters", _table(("counter", "value"), rows)]
+        counters: list[tuple[str, Any]] = list(snapshot["counters"].items())
+        counters += [(k + " (now)", v) for k, v in snapshot["gauges"].items()]
+        out += ["Counters", _table(("counter", "value"), counters)]
     errors: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for entry in snapshot["ops"]:
         where = entry["op"] + (f" @ {entry['step']}" if entry["step"] else "")

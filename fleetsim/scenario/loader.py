@@ -9,7 +9,13 @@ import yaml
 from pydantic import ValidationError
 
 from fleetsim.errors import ScenarioInvalid
-from fleetsim.scenario.model import Scenario, StepShapeError, unwrap_step
+from fleetsim.scenario.model import (
+    Scenario,
+    StepModels,
+    StepShapeError,
+    scenario_model,
+    unwrap_step,
+)
 from fleetsim.scenario.semantics import check_semantics
 from fleetsim.scenario.yaml_positions import Position, YamlDocument
 
@@ -23,7 +29,7 @@ def _dotted(loc: Loc) -> str:
     return out
 
 
-def _pydantic_message(err: dict[str, Any]) -> tuple[Loc, str, bool]:
+def _pydantic_message(err: Any) -> tuple[Loc, str, bool]:
     """(location, message, points-at-key) for one pydantic error, phrased for a person."""
     loc: Loc = tuple(err["loc"])
     kind = err["type"]
@@ -37,7 +43,8 @@ def _pydantic_message(err: dict[str, Any]) -> tuple[Loc, str, bool]:
     return loc, msg, False
 
 
-def _step_shape_errors(data: Any) -> tuple[Any, list[int], list[tuple[Loc, str]]]:
+def _step_shape_errors(data: Any, models: StepModels
+                       ) -> tuple[Any, list[int], list[tuple[Loc, str]]]:
     """Unwrap `{kind: options}` steps; returns the data with well-shaped steps only, the
     original index of each kept step, and the problems with the others."""
     problems: list[tuple[Loc, str]] = []
@@ -46,7 +53,7 @@ def _step_shape_errors(data: Any) -> tuple[Any, list[int], list[tuple[Loc, str]]
     steps, kept = [], []
     for i, raw in enumerate(data["steps"]):
         try:
-            steps.append(unwrap_step(raw))
+            steps.append(unwrap_step(raw, models))
             kept.append(i)
         except StepShapeError as e:
             problems.append((("steps", i), str(e)))
@@ -59,8 +66,10 @@ def _original_loc(loc: Loc, kept: list[int]) -> Loc:
     return loc
 
 
-def load_scenario(path: Path, devices: int | None = None) -> Scenario:
-    """Parse and validate; raises ScenarioInvalid listing every problem with its position."""
+def load_scenario(path: Path, models: StepModels, devices: int | None = None) -> Scenario:
+    """Parse and validate with the step kinds `models` (`fleetsim.engine.steps.load_scenario`
+    passes the registered ones); raises ScenarioInvalid listing every problem with its
+    position."""
     label = str(path)
     try:
         text = path.read_text()
@@ -83,7 +92,7 @@ def load_scenario(path: Path, devices: int | None = None) -> Scenario:
         problems.append(at(doc.position(()), (), "a scenario is a mapping with at least 'name' "
                            "and 'steps'"))
         raise ScenarioInvalid([p[2] for p in sorted(problems)])
-    data, kept, shape_problems = _step_shape_errors(doc.data)
+    data, kept, shape_problems = _step_shape_errors(doc.data, models)
     for loc, msg in shape_problems:
         problems.append(at(doc.position(loc), loc, msg))
     if devices is not None and isinstance(data.get("fleets"), list):
@@ -91,7 +100,7 @@ def load_scenario(path: Path, devices: int | None = None) -> Scenario:
                           for f in data["fleets"]]
     scenario = None
     try:
-        scenario = Scenario.model_validate(data)
+        scenario = scenario_model(models).model_validate(data)
     except ValidationError as e:
         for err in e.errors():
             loc, msg, at_key = _pydantic_message(err)

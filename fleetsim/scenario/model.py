@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Iterable
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-EVENT_TYPES = (
-    "THING", "THING_GROUP", "THING_TYPE", "THING_GROUP_MEMBERSHIP", "THING_GROUP_HIERARCHY",
-    "THING_TYPE_ASSOCIATION", "JOB", "JOB_EXECUTION", "POLICY", "CERTIFICATE", "CA_CERTIFICATE",
-)
+if TYPE_CHECKING:
+    from fleetsim.scenario.semantics import Loc, Problem, Scope
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -111,205 +112,33 @@ class Fleet(Strict):
     identities: Literal["ephemeral", "persistent"] = "ephemeral"
 
 
-# ---- steps ---------------------------------------------------------------------------------
+# ---- steps: the common part; each step kind is a module of fleetsim/engine/steps ----------
 
 
 class StepBase(Strict):
+    """What every step kind has. A kind subclasses this (or `FleetStep`) with
+    `kind: Literal["<kind>"]` and says, as class variables and `check`, what `fleetsim
+    validate` needs to know about it."""
+
     kind: str
     name: str | None = None  # shown in the summary; defaults to the kind
 
+    # The field a scalar fills: `- wait: 2s` is `{kind: wait, seconds: 2s}`.
+    scalar_field: ClassVar[str | None] = None
+    # The step's fleet must have been connected by an earlier `connect` step.
+    needs_connection: ClassVar[bool] = False
+
+    def check(self, scope: Scope, at: Loc) -> list[Problem]:
+        """Problems only the whole scenario shows (templates, references to earlier steps);
+        may note in `scope` what this step makes true for the steps after it."""
+        return []
+
 
 class FleetStep(StepBase):
+    """A step that goes through a fleet's devices."""
+
     fleet: str
     pacing: Pacing | None = None
-
-
-class EventsStep(StepBase):
-    """update-event-configurations: enable or disable registry event types."""
-
-    kind: Literal["events"]
-    enable: Literal["all"] | list[Literal[EVENT_TYPES]] = Field(default_factory=list)  # type: ignore[valid-type]
-    disable: Literal["all"] | list[Literal[EVENT_TYPES]] = Field(default_factory=list)  # type: ignore[valid-type]
-
-
-class ObserveStep(StepBase):
-    """An observer client that subscribes to topic filters and records what arrives."""
-
-    kind: Literal["observe"]
-    topics: list[str] = Field(min_length=1)
-    qos: Literal[0, 1] = 0
-
-
-class CreateThingsStep(FleetStep):
-    kind: Literal["create_things"]
-    attributes: dict[str, str] = Field(default_factory=dict)
-    thing_type: str | None = None
-
-
-class CreateKeysAndCertificateStep(FleetStep):
-    kind: Literal["create_keys_and_certificate"]
-    set_as_active: bool = True
-
-
-class CreateCertificateFromCsrStep(FleetStep):
-    """Each device makes its key (the fleet's key_type) and CSR; AWS signs the certificate."""
-
-    kind: Literal["create_certificate_from_csr"]
-    set_as_active: bool = True
-
-
-class ProvisionStep(FleetStep):
-    """The whole of "provisioning with the API" per device: thing, certificate (from a CSR by
-    default, so the fleet's key_type holds), policy attached to it, certificate attached to
-    the thing. With persistent identities, devices already provisioned are reused."""
-
-    kind: Literal["provision"]
-    certificate: Literal["csr", "keys_and_certificate"] = "csr"
-    policy: str | None = None
-    attributes: dict[str, str] = Field(default_factory=dict)
-    thing_type: str | None = None
-
-
-class CreatePolicyStep(StepBase):
-    """create-policy; a `{thing_name}` in the policy name makes one policy per device."""
-
-    kind: Literal["create_policy"]
-    policy: str
-    document: dict[str, Any] | str
-    fleet: str | None = None
-
-
-class AttachPolicyStep(FleetStep):
-    kind: Literal["attach_policy"]
-    policy: str
-
-
-class AttachThingPrincipalStep(FleetStep):
-    kind: Literal["attach_thing_principal"]
-
-
-class UpdateThingsStep(FleetStep):
-    kind: Literal["update_things"]
-    attributes: dict[str, str]
-    merge: bool = True
-
-
-class ConnectStep(FleetStep):
-    kind: Literal["connect"]
-    client_id: str = "{thing_name}"
-    timeout: Duration = 10.0
-    reconnect: bool = True  # reconnect with exponential back-off when the connection drops
-
-    _duration = field_validator("timeout", mode="before")(parse_duration)
-
-
-class PublishStep(FleetStep):
-    kind: Literal["publish"]
-    topic: str
-    payload: dict[str, Any] | list[Any] | str
-    qos: Literal[0, 1] = 0
-    count: int = Field(default=1, ge=1)
-    interval: Duration = 0.0
-
-    _duration = field_validator("interval", mode="before")(parse_duration)
-
-
-class TelemetryStep(FleetStep):
-    """Every device publishes `payload` to `topic` at `rate` for `duration`; each payload
-    carries its send time so an observer measures end-to-end latency. `background: true`
-    lets the next steps run meanwhile (the telemetry stops at the fleet's disconnect)."""
-
-    kind: Literal["telemetry"]
-    topic: str
-    payload: dict[str, Any]
-    rate: float = 0.2  # per device per second (1/5s)
-    duration: Duration = 60.0
-    qos: Literal[0, 1] = 0
-    background: bool = False
-    stamp: bool = True
-
-    _rate = field_validator("rate", mode="before")(parse_rate)
-    _duration = field_validator("duration", mode="before")(parse_duration)
-
-
-class SubscribeStep(FleetStep):
-    """Every device subscribes to `topics`; what they receive is counted."""
-
-    kind: Literal["subscribe"]
-    topics: list[str] = Field(min_length=1)
-    qos: Literal[0, 1] = 0
-
-
-class DisconnectStep(FleetStep):
-    kind: Literal["disconnect"]
-
-
-class WaitStep(StepBase):
-    kind: Literal["wait"]
-    seconds: Duration
-
-    _duration = field_validator("seconds", mode="before")(parse_duration)
-
-
-class ThingExpectation(Strict):
-    fleet: str
-    attributes: dict[str, str] = Field(default_factory=dict)
-
-
-class MessageExpectation(Strict):
-    topic: str  # an MQTT topic filter; may use {thing_name} with `fleet` (one check per device)
-    fleet: str | None = None
-    count: int = Field(default=1, ge=1)  # at least this many, per device when `fleet` is set
-
-
-class ExpectStep(StepBase):
-    """Checks, reported in the summary; a failed check fails the run."""
-
-    kind: Literal["expect"]
-    timeout: Duration = 10.0
-    things: list[ThingExpectation] = Field(default_factory=list)
-    messages: list[MessageExpectation] = Field(default_factory=list)
-
-    _duration = field_validator("timeout", mode="before")(parse_duration)
-
-
-Step = Annotated[
-    EventsStep | ObserveStep | CreateThingsStep | CreateKeysAndCertificateStep
-    | CreateCertificateFromCsrStep | ProvisionStep | CreatePolicyStep | AttachPolicyStep
-    | AttachThingPrincipalStep | UpdateThingsStep | ConnectStep | PublishStep | TelemetryStep
-    | SubscribeStep | DisconnectStep | WaitStep | ExpectStep,
-    Field(discriminator="kind"),
-]
-STEP_KINDS = sorted(
-    m.model_fields["kind"].annotation.__args__[0]  # type: ignore[union-attr]
-    for m in Step.__origin__.__args__  # type: ignore[attr-defined]
-)
-# Steps that may be written with a scalar: `- wait: 2s`.
-_SCALAR_FIELD = {"wait": "seconds", "disconnect": "fleet", "connect": "fleet",
-                 "create_things": "fleet", "attach_thing_principal": "fleet",
-                 "create_keys_and_certificate": "fleet", "create_certificate_from_csr": "fleet",
-                 "provision": "fleet"}
-
-
-class StepShapeError(ValueError):
-    pass
-
-
-def unwrap_step(raw: Any) -> dict[str, Any]:
-    """`{create_things: {fleet: a}}` → `{kind: create_things, fleet: a}`."""
-    if not isinstance(raw, dict) or len(raw) != 1:
-        raise StepShapeError("each step is a mapping with exactly one key, the step kind (one of "
-                             + ", ".join(STEP_KINDS) + ")")
-    ((kind, body),) = raw.items()
-    if kind not in STEP_KINDS:
-        raise StepShapeError(f"unknown step {kind!r}; known steps: {', '.join(STEP_KINDS)}")
-    if body is None:
-        body = {}
-    elif not isinstance(body, dict):
-        if kind not in _SCALAR_FIELD:
-            raise StepShapeError(f"step {kind!r} takes a mapping of options")
-        body = {_SCALAR_FIELD[kind]: body}
-    return {"kind": kind, **body}
 
 
 class Scenario(Strict):
@@ -318,14 +147,8 @@ class Scenario(Strict):
     target: LocalTarget | AwsTarget = Field(default_factory=LocalTarget, discriminator="kind")
     cleanup: bool = True  # remove what the run created once it ends (fleetsim run --keep)
     fleets: list[Fleet] = Field(default_factory=list)
-    steps: list[Step] = Field(min_length=1)
-
-    @field_validator("steps", mode="before")
-    @classmethod
-    def _steps_by_kind(cls, value: Any) -> Any:
-        if not isinstance(value, list):
-            return value
-        return [s if isinstance(s, dict) and "kind" in s else unwrap_step(s) for s in value]
+    # Validated as the union of the registered step kinds: see `scenario_model`.
+    steps: list[StepBase] = Field(min_length=1)
 
     @field_validator("target", mode="before")
     @classmethod
@@ -345,7 +168,51 @@ class Scenario(Strict):
     def fleet(self, name: str) -> Fleet:
         return next(f for f in self.fleets if f.name == name)
 
-    def with_device_count(self, count: int) -> Scenario:
-        """`--devices N`: every fleet gets N devices."""
-        fleets = [f.model_copy(update={"count": count}) for f in self.fleets]
-        return self.model_copy(update={"fleets": fleets})
+
+# ---- one scenario model per set of step kinds ----------------------------------------------
+
+
+class StepShapeError(ValueError):
+    pass
+
+
+StepModels = tuple[type[StepBase], ...]
+
+
+def kind_of(model: type[StepBase]) -> str:
+    """The kind a step model is written as: the one value of its `kind` Literal."""
+    return model.model_fields["kind"].annotation.__args__[0]  # type: ignore[union-attr]
+
+
+def unwrap_step(raw: Any, models: StepModels) -> dict[str, Any]:
+    """`{create_things: {fleet: a}}` → `{kind: create_things, fleet: a}`."""
+    by_kind = {kind_of(m): m for m in models}
+    known = ", ".join(sorted(by_kind))
+    if not isinstance(raw, dict) or len(raw) != 1:
+        raise StepShapeError("each step is a mapping with exactly one key, the step kind (one of "
+                             + known + ")")
+    ((kind, body),) = raw.items()
+    if kind not in by_kind:
+        raise StepShapeError(f"unknown step {kind!r}; known steps: {known}")
+    if body is None:
+        body = {}
+    elif not isinstance(body, dict):
+        field = by_kind[kind].scalar_field
+        if field is None:
+            raise StepShapeError(f"step {kind!r} takes a mapping of options")
+        body = {field: body}
+    return {"kind": kind, **body}
+
+
+@cache
+def scenario_model(models: StepModels) -> type[Scenario]:
+    """`Scenario` whose steps are validated as the discriminated union of `models` (errors
+    located as `steps.<i>.<kind>.<field>`)."""
+    union: Any = Union[tuple(models)]  # noqa: UP007 (a union built at run time)
+    step = Annotated[union, Field(discriminator="kind")]
+    return create_model("Scenario", __base__=Scenario,
+                        steps=(list[step], Field(min_length=1)))  # type: ignore[valid-type]
+
+
+def step_models(models: Iterable[type[StepBase]]) -> StepModels:
+    return tuple(sorted(models, key=kind_of))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from fleetsim.engine.steps import load_scenario
 from fleetsim.errors import ScenarioInvalid
-from fleetsim.scenario import load_scenario
 from fleetsim.scenario.model import AwsTarget, LocalTarget, parse_duration, parse_rate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +23,8 @@ def problems(tmp_path: Path, text: str, devices: int | None = None) -> list[str]
     return [p[len(prefix):] for p in caught.value.problems]
 
 
-@pytest.mark.parametrize("name", ["api-provisioning.yaml", "load-telemetry.yaml"])
+@pytest.mark.parametrize("name", ["api-provisioning.yaml", "load-telemetry.yaml",
+                                  "shadows.yaml"])
 def test_shipped_scenarios_are_valid(name: str) -> None:
     scenario = load_scenario(ROOT / "scenarios" / name)
     assert scenario.steps
@@ -108,3 +109,31 @@ def test_rates(text: object, per_second: float) -> None:
 def test_bad_rates(bad: str) -> None:
     with pytest.raises(ValueError):
         parse_rate(bad)
+
+
+def test_shadow_steps_are_checked(tmp_path: Path) -> None:
+    text = ("name: a\nfleets: [{name: s, prefix: p}]\nsteps:\n"
+            "  - connect: s\n"
+            "  - shadow_desired: {fleet: s, desired: {a: '{bogus}'}}\n"
+            "  - shadow: {fleet: s, named: cfg, report: {b: '{index}'}}\n"
+            "  - shadow_desired: {fleet: s, named: cfg, desired: {b: 1}}\n"
+            "  - expect: {shadows: [{fleet: nope}]}\n")
+    assert problems(tmp_path, text) == [
+        "5:21: steps[1].shadow_desired.wait: waiting for convergence needs a 'shadow' step "
+        "(classic) for fleet 's' before this one, or 'wait: false'",
+        "5:41: steps[1].shadow_desired.desired: unknown placeholder {bogus}; known names: "
+        "client_id, date, fleet, index, now, prefix, thing_name, timestamp, timestamp_ms",
+        "8:32: steps[4].expect.shadows[0].fleet: no fleet named 'nope' (fleets: s)"]
+
+
+def test_shadow_needs_a_connection_and_a_valid_name(tmp_path: Path) -> None:
+    text = ("name: a\nfleets: [{name: s, prefix: p}]\nsteps:\n"
+            "  - shadow: s\n  - shadow: {fleet: s, named: 'a b'}\n")
+    out = problems(tmp_path, text)
+    assert out == ["5:31: steps[1].shadow.named: String should match pattern "
+                   "'^[a-zA-Z0-9:_-]{1,64}$'"]
+    assert problems(tmp_path, text.replace("named: 'a b'", "named: ab")) == [
+        "4:13: steps[0].shadow.fleet: fleet 's' is not connected yet: add a 'connect' step "
+        "before this one",
+        "5:21: steps[1].shadow.fleet: fleet 's' is not connected yet: add a 'connect' step "
+        "before this one"]

@@ -3,7 +3,8 @@
 One ticker drives the whole fleet (a heap of next-publish times) rather than a task per
 device: at thousands of devices the per-task wake-ups cost more than the publishes
 (measured with bench/fleet.py: 0.26 vs 0.19 ms CPU per message at 2,000 devices).
-`publish_periodically` is that ticker; bench/fleet.py measures it as the engine runs it."""
+`publish_periodically` is that ticker; the `telemetry` step (fleetsim/engine/steps) runs it
+for a fleet, and bench/fleet.py measures it as the engine runs it."""
 
 from __future__ import annotations
 
@@ -15,13 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fleetsim.device import DeviceError, DeviceSession
-from fleetsim.device.payload import encode
-from fleetsim.engine.context import RunContext
-from fleetsim.engine.quotas import publish_rate
-from fleetsim.scenario import model as m
-from fleetsim.scenario.semantics import TELEMETRY_NAMES
-from fleetsim.scenario.templating import StructTemplate, Template
+from fleetsim.device.errors import DeviceError
+from fleetsim.device.session import DeviceSession
 
 TICK_S = 0.01  # a message is sent up to this late
 
@@ -84,42 +80,3 @@ async def publish_periodically(streams: list[Stream], period: float, until: floa
     finally:
         if pending:
             await asyncio.wait(pending, timeout=5)
-
-
-def _streams(ctx: RunContext, step: m.TelemetryStep) -> list[Stream]:
-    topic_t = Template(step.topic, TELEMETRY_NAMES)
-    payload_t = StructTemplate(step.payload, TELEMETRY_NAMES)
-    streams = []
-    for d in ctx.fleet_devices(step.fleet):
-        if d.session is None:
-            continue
-        values = dict(d.names)
-
-        def body(seq: int, values: dict = values) -> bytes:
-            values["seq"] = seq
-            return encode(payload_t.render(values), stamp=step.stamp)
-
-        streams.append(Stream(lambda d=d: d.session, topic_t.render(d.names), body))
-    return streams
-
-
-async def run_telemetry(ctx: RunContext, step: m.TelemetryStep) -> None:
-    period = 1.0 / publish_rate(ctx.scenario.target, step.rate)
-    task = asyncio.ensure_future(publish_periodically(
-        _streams(ctx, step), period, time.monotonic() + step.duration, step.qos))
-    if step.background:
-        ctx.background.setdefault(step.fleet, []).append(task)
-        return
-    try:
-        await task
-    finally:
-        task.cancel()
-
-
-async def stop_background(ctx: RunContext, fleet: str | None = None) -> None:
-    """Stop the background behaviours of one fleet (at its disconnect) or of all."""
-    names = [fleet] if fleet is not None else list(ctx.background)
-    tasks = [t for name in names for t in ctx.background.pop(name, [])]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,63 @@
+"""Every kind of scenario step, registered once: one module per kind (model, checks, run
+function, journal kinds with their undo), listed in `KINDS` below. See `base.py` for what a
+kind module holds and docs/architecture.md for how to add one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fleetsim.control.cleanup import JournalKind
+from fleetsim.engine.steps import (
+    attach_policy,
+    attach_thing_principal,
+    connect,
+    create_certificate_from_csr,
+    create_keys_and_certificate,
+    create_policy,
+    create_things,
+    disconnect,
+    events,
+    expect,
+    observe,
+    provision,
+    publish,
+    shadow,
+    shadow_desired,
+    subscribe,
+    telemetry,
+    update_things,
+    wait,
+)
+from fleetsim.engine.steps.base import AnyStepKind, StepKind
+from fleetsim.scenario import loader
+from fleetsim.scenario.model import Scenario, StepModels, step_models
+
+
+def _registry(*kinds: AnyStepKind) -> dict[str, AnyStepKind]:
+    by_name: dict[str, AnyStepKind] = {}
+    for kind in kinds:
+        if kind.name in by_name:
+            raise ValueError(f"step kind {kind.name!r} is registered twice")
+        by_name[kind.name] = kind
+    return by_name
+
+
+KINDS: dict[str, AnyStepKind] = _registry(
+    events.KIND, observe.KIND, create_things.KIND, create_keys_and_certificate.KIND,
+    create_certificate_from_csr.KIND, provision.KIND, create_policy.KIND, attach_policy.KIND,
+    attach_thing_principal.KIND, update_things.KIND, connect.KIND, publish.KIND,
+    telemetry.KIND, subscribe.KIND, shadow.KIND, shadow_desired.KIND, disconnect.KIND,
+    wait.KIND, expect.KIND,
+)
+STEP_MODELS: StepModels = step_models(k.model for k in KINDS.values())
+# Every journal entry kind a step records, each once (clean-up undoes them phase by phase).
+JOURNAL_KINDS: tuple[JournalKind, ...] = tuple(
+    {j.name: j for k in KINDS.values() for j in k.journals}.values())
+
+
+def load_scenario(path: Path, devices: int | None = None) -> Scenario:
+    """Parse and validate a scenario file with the registered step kinds."""
+    return loader.load_scenario(path, STEP_MODELS, devices)
+
+
+__all__ = ["JOURNAL_KINDS", "KINDS", "STEP_MODELS", "StepKind", "load_scenario"]

@@ -1,0 +1,57 @@
+"""`provision`: the whole of "provisioning with the API", per device."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from fleetsim.engine import provisioning as prov
+from fleetsim.engine.context import Device, RunContext
+from fleetsim.engine.fanout import for_each_device
+from fleetsim.engine.steps.base import StepKind
+from fleetsim.scenario.model import FleetStep
+from fleetsim.scenario.semantics import DEVICE_NAMES, Loc, Problem, Scope, template_problems
+from fleetsim.scenario.templating import Template
+
+
+class ProvisionStep(FleetStep):
+    """The whole of "provisioning with the API" per device: thing, certificate (from a CSR by
+    default, so the fleet's key_type holds), policy attached to it, certificate attached to
+    the thing. With persistent identities, devices already provisioned are reused."""
+
+    kind: Literal["provision"]
+    certificate: Literal["csr", "keys_and_certificate"] = "csr"
+    policy: str | None = None
+    attributes: dict[str, str] = Field(default_factory=dict)
+    thing_type: str | None = None
+
+    scalar_field: ClassVar[str | None] = "fleet"
+
+    def check(self, scope: Scope, at: Loc) -> list[Problem]:
+        if not self.policy:
+            return []
+        return template_problems((*at, "policy"), self.policy, DEVICE_NAMES)
+
+
+async def run(ctx: RunContext, step: ProvisionStep) -> None:
+    persistent = ctx.scenario.fleet(step.fleet).identities == "persistent"
+    policy_t = Template(step.policy, DEVICE_NAMES) if step.policy else None
+
+    async def one(d: Device) -> None:
+        if persistent and await prov.reuse_stored(ctx, d):
+            return
+        await prov.create_thing(ctx, d, step.attributes, step.thing_type)
+        if step.certificate == "csr":
+            await prov.certificate_from_csr(ctx, d, True)
+        else:
+            await prov.keys_and_certificate(ctx, d, True)
+        if policy_t is not None:
+            await prov.attach_policy(ctx, d, policy_t.render(d.names))
+        await prov.attach_thing_principal(ctx, d)
+
+    await for_each_device(ctx, ctx.fleet_devices(step.fleet), one, step.pacing)
+
+
+KIND = StepKind(ProvisionStep, run, journals=(prov.THING, prov.CERTIFICATE,
+                                             prov.POLICY_ATTACHMENT, prov.THING_PRINCIPAL))

@@ -1,0 +1,335 @@
+"""Step kinds: the registry is complete and consistent, and steps run against the fakes of
+tests/fakes.py (no local core)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleetsim.control.cleanup import Phase, cleanup, phases
+from fleetsim.control.clients import AwsClients
+from fleetsim.control.journal import read_entries
+from fleetsim.engine.context import RunContext
+from fleetsim.engine.fanout import StepFailed
+from fleetsim.engine.steps import JOURNAL_KINDS, KINDS, STEP_MODELS
+from fleetsim.metrics import Metrics
+from fleetsim.scenario.model import kind_of
+from tests.fakes import FakeIot, FakeShadowService, connect_fakes, fake_context, journal_kinds
+
+FLEET = "fleets: [{name: f, prefix: dev, count: 2}]\n"
+POLICY_DOC = '{Version: "2012-10-17", Statement: [{Effect: Allow, Action: "iot:*", Resource: "*"}]}'
+
+# One example of every step kind, run against the fakes: what it calls and journals. A kind
+# registered without an example here fails test_every_kind_has_an_example.
+EXAMPLES: dict[str, tuple[str, bool]] = {  # kind -> (step YAML, needs connected devices)
+    "events": ("events: {enable: [THING]}", False),
+    "observe": ("observe: {topics: [a/b]}", False),
+    "create_things": ("create_things: f", False),
+    "create_keys_and_certificate": ("create_keys_and_certificate: f", False),
+    "create_certificate_from_csr": ("create_certificate_from_csr: f", False),
+    "provision": ("provision: {fleet: f, policy: p}", False),
+    "create_policy": (f"create_policy: {{policy: p, document: {POLICY_DOC}}}", False),
+    "attach_policy": ("attach_policy: {fleet: f, policy: p}", False),
+    "attach_thing_principal": ("attach_thing_principal: f", False),
+    "update_things": ("update_things: {fleet: f, attributes: {a: b}}", False),
+    "connect": ("connect: f", False),
+    "publish": ("publish: {fleet: f, topic: t, payload: {a: 1}}", True),
+    "telemetry": ("telemetry: {fleet: f, topic: t, payload: {}, duration: 0s}", True),
+    "subscribe": ("subscribe: {fleet: f, topics: [t]}", True),
+    "shadow": ("shadow: {fleet: f, report: {x: 1}}", True),
+    "shadow_desired": ("shadow_desired: {fleet: f, desired: {x: 2}, wait: false}", False),
+    "disconnect": ("disconnect: f", True),
+    "wait": ("wait: 0s", False),
+    "expect": ("expect: {timeout: 0s}", False),
+}
+# What must exist before the example runs (kinds whose example needs an earlier step).
+SETUP = {
+    "create_keys_and_certificate": [], "create_certificate_from_csr": [], "provision": [],
+    "attach_policy": ["create_keys_and_certificate: f"],
+    "attach_thing_principal": ["create_keys_and_certificate: f"],
+    "connect": None,  # connecting needs a real broker: checked only for what it declares
+    "observe": None,  # the observer connects too
+}
+
+
+def test_registry_is_complete_and_consistent() -> None:
+    assert sorted(KINDS) == [kind_of(m) for m in STEP_MODELS]
+    for name, kind in KINDS.items():
+        assert kind.name == name == kind_of(kind.model)
+        assert inspect.iscoroutinefunction(kind.run), name
+        hints = typing.get_type_hints(kind.run)
+        assert hints["ctx"] is RunContext, name
+        assert hints["step"] is kind.model, f"{name}: run takes {hints['step']}"
+        if kind.model.scalar_field is not None:
+            assert kind.model.scalar_field in kind.model.model_fields, name
+        for journal in kind.journals:
+            assert JOURNAL_KINDS[[j.name for j in JOURNAL_KINDS].index(journal.name)] is journal
+    declared = {j.name for k in KINDS.values() for j in k.journals}
+    assert declared == {j.name for j in JOURNAL_KINDS}
+    assert len(JOURNAL_KINDS) == len(declared)
+
+
+def test_every_kind_has_an_example() -> None:
+    assert set(EXAMPLES) == set(KINDS)
+
+
+def test_cleanup_phases_are_in_order() -> None:
+    ordered = [k.name for phase in phases(JOURNAL_KINDS) for k in phase]
+    assert ordered.index("policy_attachment") < ordered.index("certificate")
+    assert ordered.index("thing_principal") < ordered.index("certificate")
+    assert ordered.index("certificate") < ordered.index("thing")
+    assert ordered.index("shadow") < ordered.index("thing")
+    assert ordered[-1] == "events"
+
+
+@pytest.mark.parametrize("kind", sorted(EXAMPLES))
+async def test_each_kind_journals_only_what_it_declares(tmp_path: Path, kind: str) -> None:
+    setup = SETUP.get(kind, ["create_things: f", "create_keys_and_certificate: f"]
+                      if kind != "create_things" else [])
+    step_yaml, connected = EXAMPLES[kind]
+    if setup is None:
+        pytest.skip(f"{kind} connects to a broker")
+    shadow = ["shadow: f"] if kind == "shadow_desired" else []
+    connect = ["connect: f"] if connected or shadow else []
+    steps = "\n".join(f"  - {s}" for s in [*setup, *connect, *shadow, step_yaml])
+    iot = FakeIot()
+    ctx = fake_context(tmp_path, f"name: t\n{FLEET}steps:\n{steps}\n", iot)
+    for step in ctx.scenario.steps:
+        if step.kind == "connect":
+            connect_fakes(ctx, "f", FakeShadowService(iot))
+            continue
+        before = set(journal_kinds(ctx))
+        await KINDS[step.kind].run(ctx, step)
+        recorded = set(journal_kinds(ctx)) - before
+        declared = {j.name for j in KINDS[step.kind].journals}
+        assert recorded <= declared, f"{step.kind} journals {recorded - declared} undeclared"
+    assert all(d.failed is None for d in ctx.devices["f"])
+
+
+async def test_create_things_calls_and_journals_each_device(tmp_path: Path) -> None:
+    iot = FakeIot()
+    ctx = fake_context(tmp_path, f"""
+        name: t
+        {FLEET}
+        steps:
+          - create_things: {{fleet: f, attributes: {{type: ws}}, thing_type: sensor}}
+        """, iot)
+    await KINDS["create_things"].run(ctx, ctx.scenario.steps[0])
+    assert sorted(p["thingName"] for op, p in iot.calls if op == "CreateThing") == \
+        ["dev-0", "dev-1"]
+    assert all(p["attributePayload"] == {"attributes": {"type": "ws"}}
+               and p["thingTypeName"] == "sensor" for _, p in iot.calls)
+    entries = [e for e in read_entries(ctx.journal.run_dir) if e.kind == "thing"]
+    assert sorted(e.data["name"] for e in entries) == ["dev-0", "dev-1"]
+
+
+async def test_a_failing_device_drops_out_and_the_step_goes_on(tmp_path: Path) -> None:
+    iot = FakeIot()
+    iot.fail("CreateThing", "ThrottlingException", "Rate exceeded")
+    ctx = fake_context(tmp_path, f"name: t\n{FLEET}steps: [{{create_things: f}}]\n", iot)
+    await KINDS["create_things"].run(ctx, ctx.scenario.steps[0])
+    failed = [d for d in ctx.devices["f"] if d.failed]
+    assert len(failed) == 1 and "ThrottlingException" in (failed[0].failed or "")
+    assert journal_kinds(ctx) == ["thing"]
+    assert sum(ctx.metrics.op_errors[("", "api.CreateThing")].values()) == 1
+
+
+async def test_every_device_failing_fails_the_step(tmp_path: Path) -> None:
+    iot = FakeIot()
+    iot.fail("CreateThing", "AccessDeniedException", times=2)
+    ctx = fake_context(tmp_path, f"name: t\n{FLEET}steps: [{{create_things: f}}]\n", iot)
+    with pytest.raises(StepFailed, match="AccessDeniedException"):
+        await KINDS["create_things"].run(ctx, ctx.scenario.steps[0])
+
+
+async def test_provision_makes_and_attaches_everything(tmp_path: Path) -> None:
+    iot = FakeIot()
+    ctx = fake_context(tmp_path, """
+        name: t
+        fleets: [{name: f, prefix: dev, count: 1}]
+        steps: [{provision: {fleet: f, policy: "{thing_name}-p"}}]
+        """, iot)
+    await KINDS["provision"].run(ctx, ctx.scenario.steps[0])
+    assert iot.ops() == ["CreateThing", "CreateCertificateFromCsr", "AttachPolicy",
+                         "AttachThingPrincipal"]
+    d = ctx.devices["f"][0]
+    assert d.identity is not None and d.certificate_arn in iot.principals["dev-0"]
+    assert dict(iot.calls[2][1]) == {"policyName": "dev-0-p", "target": d.certificate_arn}
+    assert journal_kinds(ctx) == ["thing", "certificate", "policy_attachment",
+                                  "thing_principal"]
+
+
+async def test_publish_renders_per_device(tmp_path: Path) -> None:
+    ctx = fake_context(tmp_path, f"""
+        name: t
+        {FLEET}
+        steps:
+          - connect: f
+          - publish: {{fleet: f, topic: "dt/{{thing_name}}", payload: {{i: "{{index}}"}},
+                       qos: 1, count: 2}}
+        """)
+    sessions = connect_fakes(ctx, "f")
+    await KINDS["publish"].run(ctx, ctx.scenario.steps[1])
+    assert sessions[1].published == [("dt/dev-1", {"i": 1}, 1)] * 2
+
+
+async def test_events_journals_the_previous_configuration(tmp_path: Path) -> None:
+    iot = FakeIot()
+    ctx = fake_context(tmp_path, "name: t\nsteps: [{events: {enable: [THING, JOB]}}]\n", iot)
+    await KINDS["events"].run(ctx, ctx.scenario.steps[0])
+    assert iot.calls[-1] == ("UpdateEventConfigurations", {"eventConfigurations": {
+        "THING": {"Enabled": True}, "JOB": {"Enabled": True}}})
+    (entry,) = [e for e in read_entries(ctx.journal.run_dir) if e.kind == "events"]
+    assert entry.data["previous"] == {"THING": {"Enabled": False}}
+
+
+async def test_expect_things_and_shadows(tmp_path: Path) -> None:
+    iot = FakeIot()
+    ctx = fake_context(tmp_path, f"""
+        name: t
+        {FLEET}
+        steps:
+          - expect:
+              timeout: 0s
+              things: [{{fleet: f, attributes: {{type: ws}}}}]
+              shadows: [{{fleet: f, reported: {{x: "{{index}}"}}}}]
+        """, iot)
+    iot._op_create_thing("dev-0", attributePayload={"attributes": {"type": "ws"}})
+    for i in range(2):
+        doc = {"state": {"reported": {"x": i}, "desired": {"x": i}}}
+        iot._op_update_thing_shadow(f"dev-{i}", json.dumps(doc).encode())
+    iot._op_update_thing_shadow("dev-1", b'{"state": {"desired": {"x": 5}}}')
+    with pytest.raises(StepFailed, match="2 of 2 checks failed"):
+        await KINDS["expect"].run(ctx, ctx.scenario.steps[0])
+    checks = {c.name: c for c in ctx.metrics.checks}
+    things = checks["things of fleet 'f' exist with attributes {'type': 'ws'}"]
+    assert not things.passed and "dev-1 (ResourceNotFoundException)" in things.detail
+    shadows = checks["shadows of fleet 'f': converged, reported {'x': '{index}'}"]
+    assert not shadows.passed and shadows.detail == "dev-1 has delta {'x': 5}"
+
+
+async def test_expect_shadows_pass_when_converged(tmp_path: Path) -> None:
+    iot = FakeIot()
+    ctx = fake_context(tmp_path, f"""
+        name: t
+        {FLEET}
+        steps: [{{expect: {{timeout: 0s, shadows: [{{fleet: f, desired: {{x: 1}}}}]}}}}]
+        """, iot)
+    for i in range(2):
+        doc = {"state": {"reported": {"x": 1, "y": i}, "desired": {"x": 1}}}
+        iot._op_update_thing_shadow(f"dev-{i}", json.dumps(doc).encode())
+    await KINDS["expect"].run(ctx, ctx.scenario.steps[0])
+    assert [(c.passed, c.detail) for c in ctx.metrics.checks] == [(True, "2/2")]
+
+
+async def test_cleanup_undoes_phase_by_phase(tmp_path: Path) -> None:
+    iot = FakeIot()
+    ctx = fake_context(tmp_path, """
+        name: t
+        fleets: [{name: f, prefix: dev, count: 1}]
+        steps:
+          - events: {enable: all}
+          - create_policy: {policy: p, document: "{}"}
+          - provision: {fleet: f, policy: p}
+          - shadow_desired: {fleet: f, desired: {power: true}, wait: false}
+        """, iot)
+    for step in ctx.scenario.steps:
+        await KINDS[step.kind].run(ctx, step)
+    ctx.journal.close()
+    iot.calls.clear()
+    clients = AwsClients(iot, iot, iot)
+    report = await cleanup(clients, read_entries(ctx.journal.run_dir), JOURNAL_KINDS)
+    assert report.ok and report.removed == {
+        "certificate": 1, "events": 1, "policy": 1, "policy_attachment": 1, "shadow": 1,
+        "thing": 1, "thing_principal": 1}
+    order = iot.ops()
+    phase_of = {"DetachPolicy": Phase.DETACH, "DetachThingPrincipal": Phase.DETACH,
+                "DeleteThingShadow": Phase.DETACH, "UpdateCertificate": Phase.CERTIFICATES,
+                "DeleteCertificate": Phase.CERTIFICATES, "DeleteThing": Phase.DELETE,
+                "DeletePolicy": Phase.DELETE, "UpdateEventConfigurations": Phase.RESTORE}
+    assert sorted(order, key=phase_of.__getitem__) == order
+    assert set(order) == set(phase_of)
+    assert not iot.things and not iot.shadows
+
+
+async def test_cleanup_reports_what_it_could_not_remove(tmp_path: Path) -> None:
+    iot = FakeIot()
+    ctx = fake_context(tmp_path, "name: t\nfleets: [{name: f, prefix: d}]\n"
+                                 "steps: [{create_things: f}]\n", iot)
+    await KINDS["create_things"].run(ctx, ctx.scenario.steps[0])
+    iot.fail("DeleteThing", "AccessDeniedException", "not allowed")
+    report = await cleanup(AwsClients(iot, iot, iot), read_entries(ctx.journal.run_dir),
+                           JOURNAL_KINDS)
+    assert report.failed == ["thing name=d-1: AccessDeniedException: not allowed"] or \
+        report.failed == ["thing name=d-0: AccessDeniedException: not allowed"]
+
+
+def _metrics_ops(metrics: Metrics) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for (_, op), hist in metrics.latency.items():
+        out[op] = out.get(op, 0) + hist.count
+    return out
+
+
+async def test_shadow_then_desired_converges(tmp_path: Path) -> None:
+    iot = FakeIot()
+    ctx = fake_context(tmp_path, f"""
+        name: t
+        {FLEET}
+        steps:
+          - connect: f
+          - shadow: {{fleet: f, report: {{mode: idle, id: "{{index}}"}}}}
+          - shadow_desired: {{fleet: f, desired: {{mode: "eco-{{index}}"}}, timeout: 5s}}
+        """, iot)
+    service = FakeShadowService(iot)
+    sessions = connect_fakes(ctx, "f", service)
+    await KINDS["shadow"].run(ctx, ctx.scenario.steps[1])
+    assert sessions[0].subscriptions == [f"$aws/things/dev-0/shadow/{t}" for t in (
+        "update/delta", "update/accepted", "update/rejected", "get/accepted", "get/rejected")]
+
+    # The service sends a delta when desired changes: the fake API call does not, so the
+    # test plays the broker's part once the desired state is set.
+    real_update = iot._op_update_thing_shadow
+
+    def update_and_notify(thingName: str, payload: bytes, shadowName: Any = None) -> Any:
+        out = real_update(thingName, payload, shadowName)
+        desired = json.loads(payload)["state"].get("desired")
+        if desired:
+            index = int(thingName.split("-")[1])
+            doc = iot.shadows[(thingName, "")]
+            sessions[index].deliver(f"$aws/things/{thingName}/shadow/update/delta", {
+                "state": desired, "version": doc["version"], "timestamp": 1})
+        return out
+
+    iot._op_update_thing_shadow = update_and_notify  # type: ignore[method-assign]
+    await KINDS["shadow_desired"].run(ctx, ctx.scenario.steps[2])
+    assert all(d.failed is None for d in ctx.devices["f"])
+    assert iot.shadows[("dev-1", "")]["state"]["reported"] == {"mode": "eco-1", "id": 1}
+    ops = _metrics_ops(ctx.metrics)
+    assert ops["shadow.converge"] == 2
+    assert ops["shadow.update"] == 4  # the initial reports and the answers to the deltas
+    assert ops["shadow.get"] == 2
+    assert ops["api.UpdateThingShadow"] == 2
+    assert journal_kinds(ctx) == ["shadow", "shadow"]  # once per device, not per step
+
+
+async def test_shadow_desired_times_out_without_an_answer(tmp_path: Path) -> None:
+    iot = FakeIot()
+    ctx = fake_context(tmp_path, """
+        name: t
+        fleets: [{name: f, prefix: dev, count: 1}]
+        steps:
+          - connect: f
+          - shadow: f
+          - shadow_desired: {fleet: f, desired: {power: true}, timeout: 0s}
+        """, iot)
+    connect_fakes(ctx, "f", FakeShadowService(iot))
+    await KINDS["shadow"].run(ctx, ctx.scenario.steps[1])
+    with pytest.raises(StepFailed, match="did not report its desired shadow state"):
+        await KINDS["shadow_desired"].run(ctx, ctx.scenario.steps[2])
+    assert ctx.metrics.op_errors[("", "shadow.converge")] == {"not_converged": 1}
