@@ -12,6 +12,7 @@ class ThingInfo:
     name: str
     type_name: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
+    principal_type: str = "NON_EXCLUSIVE_THING"
 
 
 @dataclass(frozen=True)

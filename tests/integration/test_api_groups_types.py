@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from fleetsim.localcore.api.context import THING_TYPE_DELETE_DELAY_ENV
+from fleetsim.localcore.features.registry.service import THING_TYPE_DELETE_DELAY_ENV
 from tests.conftest import RunningCore, start_core
 from tests.helpers import code_of
 

@@ -1,0 +1,23 @@
+"""Local core's features, installed in this order at start (one line each). A feature is one
+folder here; see `context.py` for what it implements and `docs/architecture.md` for how to
+add one."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from fleetsim.localcore.features import (
+    certificates,
+    endpoint,
+    events,
+    policies,
+    registry,
+)
+
+FEATURES: tuple[ModuleType, ...] = (
+    registry,
+    certificates,
+    policies,
+    events,
+    endpoint,
+)
