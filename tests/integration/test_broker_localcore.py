@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from tests.conftest import RunningCore
+from tests.helpers import ALLOW_ALL
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -51,9 +52,7 @@ async def test_provision_with_boto3_then_publish_over_mqtt(local_core: RunningCo
     member_ctx, member_cert = provision(iot, tmp_path, "group-member", local_core.root_ca)
     iot.add_thing_to_thing_group(thingGroupName="building-one", thingName="group-member")
 
-    iot.create_policy(policyName="watch", policyDocument=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}))
+    iot.create_policy(policyName="watch", policyDocument=ALLOW_ALL)
     watcher_ctx, _ = provision(iot, tmp_path, "watcher", local_core.root_ca)
     watcher_arn = iot.list_thing_principals(thingName="watcher")["principals"][0]
     iot.attach_policy(policyName="watch", target=watcher_arn)

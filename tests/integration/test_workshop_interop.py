@@ -13,14 +13,13 @@ import pytest
 
 from tests.awscli import AWS, aws, aws_json
 from tests.conftest import RunningCore
+from tests.helpers import ALLOW_ALL
 
 pytestmark = [
     pytest.mark.interop,
     pytest.mark.skipif(not AWS.exists(), reason="AWS CLI not installed (make tools)"),
     pytest.mark.skipif(shutil.which("mosquitto_pub") is None, reason="mosquitto clients missing"),
 ]
-ALLOW_ALL = ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action": "iot:*",'
-             '"Resource":"*"}]}')
 
 
 def provision(core: RunningCore, cwd: Path, thing: str) -> str:

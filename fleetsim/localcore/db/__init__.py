@@ -3,7 +3,7 @@ the epoch the broker watches.
 
 `Database` is the only holder of the connection. Feature stores read with `query`/`one` and
 write with `write`/`write_many` inside `transaction()`; when the outermost transaction that
-wrote to a table some feature declared principal-relevant (`watch_principal_tables`) commits,
+changed rows of a table some feature declared principal-relevant (`watch_principal_tables`) commits,
 the epoch moves, so the broker re-resolves the Principals it caches. Nobody bumps it by hand.
 """
 
@@ -100,22 +100,23 @@ class Database:
 
     # --- statements --------------------------------------------------------------------------
 
-    def _note_write(self, sql: str) -> None:
-        if self._depth == 0:
-            raise RuntimeError("writes go inside Database.transaction()")
+    def _note_write(self, sql: str, cursor: sqlite3.Cursor) -> sqlite3.Cursor:
         table = self._tables.get(sql)
         if table is None:
             table = self._tables[sql] = _written_table(sql)
-        if table in self._watched:
+        if cursor.rowcount > 0 and table in self._watched:
             self._touched = True
+        return cursor
 
     def write(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
-        self._note_write(sql)
-        return self._db.execute(sql, args)
+        if self._depth == 0:
+            raise RuntimeError("writes go inside Database.transaction()")
+        return self._note_write(sql, self._db.execute(sql, args))
 
     def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> sqlite3.Cursor:
-        self._note_write(sql)
-        return self._db.executemany(sql, rows)
+        if self._depth == 0:
+            raise RuntimeError("writes go inside Database.transaction()")
+        return self._note_write(sql, self._db.executemany(sql, rows))
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return self._db.execute(sql, args).fetchall()
