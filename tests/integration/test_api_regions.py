@@ -11,17 +11,17 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.conftest import RunningCore
+from fleetsim.localcore.launcher import RunningLocalCore
 from tests.helpers import ALLOW_ALL, code_of
 
 
-def client(core: RunningCore, region: str) -> Any:
+def client(core: RunningLocalCore, region: str) -> Any:
     return boto3.client("iot", endpoint_url=core.api_url, region_name=region,
                         aws_access_key_id="x", aws_secret_access_key="x",
                         config=Config(retries={"max_attempts": 1}))
 
 
-def test_things_are_regional(core: RunningCore) -> None:
+def test_things_are_regional(core: RunningLocalCore) -> None:
     east, west = client(core, "us-east-1"), client(core, "eu-west-1")
     made = west.create_thing(thingName="regional")
     assert made["thingArn"] == "arn:aws:iot:eu-west-1:123456789012:thing/regional"
@@ -37,7 +37,7 @@ def test_things_are_regional(core: RunningCore) -> None:
     assert west.describe_thing(thingName="regional")["thingName"] == "regional"
 
 
-def test_certificates_policies_and_codes_are_regional(core: RunningCore) -> None:
+def test_certificates_policies_and_codes_are_regional(core: RunningLocalCore) -> None:
     east, west = client(core, "us-east-1"), client(core, "eu-west-1")
     cert = west.create_keys_and_certificate(setAsActive=True)
     assert cert["certificateArn"].startswith("arn:aws:iot:eu-west-1:")
@@ -52,7 +52,7 @@ def test_certificates_policies_and_codes_are_regional(core: RunningCore) -> None
     assert not east.describe_event_configurations()["eventConfigurations"]["POLICY"]["Enabled"]
 
 
-def test_exclusive_thing_principal(core: RunningCore) -> None:
+def test_exclusive_thing_principal(core: RunningLocalCore) -> None:
     iot = client(core, "us-east-1")
     for name in ("ex-1", "ex-2"):
         iot.create_thing(thingName=name)
