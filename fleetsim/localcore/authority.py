@@ -48,9 +48,9 @@ class RegistryAuthority:
         arn = scope.arn("cert", cert.id)
         things: list[ThingInfo] = []
         for attachment in self._registry.things_of_principal(scope, arn):
-            thing = self._registry.get_thing(scope, attachment.thing_name)
-            if thing is not None:
-                things.append(ThingInfo(thing.name, thing.type_name, thing.attributes,
+            record = self._registry.get_thing(scope, attachment.thing_name)
+            if record is not None:
+                things.append(ThingInfo(record.name, record.type_name, record.attributes,
                                         attachment.principal_type))
         targets = [arn]
         for thing in things:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetsim.pki.keys import KeyType
+
 DEFAULT_ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_API_PORT = 4510
@@ -21,4 +23,4 @@ class LocalCoreConfig:
     region: str = DEFAULT_REGION
     # AWS makes RSA-2048 keys for create-keys-and-certificate; ec-p256 is ~2,500x cheaper to
     # generate, for load tests that provision through that call.
-    keys_and_certificate_key_type: str = "rsa-2048"
+    keys_and_certificate_key_type: KeyType = "rsa-2048"

@@ -156,7 +156,8 @@ class RestJsonService:
         members: dict[str, Any] = input_shape.get("members", {})
         by_uri_name = {m.get("locationName", n): n for n, m in members.items()
                        if m.get("location") == "uri"}
-        pattern, labels, weight = "", {}, 0
+        pattern, weight = "", 0
+        labels: dict[str, str] = {}
         for part in _LABEL.split(path):
             if part.startswith("{"):
                 label = part[1:-1]

@@ -4,8 +4,6 @@ add one."""
 
 from __future__ import annotations
 
-from types import ModuleType
-
 from fleetsim.localcore.features import (
     certificates,
     endpoint,
@@ -13,8 +11,9 @@ from fleetsim.localcore.features import (
     policies,
     registry,
 )
+from fleetsim.localcore.features.context import Feature
 
-FEATURES: tuple[ModuleType, ...] = (
+FEATURES: tuple[Feature, ...] = (
     registry,
     certificates,
     policies,

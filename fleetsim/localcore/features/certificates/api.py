@@ -25,8 +25,8 @@ async def create_keys_and_certificate(call: C, p: dict[str, Any]) -> dict[str, A
     rec, key = await call.service.create_keys_and_certificate(call.scope,
                                                               bool(p.get("setAsActive")))
     return {**_created(call.scope, rec), "certificatePem": rec.pem,
-            "keyPair": {"PublicKey": public_key_pem(key.public_key()).decode(),  # type: ignore[union-attr]
-                        "PrivateKey": private_key_pem(key).decode()}}  # type: ignore[arg-type]
+            "keyPair": {"PublicKey": public_key_pem(key.public_key()).decode(),
+                        "PrivateKey": private_key_pem(key).decode()}}
 
 
 @iot("CreateCertificateFromCsr")
