@@ -7,15 +7,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bench.api_client import ApiClient, RateResult, run_closed_loop
 from bench.system import cpu_seconds
+from fleetsim.localcore.policy_document import ALLOW_ALL_DOCUMENT
 from fleetsim.pki import build_csr, generate_key, private_key_pem, write_private
 
 POLICY_NAME = "bench-allow-all"
-ALLOW_ALL: dict[str, Any] = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": ["iot:*"], "Resource": ["*"]}]}
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,7 @@ async def provision(api: ApiClient, count: int, directory: Path, prefix: str = "
             await api.attach_policy(POLICY_NAME, arns[i])
         return call
 
-    await api.create_policy(POLICY_NAME, ALLOW_ALL)
+    await api.create_policy(POLICY_NAME, ALLOW_ALL_DOCUMENT)
     cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
     created = await run_closed_loop((create(i) for i in range(count)), concurrency, 1e9)
     server_cpu = cpu_seconds(server_pid) - cpu0 if server_pid else None

@@ -3,67 +3,43 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from fleetsim.localcore.launcher import spawn_local_core
+from fleetsim.localcore.launcher import RunningLocalCore, spawn_local_core
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@dataclass
-class RunningCore:
-    process: subprocess.Popen
-    state_dir: Path
-    api_url: str
-    mqtt_host: str
-    mqtt_port: int
-    root_ca: Path
-
-    @property
-    def aws_env(self) -> dict[str, str]:
-        """Environment for boto3 / the AWS CLI to talk to this core and nothing else."""
-        return {
-            **os.environ,
-            "AWS_ENDPOINT_URL": self.api_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_REGION": "us-east-1",
-            "AWS_PAGER": "",
-            "AWS_CONFIG_FILE": "/dev/null",
-            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-        }
-
-    def stop(self, sig: str = "TERM") -> None:
-        if self.process.poll() is None:
-            if sig == "KILL":
-                self.process.kill()
-            else:
-                self.process.terminate()
-            self.process.wait(timeout=15)
+def aws_env(core: RunningLocalCore) -> dict[str, str]:
+    """Environment for boto3 / the AWS CLI to talk to this core and nothing else."""
+    return {
+        **os.environ,
+        "AWS_ENDPOINT_URL": core.api_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_PAGER": "",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    }
 
 
 def start_core(state_dir: Path, timeout: float = 20.0, api_port: int = 0, mqtt_port: int = 0,
                extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None
-               ) -> RunningCore:
+               ) -> RunningLocalCore:
     """Start a local core in `state_dir`; `env` adds to this process's environment for it."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    core = spawn_local_core(state_dir, state_dir.parent / f"{state_dir.name}.log",
+    return spawn_local_core(state_dir, state_dir.parent / f"{state_dir.name}.log",
                             api_port=api_port, mqtt_port=mqtt_port, extra_args=extra_args,
                             env=env, timeout=timeout)
-    info = core.info
-    assert core.process is not None
-    return RunningCore(core.process, state_dir, info["api_url"], info["mqtt_host"],
-                       info["mqtt_port"], Path(info["root_ca"]))
 
 
 @pytest.fixture
-def local_core(tmp_path: Path) -> Iterator[RunningCore]:
+def local_core(tmp_path: Path) -> Iterator[RunningLocalCore]:
     core = start_core(tmp_path / "core")
     try:
         yield core

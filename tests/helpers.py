@@ -3,7 +3,6 @@ codes of a ClientError."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import boto3
@@ -11,10 +10,10 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-ALLOW_ALL_DOCUMENT: dict[str, Any] = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}
-ALLOW_ALL = json.dumps(ALLOW_ALL_DOCUMENT)
+from fleetsim.localcore.policy_document import ALLOW_ALL, ALLOW_ALL_DOCUMENT
+
+__all__ = ["ALLOW_ALL", "ALLOW_ALL_DOCUMENT", "aws_client", "code_of"]
+
 
 
 def aws_client(api_url: str, service: str = "iot", max_attempts: int | None = 1) -> Any:

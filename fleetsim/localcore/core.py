@@ -1,4 +1,6 @@
-"""Composition of local core: registry store, root CA, MQTT broker, event publisher, API."""
+"""Composition of local core: the database, the bus, the root CA, the MQTT broker, the
+features (`fleetsim.localcore.features.FEATURES`) and the HTTP front. Layers never import this
+module; it imports them."""
 
 from __future__ import annotations
 
@@ -6,26 +8,29 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiohttp import web
+
 from fleetsim.errors import UserError
+from fleetsim.localcore.api.app import build_app, start_api
+from fleetsim.localcore.api.operations import HttpHandlers
+from fleetsim.localcore.authority import RegistryAuthority
+from fleetsim.localcore.broker.server import Broker, Message
+from fleetsim.localcore.bus import Bus, MessagePublished
 from fleetsim.localcore.ca import LocalCA, add_trust_anchor
+from fleetsim.localcore.config import (
+    DEFAULT_ACCOUNT_ID,
+    DEFAULT_API_PORT,
+    DEFAULT_MQTT_PORT,
+    DEFAULT_REGION,
+    LocalCoreConfig,
+)
+from fleetsim.localcore.db import Database
+from fleetsim.localcore.features import FEATURES
+from fleetsim.localcore.features.context import FeatureContext, Services
+from fleetsim.localcore.scope import Scope
 
-DEFAULT_ACCOUNT_ID = "123456789012"
-DEFAULT_REGION = "us-east-1"
-DEFAULT_API_PORT = 4510
-DEFAULT_MQTT_PORT = 8883
-
-
-@dataclass
-class LocalCoreConfig:
-    state_dir: Path
-    host: str = "127.0.0.1"
-    api_port: int = DEFAULT_API_PORT
-    mqtt_port: int = DEFAULT_MQTT_PORT
-    account_id: str = DEFAULT_ACCOUNT_ID
-    region: str = DEFAULT_REGION
-    # AWS makes RSA-2048 keys for create-keys-and-certificate; ec-p256 is ~2,500x cheaper to
-    # generate, for load tests that provision through that call.
-    keys_and_certificate_key_type: str = "rsa-2048"
+__all__ = ["DEFAULT_ACCOUNT_ID", "DEFAULT_API_PORT", "DEFAULT_MQTT_PORT", "DEFAULT_REGION",
+           "Endpoints", "LocalCore", "LocalCoreConfig"]
 
 
 @dataclass(frozen=True)
@@ -51,35 +56,48 @@ def _cannot_listen(host: str, port: int, e: OSError, option: str, env: str) -> U
 
 class LocalCore:
     def __init__(self, config: LocalCoreConfig):
-        from fleetsim.localcore.broker.server import Broker
-        from fleetsim.localcore.events import EventPublisher
-        from fleetsim.localcore.store import Store
-
         self.config = config
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.ca = LocalCA.load_or_create(config.state_dir)
-        self.store = Store(config.state_dir / "state.db", config.account_id, config.region)
+        self.db = Database(config.state_dir / "state.db", config.region)
+        self.bus = Bus()
         self.tls: ssl.SSLContext = self.ca.server_ssl_context()
-        for pem in self.store.trust_anchor_pems():
-            add_trust_anchor(self.tls, pem)
-        self.broker = Broker(self.store, self.tls, config.account_id, config.region)
-        self.events = EventPublisher(self.store, self.broker, config.account_id)
+        self.services = Services()
+        self.http = HttpHandlers()
         self.endpoints: Endpoints | None = None
-        self._api_runner = None
+        self._api_runner: web.AppRunner | None = None
+        scope = Scope(config.account_id, config.region)
+        self.authority = RegistryAuthority(self.db, scope, self.services)
+        self.broker = Broker(self.authority, self.tls, config.account_id, config.region)
+        self.broker.on_message = self._announce
+        ctx = FeatureContext(config, self.db, self.bus, self.broker, self.ca, self.services,
+                             self.http, self.add_trust_anchor, self._endpoint_address)
+        for feature in FEATURES:
+            feature.install(ctx)
+        for pem in self.services.get("certificates").trust_anchor_pems():
+            add_trust_anchor(self.tls, pem)
+
+    def _announce(self, message: Message) -> None:
+        self.bus.publish(MessagePublished(message.topic, message.payload, message.qos,
+                                          message.retain, message.client_id,
+                                          message.principal_id))
+
+    def _endpoint_address(self) -> str:
+        assert self.endpoints is not None  # the API starts after the broker
+        return self.endpoints.endpoint_address
 
     def add_trust_anchor(self, pem: str) -> None:
         add_trust_anchor(self.tls, pem)
 
     async def start(self) -> Endpoints:
-        from fleetsim.localcore.api.app import start_api
-
         try:
             mqtt_port = await self.broker.start(self.config.host, self.config.mqtt_port)
         except OSError as e:
             raise _cannot_listen(self.config.host, self.config.mqtt_port, e, "--mqtt-port",
                                  "FLEETSIM_LOCAL_MQTT_PORT") from e
+        app = build_app(self.http, self.config.account_id, self.config.region)
         try:
-            self._api_runner, api_port = await start_api(self, self.config.host,
+            self._api_runner, api_port = await start_api(app, self.config.host,
                                                          self.config.api_port)
         except OSError as e:
             await self.broker.stop()
@@ -93,4 +111,5 @@ class LocalCore:
         if self._api_runner is not None:
             await self._api_runner.cleanup()
         await self.broker.stop()
-        self.store.close()
+        await self.bus.close()
+        self.db.close()

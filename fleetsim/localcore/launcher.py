@@ -23,12 +23,29 @@ READY_TIMEOUT_S = 30.0
 
 @dataclass
 class RunningLocalCore:
-    info: dict[str, Any]
+    info: dict[str, Any]  # what local core wrote to its INFO_FILE
     process: subprocess.Popen | None  # None when it was already running
+    state_dir: Path
 
     @property
     def pid(self) -> int:
         return int(self.info["pid"])
+
+    @property
+    def api_url(self) -> str:
+        return str(self.info["api_url"])
+
+    @property
+    def mqtt_host(self) -> str:
+        return str(self.info["mqtt_host"])
+
+    @property
+    def mqtt_port(self) -> int:
+        return int(self.info["mqtt_port"])
+
+    @property
+    def root_ca(self) -> Path:
+        return Path(self.info["root_ca"])
 
     def stop(self, kill: bool = False) -> None:
         """SIGTERM (a clean stop) or, with `kill`, SIGKILL; only a core this process started."""
@@ -94,14 +111,14 @@ def spawn_local_core(state_dir: Path, log_path: Path, *, api_port: int | None = 
             raise UserError(f"local core did not become ready within {timeout:.0f}s; "
                             f"see {log_path}")
         time.sleep(0.05)
-    return RunningLocalCore(json.loads(info_file.read_text()), process)
+    return RunningLocalCore(json.loads(info_file.read_text()), process, state_dir)
 
 
 def ensure_local_core(state_dir: Path) -> RunningLocalCore:
     """The local core running in `state_dir`, or a new one (stopped by `.stop()`)."""
     info = running_info(state_dir)
     if info is not None:
-        return RunningLocalCore(info, None)
+        return RunningLocalCore(info, None, state_dir)
     # Its own session: Ctrl-C in the terminal reaches fleetsim, which then stops it cleanly.
     return spawn_local_core(state_dir, state_dir / "localcore.log", new_session=True)
 

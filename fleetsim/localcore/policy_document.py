@@ -61,3 +61,10 @@ def parse_policy_document(text: str) -> dict[str, Any]:
                 out[key] = _as_list(st[key], f"Statement[{i}].{key}")
         normalised.append(out)
     return {**doc, "Statement": normalised}
+
+
+# The policy that allows every IoT action on every resource (workshops, tests, benchmarks).
+ALLOW_ALL_DOCUMENT: dict[str, Any] = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}
+ALLOW_ALL = json.dumps(ALLOW_ALL_DOCUMENT)

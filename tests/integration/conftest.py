@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import RunningCore, start_core
+from fleetsim.localcore.launcher import RunningLocalCore
+from tests.conftest import start_core
 from tests.helpers import aws_client
 
 
 @pytest.fixture(scope="module")
 def core(request: pytest.FixtureRequest,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCore]:
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLocalCore]:
     module = request.module.__name__.rpartition(".")[2]
     running = start_core(tmp_path_factory.mktemp(module) / "core")
     yield running
@@ -22,5 +23,5 @@ def core(request: pytest.FixtureRequest,
 
 
 @pytest.fixture(scope="module")
-def iot(core: RunningCore) -> Any:
+def iot(core: RunningLocalCore) -> Any:
     return aws_client(core.api_url)

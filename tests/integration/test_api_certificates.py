@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from fleetsim.localcore.launcher import RunningLocalCore
 from fleetsim.pki import (
     CertificateAuthority,
     build_csr,
@@ -16,11 +17,10 @@ from fleetsim.pki import (
     generate_key,
     load_private_key,
 )
-from tests.conftest import RunningCore
 from tests.helpers import ALLOW_ALL, code_of
 
 
-def test_create_keys_and_certificate(iot: Any, core: RunningCore) -> None:
+def test_create_keys_and_certificate(iot: Any, core: RunningLocalCore) -> None:
     out = iot.create_keys_and_certificate(setAsActive=True)
     cert = x509.load_pem_x509_certificate(out["certificatePem"].encode())
     from fleetsim.pki import certificate_id
@@ -91,7 +91,7 @@ def test_certificate_from_csr_and_listing(iot: Any) -> None:
     assert code_of(e) == "InvalidRequestException"
 
 
-def test_register_ca_and_certificates(iot: Any, core: RunningCore) -> None:
+def test_register_ca_and_certificates(iot: Any, core: RunningLocalCore) -> None:
     ca = CertificateAuthority.create("my workshop CA")
     code = iot.get_registration_code()["registrationCode"]
     assert iot.get_registration_code()["registrationCode"] == code  # stable

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from fleetsim.localcore.launcher import RunningLocalCore
 from tests.awscli import AWS, aws, aws_json
-from tests.conftest import RunningCore
 
 pytestmark = [pytest.mark.interop,
               pytest.mark.skipif(not AWS.exists(), reason="AWS CLI not installed (make tools)")]
@@ -19,7 +19,7 @@ ENABLE_ALL = json.dumps({"eventConfigurations": {t: {"Enabled": True} for t in (
     "POLICY", "THING_GROUP")}}, indent=4)
 
 
-def test_workshop_provisioning_lab(core: RunningCore, tmp_path: Path) -> None:
+def test_workshop_provisioning_lab(core: RunningLocalCore, tmp_path: Path) -> None:
     thing = "my-first-thing"
     aws(core, tmp_path, "iot", "update-event-configurations", "--cli-input-json", ENABLE_ALL)
     configs = aws_json(core, tmp_path, "iot", "describe-event-configurations")
@@ -55,7 +55,7 @@ def test_workshop_provisioning_lab(core: RunningCore, tmp_path: Path) -> None:
     assert [p["policyName"] for p in attached["policies"]] == [policy]
 
 
-def test_cli_reports_aws_errors(core: RunningCore, tmp_path: Path) -> None:
+def test_cli_reports_aws_errors(core: RunningLocalCore, tmp_path: Path) -> None:
     result = aws(core, tmp_path, "iot", "describe-thing", "--thing-name", "ghost", check=False)
     assert result.returncode != 0
     assert "ResourceNotFoundException" in result.stderr and "ghost" in result.stderr
@@ -64,7 +64,7 @@ def test_cli_reports_aws_errors(core: RunningCore, tmp_path: Path) -> None:
     assert "MalformedPolicyException" in result.stderr
 
 
-def test_workshop_thing_group_lab_and_cleanup(core: RunningCore, tmp_path: Path) -> None:
+def test_workshop_thing_group_lab_and_cleanup(core: RunningLocalCore, tmp_path: Path) -> None:
     group = aws_json(core, tmp_path, "iot", "create-thing-group", "--thing-group-name",
                      "building-one")
     group_arn = group["thingGroupArn"]

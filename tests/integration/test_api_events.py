@@ -14,11 +14,11 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from tests.conftest import RunningCore
+from fleetsim.localcore.launcher import RunningLocalCore
 from tests.helpers import ALLOW_ALL
 
 
-def provision(iot: Any, core: RunningCore, directory: Path, name: str) -> tuple[ssl.SSLContext,
+def provision(iot: Any, core: RunningLocalCore, directory: Path, name: str) -> tuple[ssl.SSLContext,
                                                                                str]:
     """The workshop's provisioning steps; returns the device's TLS context and certificate id."""
     iot.create_thing(thingName=name)
@@ -36,7 +36,7 @@ def provision(iot: Any, core: RunningCore, directory: Path, name: str) -> tuple[
 
 
 @asynccontextmanager
-async def connected(iot: Any, core: RunningCore, directory: Path,
+async def connected(iot: Any, core: RunningLocalCore, directory: Path,
                     name: str) -> AsyncIterator[tuple[aiomqtt.Client, str]]:
     """A device provisioned as `name`, connected with client id `name`; yields its MQTT client
     and certificate id."""
@@ -59,7 +59,7 @@ async def collect(messages: Any, count: int, timeout: float = 5.0) -> list[tuple
     return got
 
 
-async def test_enabled_registry_events_are_delivered(iot: Any, core: RunningCore,
+async def test_enabled_registry_events_are_delivered(iot: Any, core: RunningLocalCore,
                                                      tmp_path: Path) -> None:
     async with connected(iot, core, tmp_path, "watcher") as (client, _):
         await client.subscribe("$aws/events/#", qos=1)
@@ -86,7 +86,7 @@ async def test_enabled_registry_events_are_delivered(iot: Any, core: RunningCore
     assert membership["operation"] == "ADDED" and membership["thingArn"] == created["thingArn"]
 
 
-async def test_deactivating_a_certificate_disconnects_its_client(iot: Any, core: RunningCore,
+async def test_deactivating_a_certificate_disconnects_its_client(iot: Any, core: RunningLocalCore,
                                                                  tmp_path: Path) -> None:
     async with connected(iot, core, tmp_path, "doomed") as (client, cert_id):
         await client.subscribe("doomed/#", qos=0)

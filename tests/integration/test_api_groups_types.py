@@ -9,15 +9,16 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from fleetsim.localcore.api.context import THING_TYPE_DELETE_DELAY_ENV
-from tests.conftest import RunningCore, start_core
+from fleetsim.localcore.features.registry.service import THING_TYPE_DELETE_DELAY_ENV
+from fleetsim.localcore.launcher import RunningLocalCore
+from tests.conftest import start_core
 from tests.helpers import code_of
 
 DELETE_DELAY_S = 1.0
 
 
 @pytest.fixture(scope="module")
-def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCore]:
+def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLocalCore]:
     running = start_core(tmp_path_factory.mktemp("groups") / "core",
                          env={THING_TYPE_DELETE_DELAY_ENV: str(DELETE_DELAY_S)})
     yield running

@@ -12,7 +12,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from tests.conftest import RunningCore
+from fleetsim.localcore.launcher import RunningLocalCore
 from tests.helpers import ALLOW_ALL
 
 BUILDING_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
@@ -24,7 +24,7 @@ BUILDING_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
 
 
 
-def device(iot: Any, core: RunningCore, directory: Path, name: str,
+def device(iot: Any, core: RunningLocalCore, directory: Path, name: str,
            policy: str | None) -> ssl.SSLContext:
     iot.create_thing(thingName=name)
     out = iot.create_keys_and_certificate(setAsActive=True)
@@ -38,7 +38,7 @@ def device(iot: Any, core: RunningCore, directory: Path, name: str,
     return ctx
 
 
-async def test_thing_group_policy_authorises_its_members(iot: Any, core: RunningCore,
+async def test_thing_group_policy_authorises_its_members(iot: Any, core: RunningLocalCore,
                                                          tmp_path: Path) -> None:
     iot.create_policy(policyName="watch-all", policyDocument=ALLOW_ALL)
     iot.create_policy(policyName="SmartBuilding_Policy", policyDocument=BUILDING_POLICY)

@@ -8,14 +8,14 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import RunningCore
+from fleetsim.localcore.launcher import RunningLocalCore
 from tests.helpers import aws_client
 
 AUTH = ("AWS4-HMAC-SHA256 Credential=KEY/20240101/us-east-1/{service}/aws4_request, "
         "SignedHeaders=host, Signature=00")
 
 
-def raw(core: RunningCore, method: str, path: str, headers: dict[str, str] | None = None,
+def raw(core: RunningLocalCore, method: str, path: str, headers: dict[str, str] | None = None,
         body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(core.api_url + path, data=body, method=method,
                                      headers=headers or {})
@@ -26,14 +26,14 @@ def raw(core: RunningCore, method: str, path: str, headers: dict[str, str] | Non
         return e.code, dict(e.headers), e.read()
 
 
-def test_request_without_sigv4_is_rejected(core: RunningCore) -> None:
+def test_request_without_sigv4_is_rejected(core: RunningLocalCore) -> None:
     status, headers, body = raw(core, "GET", "/things")
     assert status == 403
     assert headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
     assert json.loads(body) == {"message": "Missing Authentication Token"}
 
 
-def test_routing_by_credential_scope(core: RunningCore) -> None:
+def test_routing_by_credential_scope(core: RunningLocalCore) -> None:
     status, _, body = raw(core, "GET", "/things?maxResults=1",
                                 {"Authorization": AUTH.format(service="iot")})
     assert status == 200 and "things" in json.loads(body)
@@ -45,7 +45,7 @@ def test_routing_by_credential_scope(core: RunningCore) -> None:
     assert status == 200 and "things" in json.loads(body)
 
 
-def test_rest_json_error_shape(core: RunningCore) -> None:
+def test_rest_json_error_shape(core: RunningLocalCore) -> None:
     status, headers, body = raw(core, "GET", "/things/ghost",
                                 {"Authorization": AUTH.format(service="iot")})
     assert status == 404
@@ -60,20 +60,20 @@ def test_rest_json_error_shape(core: RunningCore) -> None:
     assert status == 400 and headers["x-amzn-ErrorType"] == "SerializationException"
 
 
-def test_unimplemented_operation_says_so(core: RunningCore) -> None:
+def test_unimplemented_operation_says_so(core: RunningLocalCore) -> None:
     iot = aws_client(core.api_url, "iot")
     with pytest.raises(Exception) as e:
         iot.describe_audit_task(taskId="x")
     assert "local core does not implement iot:DescribeAuditTask" in str(e.value)
 
 
-def test_sts_get_caller_identity(core: RunningCore) -> None:
+def test_sts_get_caller_identity(core: RunningLocalCore) -> None:
     identity = aws_client(core.api_url, "sts").get_caller_identity()
     assert identity["Account"] == "123456789012"
     assert identity["Arn"] == "arn:aws:iam::123456789012:root"
 
 
-def test_event_configurations_default_off_and_update(core: RunningCore) -> None:
+def test_event_configurations_default_off_and_update(core: RunningLocalCore) -> None:
     iot = aws_client(core.api_url, "iot")
     configs = iot.describe_event_configurations()["eventConfigurations"]
     assert set(configs) == {"THING", "THING_GROUP", "THING_TYPE", "THING_GROUP_MEMBERSHIP",

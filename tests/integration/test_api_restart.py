@@ -25,7 +25,7 @@ def test_registry_survives_kill_9(tmp_path: Path) -> None:
         iot.update_event_configurations(eventConfigurations={"THING": {"Enabled": True}})
         code = iot.get_registration_code()["registrationCode"]
     finally:
-        core.stop("KILL")
+        core.stop(kill=True)
     assert core.process.returncode == -9
 
     core = start_core(state)

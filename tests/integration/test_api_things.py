@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import RunningCore
+from fleetsim.localcore.launcher import RunningLocalCore
 
 ARN_PREFIX = "arn:aws:iot:us-east-1:123456789012:"
 
@@ -129,7 +129,7 @@ def test_attach_unknown_certificate_is_not_found(iot: Any) -> None:
     assert error_of(e)[0] == "ResourceNotFoundException"
 
 
-def test_describe_endpoint_names_the_mqtt_endpoint(iot: Any, core: RunningCore) -> None:
+def test_describe_endpoint_names_the_mqtt_endpoint(iot: Any, core: RunningLocalCore) -> None:
     expected = f"{core.mqtt_host}:{core.mqtt_port}"
     assert iot.describe_endpoint()["endpointAddress"] == expected
     assert iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"] == expected

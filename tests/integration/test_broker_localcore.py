@@ -12,13 +12,15 @@ import aiomqtt
 import boto3
 import pytest
 
-from tests.conftest import RunningCore
+from fleetsim.localcore.launcher import RunningLocalCore
+from tests.conftest import aws_env
+from tests.helpers import ALLOW_ALL
 
 pytestmark = pytest.mark.timeout(90)
 
 
-def iot_client(core: RunningCore):
-    env = core.aws_env
+def iot_client(core: RunningLocalCore):
+    env = aws_env(core)
     return boto3.client("iot", endpoint_url=core.api_url, region_name="us-east-1",
                         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
                         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
@@ -35,7 +37,7 @@ def provision(iot, tmp: Path, thing: str, root_ca: Path) -> tuple[ssl.SSLContext
     return ctx, keys["certificateId"]
 
 
-async def test_provision_with_boto3_then_publish_over_mqtt(local_core: RunningCore,
+async def test_provision_with_boto3_then_publish_over_mqtt(local_core: RunningLocalCore,
                                                            tmp_path: Path):
     iot = iot_client(local_core)
     account = "123456789012"
@@ -51,9 +53,7 @@ async def test_provision_with_boto3_then_publish_over_mqtt(local_core: RunningCo
     member_ctx, member_cert = provision(iot, tmp_path, "group-member", local_core.root_ca)
     iot.add_thing_to_thing_group(thingGroupName="building-one", thingName="group-member")
 
-    iot.create_policy(policyName="watch", policyDocument=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}))
+    iot.create_policy(policyName="watch", policyDocument=ALLOW_ALL)
     watcher_ctx, _ = provision(iot, tmp_path, "watcher", local_core.root_ca)
     watcher_arn = iot.list_thing_principals(thingName="watcher")["principals"][0]
     iot.attach_policy(policyName="watch", target=watcher_arn)

@@ -48,7 +48,7 @@ async def test_devices_reconnect_after_kill_9(tmp_path: Path) -> None:
     try:
         for session in sessions:
             await session.__aenter__()
-        core.stop("KILL")
+        core.stop(kill=True)
         await asyncio.sleep(0.5)
         assert not any(s.connected for s in sessions)  # every device saw the loss
         core = start_core(tmp_path / "core", extra_args=ec_keys, **ports)

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from fleetsim.device import DeviceIdentity, DeviceSession, Observed, Observer
+from fleetsim.localcore.launcher import RunningLocalCore
 from fleetsim.metrics.histogram import Histogram
 from fleetsim.target import Target
-from tests.conftest import ROOT, RunningCore, start_core
+from tests.conftest import ROOT, aws_env, start_core
 from tests.helpers import aws_client
 
 FLEET = """\
@@ -51,18 +52,18 @@ steps:
 
 
 @pytest.fixture(scope="module")
-def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCore]:
+def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLocalCore]:
     running = start_core(tmp_path_factory.mktemp("fleet") / "state" / "localcore")
     yield running
     running.stop()
 
 
-def fleetsim(core: RunningCore, *args: str) -> subprocess.Popen[str]:
+def fleetsim(core: RunningLocalCore, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "fleetsim", *args,
                              "--state-dir", str(core.state_dir.parent)],
                             cwd=core.state_dir.parent.parent, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,
-                            env={**core.aws_env, "PYTHONPATH": str(ROOT)})
+                            env={**aws_env(core), "PYTHONPATH": str(ROOT)})
 
 
 def write_scenario(tmp_path: Path, count: int, rate: str = "1/s", duration: str = "3s",
@@ -80,7 +81,7 @@ def ops(summary: dict) -> dict[str, Histogram]:
     return merged
 
 
-def test_200_devices_connect_publish_and_are_observed(core: RunningCore,
+def test_200_devices_connect_publish_and_are_observed(core: RunningLocalCore,
                                                       tmp_path: Path) -> None:
     scenario = write_scenario(tmp_path, 200, rate="1/s", duration="3s", expected=400)
     summary, timeline = tmp_path / "s.json", tmp_path / "t.csv"
@@ -106,7 +107,7 @@ def test_200_devices_connect_publish_and_are_observed(core: RunningCore,
     assert [int(r["elapsed_s"]) for r in rows] == list(range(len(rows)))
 
 
-def presence_watcher(core: RunningCore, tmp_path: Path) -> tuple[DeviceIdentity, str]:
+def presence_watcher(core: RunningLocalCore, tmp_path: Path) -> tuple[DeviceIdentity, str]:
     iot = aws_client(core.api_url, max_attempts=None)
     out = iot.create_keys_and_certificate(setAsActive=True)
     iot.create_policy(policyName="presence-watcher", policyDocument=json.dumps({
@@ -124,7 +125,7 @@ def is_sensor(message: Observed) -> bool:
     return message.topic.rsplit("/", 1)[1].startswith("sensor-")
 
 
-async def test_sigint_disconnects_every_device_and_writes_summary(core: RunningCore,
+async def test_sigint_disconnects_every_device_and_writes_summary(core: RunningLocalCore,
                                                                   tmp_path: Path) -> None:
     identity, _ = presence_watcher(core, tmp_path)
     target = Target.local(core.api_url, core.mqtt_host, core.mqtt_port, core.root_ca)
@@ -157,7 +158,7 @@ async def test_sigint_disconnects_every_device_and_writes_summary(core: RunningC
     assert data["cleanup"]["failed"] == []
 
 
-def test_shards_split_a_fleet_and_merge_exactly(core: RunningCore, tmp_path: Path) -> None:
+def test_shards_split_a_fleet_and_merge_exactly(core: RunningLocalCore, tmp_path: Path) -> None:
     scenario = write_scenario(tmp_path, 30, rate="1/s", duration="2s", expected=1)
     a, b, merged = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "m.json"
     procs = [fleetsim(core, "run", str(scenario), "--shard", "1/2", "--json", str(a)),
@@ -178,7 +179,7 @@ def test_shards_split_a_fleet_and_merge_exactly(core: RunningCore, tmp_path: Pat
     assert total["api.CreateThing"].count == 30
 
 
-def test_cleanup_after_kill_9_removes_what_the_run_created(core: RunningCore,
+def test_cleanup_after_kill_9_removes_what_the_run_created(core: RunningLocalCore,
                                                           tmp_path: Path) -> None:
     scenario = write_scenario(tmp_path, 20, rate="1/s", duration="300s")
     runs = core.state_dir.parent / "runs"
@@ -206,7 +207,7 @@ def test_cleanup_after_kill_9_removes_what_the_run_created(core: RunningCore,
                 if t["thingName"].startswith("sensor-")]) == 20
     out = subprocess.run([sys.executable, "-m", "fleetsim", "cleanup", "--state-dir",
                           str(core.state_dir.parent)], capture_output=True, text=True,
-                         env={**core.aws_env, "PYTHONPATH": str(ROOT)}, timeout=120)
+                         env={**aws_env(core), "PYTHONPATH": str(ROOT)}, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "removed 21 certificate" in out.stdout  # the devices' and the observer's
     assert not [t for t in iot.list_things(maxResults=250)["things"]
@@ -232,7 +233,7 @@ steps:
 """
 
 
-def test_persistent_identities_are_reused_then_cleaned_up(core: RunningCore,
+def test_persistent_identities_are_reused_then_cleaned_up(core: RunningLocalCore,
                                                           tmp_path: Path) -> None:
     scenario = tmp_path / "persistent.yaml"
     scenario.write_text(PERSISTENT)
@@ -258,7 +259,7 @@ def test_persistent_identities_are_reused_then_cleaned_up(core: RunningCore,
     assert len(keepers) == 4  # the runs kept them
     out = subprocess.run([sys.executable, "-m", "fleetsim", "cleanup", "--state-dir",
                           str(core.state_dir.parent)], capture_output=True, text=True,
-                         env={**core.aws_env, "PYTHONPATH": str(ROOT)}, timeout=120)
+                         env={**aws_env(core), "PYTHONPATH": str(ROOT)}, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert not [t for t in iot.list_things(maxResults=250)["things"]
                 if t["thingName"].startswith("keeper-")]

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT, start_core
+from tests.conftest import ROOT, aws_env, start_core
 from tests.helpers import aws_client
 
 SCENARIO = ROOT / "scenarios" / "api-provisioning.yaml"
@@ -88,7 +88,7 @@ def test_kept_resources_are_removed_by_cleanup(tmp_path: Path) -> None:
     state = tmp_path / "state"
     core = start_core(state / "localcore")
     try:
-        env = {**core.aws_env, "PYTHONPATH": str(ROOT)}
+        env = {**aws_env(core), "PYTHONPATH": str(ROOT)}
         out = fleetsim("run", str(SCENARIO), "--keep", "--state-dir", str(state), cwd=tmp_path,
                        env=env)
         assert out.returncode == 0, out.stdout + out.stderr

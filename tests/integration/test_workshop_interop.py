@@ -11,19 +11,18 @@ from pathlib import Path
 
 import pytest
 
+from fleetsim.localcore.launcher import RunningLocalCore
 from tests.awscli import AWS, aws, aws_json
-from tests.conftest import RunningCore
+from tests.helpers import ALLOW_ALL
 
 pytestmark = [
     pytest.mark.interop,
     pytest.mark.skipif(not AWS.exists(), reason="AWS CLI not installed (make tools)"),
     pytest.mark.skipif(shutil.which("mosquitto_pub") is None, reason="mosquitto clients missing"),
 ]
-ALLOW_ALL = ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action": "iot:*",'
-             '"Resource":"*"}]}')
 
 
-def provision(core: RunningCore, cwd: Path, thing: str) -> str:
+def provision(core: RunningLocalCore, cwd: Path, thing: str) -> str:
     aws(core, cwd, "iot", "create-thing", "--thing-name", thing)
     out = aws_json(core, cwd, "iot", "create-keys-and-certificate", "--set-as-active",
                    "--public-key-outfile", f"{thing}.public.key",
@@ -38,13 +37,13 @@ def provision(core: RunningCore, cwd: Path, thing: str) -> str:
     return out["certificateId"]
 
 
-def tls(core: RunningCore, thing: str) -> list[str]:
+def tls(core: RunningLocalCore, thing: str) -> list[str]:
     return ["--cafile", str(core.root_ca), "--cert", f"{thing}.certificate.pem",
             "--key", f"{thing}.private.key", "-h", core.mqtt_host, "-p", str(core.mqtt_port),
             "--tls-version", "tlsv1.2"]
 
 
-def test_cli_provisions_mosquitto_publishes_and_subscribes(core: RunningCore,
+def test_cli_provisions_mosquitto_publishes_and_subscribes(core: RunningLocalCore,
                                                            tmp_path: Path) -> None:
     aws(core, tmp_path, "iot", "update-event-configurations", "--event-configurations",
         '{"THING": {"Enabled": true}}')
@@ -81,7 +80,7 @@ def test_cli_provisions_mosquitto_publishes_and_subscribes(core: RunningCore,
     assert updated["attributes"] == {"type": "ws-device"}
 
 
-def test_deactivated_certificate_cannot_publish(core: RunningCore, tmp_path: Path) -> None:
+def test_deactivated_certificate_cannot_publish(core: RunningLocalCore, tmp_path: Path) -> None:
     cert_id = provision(core, tmp_path, "soon-inactive")
     aws(core, tmp_path, "iot", "update-certificate", "--certificate-id", cert_id,
         "--new-status", "INACTIVE")

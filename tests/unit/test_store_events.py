@@ -8,8 +8,17 @@ import time
 import uuid
 from pathlib import Path
 
-from fleetsim.localcore import events
-from fleetsim.localcore.store import Store, ThingGroupRecord, ThingRecord, ThingTypeRecord
+from fleetsim.localcore.bus import Bus
+from fleetsim.localcore.db import Database
+from fleetsim.localcore.features.events import payloads as events
+from fleetsim.localcore.features.events.service import EventsService
+from fleetsim.localcore.features.registry.announcements import ThingCreated, ThingGroupCreated
+from fleetsim.localcore.features.registry.records import (
+    ThingGroupRecord,
+    ThingRecord,
+    ThingTypeRecord,
+)
+from fleetsim.localcore.scope import Scope
 
 ACCOUNT = "123456789012"
 THING = ThingRecord(1, "MyThing", "b604f69c", "MyType", {"a": "1"}, 3, None, 0.0)
@@ -107,19 +116,23 @@ class Sink:
         self.published.append((topic, payload, qos))
 
 
-def test_publisher_honours_event_configuration(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.db", ACCOUNT, "us-east-1")
-    sink = Sink()
-    publisher = events.EventPublisher(store, sink, ACCOUNT)
-    thing = store.create_thing("t", None, {})
-    publisher.thing("CREATED", thing)
+async def test_publisher_honours_event_configuration(tmp_path: Path) -> None:
+    db, bus, sink = Database(tmp_path / "s.db", "us-east-1"), Bus(), Sink()
+    scope, elsewhere = Scope(ACCOUNT, "us-east-1"), Scope(ACCOUNT, "eu-west-1")
+    service = EventsService(db, bus, sink, scope)
+    bus.publish(ThingCreated(scope, THING))
+    await bus.drain()
     assert sink.published == []  # disabled by default, as on AWS
-    store.update_event_config({"THING": True})
-    publisher.thing("CREATED", thing)
-    publisher.thing_group("CREATED", store.create_thing_group("g", None, None, {}))
-    assert [t for t, _, _ in sink.published] == ["$aws/events/thing/t/created"]
-    assert json.loads(sink.published[0][1])["thingName"] == "t"
-    store.close()
+    service.update(scope, {"THING": True})
+    service.update(elsewhere, {"THING": True})
+    bus.publish(ThingCreated(scope, THING))
+    bus.publish(ThingCreated(elsewhere, THING))  # the broker serves us-east-1 only
+    bus.publish(ThingGroupCreated(scope, PARENT, ()))
+    await bus.drain()
+    assert [t for t, _, _ in sink.published] == ["$aws/events/thing/MyThing/created"]
+    assert json.loads(sink.published[0][1])["thingName"] == "MyThing"
+    await bus.close()
+    db.close()
 
 
 def test_certificate_registered_event() -> None:

@@ -1,37 +1,86 @@
-"""Handler registries, one per service: adding an operation means writing its handler.
+"""HTTP handlers of the AWS services local core answers, collected per feature and bound to
+that feature's service.
 
-    from fleetsim.localcore.api.operations import iot
+A feature's `api.py` declares its handlers:
 
-    @iot("DescribeThing")
-    def describe_thing(ctx, p): ...
+    operations = Operations()
 
-A handler takes the service context and the request parameters (member names of the
-operation's input shape, already deserialised) and returns the output members as a dict
-(or None); it may be a coroutine function. Errors are raised as `ApiError`.
+    @operations.iot("DescribeThing")
+    def describe_thing(call: Call[RegistryService], p: dict[str, Any]) -> dict[str, Any]:
+        return wire(call.service.describe_thing(call.scope, p["thingName"]))
+
+and its `install` binds them to its service: `ctx.http.add(operations, service)`. A handler
+takes the call (the feature's service and the request's `Scope`: account and region) and the
+request parameters (member names of the operation's input shape, already deserialised), and
+returns the output members as a dict (or None); it may be a coroutine function. Errors are
+raised as `AwsError`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-Handler = Callable[[Any, dict[str, Any]], Any]
+from fleetsim.localcore.scope import Scope
+
+S = TypeVar("S")
+
+# botocore model names of the rest-json services local core serves.
+SERVICES = ("iot", "iot-data", "iot-jobs-data")
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[S]):
+    service: S
+    scope: Scope
+
+
+Handler = Callable[[Call[Any], dict[str, Any]], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    handler: Handler
+    service: Any
 
 
 class Operations:
-    def __init__(self, service: str):
-        self.service = service
-        self.handlers: dict[str, Handler] = {}
+    """The handlers one feature declares, by (service, operation)."""
 
-    def __call__(self, name: str) -> Callable[[Handler], Handler]:
+    def __init__(self) -> None:
+        self.handlers: dict[tuple[str, str], Handler] = {}
+
+    def _register(self, service: str, name: str) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
-            if name in self.handlers:
-                raise ValueError(f"{self.service}:{name} has two handlers")
-            self.handlers[name] = fn
+            if (service, name) in self.handlers:
+                raise ValueError(f"{service}:{name} has two handlers")
+            self.handlers[service, name] = fn
             return fn
         return register
 
+    def iot(self, name: str) -> Callable[[Handler], Handler]:
+        return self._register("iot", name)
 
-iot = Operations("iot")
-iot_data = Operations("iot-data")
-iot_jobs_data = Operations("iot-jobs-data")
+    def iot_data(self, name: str) -> Callable[[Handler], Handler]:
+        return self._register("iot-data", name)
+
+    def iot_jobs_data(self, name: str) -> Callable[[Handler], Handler]:
+        return self._register("iot-jobs-data", name)
+
+
+class HttpHandlers:
+    """Every feature's handlers, bound to their services: what the HTTP front serves."""
+
+    def __init__(self) -> None:
+        self._by_service: dict[str, dict[str, Bound]] = {s: {} for s in SERVICES}
+
+    def add(self, operations: Operations, service: object) -> None:
+        for (model, name), handler in operations.handlers.items():
+            handlers = self._by_service[model]
+            if name in handlers:
+                raise ValueError(f"{model}:{name} is handled by two features")
+            handlers[name] = Bound(handler, service)
+
+    def of(self, model: str) -> dict[str, Bound]:
+        return self._by_service[model]

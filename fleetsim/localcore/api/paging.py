@@ -6,7 +6,7 @@ import base64
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from fleetsim.localcore.api.errors import invalid
+from fleetsim.localcore.errors import invalid
 
 T = TypeVar("T")
 

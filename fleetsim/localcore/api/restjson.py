@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -22,8 +23,9 @@ from urllib.parse import parse_qsl, unquote
 from aiohttp import web
 from botocore.loaders import Loader
 
-from fleetsim.localcore.api.errors import ApiError
-from fleetsim.localcore.api.operations import Handler
+from fleetsim.localcore.api.operations import Bound, Call
+from fleetsim.localcore.errors import AwsError
+from fleetsim.localcore.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ class _Route:
     out_payload: tuple[str, str] | None
     out_status_member: str | None
     status: int
-    handler: Handler | None = None
+    handler: Bound | None = None
     is_async: bool = False
     literal_weight: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -122,10 +124,12 @@ def _compile_check(member: str, shape: dict[str, Any]) -> _Check | None:
 class RestJsonService:
     """One rest-json service (iot, iot-data, iot-jobs-data, ...), served from its model."""
 
-    def __init__(self, service: str, handlers: dict[str, Handler], context: Any,
+    def __init__(self, service: str, handlers: dict[str, Bound], account_id: str,
+                 region_of: Callable[[web.Request], str],
                  model: dict[str, Any] | None = None):
         self.service = service
-        self.context = context
+        self.account_id = account_id
+        self.region_of = region_of
         model = model or Loader().load_service_model(service, "service-2")
         self._shapes: dict[str, Any] = model["shapes"]
         self._error_status = {name: shape.get("error", {}).get("httpStatusCode", 400)
@@ -133,10 +137,10 @@ class RestJsonService:
         self._routes: dict[str, list[_Route]] = {}
         for name, op in model["operations"].items():
             route = self._compile(name, op)
-            handler = handlers.get(name)
-            if handler is not None:
-                route.handler = handler
-                route.is_async = inspect.iscoroutinefunction(handler)
+            bound = handlers.get(name)
+            if bound is not None:
+                route.handler = bound
+                route.is_async = inspect.iscoroutinefunction(bound.handler)
             self._routes.setdefault(op["http"]["method"], []).append(route)
         unknown = set(handlers) - set(model["operations"])
         if unknown:
@@ -152,7 +156,8 @@ class RestJsonService:
         members: dict[str, Any] = input_shape.get("members", {})
         by_uri_name = {m.get("locationName", n): n for n, m in members.items()
                        if m.get("location") == "uri"}
-        pattern, labels, weight = "", {}, 0
+        pattern, weight = "", 0
+        labels: dict[str, str] = {}
         for part in _LABEL.split(path):
             if part.startswith("{"):
                 label = part[1:-1]
@@ -215,14 +220,14 @@ class RestJsonService:
         raw_path, _, raw_query = request.raw_path.partition("?")
         found = self._match(request.method, raw_path)
         if found is None:
-            return self.error_response(ApiError(
+            return self.error_response(AwsError(
                 "UnknownOperationException",
                 f"local core serves no {self.service} operation at {request.method} {raw_path}",
                 status=404))
         route, params = found
         try:
             if route.handler is None:
-                raise ApiError("NotImplementedException",
+                raise AwsError("NotImplementedException",
                                f"local core does not implement {self.service}:{route.name}",
                                status=501)
             self._read_query(route, raw_query, params)
@@ -233,15 +238,16 @@ class RestJsonService:
             if route.body_members or route.payload:
                 await self._read_body(route, request, params)
             self._validate(route, params)
-            result = route.handler(self.context, params)
+            call = Call(route.handler.service, Scope(self.account_id, self.region_of(request)))
+            result = route.handler.handler(call, params)
             if route.is_async:
                 result = await result
             return self._render(route, result)
-        except ApiError as e:
+        except AwsError as e:
             return self.error_response(e)
         except Exception:
             log.exception("%s:%s failed", self.service, route.name)
-            return self.error_response(ApiError("InternalFailureException",
+            return self.error_response(AwsError("InternalFailureException",
                                                 "An unexpected error has occurred."))
 
     def _read_query(self, route: _Route, raw_query: str, params: dict[str, Any]) -> None:
@@ -272,7 +278,7 @@ class RestJsonService:
                 except ValueError:
                     return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
         except ValueError as e:
-            raise ApiError("InvalidRequestException", f"Invalid value '{value}'") from e
+            raise AwsError("InvalidRequestException", f"Invalid value '{value}'") from e
         return value
 
     async def _read_body(self, route: _Route, request: web.Request,
@@ -290,7 +296,7 @@ class RestJsonService:
             return
         body = self._parse_json(raw)
         if not isinstance(body, dict):
-            raise ApiError("SerializationException", "The request body must be a JSON object")
+            raise AwsError("SerializationException", "The request body must be a JSON object")
         for key, value in body.items():
             if key in route.body_members and value is not None:
                 params[key] = value
@@ -300,7 +306,7 @@ class RestJsonService:
         try:
             return json.loads(raw)
         except ValueError as e:
-            raise ApiError("SerializationException", f"Could not parse the request body: {e}"
+            raise AwsError("SerializationException", f"Could not parse the request body: {e}"
                            ) from e
 
     @staticmethod
@@ -312,7 +318,7 @@ class RestJsonService:
                 problems += check.errors(params[check.member])
         if problems:
             n = len(problems)
-            raise ApiError("InvalidRequestException",
+            raise AwsError("InvalidRequestException",
                            f"{n} validation error{'s' if n > 1 else ''} detected: "
                            + "; ".join(problems))
 
@@ -344,7 +350,7 @@ class RestJsonService:
         return web.Response(status=status, body=dumps(result), headers=headers,
                             content_type="application/json")
 
-    def error_response(self, error: ApiError) -> web.Response:
+    def error_response(self, error: AwsError) -> web.Response:
         status = error.status or self._error_status.get(error.code, 400)
         body = {"message": error.message, **error.fields}
         return web.Response(status=status, body=dumps(body), content_type="application/json",

@@ -1,0 +1,66 @@
+"""The broker's read model of the registry (`fleetsim.localcore.principal.Authority`): the
+Principal of a certificate in the region the broker serves, composed from the certificates,
+registry and policies services (no table is read here), and the database's epoch."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fleetsim.localcore.db import Database
+from fleetsim.localcore.principal import PolicyDocument, Principal, ThingInfo
+from fleetsim.localcore.scope import Scope
+from fleetsim.pki import certificate_id
+
+if TYPE_CHECKING:
+    from fleetsim.localcore.features.certificates.service import CertificatesService
+    from fleetsim.localcore.features.context import Services
+    from fleetsim.localcore.features.policies.service import PoliciesService
+    from fleetsim.localcore.features.registry.service import RegistryService
+
+
+class RegistryAuthority:
+    def __init__(self, db: Database, scope: Scope, services: Services):
+        self._db = db
+        self._scope = scope
+        self._services = services
+
+    @property
+    def _certificates(self) -> CertificatesService:
+        return self._services.get("certificates")  # type: ignore[no-any-return]
+
+    @property
+    def _registry(self) -> RegistryService:
+        return self._services.get("registry")  # type: ignore[no-any-return]
+
+    @property
+    def _policies(self) -> PoliciesService:
+        return self._services.get("policies")  # type: ignore[no-any-return]
+
+    @property
+    def epoch(self) -> int:
+        return self._db.epoch
+
+    def principal_for_certificate(self, cert_der: bytes) -> Principal | None:
+        scope = self._scope
+        cert = self._certificates.get_certificate(scope, certificate_id(cert_der))
+        if cert is None:
+            return None
+        arn = scope.arn("cert", cert.id)
+        things = tuple(
+            ThingInfo(record.name, record.type_name, record.attributes,
+                      attachment.principal_type,
+                      group_policies=self._group_policies(record.name))
+            for attachment in self._registry.things_of_principal(scope, arn)
+            if (record := self._registry.get_thing(scope, attachment.thing_name)) is not None)
+        return Principal(cert.id, arn, cert.status, cert.subject_cn, things=things,
+                         certificate_policies=tuple(
+                             self._policies.effective_documents(scope, [arn])),
+                         ca_certificate_id=cert.ca_id)
+
+    def _group_policies(self, thing: str) -> tuple[PolicyDocument, ...]:
+        """Policies of the thing's groups and of their ancestors: they apply only while the
+        thing is the connection's thing (see `Principal.policies_for`)."""
+        scope = self._scope
+        targets = [scope.arn("thinggroup", group)
+                   for group in self._registry.group_chain_of_thing(scope, thing)]
+        return tuple(self._policies.effective_documents(scope, targets))

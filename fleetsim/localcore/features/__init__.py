@@ -1,0 +1,22 @@
+"""Local core's features, installed in this order at start (one line each). A feature is one
+folder here; see `context.py` for what it implements and `docs/architecture.md` for how to
+add one."""
+
+from __future__ import annotations
+
+from fleetsim.localcore.features import (
+    certificates,
+    endpoint,
+    events,
+    policies,
+    registry,
+)
+from fleetsim.localcore.features.context import Feature
+
+FEATURES: tuple[Feature, ...] = (
+    registry,
+    certificates,
+    policies,
+    events,
+    endpoint,
+)

@@ -1,0 +1,70 @@
+"""The internal bus: delivery later, in order, never inside the publisher; failures logged."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import pytest
+
+from fleetsim.localcore.bus import Bus
+
+
+@dataclass(frozen=True)
+class Happened:
+    n: int
+
+
+@dataclass(frozen=True)
+class Other:
+    n: int
+
+
+async def test_publish_never_runs_handlers_in_the_caller() -> None:
+    bus, seen = Bus(), []
+    bus.subscribe(Happened, lambda e: seen.append(e.n))
+    bus.publish(Happened(1))
+    assert seen == []  # not re-entered synchronously
+    await bus.drain()
+    assert seen == [1]
+    await bus.close()
+
+
+async def test_order_types_chains_and_unsubscribe() -> None:
+    bus, seen = Bus(), []
+
+    def on_happened(e: Happened) -> None:
+        seen.append(("h", e.n))
+        if e.n == 1:
+            bus.publish(Other(10))  # published from a handler: after what is queued
+
+    async def on_other(e: Other) -> None:
+        seen.append(("o", e.n))
+
+    bus.subscribe(Happened, on_happened)
+    stop = bus.subscribe(Other, on_other)
+    for n in (1, 2, 3):
+        bus.publish(Happened(n))
+    await bus.drain()
+    assert seen == [("h", 1), ("h", 2), ("h", 3), ("o", 10)]
+    stop()
+    bus.publish(Other(11))
+    await bus.drain()
+    assert seen[-1] == ("o", 10)
+    await bus.close()
+
+
+async def test_a_failing_handler_is_logged_and_the_next_runs(
+        caplog: pytest.LogCaptureFixture) -> None:
+    bus, seen = Bus(), []
+
+    def boom(e: Happened) -> None:
+        raise RuntimeError("boom")
+
+    bus.subscribe(Happened, boom)
+    bus.subscribe(Happened, lambda e: seen.append(e.n))
+    with caplog.at_level(logging.ERROR):
+        bus.publish(Happened(1))  # does not raise
+        await bus.drain()
+    assert seen == [1] and "boom" in caplog.text
+    await bus.close()
