@@ -36,8 +36,11 @@ test: $(VENV)/.installed $(TOOLS)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench
 
+# ruff; mypy on the whole package; the import contracts of pyproject.toml (layers, no cycles).
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/mypy fleetsim
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .fleetsim

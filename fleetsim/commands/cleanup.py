@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from fleetsim.control.cleanup import CleanupReport, cleanup
 from fleetsim.control.clients import aws_clients
@@ -40,7 +41,8 @@ def cleanup_command(args: argparse.Namespace) -> int:
     try:
         for run_dir in run_dirs:
             entries = read_entries(run_dir)
-            described = next((e.data["target"] for e in entries if e.kind == "run"), {})
+            described: dict[str, Any] = next(
+                (e.data["target"] for e in entries if e.kind == "run"), {})
             target = None
             if described.get("kind", "local") == "local":
                 core = core or ensure_local_core(args.state_dir / "localcore")

@@ -231,7 +231,7 @@ class FleetClient(aiomqtt.Client):
 
     # --- operations -------------------------------------------------------------------------
 
-    async def publish(self, topic: str, payload: Any = None, qos: int = 0,  # type: ignore[override]
+    async def publish(self, topic: str, payload: Any = None, qos: int = 0,
                       retain: bool = False, properties: Any = None, *args: Any,
                       timeout: float | None = None, **kwargs: Any) -> None:
         if qos != 0:

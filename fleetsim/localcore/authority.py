@@ -26,15 +26,15 @@ class RegistryAuthority:
 
     @property
     def _certificates(self) -> CertificatesService:
-        return self._services.get("certificates")  # type: ignore[no-any-return]
+        return self._services.get("certificates")
 
     @property
     def _registry(self) -> RegistryService:
-        return self._services.get("registry")  # type: ignore[no-any-return]
+        return self._services.get("registry")
 
     @property
     def _policies(self) -> PoliciesService:
-        return self._services.get("policies")  # type: ignore[no-any-return]
+        return self._services.get("policies")
 
     @property
     def epoch(self) -> int:

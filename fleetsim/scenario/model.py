@@ -211,7 +211,7 @@ def scenario_model(models: StepModels) -> type[Scenario]:
     union: Any = Union[tuple(models)]  # noqa: UP007 (a union built at run time)
     step = Annotated[union, Field(discriminator="kind")]
     return create_model("Scenario", __base__=Scenario,
-                        steps=(list[step], Field(min_length=1)))  # type: ignore[valid-type]
+                        steps=(list[step], Field(min_length=1)))
 
 
 def step_models(models: Iterable[type[StepBase]]) -> StepModels:

@@ -83,7 +83,7 @@ async def test_provision_with_boto3_then_publish_over_mqtt(local_core: RunningLo
             assert json.loads(msg.payload)["disconnectReason"] == "AUTH_ERROR"
 
 
-async def test_group_policy_follows_the_thing_association(local_core: RunningCore,
+async def test_group_policy_follows_the_thing_association(local_core: RunningLocalCore,
                                                           tmp_path: Path):
     """AWS applies thing-group policies only for the connection's thing: the attached thing
     named like the client id, or, with EXCLUSIVE_THING, the certificate's thing whatever the

@@ -17,7 +17,7 @@ import aiomqtt
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import RunningCore
+from fleetsim.localcore.launcher import RunningLocalCore
 from tests.helpers import ALLOW_ALL, aws_client, code_of
 
 pytestmark = pytest.mark.timeout(90)
@@ -25,7 +25,7 @@ ARN = "arn:aws:iot:us-east-1:123456789012"
 
 
 @pytest.fixture(scope="module")
-def data(core: RunningCore) -> Any:
+def data(core: RunningLocalCore) -> Any:
     return aws_client(core.api_url, "iot-data")
 
 
@@ -70,7 +70,7 @@ class Device:
 
 
 @pytest.fixture
-async def connect(core: RunningCore) -> AsyncIterator[Any]:
+async def connect(core: RunningLocalCore) -> AsyncIterator[Any]:
     stack: list[tuple[aiomqtt.Client, Device]] = []
 
     async def open_device(client_id: str, ctx: ssl.SSLContext, *filters: str) -> Device:
@@ -94,7 +94,7 @@ def shadow_topic(thing: str, suffix: str, name: str | None = None) -> str:
     return f"$aws/things/{thing}/shadow{middle}/{suffix}"
 
 
-async def test_desired_delta_reported_round_trip(iot: Any, data: Any, core: RunningCore,
+async def test_desired_delta_reported_round_trip(iot: Any, data: Any, core: RunningLocalCore,
                                                  connect: Any, tmp_path: Path) -> None:
     thing = "lamp-1"
     ctx, _, _ = provision(iot, tmp_path, core.root_ca, thing)
@@ -131,14 +131,14 @@ async def test_desired_delta_reported_round_trip(iot: Any, data: Any, core: Runn
     assert "delta" not in document["state"] and document["version"] == 3
 
 
-async def test_version_conflict_over_mqtt_and_http(iot: Any, data: Any, core: RunningCore,
+async def test_version_conflict_over_mqtt_and_http(iot: Any, data: Any, core: RunningLocalCore,
                                                    connect: Any, tmp_path: Path) -> None:
     thing = "lamp-2"
     ctx, _, _ = provision(iot, tmp_path, core.root_ca, thing)
-    device = await connect(thing, ctx, shadow_topic(thing, "update/+"))
+    device = await connect(thing, ctx, shadow_topic(thing, "update/accepted"),
+                           shadow_topic(thing, "update/rejected"))
     await device.publish(shadow_topic(thing, "update"), {"state": {"reported": {"a": 1}}})
-    while (await device.next())[0] != shadow_topic(thing, "update/accepted"):
-        pass
+    assert (await device.next())[0] == shadow_topic(thing, "update/accepted")
     await device.publish(shadow_topic(thing, "update"),
                          {"state": {"reported": {"a": 2}}, "version": 7, "clientToken": "t7"})
     topic, rejected = await device.next()
@@ -153,7 +153,7 @@ async def test_version_conflict_over_mqtt_and_http(iot: Any, data: Any, core: Ru
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
 
 
-async def test_oversize_document_is_refused(iot: Any, data: Any, core: RunningCore,
+async def test_oversize_document_is_refused(iot: Any, data: Any, core: RunningLocalCore,
                                             connect: Any, tmp_path: Path) -> None:
     thing = "lamp-3"
     ctx, _, _ = provision(iot, tmp_path, core.root_ca, thing)
@@ -172,7 +172,7 @@ async def test_oversize_document_is_refused(iot: Any, data: Any, core: RunningCo
 
 
 async def test_delta_is_withheld_from_a_client_denied_receive(iot: Any, data: Any,
-                                                              core: RunningCore, connect: Any,
+                                                              core: RunningLocalCore, connect: Any,
                                                               tmp_path: Path) -> None:
     thing = "lamp-4"
     ctx, _, _ = provision(iot, tmp_path, core.root_ca, thing)
@@ -195,7 +195,7 @@ async def test_delta_is_withheld_from_a_client_denied_receive(iot: Any, data: An
         await dashboard.next(timeout=1.0)
 
 
-async def test_named_shadow(iot: Any, data: Any, core: RunningCore, connect: Any,
+async def test_named_shadow(iot: Any, data: Any, core: RunningLocalCore, connect: Any,
                             tmp_path: Path) -> None:
     thing, name = "lamp-5", "config"
     ctx, _, _ = provision(iot, tmp_path, core.root_ca, thing)
@@ -227,7 +227,7 @@ async def test_named_shadow(iot: Any, data: Any, core: RunningCore, connect: Any
 
 @pytest.mark.interop
 @pytest.mark.skipif(shutil.which("mosquitto_pub") is None, reason="mosquitto clients missing")
-def test_mosquitto_reports_and_reads_its_shadow(iot: Any, data: Any, core: RunningCore,
+def test_mosquitto_reports_and_reads_its_shadow(iot: Any, data: Any, core: RunningLocalCore,
                                                 tmp_path: Path) -> None:
     thing = "lamp-6"
     _, cert, key = provision(iot, tmp_path, core.root_ca, thing)

@@ -69,7 +69,7 @@ def test_release_1_state_is_upgraded_and_usable(tmp_path: Path) -> None:
     finally:
         core.stop()
     db = sqlite3.connect(state / "state.db")
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
 
 
 def test_state_newer_than_the_code_is_refused(tmp_path: Path) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 
+from fleetsim.localcore.db import Database
 from fleetsim.localcore.features.shadows.document import VERSION_RETENTION_SECONDS, ShadowError
 from fleetsim.localcore.features.shadows.service import (
     ShadowDeleted,
@@ -14,7 +14,7 @@ from fleetsim.localcore.features.shadows.service import (
     ShadowUpdated,
     topic,
 )
-from fleetsim.localcore.features.shadows.store import MIGRATION_SQL, ShadowStore
+from fleetsim.localcore.features.shadows.store import ShadowStore
 
 R = "us-east-1"
 
@@ -28,12 +28,11 @@ class Clock:
 
 
 @pytest.fixture
-def env():
-    db = sqlite3.connect(":memory:", isolation_level=None)
-    db.executescript(MIGRATION_SQL)
+def env(tmp_path):
+    db = Database(tmp_path / "state.db", R)
     clock = Clock()
     events: list = []
-    service = ShadowService(ShadowStore(db), clock, events.append)
+    service = ShadowService(db, clock, events.append)
     yield service, clock, events, db
     db.close()
 
@@ -200,5 +199,8 @@ def test_store_rows_by_column_name(env):
     service.delete(R, "t", "s")
     row = store.load(R, "t", "s")
     assert row.deleted and row.document is None and row.version == 1
-    assert store.purge_tombstones(clock.now + 1) == 1
+    clock.now += VERSION_RETENTION_SECONDS - 1
+    assert service.forget_old_deletions() == 0  # within 48 hours the version still counts
+    clock.now += 2
+    assert service.forget_old_deletions() == 1
     assert store.load(R, "t", "s") is None

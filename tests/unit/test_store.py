@@ -56,7 +56,7 @@ async def test_wal_mode_and_schema(core: LocalCore, tmp_path: Path) -> None:
     assert {"things", "thing_types", "thing_groups", "thing_group_members", "certificates",
             "ca_certificates", "policies", "policy_versions", "policy_targets",
             "thing_principals", "meta", "registration_codes", "event_configurations"} <= tables
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
 
 
 async def test_thing_crud_and_versions(core: LocalCore) -> None:

@@ -10,6 +10,7 @@ from fleetsim.localcore.features import (
     events,
     policies,
     registry,
+    shadows,
 )
 from fleetsim.localcore.features.context import Feature
 
@@ -19,4 +20,5 @@ FEATURES: tuple[Feature, ...] = (
     policies,
     events,
     endpoint,
+    shadows,
 )

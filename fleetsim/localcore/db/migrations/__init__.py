@@ -5,8 +5,8 @@ function; NNNN is the schema version it produces. The version lives in `meta.sch
 (written by every release, including the first, which wrote '1'). A database newer than this
 code is refused with one sentence naming its directory.
 
-Versions: 0001 the first release's schema, 0002 regional resources and per-feature tables;
-0003 is reserved for shadows.
+Versions: 0001 the first release's schema, 0002 regional resources and per-feature tables,
+0003 device shadows.
 """
 
 from __future__ import annotations

@@ -71,11 +71,11 @@ class CertificatesService:
 
     @property
     def _registry(self) -> RegistryService:
-        return self._services.get("registry")  # type: ignore[no-any-return]
+        return self._services.get("registry")
 
     @property
     def _policies(self) -> PoliciesService:
-        return self._services.get("policies")  # type: ignore[no-any-return]
+        return self._services.get("policies")
 
     # --- device certificates -----------------------------------------------------------------
 

@@ -41,7 +41,7 @@ class PoliciesService:
 
     @property
     def _registry(self) -> RegistryService:
-        return self._services.get("registry")  # type: ignore[no-any-return]
+        return self._services.get("registry")
 
     def require_policy(self, scope: Scope, name: str) -> PolicyRecord:
         return found(self._store.get_policy(scope.region, name))

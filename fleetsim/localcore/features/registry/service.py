@@ -105,11 +105,11 @@ class RegistryService:
 
     @property
     def _certificates(self) -> CertificatesService:
-        return self._services.get("certificates")  # type: ignore[no-any-return]
+        return self._services.get("certificates")
 
     @property
     def _policies(self) -> PoliciesService:
-        return self._services.get("policies")  # type: ignore[no-any-return]
+        return self._services.get("policies")
 
     # --- things ------------------------------------------------------------------------------
 

@@ -479,8 +479,8 @@ def apply_update(current: ShadowDocument | None, payload: bytes, now: int,
             sections[key] = None
             metas[key] = None
             continue
-        target = sections[key] if sections[key] is not None else {}
-        meta = metas[key] if metas[key] is not None else {}
+        target = sections[key] or {}
+        meta = metas[key] or {}
         _merge(target, meta, patch, now)
         sections[key], metas[key] = (target, meta) if target else (None, None)
 

@@ -25,7 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleetsim.localcore.db import Database
 from fleetsim.localcore.features.shadows.document import (
+    VERSION_RETENTION_SECONDS,
     ShadowDocument,
     ShadowError,
     apply_update,
@@ -141,9 +143,10 @@ class ShadowService:
     `clock` returns epoch seconds; `announce` receives a `ShadowUpdated`/`ShadowDeleted` after the
     change is committed."""
 
-    def __init__(self, store: ShadowStore, clock: Callable[[], float],
+    def __init__(self, db: Database, clock: Callable[[], float],
                  announce: Callable[[ShadowEvent], None]):
-        self._store = store
+        self._db = db
+        self._store = ShadowStore(db)
         self._clock = clock
         self._announce = announce
 
@@ -172,7 +175,7 @@ class ShadowService:
         name = shadow_name or ""
         try:
             _check_names(thing_name, shadow_name)
-            with self._store.transaction():
+            with self._db.transaction():
                 row = self._store.load(region, thing_name, name)
                 current = None
                 base = 0
@@ -208,7 +211,7 @@ class ShadowService:
         name = shadow_name or ""
         try:
             _check_names(thing_name, shadow_name)
-            with self._store.transaction():
+            with self._db.transaction():
                 row = self._store.load(region, thing_name, name)
                 if row is None or row.document is None:
                     raise no_shadow(shadow_name or thing_name)
@@ -219,6 +222,12 @@ class ShadowService:
         self._announce(ShadowDeleted(region, thing_name, shadow_name, row.version, now))
         messages = (("delete/accepted", body),)
         return ShadowOutcome(200, body, mqtt=messages, http=messages)
+
+    def forget_old_deletions(self) -> int:
+        """Drop tombstones of shadows deleted over 48 hours ago: their versions no longer
+        count. Returns how many went."""
+        with self._db.transaction():
+            return self._store.purge_tombstones(self._clock() - VERSION_RETENTION_SECONDS)
 
     def list_named(self, region: str, thing_name: str, page_size: int | None = None,
                    next_token: str | None = None) -> NamedShadowPage:

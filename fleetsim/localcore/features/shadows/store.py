@@ -5,23 +5,9 @@ re-created within 48 hours continues its version numbers ("Interacting with shad
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
-# Becomes migration 0003 when the features layout lands.
-MIGRATION_SQL = """
-CREATE TABLE IF NOT EXISTS shadows (
-    region      TEXT    NOT NULL,
-    thing_name  TEXT    NOT NULL,
-    shadow_name TEXT    NOT NULL DEFAULT '',   -- '' is the classic (unnamed) shadow
-    document    TEXT,                          -- {"state": ..., "metadata": ...}; NULL when deleted
-    version     INTEGER NOT NULL,
-    deleted_at  REAL,                          -- epoch seconds; NULL while the shadow exists
-    updated     REAL    NOT NULL,              -- epoch seconds of the last write
-    PRIMARY KEY (region, thing_name, shadow_name)
-) WITHOUT ROWID;
-"""
+from fleetsim.localcore.db import Database
 
 _COLUMNS = "region, thing_name, shadow_name, document, version, deleted_at, updated"
 
@@ -48,29 +34,11 @@ class ShadowRow:
 class ShadowStore:
     """Reads and writes of `shadows`; `ShadowService` is its only caller."""
 
-    def __init__(self, db: sqlite3.Connection, migrate: bool = False):
+    def __init__(self, db: Database):
         self._db = db
-        if migrate:  # for tests and until migrations run it
-            db.executescript(MIGRATION_SQL)
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One commit for a read-modify-write; joins a transaction already open."""
-        if self._db.in_transaction:
-            yield
-            return
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def _query(self, sql: str, args: tuple[object, ...]) -> list[ShadowRow]:
-        cur = self._db.cursor()
-        cur.row_factory = sqlite3.Row
-        return [ShadowRow.from_row(r) for r in cur.execute(sql, args).fetchall()]
+        return [ShadowRow.from_row(r) for r in self._db.query(sql, args)]
 
     def load(self, region: str, thing_name: str, shadow_name: str) -> ShadowRow | None:
         """The row, tombstone or not."""
@@ -80,7 +48,7 @@ class ShadowStore:
 
     def save(self, region: str, thing_name: str, shadow_name: str, document: str, version: int,
              updated: float) -> None:
-        self._db.execute(
+        self._db.write(
             f"INSERT INTO shadows ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, ?) "
             "ON CONFLICT (region, thing_name, shadow_name) DO UPDATE SET "
             "document = excluded.document, version = excluded.version, deleted_at = NULL, "
@@ -89,21 +57,21 @@ class ShadowStore:
 
     def tombstone(self, region: str, thing_name: str, shadow_name: str, deleted_at: float) -> None:
         """Mark the shadow deleted, keeping its version."""
-        self._db.execute("UPDATE shadows SET document = NULL, deleted_at = ?, updated = ? "
+        self._db.write("UPDATE shadows SET document = NULL, deleted_at = ?, updated = ? "
                          "WHERE region = ? AND thing_name = ? AND shadow_name = ?",
                          (deleted_at, deleted_at, region, thing_name, shadow_name))
 
     def purge_tombstones(self, before: float) -> int:
         """Drop tombstones deleted before `before` (their versions no longer count)."""
-        cur = self._db.execute("DELETE FROM shadows WHERE deleted_at IS NOT NULL "
+        cur = self._db.write("DELETE FROM shadows WHERE deleted_at IS NOT NULL "
                                "AND deleted_at < ?", (before,))
         return cur.rowcount
 
     def named(self, region: str, thing_name: str, after: str, limit: int) -> list[str]:
         """Names of the thing's live named shadows after `after`, in name order, at most
         `limit`."""
-        cur = self._db.execute(
+        rows = self._db.query(
             "SELECT shadow_name FROM shadows WHERE region = ? AND thing_name = ? "
             "AND shadow_name != '' AND shadow_name > ? AND deleted_at IS NULL "
             "ORDER BY shadow_name LIMIT ?", (region, thing_name, after, limit))
-        return [r[0] for r in cur.fetchall()]
+        return [r[0] for r in rows]
