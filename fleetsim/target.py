@@ -49,14 +49,15 @@ class Target:
         return cls("local", region, mqtt_host, mqtt_port, api_url, Path(root_ca))
 
     @classmethod
-    def from_local_core(cls, info: dict[str, Any], region: str = "us-east-1") -> Target:
-        """From what a running local core writes to `localcore.json` in its state directory."""
+    def from_local_core(cls, info: dict[str, Any]) -> Target:
+        """From what a running local core writes to `localcore.json` in its state directory:
+        its endpoints and the region its broker serves."""
         return cls.local(info["api_url"], info["mqtt_host"], int(info["mqtt_port"]),
-                         info["root_ca"], region)
+                         info["root_ca"], info.get("region", "us-east-1"))
 
     @classmethod
-    def from_local_core_info(cls, path: Path, region: str = "us-east-1") -> Target:
-        return cls.from_local_core(json.loads(path.read_text()), region)
+    def from_local_core_info(cls, path: Path) -> Target:
+        return cls.from_local_core(json.loads(path.read_text()))
 
     @classmethod
     def aws(cls, region: str, endpoint_address: str, port: int | None = None,

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from fleetsim.localcore.broker import codec
 from fleetsim.localcore.broker.server import Broker
 from fleetsim.localcore.ca import LocalCA
+from fleetsim.localcore.policy_document import ALLOW_ALL_DOCUMENT
 from fleetsim.localcore.principal import Principal, ThingInfo
 from fleetsim.pki import (
     CertificateAuthority,
@@ -30,8 +31,6 @@ from fleetsim.pki import (
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
-ALLOW_ALL: dict[str, Any] = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": ["iot:*"], "Resource": ["*"]}]}
 
 
 class StaticAuthority:
@@ -49,7 +48,7 @@ class StaticAuthority:
         return self._principals.get(cert_der)
 
     def register(self, device: Device, status: str = "ACTIVE",
-                 policies: tuple[dict[str, Any], ...] = (ALLOW_ALL,),
+                 policies: tuple[dict[str, Any], ...] = (ALLOW_ALL_DOCUMENT,),
                  things: tuple[ThingInfo, ...] = ()) -> Principal:
         cert_id = certificate_id(device.cert_der)
         principal = Principal(cert_id, f"arn:aws:iot:{REGION}:{ACCOUNT_ID}:cert/{cert_id}",
@@ -152,7 +151,7 @@ class Env:
     tmp: Path
 
     def device(self, name: str, *, register: bool = True, status: str = "ACTIVE",
-               policies: tuple[dict[str, Any], ...] = (ALLOW_ALL,),
+               policies: tuple[dict[str, Any], ...] = (ALLOW_ALL_DOCUMENT,),
                things: tuple[ThingInfo, ...] = ()) -> Device:
         device = issue_device(self.tmp, name, self.ca.authority, self.ca.root_ca_path)
         if register:

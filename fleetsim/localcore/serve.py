@@ -15,6 +15,7 @@ from fleetsim.errors import UserError
 from fleetsim.localcore.core import (
     DEFAULT_API_PORT,
     DEFAULT_MQTT_PORT,
+    DEFAULT_REGION,
     Endpoints,
     LocalCore,
     LocalCoreConfig,
@@ -40,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=_port_default("FLEETSIM_LOCAL_MQTT_PORT", DEFAULT_MQTT_PORT),
                         help=f"MQTT over TLS port (default {DEFAULT_MQTT_PORT} or "
                              "$FLEETSIM_LOCAL_MQTT_PORT; 0 = any free port)")
+    parser.add_argument("--region", default=os.environ.get("FLEETSIM_LOCAL_REGION", DEFAULT_REGION),
+                        help=f"the region the MQTT endpoint serves (default {DEFAULT_REGION} or "
+                             "$FLEETSIM_LOCAL_REGION); the API serves every region, each call "
+                             "the one its credential scope names")
     parser.add_argument("--log-level", default=os.environ.get("FLEETSIM_LOCAL_LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="what local core logs (default INFO: refused connections and "
@@ -50,9 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or $FLEETSIM_LOCAL_KEY_TYPE)")
 
 
-def write_info(state_dir: Path, endpoints: Endpoints) -> None:
+def write_info(state_dir: Path, endpoints: Endpoints, region: str) -> None:
     info = {"pid": os.getpid(), "api_url": endpoints.api_url, "mqtt_host": endpoints.mqtt_host,
-            "mqtt_port": endpoints.mqtt_port, "root_ca": str(endpoints.root_ca.resolve())}
+            "mqtt_port": endpoints.mqtt_port, "root_ca": str(endpoints.root_ca.resolve()),
+            "region": region}
     tmp = state_dir / (INFO_FILE + ".tmp")
     tmp.write_text(json.dumps(info))
     tmp.replace(state_dir / INFO_FILE)
@@ -61,12 +67,13 @@ def write_info(state_dir: Path, endpoints: Endpoints) -> None:
 async def serve(args: argparse.Namespace) -> None:
     core = LocalCore(LocalCoreConfig(
         state_dir=args.state_dir, api_port=args.api_port, mqtt_port=args.mqtt_port,
-        keys_and_certificate_key_type=args.keys_and_certificate_key_type))
+        region=args.region, keys_and_certificate_key_type=args.keys_and_certificate_key_type))
     endpoints = await core.start()
-    write_info(args.state_dir, endpoints)
+    write_info(args.state_dir, endpoints, args.region)
     print("local core ready", flush=True)
     print(f"  API       {endpoints.api_url}   (use as --endpoint-url or AWS_ENDPOINT_URL)")
-    print(f"  MQTT      {endpoints.mqtt_host}:{endpoints.mqtt_port}   (mutual TLS)")
+    print(f"  MQTT      {endpoints.mqtt_host}:{endpoints.mqtt_port}   (mutual TLS, region "
+          f"{args.region})")
     print(f"  root CA   {endpoints.root_ca}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -4,14 +4,19 @@ attachments."""
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from fleetsim.localcore.launcher import RunningLocalCore
+from fleetsim.target import Target
+from tests.conftest import start_core
 from tests.helpers import ALLOW_ALL, code_of
 
 
@@ -76,3 +81,29 @@ def test_exclusive_thing_principal(core: RunningLocalCore) -> None:
     assert iot.list_principal_things_v2(principal=arn,
                                         thingPrincipalType="EXCLUSIVE_THING")[
         "principalThingObjects"] == []
+
+
+async def test_the_broker_serves_the_region_local_core_was_started_for(tmp_path: Path) -> None:
+    core = start_core(tmp_path / "core", extra_args=("--region", "eu-west-1"))
+    try:
+        assert Target.from_local_core(core.info).region == "eu-west-1"
+        results = {}
+        for region in ("eu-west-1", "us-east-1"):
+            iot = client(core, region)
+            iot.create_policy(policyName="all", policyDocument=ALLOW_ALL)
+            keys = iot.create_keys_and_certificate(setAsActive=True)
+            iot.attach_policy(policyName="all", target=keys["certificateArn"])
+            (tmp_path / f"{region}.crt").write_text(keys["certificatePem"])
+            (tmp_path / f"{region}.key").write_text(keys["keyPair"]["PrivateKey"])
+            ctx = ssl.create_default_context(cafile=str(core.root_ca))
+            ctx.load_cert_chain(tmp_path / f"{region}.crt", tmp_path / f"{region}.key")
+            try:
+                async with aiomqtt.Client(core.mqtt_host, core.mqtt_port, identifier=region,
+                                          tls_context=ctx, timeout=5):
+                    results[region] = "connected"
+            except aiomqtt.MqttError:
+                results[region] = "refused"
+        # A certificate registered in another region is unknown to this endpoint, as on AWS.
+        assert results == {"eu-west-1": "connected", "us-east-1": "refused"}
+    finally:
+        core.stop()

@@ -14,10 +14,10 @@ import pytest
 from fleetsim.localcore.broker import codec
 from fleetsim.localcore.broker.router import Reply, Request
 from fleetsim.localcore.broker.server import Message
+from fleetsim.localcore.policy_document import ALLOW_ALL_DOCUMENT
 from fleetsim.localcore.principal import Principal, ThingInfo, UnknownCertificate
 from tests.mqtt_testing import (
     ACCOUNT_ID,
-    ALLOW_ALL,
     REGION,
     Env,
     RawClient,
@@ -312,7 +312,7 @@ async def test_on_message_failure_does_not_break_routing(env: Env):
         raise RuntimeError("bus full")
 
     env.broker.on_message = broken
-    sink = await env.raw(env.device("sink", policies=(ALLOW_ALL,)))
+    sink = await env.raw(env.device("sink", policies=(ALLOW_ALL_DOCUMENT,)))
     await subscribe(sink, ("t", 0))
     client = await env.raw(env.device("src"))
     await client.send(pub("t", b"still delivered", qos=1))

@@ -95,7 +95,7 @@ def test_rejected_update_publishes_only_on_mqtt_and_writes_nothing(env):
     assert body(out)["message"] == "Desired node must be an object"
     assert body(out)["clientToken"] == "x"
     assert [s for s, _ in out.mqtt] == ["update/rejected"] and out.http == ()
-    assert events == [] and db.execute("SELECT COUNT(*) FROM shadows").fetchone()[0] == 0
+    assert events == [] and db.one("SELECT COUNT(*) FROM shadows")[0] == 0
 
 
 def test_version_conflict_409(env):

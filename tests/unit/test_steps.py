@@ -333,3 +333,12 @@ async def test_shadow_desired_times_out_without_an_answer(tmp_path: Path) -> Non
     with pytest.raises(StepFailed, match="did not report its desired shadow state"):
         await KINDS["shadow_desired"].run(ctx, ctx.scenario.steps[2])
     assert ctx.metrics.op_errors[("", "shadow.converge")] == {"not_converged": 1}
+
+
+def test_event_types_are_those_of_the_aws_api() -> None:
+    from botocore.loaders import Loader
+
+    from fleetsim.engine.steps.events import EVENT_TYPES
+
+    shape = Loader().load_service_model("iot", "service-2")["shapes"]["EventType"]
+    assert sorted(EVENT_TYPES) == sorted(shape["enum"])
