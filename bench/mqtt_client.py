@@ -83,17 +83,10 @@ class LoadConnection(asyncio.Protocol):
     def _subscriber_data(self, data: bytes) -> None:
         if self._buf:
             data = self._buf + data
-        pos, end = 0, len(data)
+        frames, self._buf = split_frames(data)
         acks: list[bytes] = []
         delivered = 0
-        while end - pos >= 2:
-            header = codec.frame_header(data, pos, 1 << 28)
-            if header is None:
-                break
-            start, length = header
-            if start + length > end:
-                break
-            first = data[pos]
+        for first, start, length in frames:
             kind = first >> 4
             if kind == codec.PUBLISH:
                 delivered += 1
@@ -103,8 +96,6 @@ class LoadConnection(asyncio.Protocol):
                     acks.append(b"\x40\x02" + data[pid_at:pid_at + 2])
             elif kind == codec.SUBACK and not self.suback.done():
                 self.suback.set_result(data[start + 2:start + length])
-            pos = start + length
-        self._buf = data[pos:] if pos < end else b""
         if acks and self.transport is not None:
             self.transport.write(b"".join(acks))
         if delivered:
@@ -119,6 +110,23 @@ class LoadConnection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(b"\xe0\x00")  # DISCONNECT
             self.transport.close()
+
+
+def split_frames(data: bytes) -> tuple[list[tuple[int, int, int]], bytes]:
+    """The complete MQTT packets at the start of `data`, each as (first byte, where its body
+    starts, body length), and the bytes left over (an incomplete packet)."""
+    frames: list[tuple[int, int, int]] = []
+    pos, end = 0, len(data)
+    while end - pos >= 2:
+        header = codec.frame_header(data, pos, 1 << 28)
+        if header is None:
+            break
+        start, length = header
+        if start + length > end:
+            break
+        frames.append((data[pos], start, length))
+        pos = start + length
+    return frames, data[pos:] if pos < end else b""
 
 
 def client_context(root_ca: str, cert_path: str, key_path: str) -> ssl.SSLContext:

@@ -28,7 +28,7 @@ from typing import Any
 from bench.api_client import ApiClient
 from bench.core_process import CoreProcess
 from bench.devices import DeviceFiles, provision
-from bench.mqtt_client import KEEPALIVE_S, client_context
+from bench.mqtt_client import KEEPALIVE_S, client_context, split_frames
 from bench.report import Row
 from bench.system import CpuWindow, machine_info, pin_self, raise_fd_limit, utc_now
 from fleetsim.localcore.broker import codec
@@ -65,17 +65,11 @@ class ShadowDevice(asyncio.Protocol):
                 future.set_exception(ConnectionError(f"{self.name}: connection closed"))
 
     def data_received(self, data: bytes) -> None:
-        data = self._buf + data if self._buf else data
-        pos, end = 0, len(data)
+        if self._buf:
+            data = self._buf + data
+        frames, self._buf = split_frames(data)
         acks: list[bytes] = []
-        while end - pos >= 2:
-            header = codec.frame_header(data, pos, 1 << 28)
-            if header is None:
-                break
-            start, length = header
-            if start + length > end:
-                break
-            first = data[pos]
+        for first, start, length in frames:
             kind = first >> 4
             if kind == codec.PUBLISH:
                 (topic_len,) = _U16.unpack_from(data, start)
@@ -89,8 +83,6 @@ class ShadowDevice(asyncio.Protocol):
                 self.connack.set_result(data[start + 1])
             elif kind == codec.SUBACK and not self.suback.done():
                 self.suback.set_result(data[start + 2:start + length])
-            pos = start + length
-        self._buf = data[pos:] if pos < end else b""
         if acks and self.transport is not None:
             self.transport.write(b"".join(acks))
 
