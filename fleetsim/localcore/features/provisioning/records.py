@@ -24,3 +24,29 @@ class ProvisionResult:
         if self.certificate_pem is not None:
             out["certificatePem"] = self.certificate_pem
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateRecord:
+    """A provisioning template as a resource (CreateProvisioningTemplate)."""
+
+    region: str
+    name: str
+    description: str | None
+    enabled: bool
+    role_arn: str
+    hook: dict[str, str] | None  # {"targetArn", "payloadVersion"}
+    type: str  # FLEET_PROVISIONING | JITP
+    default_version: int
+    next_version: int
+    created: float
+    modified: float
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateVersionRecord:
+    template_name: str
+    version_id: int
+    body: str
+    created: float
+    is_default: bool
