@@ -26,7 +26,8 @@ WORKSHOP_TEMPLATE = json.dumps({
         "certificate": {"Type": "AWS::IoT::Certificate", "Properties": {
             "CertificateSigningRequest": {"Ref": "CSR"}, "Status": "ACTIVE"}},
         "policy": {"Type": "AWS::IoT::Policy", "Properties": {
-            "PolicyDocument": "{\"Version\": \"2012-10-17\"}"}}}})
+            "PolicyDocument": json.dumps({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": ["iot:*"], "Resource": ["*"]}]})}}}})
 
 
 def body(resources: dict[str, Any], parameters: dict[str, Any] | None = None,
