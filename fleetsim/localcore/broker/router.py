@@ -13,6 +13,10 @@ topics"):
   can't be subscribed to by other clients or rules" ("Jobs device MQTT API operations"). The
   request topics are Publish-only, so the request reaches the handler alone: no subscriber and
   no rule sees it.
+- `subscribed_requester` (fleet provisioning): as `requester`, but a reply reaches the
+  requesting connection only if it subscribed to the reply topic before ("Device provisioning
+  MQTT API": subscribe to the response topics before publishing a request; the replies carry
+  private keys, so nobody else ever gets them).
 
 Handlers never run inside routing: `submit` queues the request and a task per client runs that
 client's requests one after another, in arrival order. `Request.in_flight` counts the client's
@@ -34,7 +38,8 @@ from fleetsim.runtime import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-Delivery = Literal["broadcast", "requester"]
+Delivery = Literal["broadcast", "requester", "subscribed_requester"]
+DELIVERIES = ("broadcast", "requester", "subscribed_requester")
 _CAPTURE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -119,8 +124,8 @@ class Router:
     def register(self, pattern: str, handler: Handler,
                  delivery: Delivery = "broadcast") -> Route:
         """Route client publishes to topics matching `pattern` to `handler`."""
-        if delivery not in ("broadcast", "requester"):
-            raise ValueError(f"delivery must be 'broadcast' or 'requester', not {delivery!r}")
+        if delivery not in DELIVERIES:
+            raise ValueError(f"delivery must be one of {DELIVERIES}, not {delivery!r}")
         levels, names = parse_pattern(pattern)
         routes = self._by_depth.setdefault(len(levels), [])
         if any(r.levels == levels for r in routes):  # same literals, captures in same places

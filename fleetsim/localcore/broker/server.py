@@ -183,24 +183,28 @@ class Broker:
             self.route(topic, payload, qos, retain, conn)
             reply: _Broadcast | _ToRequester = self._broadcast
         else:
-            reply = _ToRequester(self, conn, qos)
+            reply = _ToRequester(self, conn, qos, route.delivery == "subscribed_requester")
         authz = conn.authz
         self.router.submit(route, conn, Request(
             topic, payload, qos, conn.client_id, conn.certificate_id,
             authz.thing_name if authz is not None else None, params), reply)
 
     def send_to(self, conn: Connection, topic: str, payload: bytes, qos: int,
-                unsubscribed_qos: int) -> None:
+                unsubscribed_qos: int | None) -> None:
         """Deliver to one connection only, subscribed or not (requester replies), at
-        min(qos, the QoS of its matching subscription, or `unsubscribed_qos` without one);
-        iot:Receive still applies."""
+        min(qos, the QoS of its matching subscription, or `unsubscribed_qos` without one;
+        `unsubscribed_qos` None: not at all without one); iot:Receive still applies."""
         session, authz = conn.session, conn.authz
         if conn.closing or session is None or authz is None or session.conn is not conn:
             return
         if not authz.allowed("iot:Receive", "topic", topic):
             return
         granted = self._trie.match(topic).get(session)
-        qos = min(qos, granted if granted is not None else unsubscribed_qos, 1)
+        if granted is None:
+            if unsubscribed_qos is None:
+                return
+            granted = unsubscribed_qos
+        qos = min(qos, granted, 1)
         encoded = codec.encode_topic(topic)
         if qos:
             session.send_qos1(encoded, payload)
@@ -349,10 +353,12 @@ class _ToRequester:
 
     __slots__ = ("_broker", "_conn", "_qos")
 
-    def __init__(self, broker: Broker, conn: Connection, request_qos: int):
-        self._broker, self._conn, self._qos = broker, conn, request_qos
+    def __init__(self, broker: Broker, conn: Connection, request_qos: int,
+                 subscribed_only: bool = False):
+        # Without a subscription no QoS was negotiated: the request's QoS is the best guess
+        # of what the client handles (None: a subscription is required).
+        self._broker, self._conn = broker, conn
+        self._qos: int | None = None if subscribed_only else request_qos
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
-        # Without a subscription no QoS was negotiated: the request's QoS is the best guess
-        # of what the client handles.
         self._broker.send_to(self._conn, topic, payload, qos, self._qos)

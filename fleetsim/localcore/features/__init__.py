@@ -9,6 +9,7 @@ from fleetsim.localcore.features import (
     endpoint,
     events,
     policies,
+    provisioning,
     registry,
     shadows,
 )
@@ -21,4 +22,5 @@ FEATURES: tuple[Feature, ...] = (
     events,
     endpoint,
     shadows,
+    provisioning,
 )

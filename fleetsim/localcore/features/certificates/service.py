@@ -96,8 +96,10 @@ class CertificatesService:
         self._bus.publish(a.CertificateRegistered(scope, rec, just_in_time))
         return rec
 
-    async def create_keys_and_certificate(self, scope: Scope, active: bool
+    async def create_keys_and_certificate(self, scope: Scope, active: bool, *,
+                                          status: str | None = None
                                           ) -> tuple[CertificateRecord, PrivateKey]:
+        """`status` (e.g. PENDING_ACTIVATION for fleet provisioning) overrides `active`."""
         if self._key_type == "ec-p256":
             key = generate_key(self._key_type)  # 25 µs: cheaper inline than a thread hop
         else:
@@ -105,7 +107,8 @@ class CertificatesService:
             key = await asyncio.get_running_loop().run_in_executor(None, generate_key,
                                                                    self._key_type)
         cert = self._ca.authority.issue_device(key.public_key())
-        return self._add(scope, certificate_record(cert, "ACTIVE" if active else "INACTIVE")), key
+        status = status or ("ACTIVE" if active else "INACTIVE")
+        return self._add(scope, certificate_record(cert, status)), key
 
     def issue_device_certificate(self, scope: Scope, public_key: Any, common_name: str,
                                  active: bool = True) -> CertificateRecord:
@@ -113,13 +116,15 @@ class CertificatesService:
         cert = self._ca.authority.issue_device(public_key, common_name)
         return self._add(scope, certificate_record(cert, "ACTIVE" if active else "INACTIVE"))
 
-    def create_certificate_from_csr(self, scope: Scope, csr_pem: str, active: bool
-                                    ) -> CertificateRecord:
+    def create_certificate_from_csr(self, scope: Scope, csr_pem: str, active: bool, *,
+                                    status: str | None = None) -> CertificateRecord:
+        """`status` (e.g. PENDING_ACTIVATION for fleet provisioning) overrides `active`."""
         try:
             cert = self._ca.authority.issue_for_csr(csr_pem.encode())
         except ValueError as e:
             raise invalid(f"The certificate signing request is not valid: {e}") from e
-        return self._add(scope, certificate_record(cert, "ACTIVE" if active else "INACTIVE"))
+        status = status or ("ACTIVE" if active else "INACTIVE")
+        return self._add(scope, certificate_record(cert, status))
 
     def register_certificate(self, scope: Scope, pem: str, ca_pem: str | None,
                              status: str) -> CertificateRecord:
