@@ -6,7 +6,9 @@ changed state, a message was published) and other features react, without callin
 
 `publish` only enqueues: handlers run later, on the loop, in publication order, never inside
 the publisher's call (so a handler that publishes to the broker cannot re-enter the broker's
-routing, and a service's transaction is committed before anyone reacts to it). A handler's
+routing). With `after_commit` (the database's), an event published inside a transaction is
+queued only when the outermost transaction commits, and dropped if it rolls back: nobody
+reacts to what did not happen. A handler's
 exception is logged and the next handler runs. Announcements are frozen dataclasses; a handler
 subscribes to one exact type. `drain()` waits until the queue is empty (tests, shutdown).
 """
@@ -41,7 +43,8 @@ class MessagePublished:
 
 
 class Bus:
-    def __init__(self) -> None:
+    def __init__(self, after_commit: Callable[[Callable[[], None]], None] | None = None):
+        self._after_commit = after_commit
         self._handlers: dict[type, list[Handler]] = {}
         self._queue: deque[Any] = deque()
         self._wake: asyncio.Event | None = None
@@ -61,9 +64,16 @@ class Bus:
         return unsubscribe
 
     def publish(self, event: object) -> None:
-        """Queue `event` for delivery on the running loop; never runs a handler now."""
+        """Queue `event` for delivery on the running loop (once the transaction it belongs to
+        commits); never runs a handler now."""
         if type(event) not in self._handlers:
             return
+        if self._after_commit is None:
+            self._enqueue(event)
+        else:
+            self._after_commit(lambda: self._enqueue(event))
+
+    def _enqueue(self, event: object) -> None:
         self._queue.append(event)
         self._ensure_task().set()
 

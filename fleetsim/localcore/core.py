@@ -60,7 +60,7 @@ class LocalCore:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.ca = LocalCA.load_or_create(config.state_dir)
         self.db = Database(config.state_dir / "state.db", config.region)
-        self.bus = Bus()
+        self.bus = Bus(after_commit=self.db.after_commit)
         self.tls: ssl.SSLContext = self.ca.server_ssl_context()
         self.services = Services()
         self.http = HttpHandlers()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from fleetsim.localcore.bus import Bus
+from fleetsim.localcore.db import Database
 
 
 @dataclass(frozen=True)
@@ -68,3 +70,25 @@ async def test_a_failing_handler_is_logged_and_the_next_runs(
         await bus.drain()
     assert seen == [1] and "boom" in caplog.text
     await bus.close()
+
+
+async def test_events_of_a_transaction_go_out_on_commit_and_never_after_a_rollback(
+        tmp_path: Path) -> None:
+    db = Database(tmp_path / "state.db", "us-east-1")
+    bus, seen = Bus(after_commit=db.after_commit), []
+    bus.subscribe(Happened, lambda e: seen.append(e.n))
+    with db.transaction():
+        with db.transaction():  # a service's own transaction, joined to the outer one
+            bus.publish(Happened(1))
+        await bus.drain()
+        assert seen == []  # the outer transaction has not committed yet
+    await bus.drain()
+    assert seen == [1]
+    with pytest.raises(RuntimeError), db.transaction():
+        bus.publish(Happened(2))
+        raise RuntimeError("half-way")
+    bus.publish(Happened(3))  # outside any transaction: at once
+    await bus.drain()
+    assert seen == [1, 3]
+    await bus.close()
+    db.close()

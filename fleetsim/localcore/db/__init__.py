@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ class Database:
         self._watched: set[str] = set()
         self._touched = False  # a watched table was written in the current transaction
         self._tables: dict[str, str] = {}  # SQL text -> table it writes
+        self._on_commit: list[Callable[[], None]] = []
         try:
             with self.transaction():
                 self.version = apply_migrations(self._db, path, default_region)
@@ -79,6 +80,7 @@ class Database:
             if self._depth == 0:
                 self._db.execute("ROLLBACK")
                 self._touched = False
+                self._on_commit.clear()
             raise
         self._depth -= 1
         if self._depth == 0:
@@ -86,6 +88,17 @@ class Database:
             if self._touched:
                 self._epoch += 1
                 self._touched = False
+            callbacks, self._on_commit = self._on_commit, []
+            for callback in callbacks:
+                callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the outermost transaction open now commits (now, if none is
+        open); never if it rolls back."""
+        if self._depth == 0:
+            callback()
+        else:
+            self._on_commit.append(callback)
 
     # --- the epoch ---------------------------------------------------------------------------
 
