@@ -10,6 +10,7 @@ from fleetsim.localcore.features import (
     events,
     policies,
     registry,
+    s3,
     shadows,
 )
 from fleetsim.localcore.features.context import Feature
@@ -21,4 +22,5 @@ FEATURES: tuple[Feature, ...] = (
     events,
     endpoint,
     shadows,
+    s3,
 )
