@@ -5,6 +5,7 @@ add one."""
 from __future__ import annotations
 
 from fleetsim.localcore.features import (
+    bulk,
     certificates,
     endpoint,
     events,
@@ -23,4 +24,5 @@ FEATURES: tuple[Feature, ...] = (
     endpoint,
     shadows,
     s3,
+    bulk,
 )

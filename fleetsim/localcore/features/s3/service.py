@@ -86,6 +86,11 @@ class S3Service:
                           "named bucket succeeded and you already own it.", 409, BucketName=name)
         self._store.create_bucket(name, region, self._clock())
 
+    def ensure_bucket(self, name: str, region: str) -> None:
+        """Create the bucket unless it exists (for buckets local core itself keeps)."""
+        if self._store.bucket(name) is None:
+            self.create_bucket(name, region)
+
     def delete_bucket(self, name: str) -> None:
         self.require_bucket(name)
         if not self._store.is_empty(name):
