@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from fleetsim.localcore.core import LocalCore, LocalCoreConfig
+from fleetsim.localcore.db.migrations import migrations
 from fleetsim.localcore.features.certificates.records import (
     CaCertificateRecord,
     certificate_record,
@@ -56,7 +57,9 @@ async def test_wal_mode_and_schema(core: LocalCore, tmp_path: Path) -> None:
     assert {"things", "thing_types", "thing_groups", "thing_group_members", "certificates",
             "ca_certificates", "policies", "policy_versions", "policy_targets",
             "thing_principals", "meta", "registration_codes", "event_configurations"} <= tables
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
+    newest = str(migrations()[-1][0])
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == \
+        (newest,)
 
 
 async def test_thing_crud_and_versions(core: LocalCore) -> None:
