@@ -71,7 +71,8 @@ class LocalCore:
         self.broker = Broker(self.authority, self.tls, config.account_id, config.region)
         self.broker.on_message = self._announce
         ctx = FeatureContext(config, self.db, self.bus, self.broker, self.ca, self.services,
-                             self.http, self.add_trust_anchor, self._endpoint_address)
+                             self.http, self.add_trust_anchor, self._endpoint_address,
+                             api_url=self._api_url)
         for feature in FEATURES:
             feature.install(ctx)
         for pem in self.services.get("certificates").trust_anchor_pems():
@@ -85,6 +86,10 @@ class LocalCore:
     def _endpoint_address(self) -> str:
         assert self.endpoints is not None  # the API starts after the broker
         return self.endpoints.endpoint_address
+
+    def _api_url(self) -> str:
+        assert self.endpoints is not None
+        return self.endpoints.api_url
 
     def add_trust_anchor(self, pem: str) -> None:
         add_trust_anchor(self.tls, pem)

@@ -9,9 +9,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from fleetsim.localcore.api.operations import HttpHandlers
+from fleetsim.localcore.api.operations import HttpHandlers, RawService
 from fleetsim.localcore.api.restjson import RestJsonService, dumps
 from fleetsim.localcore.api.sts import StsService
+from fleetsim.localcore.api.unserved import not_served
+from fleetsim.localcore.scope import Scope
 
 ServiceHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -34,9 +36,18 @@ def credential_scope(request: web.Request) -> list[str] | None:
 
 
 def credential_scope_service(request: web.Request) -> str | None:
-    """The SERVICE of `Credential=KEY/DATE/REGION/SERVICE/aws4_request`, or None."""
+    """The SERVICE of `Credential=KEY/DATE/REGION/SERVICE/aws4_request`; `s3` for a SigV2
+    signature (`Authorization: AWS KEY:SIG`, or a presigned URL's `AWSAccessKeyId` and
+    `Signature`), which only S3 still accepts (boto3 and `aws s3 presign` presign GETs that
+    way); otherwise None."""
     parts = credential_scope(request)
-    return parts[3] if parts else None
+    if parts:
+        return parts[3]
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("AWS ") or ("AWSAccessKeyId" in request.query and
+                                   "Signature" in request.query):
+        return "s3"
+    return None
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -55,7 +66,17 @@ def build_services(handlers: HttpHandlers, account_id: str, default_region: str
         for scope, model in REST_JSON_SERVICES.items()
     }
     services["sts"] = StsService(account_id).handle
+    for name, raw in handlers.raw_services().items():
+        services[name] = _scoped(raw, account_id, region_of)
     return services
+
+
+def _scoped(raw: RawService, account_id: str, region_of: Callable[[web.Request], str]
+            ) -> ServiceHandler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        response: web.StreamResponse = await raw(request, Scope(account_id, region_of(request)))
+        return response
+    return handle
 
 
 def build_app(handlers: HttpHandlers, account_id: str, default_region: str) -> web.Application:
@@ -68,8 +89,7 @@ def build_app(handlers: HttpHandlers, account_id: str, default_region: str) -> w
                           "Missing Authentication Token")
         handler = services.get(service)
         if handler is None:
-            return _error(400, "UnrecognizedServiceException",
-                          f"local core does not serve the '{service}' service")
+            return not_served(request, service, list(services))
         return await handler(request)
 
     app = web.Application(client_max_size=64 * 1024 * 1024)

@@ -18,7 +18,7 @@ raised as `AwsError`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -37,6 +37,10 @@ class Call(Generic[S]):
 
 
 Handler = Callable[[Call[Any], dict[str, Any]], Any]
+
+# A whole service a feature serves itself (S3: its REST-XML is not model-driven here): the
+# aiohttp request and the caller's scope in, the response out.
+RawService = Callable[[Any, Scope], Awaitable[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,7 @@ class HttpHandlers:
 
     def __init__(self) -> None:
         self._by_service: dict[str, dict[str, Bound]] = {s: {} for s in SERVICES}
+        self._raw: dict[str, RawService] = {}
 
     def add(self, operations: Operations, service: object) -> None:
         for (model, name), handler in operations.handlers.items():
@@ -84,3 +89,12 @@ class HttpHandlers:
 
     def of(self, model: str) -> dict[str, Bound]:
         return self._by_service[model]
+
+    def add_service(self, signing_name: str, handler: RawService) -> None:
+        """Serve every request signed for `signing_name` (the SigV4 service) with `handler`."""
+        if signing_name in self._raw or signing_name in SERVICES:
+            raise ValueError(f"service {signing_name} is served twice")
+        self._raw[signing_name] = handler
+
+    def raw_services(self) -> dict[str, RawService]:
+        return dict(self._raw)

@@ -5,12 +5,14 @@ add one."""
 from __future__ import annotations
 
 from fleetsim.localcore.features import (
+    bulk,
     certificates,
     endpoint,
     events,
     policies,
     provisioning,
     registry,
+    s3,
     shadows,
 )
 from fleetsim.localcore.features.context import Feature
@@ -23,4 +25,6 @@ FEATURES: tuple[Feature, ...] = (
     endpoint,
     shadows,
     provisioning,
+    s3,
+    bulk,
 )

@@ -69,6 +69,9 @@ class FeatureContext:
     # What describe-endpoint answers (host, or host:port off the standard port); known once
     # the broker listens.
     endpoint_address: Callable[[], str]
+    # The API's base URL (`http://127.0.0.1:4510`), known once the API listens: for links
+    # local core hands out (a bulk task's presigned report URLs).
+    api_url: Callable[[], str] = lambda: ""
 
     @property
     def broker_scope(self) -> Scope:
