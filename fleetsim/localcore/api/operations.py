@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from fleetsim.localcore.errors import invalid
 from fleetsim.localcore.scope import Scope
 
 S = TypeVar("S")
@@ -37,6 +38,16 @@ class Call(Generic[S]):
 
 
 Handler = Callable[[Call[Any], dict[str, Any]], Any]
+
+
+def needed(params: dict[str, Any], member: str) -> Any:
+    """A member the model leaves optional but the operation cannot do without (thingName of
+    UpdateThingGroupsForThing): InvalidRequestException in AWS's validation wording if absent."""
+    value = params.get(member)
+    if value is None:
+        raise invalid(f"1 validation error detected: Value null at '{member}' failed to "
+                      "satisfy constraint: Member must not be null")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
