@@ -7,8 +7,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import socket
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -178,3 +180,39 @@ def test_list_thing_groups_is_recursive_by_default_with_or_without_parent(iot: A
     assert names(recursive=False) == {"lg-root"}
     assert names(parentGroup="lg-root") == {"lg-child", "lg-grandchild"}
     assert names(parentGroup="lg-root", recursive=False) == {"lg-child"}
+
+
+def _post_raw(core: RunningLocalCore, head: str, body_chunks: list[bytes]) -> bytes:
+    """Send a request by hand (so the body can be chunked or never end); the answer's bytes."""
+    url = urllib.parse.urlparse(core.api_url)
+    with socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), 10) as sock:
+        sock.sendall(head.encode())
+        try:
+            for chunk in body_chunks:
+                sock.sendall(chunk)
+        except OSError:
+            pass  # answered and closed before the whole body was sent
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            data = sock.recv(4096)
+            if not data:
+                break
+            answer += data
+        return answer
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_oversized_body_is_413_without_reading_it_all(core: RunningLocalCore,
+                                                      chunked: bool) -> None:
+    size = 8 << 20  # 8 MiB, above the 1 MiB cap
+    length = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {size}"
+    head = (f"POST /things/big HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {AUTH}\r\n"
+            f"Content-Type: application/json\r\n{length}\r\n\r\n")
+    block = b"x" * (1 << 20)
+    chunks = [b"%x\r\n" % len(block) + block + b"\r\n" if chunked else block] * 8
+    answer = _post_raw(core, head, chunks)
+    status, _, rest = answer.partition(b"\r\n")
+    assert status.startswith(b"HTTP/1.1 413")
+    assert b"x-amzn-ErrorType: RequestEntityTooLargeException" in rest
+    body = json.loads(rest.split(b"\r\n\r\n", 1)[1])
+    assert body == {"message": "Request must be smaller than 1048576 bytes"}

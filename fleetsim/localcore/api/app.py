@@ -13,6 +13,8 @@ from fleetsim.localcore.api.operations import HttpHandlers
 from fleetsim.localcore.api.restjson import RestJsonService, dumps
 from fleetsim.localcore.api.sts import StsService
 
+LINGER_S = 1.0
+
 ServiceHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # SigV4 signing name -> botocore model name, for rest-json services.
@@ -79,7 +81,10 @@ def build_app(handlers: HttpHandlers, account_id: str, default_region: str) -> w
 
 
 async def start_api(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # An answer given before the body was read (413 past the cap) is followed by at most a
+    # second of discarding what the client still sends, not aiohttp's default ten.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           lingering_time=LINGER_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

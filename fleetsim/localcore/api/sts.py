@@ -8,6 +8,9 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
+from fleetsim.localcore.api.body import read_capped
+from fleetsim.localcore.errors import AwsError
+
 _NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 
 
@@ -27,7 +30,11 @@ class StsService:
     async def handle(self, request: web.Request) -> web.Response:
         params = dict(parse_qsl(request.query_string))
         if request.method == "POST":
-            params |= dict(parse_qsl((await request.read()).decode()))
+            try:
+                body = await read_capped(request)
+            except AwsError as e:
+                return _error(e.code, e.message, e.status or 400)
+            params |= dict(parse_qsl(body.decode(errors="replace")))
         action = params.get("Action")
         if action == "GetCallerIdentity":
             return self._get_caller_identity()
