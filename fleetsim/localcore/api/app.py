@@ -1,14 +1,17 @@
 """One HTTP port for every AWS service local core answers, routed by the service named in the
 SigV4 credential scope (`Authorization: AWS4-HMAC-SHA256 Credential=KEY/DATE/REGION/SERVICE/
 aws4_request, ...` or a presigned URL's `X-Amz-Credential`). The REGION of the same scope picks
-the registry a call sees. Signatures are not verified."""
+the registry a call sees. Signatures are verified only when credentials are configured
+(`guard.py`, which also keeps browsers and foreign Host names out)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
+from fleetsim.localcore.api.guard import Guard, guard_middleware
 from fleetsim.localcore.api.operations import HttpHandlers
 from fleetsim.localcore.api.restjson import RestJsonService, dumps
 from fleetsim.localcore.api.sts import StsService
@@ -60,7 +63,14 @@ def build_services(handlers: HttpHandlers, account_id: str, default_region: str
     return services
 
 
-def build_app(handlers: HttpHandlers, account_id: str, default_region: str) -> web.Application:
+def guard_middlewares(guard: Guard | None) -> list[Any]:
+    """The checks made before routing: loopback Host, no browser cross-site requests, and
+    SigV4 signatures when credentials are configured (`guard.py`)."""
+    return [guard_middleware(guard or Guard.of(), credential_scope)]
+
+
+def build_app(handlers: HttpHandlers, account_id: str, default_region: str,
+              guard: Guard | None = None) -> web.Application:
     services = build_services(handlers, account_id, default_region)
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -74,7 +84,8 @@ def build_app(handlers: HttpHandlers, account_id: str, default_region: str) -> w
                           f"local core does not serve the '{service}' service")
         return await handler(request)
 
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app = web.Application(client_max_size=64 * 1024 * 1024,
+                          middlewares=guard_middlewares(guard))
     app.router.add_route("*", "/{tail:.*}", dispatch)
     app["services"] = services
     return app

@@ -20,15 +20,22 @@ def too_large(limit: int) -> AwsError:
                     f"Request must be smaller than {limit} bytes", status=413)
 
 
+_BODY = "fleetsim.body"  # where a body read once is kept for later readers of the request
+
+
 async def read_capped(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body; AwsError 413 as soon as it is known to exceed `limit` bytes."""
+    """The request body; AwsError 413 as soon as it is known to exceed `limit` bytes. May be
+    called again for the same request (the SigV4 check reads it before the service does)."""
+    if _BODY in request:
+        return bytes(request[_BODY])
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     body = bytearray()
     while True:
         chunk = await request.content.readany()
         if not chunk:
-            return bytes(body)
+            request[_BODY] = bytes(body)
+            return request[_BODY]
         body += chunk
         if len(body) > limit:
             raise too_large(limit)

@@ -14,7 +14,7 @@ from fleetsim.localcore.errors import AwsError
 _NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 
 
-def _error(code: str, message: str, status: int = 400) -> web.Response:
+def error_response(code: str, message: str, status: int = 400) -> web.Response:
     body = (f'<ErrorResponse xmlns="{_NS}"><Error><Type>Sender</Type><Code>{code}</Code>'
             f"<Message>{escape(message)}</Message></Error>"
             f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
@@ -33,12 +33,12 @@ class StsService:
             try:
                 body = await read_capped(request)
             except AwsError as e:
-                return _error(e.code, e.message, e.status or 400)
+                return error_response(e.code, e.message, e.status or 400)
             params |= dict(parse_qsl(body.decode(errors="replace")))
         action = params.get("Action")
         if action == "GetCallerIdentity":
             return self._get_caller_identity()
-        return _error("InvalidAction", f"Could not find operation {action} for version "
+        return error_response("InvalidAction", f"Could not find operation {action} for version "
                       f"{params.get('Version', '2011-06-15')}")
 
     def _get_caller_identity(self) -> web.Response:
