@@ -73,3 +73,17 @@ def test_evaluator_never_raises(documents: list[Any], client_id: str, resource: 
     compiled = CompiledPolicies(documents, context)
     for action in ("iot:Connect", "iot:Publish", "iot:Subscribe"):
         compiled.evaluate(action, resource)
+
+
+def test_document_stored_before_the_check_is_still_evaluated() -> None:
+    from fleetsim.localcore.features.policies.service import _stored_document
+
+    text = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iot:Connect", "Resource": "*", "Condition": "x"},
+        {"Effect": "Allow", "Action": "iot:Publish", "Resource": "*"}]})
+    document = _stored_document(text)  # what create-policy refuses today, read from the state
+    principal = Principal("c" * 64, "arn:cert", "ACTIVE", "cn")
+    compiled = CompiledPolicies([document], RequestContext("dev-1", principal))
+    assert not compiled.evaluate("iot:Connect", "arn:client/dev-1").allowed
+    assert compiled.evaluate("iot:Publish", "arn:topic/t").allowed
+    assert _stored_document("{not json") == {"Statement": []}

@@ -3,6 +3,7 @@ effective policies of a set of targets. The only writer of this feature's tables
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,22 @@ def validate_document(document: str) -> None:
         parse_policy_document(document)
     except PolicyDocumentError as e:
         raise AwsError("MalformedPolicyException", str(e)) from e
+
+
+def _stored_document(text: str | None) -> dict[str, Any]:
+    """A stored document as the evaluator reads it. One stored before create-policy checked
+    what it checks today is read as it is (the evaluator ignores statements it cannot read)
+    rather than refused, so a principal with such a policy still gets its other statements."""
+    if not text:
+        return {"Statement": []}
+    try:
+        return parse_policy_document(text)
+    except PolicyDocumentError:
+        try:
+            raw = json.loads(text)
+        except (ValueError, RecursionError):
+            return {"Statement": []}
+        return raw if isinstance(raw, dict) else {"Statement": []}
 
 
 class PoliciesService:
@@ -213,6 +230,5 @@ class PoliciesService:
         doc = self._parsed.get(key)
         if doc is None:
             text = self._store.document(region, name, version)
-            parsed = parse_policy_document(text) if text else {"Statement": []}
-            doc = self._parsed[key] = {**parsed, "PolicyName": name}
+            doc = self._parsed[key] = {**_stored_document(text), "PolicyName": name}
         return doc
