@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleetsim.pki.keys import KeyType
@@ -24,3 +24,7 @@ class LocalCoreConfig:
     # AWS makes RSA-2048 keys for create-keys-and-certificate; ec-p256 is ~2,500x cheaper to
     # generate, for load tests that provision through that call.
     keys_and_certificate_key_type: KeyType = "rsa-2048"
+    # Host names the API answers besides loopback ones (127.0.0.1, localhost, ::1).
+    allowed_hosts: tuple[str, ...] = ()
+    # Access key -> secret: when set, every API request must carry a valid SigV4 signature.
+    credentials: dict[str, str] = field(default_factory=dict)

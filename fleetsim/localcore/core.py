@@ -12,6 +12,7 @@ from aiohttp import web
 
 from fleetsim.errors import UserError
 from fleetsim.localcore.api.app import build_app, start_api
+from fleetsim.localcore.api.guard import Guard
 from fleetsim.localcore.api.operations import HttpHandlers
 from fleetsim.localcore.authority import RegistryAuthority
 from fleetsim.localcore.broker.server import Broker, Message
@@ -100,7 +101,8 @@ class LocalCore:
         except OSError as e:
             raise _cannot_listen(self.config.host, self.config.mqtt_port, e, "--mqtt-port",
                                  "FLEETSIM_LOCAL_MQTT_PORT") from e
-        app = build_app(self.http, self.config.account_id, self.config.region)
+        app = build_app(self.http, self.config.account_id, self.config.region,
+                        Guard.of(self.config.allowed_hosts, self.config.credentials))
         try:
             self._api_runner, api_port = await start_api(app, self.config.host,
                                                          self.config.api_port)

@@ -11,6 +11,10 @@ certificate's exclusive thing whatever the client id.
 Everything about a connection (client id, certificate, thing) is fixed, so `CompiledPolicies`
 substitutes variables and evaluates conditions once, then answers each request with at most two
 pre-compiled regex matches.
+
+The evaluator is total: it never raises, whatever the stored document. create-policy refuses
+malformed documents, but a statement it cannot read (a state written before that check) is
+treated as a statement whose condition does not hold: it matches nothing.
 """
 
 from __future__ import annotations
@@ -106,10 +110,32 @@ def _wildcards(text: str) -> str:
     return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in text)
 
 
+class _Unreadable(Exception):
+    """A part of a statement that is not of the grammar's shape."""
+
+
 def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else list(value)
+    """Action/Resource: a string or a list of strings."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise _Unreadable
+
+
+def _condition_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise _Unreadable
+
+
+def _condition_list(value: Any) -> list[str]:
+    """A condition value: a string, number or boolean, or a list of them."""
+    if isinstance(value, list):
+        return [_condition_value(v) for v in value]
+    return [_condition_value(value)]
 
 
 # --- conditions -----------------------------------------------------------------------------
@@ -139,8 +165,10 @@ def _condition_values(key: str, context: RequestContext) -> list[str] | None:
     return None if value is None else [value]
 
 
-def _conditions_hold(conditions: Mapping[str, Any], context: RequestContext) -> bool:
+def _conditions_hold(conditions: Any, context: RequestContext) -> bool:
     """IAM condition semantics for the operators above; an unknown operator never holds."""
+    if not isinstance(conditions, Mapping):
+        raise _Unreadable
     for raw_operator, block in conditions.items():
         operator, if_exists = raw_operator, False
         quantifier = None
@@ -151,8 +179,10 @@ def _conditions_hold(conditions: Mapping[str, Any], context: RequestContext) -> 
         test = _OPERATORS.get(operator)
         if test is None or quantifier not in (None, "ForAnyValue", "ForAllValues"):
             return False
+        if not isinstance(block, Mapping):
+            raise _Unreadable
         for key, expected in block.items():
-            patterns = [_substitute_condition(p, context) for p in _as_list(expected)]
+            patterns = [_substitute_condition(p, context) for p in _condition_list(expected)]
             values = _condition_values(key, context)
             if values is None:
                 if if_exists:
@@ -214,7 +244,7 @@ def _compile_statement(st: Mapping[str, Any], context: RequestContext) -> _State
             resources=_union([_pattern_regex(r, context) for r in resources]),
             not_resource=not_resource,
         )
-    except _Unresolved:
+    except (_Unresolved, _Unreadable):
         return None
 
 
@@ -262,9 +292,14 @@ class CompiledPolicies:
         return _union(deny), _union(allow), tuple(others)
 
 
-def _statements(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    statements = doc.get("Statement", [])
-    return [statements] if isinstance(statements, Mapping) else list(statements)
+def _statements(doc: Any) -> list[Mapping[str, Any]]:
+    """The statements of a document; what is not a statement object is skipped."""
+    statements = doc.get("Statement", []) if isinstance(doc, Mapping) else []
+    if isinstance(statements, Mapping):
+        return [statements]
+    if isinstance(statements, list):
+        return [st for st in statements if isinstance(st, Mapping)]
+    return []
 
 
 def evaluate(policies: Iterable[Mapping[str, Any]], action: str, resource: str,

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from fleetsim.errors import UserError
+from fleetsim.localcore.api.guard import parse_credentials
 from fleetsim.localcore.core import (
     DEFAULT_API_PORT,
     DEFAULT_MQTT_PORT,
@@ -27,6 +28,13 @@ INFO_FILE = "localcore.json"
 
 def _port_default(env: str, fallback: int) -> int:
     return int(os.environ.get(env, fallback))
+
+
+def _credentials(text: str) -> dict[str, str]:
+    try:
+        return parse_credentials(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{e}: give KEY:SECRET[,KEY:SECRET...]") from e
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +61,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=os.environ.get("FLEETSIM_LOCAL_KEY_TYPE", "rsa-2048"),
                         help="key create-keys-and-certificate makes (default rsa-2048, as AWS; "
                              "or $FLEETSIM_LOCAL_KEY_TYPE)")
+    parser.add_argument("--allow-host", action="append", metavar="NAME",
+                        default=[h for h in os.environ.get("FLEETSIM_LOCAL_ALLOW_HOSTS",
+                                                           "").split(",") if h],
+                        help="a Host name the API answers besides 127.0.0.1, localhost and ::1 "
+                             "(repeatable; or $FLEETSIM_LOCAL_ALLOW_HOSTS, comma-separated)")
+    parser.add_argument("--credentials", type=_credentials, metavar="KEY:SECRET",
+                        default=os.environ.get("FLEETSIM_LOCAL_CREDENTIALS", ""),
+                        help="verify each API request's SigV4 signature against these "
+                             "credentials (KEY:SECRET[,KEY:SECRET]; or "
+                             "$FLEETSIM_LOCAL_CREDENTIALS); default: signatures are not checked")
 
 
 def write_info(state_dir: Path, endpoints: Endpoints, region: str) -> None:
@@ -67,7 +85,8 @@ def write_info(state_dir: Path, endpoints: Endpoints, region: str) -> None:
 async def serve(args: argparse.Namespace) -> None:
     core = LocalCore(LocalCoreConfig(
         state_dir=args.state_dir, api_port=args.api_port, mqtt_port=args.mqtt_port,
-        region=args.region, keys_and_certificate_key_type=args.keys_and_certificate_key_type))
+        region=args.region, keys_and_certificate_key_type=args.keys_and_certificate_key_type,
+        allowed_hosts=tuple(args.allow_host), credentials=args.credentials))
     endpoints = await core.start()
     write_info(args.state_dir, endpoints, args.region)
     print("local core ready", flush=True)

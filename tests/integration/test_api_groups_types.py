@@ -93,7 +93,7 @@ def test_thing_group_hierarchy_and_membership(iot: Any) -> None:
                                           recursive=True)["things"] == ["lamp", "sensor"]
     assert [g["groupName"] for g in iot.list_thing_groups_for_thing(
         thingName="sensor")["thingGroups"]] == ["room-101"]
-    children = iot.list_thing_groups(parentGroup="building-one")["thingGroups"]
+    children = iot.list_thing_groups(parentGroup="building-one", recursive=False)["thingGroups"]
     assert [g["groupName"] for g in children] == ["floor-1"]
     assert [g["groupName"] for g in iot.list_thing_groups(
         parentGroup="building-one", recursive=True)["thingGroups"]] == ["floor-1", "room-101"]

@@ -1,19 +1,24 @@
 """One HTTP port for every AWS service local core answers, routed by the service named in the
 SigV4 credential scope (`Authorization: AWS4-HMAC-SHA256 Credential=KEY/DATE/REGION/SERVICE/
 aws4_request, ...` or a presigned URL's `X-Amz-Credential`). The REGION of the same scope picks
-the registry a call sees. Signatures are not verified."""
+the registry a call sees. Signatures are verified only when credentials are configured
+(`guard.py`, which also keeps browsers and foreign Host names out)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
+from fleetsim.localcore.api.guard import Guard, guard_middleware
 from fleetsim.localcore.api.operations import HttpHandlers, RawService
 from fleetsim.localcore.api.restjson import RestJsonService, dumps
 from fleetsim.localcore.api.sts import StsService
 from fleetsim.localcore.api.unserved import not_served
 from fleetsim.localcore.scope import Scope
+
+LINGER_S = 1.0
 
 ServiceHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -79,7 +84,14 @@ def _scoped(raw: RawService, account_id: str, region_of: Callable[[web.Request],
     return handle
 
 
-def build_app(handlers: HttpHandlers, account_id: str, default_region: str) -> web.Application:
+def guard_middlewares(guard: Guard | None) -> list[Any]:
+    """The checks made before routing: loopback Host, no browser cross-site requests, and
+    SigV4 signatures when credentials are configured (`guard.py`)."""
+    return [guard_middleware(guard or Guard.of(), credential_scope)]
+
+
+def build_app(handlers: HttpHandlers, account_id: str, default_region: str,
+              guard: Guard | None = None) -> web.Application:
     services = build_services(handlers, account_id, default_region)
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -92,14 +104,18 @@ def build_app(handlers: HttpHandlers, account_id: str, default_region: str) -> w
             return not_served(request, service, list(services))
         return await handler(request)
 
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app = web.Application(client_max_size=64 * 1024 * 1024,
+                          middlewares=guard_middlewares(guard))
     app.router.add_route("*", "/{tail:.*}", dispatch)
     app["services"] = services
     return app
 
 
 async def start_api(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # An answer given before the body was read (413 past the cap) is followed by at most a
+    # second of discarding what the client still sends, not aiohttp's default ten.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           lingering_time=LINGER_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

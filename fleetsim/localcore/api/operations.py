@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from fleetsim.localcore.errors import invalid
 from fleetsim.localcore.scope import Scope
 
 S = TypeVar("S")
@@ -41,6 +42,16 @@ Handler = Callable[[Call[Any], dict[str, Any]], Any]
 # A whole service a feature serves itself (S3: its REST-XML is not model-driven here): the
 # aiohttp request and the caller's scope in, the response out.
 RawService = Callable[[Any, Scope], Awaitable[Any]]
+
+
+def needed(params: dict[str, Any], member: str) -> Any:
+    """A member the model leaves optional but the operation cannot do without (thingName of
+    UpdateThingGroupsForThing): InvalidRequestException in AWS's validation wording if absent."""
+    value = params.get(member)
+    if value is None:
+        raise invalid(f"1 validation error detected: Value null at '{member}' failed to "
+                      "satisfy constraint: Member must not be null")
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,13 @@ from urllib.parse import parse_qsl, unquote
 from aiohttp import web
 from botocore.loaders import Loader
 
+from fleetsim.localcore.api.body import read_capped
 from fleetsim.localcore.api.operations import Bound, Call
+from fleetsim.localcore.api.validation import (
+    ShapeValidator,
+    validation_error_code,
+    validation_message,
+)
 from fleetsim.localcore.errors import AwsError
 from fleetsim.localcore.scope import Scope
 
@@ -49,40 +55,6 @@ def dumps(value: Any) -> bytes:
 
 
 @dataclass(slots=True)
-class _Check:
-    """Validation of one top-level input member, as AWS's front end does it."""
-
-    member: str
-    kind: str
-    min: int | float | None = None
-    max: int | float | None = None
-    pattern: re.Pattern[str] | None = None
-    pattern_text: str = ""
-    enum: frozenset[str] | None = None
-
-    def errors(self, value: Any) -> list[str]:
-        out = []
-        shown = value if not isinstance(value, list | dict) else json.dumps(value)
-        if self.kind == "string" and isinstance(value, str):
-            if self.min is not None and len(value) < self.min:
-                out.append(f"Member must have length greater than or equal to {self.min}")
-            if self.max is not None and len(value) > self.max:
-                out.append(f"Member must have length less than or equal to {self.max}")
-            if self.pattern is not None and not self.pattern.fullmatch(value):
-                out.append("Member must satisfy regular expression pattern: "
-                           f"{self.pattern_text}")
-            if self.enum is not None and value not in self.enum:
-                out.append(f"Member must satisfy enum value set: [{', '.join(sorted(self.enum))}]")
-        elif self.kind in _INT_TYPES and isinstance(value, int):
-            if self.min is not None and value < self.min:
-                out.append(f"Member must have value greater than or equal to {self.min}")
-            if self.max is not None and value > self.max:
-                out.append(f"Member must have value less than or equal to {self.max}")
-        return [f"Value '{shown}' at '{self.member}' failed to satisfy constraint: {m}"
-                for m in out]
-
-
-@dataclass(slots=True)
 class _Route:
     name: str
     regex: re.Pattern[str]
@@ -91,8 +63,8 @@ class _Route:
     headers: list[tuple[str, str, str]]         # (header name, member, kind)
     body_members: frozenset[str]
     payload: tuple[str, str] | None             # (member, shape type)
-    required: tuple[str, ...]
-    checks: list[_Check]
+    input_shape: str | None
+    error_code: str
     out_headers: list[tuple[str, str]]          # (member, header name)
     out_payload: tuple[str, str] | None
     out_status_member: str | None
@@ -101,24 +73,6 @@ class _Route:
     is_async: bool = False
     literal_weight: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _compile_check(member: str, shape: dict[str, Any]) -> _Check | None:
-    kind = shape.get("type", "")
-    if kind not in ("string", *_INT_TYPES):
-        return None
-    pattern = None
-    text = shape.get("pattern", "")
-    if text:
-        try:
-            pattern = re.compile(text)
-        except re.error:  # a Java-only construct; AWS checks it, we cannot
-            pattern = None
-    enum = frozenset(shape["enum"]) if "enum" in shape else None
-    check = _Check(member, kind, shape.get("min"), shape.get("max"), pattern, text, enum)
-    if check.min is None and check.max is None and pattern is None and enum is None:
-        return None
-    return check
 
 
 class RestJsonService:
@@ -132,6 +86,7 @@ class RestJsonService:
         self.region_of = region_of
         model = model or Loader().load_service_model(service, "service-2")
         self._shapes: dict[str, Any] = model["shapes"]
+        self._validator = ShapeValidator(self._shapes)
         self._error_status = {name: shape.get("error", {}).get("httpStatusCode", 400)
                               for name, shape in self._shapes.items() if shape.get("exception")}
         self._routes: dict[str, list[_Route]] = {}
@@ -169,7 +124,7 @@ class RestJsonService:
             elif part:
                 pattern += re.escape(part)
                 weight += len(part)
-        query, headers, body, checks = [], [], set(), []
+        query, headers, body = [], [], set()
         for member, spec in members.items():
             shape = self._shapes[spec["shape"]]
             kind = shape["type"]
@@ -183,9 +138,6 @@ class RestJsonService:
                 headers.append((spec.get("locationName", member), member, kind))
             elif location not in ("uri", "headers"):
                 body.add(member)
-            check = _compile_check(member, shape)
-            if check is not None:
-                checks.append(check)
         payload = None
         if "payload" in input_shape:
             pname = input_shape["payload"]
@@ -203,7 +155,8 @@ class RestJsonService:
                 pname = out_shape["payload"]
                 out_payload = (pname, self._shapes[out_shape["members"][pname]["shape"]]["type"])
         return _Route(name, re.compile(pattern), labels, query, headers, frozenset(body),
-                      payload, tuple(input_shape.get("required", ())), checks, out_headers,
+                      payload, op.get("input", {}).get("shape"), validation_error_code(op),
+                      out_headers,
                       out_payload, out_status, op["http"].get("responseCode", 200),
                       literal_weight=weight)
 
@@ -265,11 +218,13 @@ class RestJsonService:
 
     @staticmethod
     def _convert(value: str, kind: str) -> Any:
+        """A query string or header value as its member's type. A value that is not of that
+        type is kept as the string it is, for validation to name it."""
         try:
             if kind in _INT_TYPES:
                 return int(value)
             if kind == "boolean":
-                return value.lower() == "true"
+                return {"true": True, "false": False}.get(value, value)
             if kind in _FLOAT_TYPES:
                 return float(value)
             if kind == "timestamp":
@@ -277,13 +232,13 @@ class RestJsonService:
                     return float(value)
                 except ValueError:
                     return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError as e:
-            raise AwsError("InvalidRequestException", f"Invalid value '{value}'") from e
+        except ValueError:
+            return value
         return value
 
     async def _read_body(self, route: _Route, request: web.Request,
                          params: dict[str, Any]) -> None:
-        raw = await request.read()
+        raw = await read_capped(request)
         if route.payload is not None:
             member, kind = route.payload
             if kind == "structure":
@@ -308,19 +263,16 @@ class RestJsonService:
         except ValueError as e:
             raise AwsError("SerializationException", f"Could not parse the request body: {e}"
                            ) from e
+        except RecursionError as e:
+            raise AwsError("SerializationException", "Could not parse the request body: "
+                           "JSON nested too deeply") from e
 
-    @staticmethod
-    def _validate(route: _Route, params: dict[str, Any]) -> None:
-        problems = [f"Value null at '{m}' failed to satisfy constraint: Member must not be null"
-                    for m in route.required if m not in params]
-        for check in route.checks:
-            if check.member in params:
-                problems += check.errors(params[check.member])
+    def _validate(self, route: _Route, params: dict[str, Any]) -> None:
+        if route.input_shape is None:
+            return
+        problems = self._validator.members(route.input_shape, params)
         if problems:
-            n = len(problems)
-            raise AwsError("InvalidRequestException",
-                           f"{n} validation error{'s' if n > 1 else ''} detected: "
-                           + "; ".join(problems))
+            raise AwsError(route.error_code, validation_message(problems))
 
     def _render(self, route: _Route, result: dict[str, Any] | None) -> web.Response:
         headers = {"x-amzn-RequestId": str(uuid.uuid4())}
@@ -353,7 +305,11 @@ class RestJsonService:
     def error_response(self, error: AwsError) -> web.Response:
         status = error.status or self._error_status.get(error.code, 400)
         body = {"message": error.message, **error.fields}
-        return web.Response(status=status, body=dumps(body), content_type="application/json",
-                            headers={"x-amzn-ErrorType": error.code,
-                                     "x-amzn-RequestId": str(uuid.uuid4())})
+        response = web.Response(status=status, body=dumps(body),
+                                content_type="application/json",
+                                headers={"x-amzn-ErrorType": error.code,
+                                         "x-amzn-RequestId": str(uuid.uuid4())})
+        if status == 413:
+            response.force_close()  # the rest of the body is not read
+        return response
 

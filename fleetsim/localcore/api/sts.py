@@ -8,10 +8,13 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
+from fleetsim.localcore.api.body import read_capped
+from fleetsim.localcore.errors import AwsError
+
 _NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 
 
-def _error(code: str, message: str, status: int = 400) -> web.Response:
+def error_response(code: str, message: str, status: int = 400) -> web.Response:
     body = (f'<ErrorResponse xmlns="{_NS}"><Error><Type>Sender</Type><Code>{code}</Code>'
             f"<Message>{escape(message)}</Message></Error>"
             f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
@@ -27,11 +30,15 @@ class StsService:
     async def handle(self, request: web.Request) -> web.Response:
         params = dict(parse_qsl(request.query_string))
         if request.method == "POST":
-            params |= dict(parse_qsl((await request.read()).decode()))
+            try:
+                body = await read_capped(request)
+            except AwsError as e:
+                return error_response(e.code, e.message, e.status or 400)
+            params |= dict(parse_qsl(body.decode(errors="replace")))
         action = params.get("Action")
         if action == "GetCallerIdentity":
             return self._get_caller_identity()
-        return _error("InvalidAction", f"Could not find operation {action} for version "
+        return error_response("InvalidAction", f"Could not find operation {action} for version "
                       f"{params.get('Version', '2011-06-15')}")
 
     def _get_caller_identity(self) -> web.Response:

@@ -54,24 +54,26 @@ def message(signing_name: str, metadata: dict[str, Any] | None, served: list[str
             f"{', '.join(sorted(served))}")
 
 
-def response(protocol: str, json_version: str | None, text: str) -> web.Response:
+def response(protocol: str, json_version: str | None, text: str, code: str = CODE,
+             status: int = STATUS) -> web.Response:
+    """An error in `protocol` (botocore's `metadata.protocol`)."""
     request_id = str(uuid.uuid4())
     if protocol in ("json", "rest-json"):
-        body = {"__type": CODE, "message": text}
+        body = {"__type": code, "message": text}
         content_type = (f"application/x-amz-json-{json_version or '1.1'}" if protocol == "json"
                         else "application/json")
-        return web.Response(status=STATUS, body=json.dumps(body).encode(),
+        return web.Response(status=status, body=json.dumps(body).encode(),
                             content_type=content_type,
-                            headers={"x-amzn-ErrorType": CODE, "x-amzn-RequestId": request_id,
-                                     "x-amzn-query-error": f"{CODE};Sender"})
+                            headers={"x-amzn-ErrorType": code, "x-amzn-RequestId": request_id,
+                                     "x-amzn-query-error": f"{code};Sender"})
     if protocol == "ec2":
-        xml = (f"<Response><Errors><Error><Code>{CODE}</Code><Message>{escape(text)}</Message>"
+        xml = (f"<Response><Errors><Error><Code>{code}</Code><Message>{escape(text)}</Message>"
                f"</Error></Errors><RequestID>{request_id}</RequestID></Response>")
     else:  # query, rest-xml
-        xml = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{CODE}</Code>"
+        xml = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>"
                f"<Message>{escape(text)}</Message></Error><RequestId>{request_id}</RequestId>"
                "</ErrorResponse>")
-    return web.Response(status=STATUS, text=xml, content_type="text/xml",
+    return web.Response(status=status, text=xml, content_type="text/xml",
                         headers={"x-amzn-RequestId": request_id})
 
 

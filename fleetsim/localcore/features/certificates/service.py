@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
@@ -55,6 +55,45 @@ def parse_pem(pem: str, what: str = "certificate") -> x509.Certificate:
                        f"The {what} is not a valid PEM-encoded X.509 certificate.") from e
 
 
+def _already_registered(scope: Scope, cert_id: str) -> AwsError:
+    return already_exists("The certificate is already provisioned or registered", cert_id,
+                          scope.arn("cert", cert_id))
+
+
+def check_validity(cert: x509.Certificate) -> None:
+    """RegisterCertificate refuses a certificate outside its validity period
+    (CertificateValidationException: "The certificate is invalid", AWS IoT API reference)."""
+    now = time.time()
+    if cert.not_valid_after_utc.timestamp() < now:
+        raise AwsError("CertificateValidationException",
+                       "The certificate is invalid: it expired on "
+                       f"{cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}.")
+    if cert.not_valid_before_utc.timestamp() > now:
+        raise AwsError("CertificateValidationException",
+                       "The certificate is invalid: it is not valid before "
+                       f"{cert.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}.")
+
+
+# "X.509 client certificates" (AWS IoT developer guide): the signing algorithms AWS IoT
+# supports are SHA256/384/512 with RSA, DSA with SHA256 and ECDSA with SHA256/384/512.
+_CSR_HASHES = {"sha256", "sha384", "sha512"}
+
+
+def check_csr_algorithm(csr_pem: str) -> None:
+    """A CSR signed with a hash AWS IoT does not support (SHA-1, MD5) is refused for its
+    algorithm, before its signature is checked."""
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem.encode())
+        algorithm = csr.signature_hash_algorithm
+    except (ValueError, UnsupportedAlgorithm):
+        return  # issue_for_csr says what is wrong with it
+    name = algorithm.name if algorithm is not None else "none"
+    if name not in _CSR_HASHES:
+        raise invalid(f"The certificate signing request is signed with {name.upper()}, a "
+                      "signature algorithm AWS IoT does not support: sign it with SHA-256, "
+                      "SHA-384 or SHA-512 (RSA, DSA or ECDSA).")
+
+
 class CertificatesService:
     def __init__(self, db: Database, bus: Bus, services: Services, ca: LocalCA,
                  key_type: KeyType, disconnect: Callable[[str], None],
@@ -88,8 +127,7 @@ class CertificatesService:
     def _add(self, scope: Scope, rec: CertificateRecord, just_in_time: bool = False
              ) -> CertificateRecord:
         if self._store.get_certificate(scope.region, rec.id) is not None:
-            raise already_exists("The certificate is already provisioned or registered",
-                                 rec.id, scope.arn("cert", rec.id))
+            raise _already_registered(scope, rec.id)
         rec = self._store.insert_certificate(scope.region, rec)
         if rec.mode == "SNI_ONLY":
             self._trust_anchor(rec.pem)
@@ -119,6 +157,7 @@ class CertificatesService:
     def create_certificate_from_csr(self, scope: Scope, csr_pem: str, active: bool, *,
                                     status: str | None = None) -> CertificateRecord:
         """`status` (e.g. PENDING_ACTIVATION for fleet provisioning) overrides `active`."""
+        check_csr_algorithm(csr_pem)
         try:
             cert = self._ca.authority.issue_for_csr(csr_pem.encode())
         except ValueError as e:
@@ -129,6 +168,8 @@ class CertificatesService:
     def register_certificate(self, scope: Scope, pem: str, ca_pem: str | None,
                              status: str) -> CertificateRecord:
         cert = parse_pem(pem)
+        self._require_new(scope, cert)
+        check_validity(cert)
         ca = self.issuing_ca(scope, cert)
         if ca_pem:
             ca_cert = parse_pem(ca_pem, "CA certificate")
@@ -147,7 +188,17 @@ class CertificatesService:
 
     def register_certificate_without_ca(self, scope: Scope, pem: str, status: str
                                         ) -> CertificateRecord:
-        return self._add(scope, certificate_record(parse_pem(pem), status, mode="SNI_ONLY"))
+        cert = parse_pem(pem)
+        self._require_new(scope, cert)
+        check_validity(cert)
+        return self._add(scope, certificate_record(cert, status, mode="SNI_ONLY"))
+
+    def _require_new(self, scope: Scope, cert: x509.Certificate) -> None:
+        """Registering a certificate already registered answers ResourceAlreadyExists before
+        any other check, as AWS does."""
+        cert_id = certificate_id(cert.public_bytes(Encoding.DER))
+        if self._store.get_certificate(scope.region, cert_id) is not None:
+            raise _already_registered(scope, cert_id)
 
     def update_certificate(self, scope: Scope, cert_id: str, new_status: str) -> None:
         cert = self.require_certificate(scope, cert_id)

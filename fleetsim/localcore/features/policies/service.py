@@ -3,6 +3,8 @@ effective policies of a set of targets. The only writer of this feature's tables
 
 from __future__ import annotations
 
+import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from fleetsim.localcore.bus import Bus
@@ -21,6 +23,10 @@ if TYPE_CHECKING:
 MAX_POLICY_VERSIONS = 5
 MAX_POLICIES_PER_TARGET = 10
 _GROUP = ":thinggroup/"
+# arn:PARTITION:iot:REGION:ACCOUNT:cert/ID or .../thinggroup/NAME, or a Cognito identity ID
+# (IdentityId pattern of botocore's cognito-identity model: [\w-]+:[0-9a-f-]+).
+_TARGET = re.compile(r"arn:[\w-]+:iot:[\w-]+:\d{12}:(cert/\w+|thinggroup/[\w:.-]+)"
+                     r"|[\w-]+:[0-9a-f-]+")
 
 
 def validate_document(document: str) -> None:
@@ -28,6 +34,22 @@ def validate_document(document: str) -> None:
         parse_policy_document(document)
     except PolicyDocumentError as e:
         raise AwsError("MalformedPolicyException", str(e)) from e
+
+
+def _stored_document(text: str | None) -> dict[str, Any]:
+    """A stored document as the evaluator reads it. One stored before create-policy checked
+    what it checks today is read as it is (the evaluator ignores statements it cannot read)
+    rather than refused, so a principal with such a policy still gets its other statements."""
+    if not text:
+        return {"Statement": []}
+    try:
+        return parse_policy_document(text)
+    except PolicyDocumentError:
+        try:
+            raw = json.loads(text)
+        except (ValueError, RecursionError):
+            return {"Statement": []}
+        return raw if isinstance(raw, dict) else {"Statement": []}
 
 
 class PoliciesService:
@@ -64,8 +86,8 @@ class PoliciesService:
             raise delete_conflict("The policy cannot be deleted as the policy is attached to "
                                   f"one or more principals (name={policy.name})")
         if len(self._store.policy_versions(scope.region, policy.name)) > 1:
-            raise delete_conflict("The policy cannot be deleted as versions other than than "
-                                  "default version exist")
+            raise delete_conflict("Cannot delete the policy because it has one or more policy "
+                                  f"versions attached to it (name={policy.name})")
         self._store.delete_policy(scope.region, policy.name)
         self._parsed = {k: v for k, v in self._parsed.items()
                         if k[:2] != (scope.region, policy.name)}
@@ -117,8 +139,12 @@ class PoliciesService:
     # --- attachments -------------------------------------------------------------------------
 
     def require_target(self, scope: Scope, target: str) -> None:
-        """A certificate ARN must name a registered certificate, a thing group ARN an existing
-        group."""
+        """A policy target is a certificate ARN (of a registered certificate), a thing group
+        ARN (of an existing group) or an Amazon Cognito identity ID ("AttachPolicy", AWS IoT
+        API reference); anything else is InvalidRequestException."""
+        if not _TARGET.fullmatch(target):
+            raise invalid(f"The target {target} is not a certificate ARN, a thing group ARN or "
+                          "an Amazon Cognito identity ID.")
         self._registry.require_principal(scope, target)
         if target.startswith("arn:") and _GROUP in target:
             self._registry.require_group(scope, target.split(_GROUP, 1)[1])
@@ -204,6 +230,5 @@ class PoliciesService:
         doc = self._parsed.get(key)
         if doc is None:
             text = self._store.document(region, name, version)
-            parsed = parse_policy_document(text) if text else {"Statement": []}
-            doc = self._parsed[key] = {**parsed, "PolicyName": name}
+            doc = self._parsed[key] = {**_stored_document(text), "PolicyName": name}
         return doc

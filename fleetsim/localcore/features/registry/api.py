@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fleetsim.localcore.api import paging
-from fleetsim.localcore.api.operations import Call, Operations
+from fleetsim.localcore.api.operations import Call, Operations, needed
 from fleetsim.localcore.errors import invalid
 from fleetsim.localcore.features.registry.records import (
     ThingGroupRecord,
@@ -198,12 +198,13 @@ def delete_thing_group(call: R, p: dict[str, Any]) -> None:
 
 @iot("ListThingGroups")
 def list_thing_groups(call: R, p: dict[str, Any]) -> dict[str, Any]:
-    parent = p.get("parentGroup")
-    recursive = p.get("recursive")
+    # recursive defaults to true with or without parentGroup ("ListThingGroups", AWS IoT API
+    # reference: "If true, return child groups as well"); false lists only the direct children
+    # of parentGroup, or only the root groups without it.
     page, last = call.service.list_thing_groups(
-        call.scope, paging.decode_int(p.get("nextToken")), paging.page_size(p), parent,
-        p.get("namePrefixFilter"),
-        recursive=bool(recursive) if parent else recursive is not False)
+        call.scope, paging.decode_int(p.get("nextToken")), paging.page_size(p),
+        p.get("parentGroup"), p.get("namePrefixFilter"),
+        recursive=p.get("recursive") is not False)
     return paging.listing("thingGroups", _group_refs(call.scope, [g.name for g in page]),
                           "nextToken", paging.next_token(last))
 
@@ -227,7 +228,7 @@ def remove_thing_from_thing_group(call: R, p: dict[str, Any]) -> None:
 
 @iot("UpdateThingGroupsForThing")
 def update_thing_groups_for_thing(call: R, p: dict[str, Any]) -> None:
-    call.service.update_thing_groups_for_thing(call.scope, p["thingName"],
+    call.service.update_thing_groups_for_thing(call.scope, needed(p, "thingName"),
                                                p.get("thingGroupsToAdd") or [],
                                                p.get("thingGroupsToRemove") or [])
 
