@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from fleetsim.errors import UserError
+from fleetsim.localcore.ca import ROOT_CA_FILE
 from fleetsim.localcore.core import (
     DEFAULT_API_PORT,
     DEFAULT_MQTT_PORT,
@@ -21,6 +22,7 @@ from fleetsim.localcore.core import (
     LocalCore,
     LocalCoreConfig,
 )
+from fleetsim.pki import load_certificate, load_private_key
 
 DEFAULT_STATE_DIR = Path(".fleetsim/localcore")
 INFO_FILE = "localcore.json"
@@ -128,6 +130,24 @@ def write_info(state_dir: Path, endpoints: Endpoints, region: str) -> None:
     tmp.replace(state_dir / INFO_FILE)
 
 
+def check_pem_files(state_dir: Path) -> None:
+    """UserError naming a key or certificate of the state dir that cannot be read (a
+    truncated or garbled file), before local core trips over it. Only pairs that are both
+    there are used (a missing one makes local core issue the pair again)."""
+    for cert, key in ((ROOT_CA_FILE, "root-ca.key"), ("server.pem", "server.key")):
+        if not ((state_dir / cert).exists() and (state_dir / key).exists()):
+            continue
+        for name, load, what in ((key, load_private_key, "private key"),
+                                 (cert, load_certificate, "certificate")):
+            path = state_dir / name
+            try:
+                load(path.read_bytes())
+            except (ValueError, TypeError, OSError) as e:
+                raise UserError(f"{path} is not a readable PEM {what} ({type(e).__name__}): "
+                                "restore it, or move the state directory away to start "
+                                "afresh (what local core held is then lost)") from e
+
+
 def _narrow_log_file() -> None:
     """When stderr is a log file (a run starts local core with its output in
     `localcore.log`), make it 0600: it names clients and certificates."""
@@ -143,6 +163,7 @@ async def serve(args: argparse.Namespace) -> None:
     private_directory(args.state_dir)
     if args.state_dir.parent.name == ".fleetsim":  # the default .fleetsim/localcore
         os.chmod(args.state_dir.parent, 0o700)
+    check_pem_files(args.state_dir)
     core = LocalCore(LocalCoreConfig(
         state_dir=args.state_dir, api_port=args.api_port, mqtt_port=args.mqtt_port,
         region=args.region, keys_and_certificate_key_type=args.keys_and_certificate_key_type))

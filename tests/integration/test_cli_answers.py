@@ -13,6 +13,7 @@ import pytest
 
 from fleetsim.localcore.launcher import RunningLocalCore
 from fleetsim.metrics import Metrics, write_json
+from fleetsim.pki import CertificateAuthority, certificate_pem, private_key_pem
 from tests.conftest import aws_env
 
 FLEETSIM = str(Path(sys.executable).parent / "fleetsim")  # the console script users run
@@ -97,6 +98,23 @@ def test_a_garbage_state_db(tmp_path: Path) -> None:
     assert one_sentence(out).startswith(
         "fleetsim: core/state.db is not a local core database (file is not a database): "
         "move it away")
+
+
+@pytest.mark.parametrize(("name", "partner"), [("root-ca.key", "root.ca.bundle.pem"),
+                                              ("server.pem", "server.key")])
+def test_a_truncated_key_or_certificate_in_the_state_dir(tmp_path: Path, name: str,
+                                                         partner: str) -> None:
+    state = tmp_path / "core"
+    state.mkdir()
+    (state / name).write_text("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEI")
+    ca = CertificateAuthority.create("a root")  # the partner is fine
+    (state / partner).write_bytes(private_key_pem(ca.key) if partner.endswith(".key")
+                                  else certificate_pem(ca.cert))
+    out = fleetsim("local", "serve", "--state-dir", "core", "--api-port", "0", "--mqtt-port",
+                   "0", cwd=tmp_path)
+    assert out.returncode == 1
+    what = "private key" if name.endswith(".key") else "certificate"
+    assert one_sentence(out).startswith(f"fleetsim: core/{name} is not a readable PEM {what}")
 
 
 def test_an_unknown_aws_profile(tmp_path: Path) -> None:
