@@ -24,7 +24,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from fleetsim.commands.run import run_command
+    from fleetsim.localcore.serve import private_directory
 
+    private_directory(args.state_dir)  # it holds private keys
     return run_command(args)
 
 
@@ -56,12 +58,25 @@ def _shard(text: str) -> tuple[int, int]:
     return k, n
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import fleetsim
+
+    try:
+        return version("fleetsim")
+    except PackageNotFoundError:
+        return fleetsim.__version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fleetsim.localcore.serve import add_arguments as add_serve_arguments
+    from fleetsim.localcore.serve import port_arguments, state_dir_path
 
     parser = argparse.ArgumentParser(
         prog="fleetsim",
         description="Simulate fleets of AWS IoT devices against AWS or an embedded local core.")
+    parser.add_argument("--version", action="version", version=f"fleetsim {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -83,18 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=_shard, metavar="K/N",
                    help="run only the K-th of N slices of every fleet (names stay global), "
                         "so several processes can split one fleet; merge with `report`")
-    p.add_argument("--state-dir", type=Path, default=STATE_DIR,
+    p.add_argument("--state-dir", type=state_dir_path, default=STATE_DIR,
                    help=f"where runs, identities and local core live (default {STATE_DIR})")
+    port_arguments(p, when=" when the run starts local core")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("cleanup", help="remove what earlier runs created (from their journals)")
     p.add_argument("--run", dest="run_id", help="only this run id (default: every pending run)")
-    p.add_argument("--state-dir", type=Path, default=STATE_DIR)
+    p.add_argument("--state-dir", type=state_dir_path, default=STATE_DIR)
     p.set_defaults(func=_cleanup)
 
-    p = sub.add_parser("report", help="print or merge JSON summaries")
+    p = sub.add_parser("report", help="print, compare or merge JSON summaries")
     p.add_argument("files", type=Path, nargs="+")
-    p.add_argument("--merge", action="store_true", help="merge the summaries (shards) into one")
+    p.add_argument("--merge", action="store_true",
+                   help="merge the summaries (shards of one run) into one; without it, "
+                        "several files are compared side by side")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the merged summary")
     p.set_defaults(func=_report)
 
@@ -122,6 +140,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fleetsim: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        sentence = _environment_error(e)
+        if sentence is None:
+            raise
+        print(f"fleetsim: {sentence}", file=sys.stderr)
+        return 1
+
+
+def _environment_error(e: Exception) -> str | None:
+    """One sentence for what the environment got wrong (a file that cannot be written, an AWS
+    profile or credentials that do not exist); None for a bug, which keeps its traceback."""
+    if type(e).__module__.startswith("botocore"):  # ProfileNotFound, NoCredentialsError, ...
+        return f"AWS: {e}"
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or e}"
+    return None
 
 
 if __name__ == "__main__":

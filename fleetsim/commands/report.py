@@ -1,26 +1,58 @@
-"""`fleetsim report`: print JSON summaries, or merge the summaries of several shards."""
+"""`fleetsim report`: print a JSON summary, compare several side by side, or merge the
+summaries of the shards of one run."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+from typing import Any
 
 from fleetsim.errors import UserError
 from fleetsim.metrics.recorder import merge
-from fleetsim.metrics.report import read_json, render_summary, write_json
+from fleetsim.metrics.report import read_summary, render_comparison, render_summary, write_json
+
+
+def _same_run(paths: list[Path], summaries: list[dict[str, Any]]) -> str | None:
+    """A sentence when two of the summaries are one and the same (run id and shard, or the
+    very same figures): merging them would count that run twice."""
+    seen: dict[str, Path] = {}
+    for path, summary in zip(paths, summaries, strict=True):
+        run_id = summary.get("run_id")
+        key = (f"run {run_id}" if run_id is not None
+               else "the same figures " + json.dumps(summary["metrics"], sort_keys=True))
+        if key in seen:
+            what = key if run_id is not None else "the same figures"
+            return (f"{seen[key]} and {path} are both {what}: merging a summary with itself "
+                    "would count it twice; merge the summaries of different shards")
+        seen[key] = path
+    return None
 
 
 def report_command(args: argparse.Namespace) -> int:
-    snapshots = []
+    summaries = []
     for path in args.files:
         try:
-            snapshots.append(read_json(path))
+            summaries.append(read_summary(path))
         except (OSError, ValueError, KeyError) as e:
             raise UserError(f"{path} is not a fleetsim JSON summary ({e})") from e
-    if args.merge or len(snapshots) > 1:
-        merged = merge(snapshots)
+    snapshots = [s["metrics"] for s in summaries]
+    if args.merge:
+        same = _same_run(args.files, summaries)
+        if same is not None:
+            raise UserError(same)
+        try:
+            merged = merge(snapshots)
+        except (ValueError, KeyError) as e:
+            raise UserError(f"cannot merge these summaries ({e})") from e
         print(render_summary(merged, title=f"Merged summary of {len(snapshots)} files"))
         if args.json:
             write_json(args.json, merged, merged_from=[str(p) for p in args.files])
+        return 0
+    if args.json:
+        raise UserError("--json writes a merged summary: add --merge")
+    if len(summaries) > 1:
+        print(render_comparison(summaries, [str(p) for p in args.files]))
         return 0
     print(render_summary(snapshots[0], title=str(args.files[0])))
     return 0

@@ -57,7 +57,8 @@ def run_command(args: argparse.Namespace) -> int:
     core: RunningLocalCore | None = None
     target: Target | None = None
     if scenario.target.kind == "local":
-        core = ensure_local_core(args.state_dir / "localcore")
+        core = ensure_local_core(args.state_dir / "localcore", api_port=args.api_port,
+                                 mqtt_port=args.mqtt_port)
         target = local_target(core)
         print(f"local core: API {target.api_url}, MQTT {target.mqtt_host}:{target.mqtt_port}"
               + (" (started for this run)" if core.process else " (already running)"))

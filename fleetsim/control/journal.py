@@ -52,7 +52,8 @@ class Journal:
     def _open(self) -> IO[str]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists() or self.path.stat().st_size == 0
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self._file = open(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),  # noqa: SIM115
+                          "a", encoding="utf-8")
         if fresh:
             self._write({"kind": "run", **self._header})
         return self._file

@@ -14,9 +14,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from fleetsim.errors import UserError
 from fleetsim.pki import (
     KeyType,
     build_csr,
@@ -29,6 +31,17 @@ from fleetsim.pki import (
 )
 
 _THING_NAME = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")  # AWS IoT's thing-name pattern
+_KEY_TYPES = ("ec-p256", "rsa-2048")
+
+
+class IdentityDamaged(UserError):
+    """A stored identity file is missing, unreadable or not what it should be."""
+
+    def __init__(self, path: Path, problem: str):
+        super().__init__(f"stored identity file {path} {problem}: delete the files of "
+                         f"{path.stem} in {path.parent} (or run `fleetsim cleanup`) to "
+                         "provision that device again")
+        self.path = path
 
 
 @dataclass(eq=False)
@@ -133,19 +146,28 @@ class IdentityStore:
                        cert_path=crt if identity.certificate_pem is not None else None)
 
     def load(self, thing_name: str) -> DeviceIdentity:
+        """The stored identity; IdentityDamaged names the file when one is missing or
+        corrupt (FileNotFoundError when nothing is stored for `thing_name`)."""
         key, crt, meta = self._paths(thing_name)
-        try:
-            info = json.loads(meta.read_text())
-            key_pem = key.read_bytes()
-        except FileNotFoundError as e:
+        if not key.exists() and not meta.exists():
             raise FileNotFoundError(f"no stored identity for {thing_name!r} in "
-                                    f"{self.directory}") from e
-        cert_pem = crt.read_bytes() if crt.exists() else None
+                                    f"{self.directory}")
+        info = _read_meta(meta, thing_name)
+        key_pem = _read(key)
+        try:
+            load_private_key(key_pem)
+        except (ValueError, TypeError) as e:
+            raise IdentityDamaged(key, "is not a readable PEM private key") from e
+        cert_pem = _read(crt) if info["certificate_id"] is not None or crt.exists() else None
+        if cert_pem is not None:
+            try:
+                load_certificate(cert_pem)
+            except ValueError as e:
+                raise IdentityDamaged(crt, "is not a readable certificate") from e
         return DeviceIdentity(
             fleet=info["fleet"], index=info["index"], thing_name=info["thing_name"],
             key_type=info["key_type"], private_key_pem=key_pem, certificate_pem=cert_pem,
-            certificate_id=info.get("certificate_id"),
-            certificate_arn=info.get("certificate_arn"),
+            certificate_id=info["certificate_id"], certificate_arn=info["certificate_arn"],
             key_path=key, cert_path=crt if cert_pem is not None else None,
         )
 
@@ -161,3 +183,31 @@ class IdentityStore:
     def delete(self, thing_name: str) -> None:
         for p in self._paths(thing_name):
             p.unlink(missing_ok=True)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as e:
+        raise IdentityDamaged(path, "is missing") from e
+    except OSError as e:
+        raise IdentityDamaged(path, f"cannot be read ({e.strerror or e})") from e
+
+
+def _read_meta(path: Path, thing_name: str) -> dict[str, Any]:
+    """The `.json` of an identity, checked field by field."""
+    try:
+        info = json.loads(_read(path))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise IdentityDamaged(path, "is not valid JSON") from e
+    fields: dict[str, tuple[type, ...]] = {
+        "fleet": (str,), "index": (int,), "thing_name": (str,), "key_type": (str,),
+        "certificate_id": (str, type(None)), "certificate_arn": (str, type(None))}
+    if not isinstance(info, dict):
+        raise IdentityDamaged(path, "is not a JSON object")
+    for name, types in fields.items():
+        if not isinstance(info.get(name), types) or isinstance(info.get(name), bool):
+            raise IdentityDamaged(path, f"has no valid {name!r}")
+    if info["thing_name"] != thing_name or info["key_type"] not in _KEY_TYPES:
+        raise IdentityDamaged(path, f"does not describe {thing_name} with a known key type")
+    return info

@@ -45,7 +45,8 @@ class DeviceSession:
                  *, tls: ssl.SSLContext | None = None, client_id: str | None = None,
                  keepalive: int = 60, timeout: float = 10.0, clean_session: bool = True,
                  max_queued_incoming: int = 0,
-                 reconnect: bool | ReconnectPolicy | None = None):
+                 reconnect: bool | ReconnectPolicy | None = None,
+                 connected_gauge: str = CONNECTED_GAUGE):
         self.identity = identity
         self.target = target
         self.metrics = metrics or Metrics()
@@ -66,6 +67,7 @@ class DeviceSession:
         self._closing = False
         self._inflight = 0
         self._last_op = "mqtt.connect"
+        self._gauge = connected_gauge  # counts this session while it is connected
 
     # --- state -------------------------------------------------------------------------------
 
@@ -123,7 +125,7 @@ class DeviceSession:
             lost.set_result(e.kind)
             raise
         self._client = client
-        self.metrics.gauge(CONNECTED_GAUGE, 1)
+        self.metrics.gauge(self._gauge, 1)
 
     async def _connect(self, client: FleetClient) -> None:
         try:
@@ -158,7 +160,7 @@ class DeviceSession:
     def _mark_closed(self) -> None:
         if self._lost is not None and not self._lost.done():
             self._lost.set_result("closed")
-            self.metrics.gauge(CONNECTED_GAUGE, -1)
+            self.metrics.gauge(self._gauge, -1)
         self._end("closed")
 
     def force_close(self) -> None:
@@ -186,7 +188,7 @@ class DeviceSession:
             return
         kind = lost_kind(reason)
         lost.set_result(kind)
-        self.metrics.gauge(CONNECTED_GAUGE, -1)
+        self.metrics.gauge(self._gauge, -1)
         if not self._inflight:
             # Nothing in flight will raise it, so count it against what the device did last
             # (a QoS 0 publish the server refused shows up only this way).

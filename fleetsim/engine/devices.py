@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import aiomqtt
 
 OBSERVER_FLEET = "observer"
+OBSERVER_GAUGE = "observer.connected"
 _HINTS = {
     "disconnected_by_server": ": the broker closed the connection, which is how AWS IoT answers "
                               "a publish its policies do not allow (iot:Publish on the topic)",
@@ -157,7 +158,8 @@ async def start_observer(ctx: RunContext, client_id: str, created: dict[str, Any
                                                  created["certificateArn"])
     identity = IdentityStore(ctx.identities_dir, OBSERVER_FLEET).save(identity)
     session = DeviceSession(identity, ctx.target, ctx.metrics,
-                            tls=_tls(ctx).for_identity(identity), client_id=client_id)
+                            tls=_tls(ctx).for_identity(identity), client_id=client_id,
+                            connected_gauge=OBSERVER_GAUGE)  # not a device of the fleet
     try:
         await session.__aenter__()
         observer = Observer(session, topics, ctx.metrics, qos=qos)

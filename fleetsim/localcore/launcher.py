@@ -114,13 +114,16 @@ def spawn_local_core(state_dir: Path, log_path: Path, *, api_port: int | None = 
     return RunningLocalCore(json.loads(info_file.read_text()), process, state_dir)
 
 
-def ensure_local_core(state_dir: Path) -> RunningLocalCore:
-    """The local core running in `state_dir`, or a new one (stopped by `.stop()`)."""
+def ensure_local_core(state_dir: Path, *, api_port: int | None = None,
+                      mqtt_port: int | None = None) -> RunningLocalCore:
+    """The local core running in `state_dir`, or a new one on these ports (stopped by
+    `.stop()`)."""
     info = running_info(state_dir)
     if info is not None:
         return RunningLocalCore(info, None, state_dir)
     # Its own session: Ctrl-C in the terminal reaches fleetsim, which then stops it cleanly.
-    return spawn_local_core(state_dir, state_dir / "localcore.log", new_session=True)
+    return spawn_local_core(state_dir, state_dir / "localcore.log", api_port=api_port,
+                            mqtt_port=mqtt_port, new_session=True)
 
 
 def local_target(core: RunningLocalCore) -> Target:

@@ -8,11 +8,13 @@ import json
 import logging
 import os
 import signal
+import stat
 import sys
 from pathlib import Path
 
 from fleetsim.errors import UserError
 from fleetsim.localcore.api.guard import parse_credentials
+from fleetsim.localcore.ca import ROOT_CA_FILE
 from fleetsim.localcore.core import (
     DEFAULT_API_PORT,
     DEFAULT_MQTT_PORT,
@@ -21,13 +23,59 @@ from fleetsim.localcore.core import (
     LocalCore,
     LocalCoreConfig,
 )
+from fleetsim.pki import load_certificate, load_private_key
 
 DEFAULT_STATE_DIR = Path(".fleetsim/localcore")
 INFO_FILE = "localcore.json"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+KEY_TYPES = ("rsa-2048", "ec-p256")
+API_PORT_ENV, MQTT_PORT_ENV = "FLEETSIM_LOCAL_API_PORT", "FLEETSIM_LOCAL_MQTT_PORT"
 
 
-def _port_default(env: str, fallback: int) -> int:
-    return int(os.environ.get(env, fallback))
+def parse_port(text: str) -> int:
+    """A TCP port, 0 (any free port) to 65535; for argparse `type=`."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535; "
+                                         "0 = any free port)") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is out of range: a port is 0-65535 "
+                                         "(0 = any free port)")
+    return port
+
+
+def state_dir_path(text: str) -> Path:
+    """A directory that is or will be fleetsim's; for argparse `type=`."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")
+    return path
+
+
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name, default)
+    if value not in choices:
+        raise UserError(f"${name} is {value!r}; it must be one of {', '.join(choices)}")
+    return value
+
+
+def _env_port(name: str, default: int) -> int:
+    try:
+        return parse_port(os.environ.get(name, str(default)))
+    except argparse.ArgumentTypeError as e:
+        raise UserError(f"${name}: {e}") from None
+
+
+def port_arguments(parser: argparse.ArgumentParser, *, when: str = "") -> None:
+    """`--api-port` and `--mqtt-port` (None when not given: then the environment or the
+    default applies, see `resolve_environment`)."""
+    parser.add_argument("--api-port", type=parse_port,
+                        help=f"HTTP port of the AWS API{when} (default {DEFAULT_API_PORT} or "
+                             f"${API_PORT_ENV}; 0 = any free port)")
+    parser.add_argument("--mqtt-port", type=parse_port,
+                        help=f"MQTT over TLS port{when} (default {DEFAULT_MQTT_PORT} or "
+                             f"${MQTT_PORT_ENV}; 0 = any free port)")
 
 
 def _credentials(text: str) -> dict[str, str]:
@@ -38,27 +86,19 @@ def _credentials(text: str) -> dict[str, str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+    parser.add_argument("--state-dir", type=state_dir_path, default=DEFAULT_STATE_DIR,
                         help="where state (SQLite), the root CA and keys live "
                              f"(default {DEFAULT_STATE_DIR})")
-    parser.add_argument("--api-port", type=int,
-                        default=_port_default("FLEETSIM_LOCAL_API_PORT", DEFAULT_API_PORT),
-                        help=f"HTTP port of the AWS API (default {DEFAULT_API_PORT} or "
-                             "$FLEETSIM_LOCAL_API_PORT; 0 = any free port)")
-    parser.add_argument("--mqtt-port", type=int,
-                        default=_port_default("FLEETSIM_LOCAL_MQTT_PORT", DEFAULT_MQTT_PORT),
-                        help=f"MQTT over TLS port (default {DEFAULT_MQTT_PORT} or "
-                             "$FLEETSIM_LOCAL_MQTT_PORT; 0 = any free port)")
-    parser.add_argument("--region", default=os.environ.get("FLEETSIM_LOCAL_REGION", DEFAULT_REGION),
+    port_arguments(parser)
+    parser.add_argument("--region",
                         help=f"the region the MQTT endpoint serves (default {DEFAULT_REGION} or "
                              "$FLEETSIM_LOCAL_REGION); the API serves every region, each call "
                              "the one its credential scope names")
-    parser.add_argument("--log-level", default=os.environ.get("FLEETSIM_LOCAL_LOG_LEVEL", "INFO"),
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="what local core logs (default INFO: refused connections and "
-                             "denied publishes, with client id and certificate id)")
-    parser.add_argument("--keys-and-certificate-key-type", choices=["rsa-2048", "ec-p256"],
-                        default=os.environ.get("FLEETSIM_LOCAL_KEY_TYPE", "rsa-2048"),
+    parser.add_argument("--log-level", choices=LOG_LEVELS,
+                        help="what local core logs (default INFO or $FLEETSIM_LOCAL_LOG_LEVEL: "
+                             "refused connections and denied publishes, with client id and "
+                             "certificate id)")
+    parser.add_argument("--keys-and-certificate-key-type", choices=KEY_TYPES,
                         help="key create-keys-and-certificate makes (default rsa-2048, as AWS; "
                              "or $FLEETSIM_LOCAL_KEY_TYPE)")
     parser.add_argument("--allow-host", action="append", metavar="NAME",
@@ -73,6 +113,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "$FLEETSIM_LOCAL_CREDENTIALS); default: signatures are not checked")
 
 
+def resolve_environment(args: argparse.Namespace) -> None:
+    """Fill what the command line left out from FLEETSIM_LOCAL_* or the defaults; UserError
+    names a variable whose value is not valid."""
+    if args.api_port is None:
+        args.api_port = _env_port(API_PORT_ENV, DEFAULT_API_PORT)
+    if args.mqtt_port is None:
+        args.mqtt_port = _env_port(MQTT_PORT_ENV, DEFAULT_MQTT_PORT)
+    if args.region is None:
+        args.region = os.environ.get("FLEETSIM_LOCAL_REGION", DEFAULT_REGION)
+    if args.log_level is None:
+        args.log_level = _env_choice("FLEETSIM_LOCAL_LOG_LEVEL", "INFO", LOG_LEVELS)
+    if args.keys_and_certificate_key_type is None:
+        args.keys_and_certificate_key_type = _env_choice("FLEETSIM_LOCAL_KEY_TYPE", "rsa-2048",
+                                                         KEY_TYPES)
+
+
+def private_directory(path: Path) -> None:
+    """Create `path` (and missing parents) readable by the owner only (0700); an existing
+    directory fleetsim made is narrowed to 0700 too."""
+    for directory in [*reversed(path.parents[:len(path.parts) - 1]), path]:
+        if not directory.exists():
+            directory.mkdir(mode=0o700)
+            os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
+    os.chmod(path, 0o700)
+
+
 def write_info(state_dir: Path, endpoints: Endpoints, region: str) -> None:
     info = {"pid": os.getpid(), "api_url": endpoints.api_url, "mqtt_host": endpoints.mqtt_host,
             "mqtt_port": endpoints.mqtt_port, "root_ca": str(endpoints.root_ca.resolve()),
@@ -82,7 +148,40 @@ def write_info(state_dir: Path, endpoints: Endpoints, region: str) -> None:
     tmp.replace(state_dir / INFO_FILE)
 
 
+def check_pem_files(state_dir: Path) -> None:
+    """UserError naming a key or certificate of the state dir that cannot be read (a
+    truncated or garbled file), before local core trips over it. Only pairs that are both
+    there are used (a missing one makes local core issue the pair again)."""
+    for cert, key in ((ROOT_CA_FILE, "root-ca.key"), ("server.pem", "server.key")):
+        if not ((state_dir / cert).exists() and (state_dir / key).exists()):
+            continue
+        for name, load, what in ((key, load_private_key, "private key"),
+                                 (cert, load_certificate, "certificate")):
+            path = state_dir / name
+            try:
+                load(path.read_bytes())
+            except (ValueError, TypeError, OSError) as e:
+                raise UserError(f"{path} is not a readable PEM {what} ({type(e).__name__}): "
+                                "restore it, or move the state directory away to start "
+                                "afresh (what local core held is then lost)") from e
+
+
+def _narrow_log_file() -> None:
+    """When stderr is a log file (a run starts local core with its output in
+    `localcore.log`), make it 0600: it names clients and certificates."""
+    try:
+        fd = sys.stderr.fileno()
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, 0o600)
+    except (OSError, ValueError):
+        pass
+
+
 async def serve(args: argparse.Namespace) -> None:
+    private_directory(args.state_dir)
+    if args.state_dir.parent.name == ".fleetsim":  # the default .fleetsim/localcore
+        os.chmod(args.state_dir.parent, 0o700)
+    check_pem_files(args.state_dir)
     core = LocalCore(LocalCoreConfig(
         state_dir=args.state_dir, api_port=args.api_port, mqtt_port=args.mqtt_port,
         region=args.region, keys_and_certificate_key_type=args.keys_and_certificate_key_type,
@@ -109,9 +208,13 @@ def run(args: argparse.Namespace) -> int:
     from fleetsim.runtime import raise_fd_limit, run_async
 
     raise_fd_limit()
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        resolve_environment(args)
+        # force: `fleetsim` configured logging for itself before calling this; local core's
+        # level is its own (--log-level), INFO by default.
+        logging.basicConfig(level=args.log_level, stream=sys.stderr, force=True,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        _narrow_log_file()
         run_async(serve(args))
     except UserError as e:
         print(f"fleetsim: {e}", file=sys.stderr, flush=True)

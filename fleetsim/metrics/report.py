@@ -13,6 +13,25 @@ from typing import Any
 from fleetsim.metrics.histogram import Histogram
 
 PERCENTILES = (50, 90, 99)
+# Rates the summary states: (label, timeline series).
+THROUGHPUT = (("connects", "mqtt.connect"), ("msgs sent", "mqtt.publish"),
+              ("msgs received", "messages.received"))
+
+
+def throughput(snapshot: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per label of THROUGHPUT seen in the run: the total, the seconds from its first to its
+    last event, the mean per second over those seconds and the busiest second."""
+    out: dict[str, dict[str, float]] = {}
+    for label, series in THROUGHPUT:
+        points = snapshot["timeline"].get(series) or []
+        if not points:
+            continue
+        total = sum(n for _, n in points)
+        seconds = points[-1][0] - points[0][0] + 1
+        out[label.replace(" ", "_")] = {"total": total, "seconds": seconds,
+                                        "mean_per_s": round(total / seconds, 1),
+                                        "peak_per_s": max(n for _, n in points)}
+    return out
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], indent: str = "  ") -> str:
@@ -68,6 +87,11 @@ def render_summary(snapshot: dict[str, Any], title: str | None = None,
                          sum(entry["errors"].values()), *(latency if h.count else ["-"] * 4)))
         out += ["Operations (latency in ms)",
                 _table(("step", "operation", "ok", "errors", "p50", "p90", "p99", "max"), rows)]
+    rates = throughput(snapshot)
+    if rates:
+        out += ["Throughput", _table(("rate", "mean", "peak", "total", "over"), [
+            (label.replace("_", " ") + "/s", f"{r['mean_per_s']:.1f}", int(r["peak_per_s"]),
+             int(r["total"]), f"{int(r['seconds'])} s") for label, r in rates.items()])]
     if snapshot["counters"] or snapshot["gauges"]:
         counters: list[tuple[str, Any]] = list(snapshot["counters"].items())
         counters += [(k + " (now)", v) for k, v in snapshot["gauges"].items()]
@@ -95,7 +119,7 @@ def render_summary(snapshot: dict[str, Any], title: str | None = None,
 
 def write_json(path: Path, snapshot: dict[str, Any], **extra: Any) -> None:
     """The machine-readable run summary; `extra` (e.g. scenario, target) goes alongside."""
-    data = {**extra, "metrics": snapshot}
+    data = {**extra, "throughput": throughput(snapshot), "metrics": snapshot}
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
     os.replace(tmp, path)
@@ -103,7 +127,50 @@ def write_json(path: Path, snapshot: dict[str, Any], **extra: Any) -> None:
 
 def read_json(path: Path) -> dict[str, Any]:
     """The metrics snapshot of a file written by `write_json`."""
-    return json.loads(path.read_text())["metrics"]
+    return read_summary(path)["metrics"]
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """The whole file written by `write_json` (run id, shard, ... and `metrics`)."""
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+        raise ValueError("no 'metrics' object")
+    return data
+
+
+def _figures(summary: dict[str, Any]) -> dict[str, str]:
+    """What `render_comparison` lines up: a summary's figures by name."""
+    snap = summary["metrics"]
+    steps = snap["steps"]
+    out = {"run": str(summary.get("run_id", "-")),
+           "passed": {True: "yes", False: "no"}.get(bool(summary["passed"]), "-")
+           if isinstance(summary.get("passed"), bool) else "-"}
+    if steps:
+        end = max(s["started_at"] + s["duration_s"] for s in steps)
+        out["duration"] = _duration(end - min(s["started_at"] for s in steps))
+        out["steps failed"] = str(sum(1 for s in steps if s["status"] == "failed"))
+    out["errors"] = str(sum(sum(e["errors"].values()) for e in snap["ops"]))
+    for label, r in throughput(snap).items():
+        out[label.replace("_", " ") + "/s (mean)"] = f"{r['mean_per_s']:.1f}"
+    hists: dict[str, Histogram] = {}
+    for entry in snap["ops"]:
+        hists.setdefault(entry["op"], Histogram()).merge(Histogram.from_dict(entry["latency_us"]))
+    for op, h in sorted(hists.items()):
+        out[f"{op} ok"] = str(h.count)
+        if h.count:
+            out[f"{op} p50 ms"] = _ms(h.percentile(50))
+            out[f"{op} p99 ms"] = _ms(h.percentile(99))
+    return out
+
+
+def render_comparison(summaries: Sequence[dict[str, Any]], names: Sequence[str]) -> str:
+    """Summaries side by side: one row per figure, one column per summary."""
+    figures = [_figures(s) for s in summaries]
+    rows: list[str] = []
+    for f in figures:
+        rows += [k for k in f if k not in rows]
+    table = _table(("", *names), [(k, *(f.get(k, "-") for f in figures)) for k in rows])
+    return f"Comparison of {len(summaries)} summaries\n{table}\n"
 
 
 def write_timeline_csv(path: Path, snapshot: dict[str, Any]) -> None:

@@ -17,9 +17,33 @@ from fleetsim.scenario.model import (
     unwrap_step,
 )
 from fleetsim.scenario.semantics import check_semantics
-from fleetsim.scenario.yaml_positions import Position, YamlDocument
+from fleetsim.scenario.yaml_positions import DocumentTooLarge, Position, YamlDocument
 
 Loc = tuple[str | int, ...]
+MAX_FILE_BYTES = 256 * 1024  # a large scenario is a few kilobytes
+
+
+def read_text(path: Path, limit: int = MAX_FILE_BYTES) -> str:
+    """The file as UTF-8 text; ScenarioInvalid (at FILE:1:1) when it cannot be read, is
+    larger than `limit` bytes, or is not UTF-8."""
+    label = str(path)
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise ScenarioInvalid([f"{label}:1:1: cannot read the scenario file "
+                               f"({e.strerror or e})"]) from e
+    if len(data) > limit:
+        raise ScenarioInvalid([f"{label}:1:1: the file is larger than {limit // 1024} KiB, "
+                               "the most a scenario may be"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ScenarioInvalid([f"{label}:1:1: the file is not UTF-8 text (byte "
+                               f"0x{data[e.start]:02x} at line {line}, column {column}); "
+                               "save it as UTF-8"]) from e
 
 
 def _dotted(loc: Loc) -> str:
@@ -71,16 +95,19 @@ def load_scenario(path: Path, models: StepModels, devices: int | None = None) ->
     passes the registered ones); raises ScenarioInvalid listing every problem with its
     position."""
     label = str(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ScenarioInvalid([f"{label}:1:1: cannot read the scenario file ({e.strerror})"]) from e
+    text = read_text(path)
     try:
         doc = YamlDocument(text)
+    except DocumentTooLarge as e:
+        mark = e.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise ScenarioInvalid([f"{label}:{line}:{col}: refused: {e.problem}"]) from e
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise ScenarioInvalid([f"{label}:{line}:{col}: not valid YAML: {e.problem}"]) from e
+    except yaml.YAMLError as e:  # e.g. a control character (a ReaderError, without a mark)
+        raise ScenarioInvalid([f"{label}:1:1: not valid YAML: {e}"]) from e
 
     def at(pos: Position, loc: Loc, msg: str) -> tuple[int, int, str]:
         where = f"{_dotted(loc)}: " if loc else ""
@@ -103,6 +130,8 @@ def load_scenario(path: Path, models: StepModels, devices: int | None = None) ->
         scenario = scenario_model(models).model_validate(data)
     except ValidationError as e:
         for err in e.errors():
+            if shape_problems and tuple(err["loc"]) == ("steps",):
+                continue  # "at least 1 step" when every step was refused above: said there
             loc, msg, at_key = _pydantic_message(err)
             loc = _original_loc(loc, kept)
             pos = doc.key_position(loc) if at_key else doc.position(loc)

@@ -157,14 +157,6 @@ class Scenario(Strict):
             return {"kind": value}
         return value
 
-    @model_validator(mode="after")
-    def _unique_fleets(self) -> Scenario:
-        names = [f.name for f in self.fleets]
-        dupes = {n for n in names if names.count(n) > 1}
-        if dupes:
-            raise ValueError(f"fleet names must be unique; repeated: {', '.join(sorted(dupes))}")
-        return self
-
     def fleet(self, name: str) -> Fleet:
         return next(f for f in self.fleets if f.name == name)
 

@@ -51,7 +51,12 @@ def template_problems(at: Loc, value: Any, names: set[str]) -> list[Problem]:
 def check_semantics(scenario: Scenario) -> list[Problem]:
     problems: list[Problem] = []
     scope = Scope({f.name: f for f in scenario.fleets})
+    first: dict[str, int] = {}
     for j, fleet in enumerate(scenario.fleets):
+        if fleet.name in first:
+            problems.append((("fleets", j, "name"), f"fleet name {fleet.name!r} is already used "
+                                                    f"by fleets[{first[fleet.name]}]"))
+        first.setdefault(fleet.name, j)
         loc: Loc = ("fleets", j, "thing_name")
         problems += template_problems(loc, fleet.thing_name, FLEET_NAMES)
         if fleet.count > 1 and "{index" not in fleet.thing_name:

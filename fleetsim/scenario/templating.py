@@ -33,23 +33,57 @@ _DYNAMIC: dict[str, Callable[[Mapping[str, Any]], Any]] = {
 }
 
 
-def _rand_int(lo: float, hi: float) -> int:
-    return random.randint(int(lo), int(hi))
-
-
-def _rand_float(lo: float, hi: float, digits: float = 2) -> float:
-    return round(random.uniform(lo, hi), int(digits))
-
-
-def _choice(*options: Any) -> Any:
-    return random.choice(options)
-
-
-_FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "rand_int": _rand_int,
-    "rand_float": _rand_float,
-    "choice": _choice,
+# A sample of each value, to check a `{name:format}` when the template is compiled.
+_SAMPLES: dict[str, Any] = {
+    "fleet": "f", "prefix": "p", "thing_name": "t", "client_id": "c", "index": 1, "seq": 1,
+    "now": "2020-01-01T00:00:00.000+00:00", "date": "Wed Jan 01 00:00:00 UTC 2020",
+    "timestamp": 1, "timestamp_ms": 1,
 }
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_rand_int(args: tuple[Any, ...]) -> str | None:
+    if len(args) != 2 or not all(isinstance(a, int) for a in args):
+        return "takes two whole numbers"
+    if args[0] > args[1]:
+        return f"its low {args[0]} is above its high {args[1]}"
+    return None
+
+
+def _check_rand_float(args: tuple[Any, ...]) -> str | None:
+    if len(args) not in (2, 3) or not all(_number(a) for a in args):
+        return "takes two or three numbers"
+    if args[0] > args[1]:
+        return f"its low {args[0]} is above its high {args[1]}"
+    if len(args) == 3 and not (isinstance(args[2], int) and 0 <= args[2] <= 15):
+        return "its digits must be a whole number from 0 to 15"
+    return None
+
+
+def _check_choice(args: tuple[Any, ...]) -> str | None:
+    return None if args else "needs at least one option"
+
+
+@dataclass(frozen=True)
+class _Function:
+    usage: str  # as a scenario writes it
+    call: Callable[..., Any]
+    check: Callable[[tuple[Any, ...]], str | None]  # what is wrong with these arguments
+
+
+_FUNCTIONS: dict[str, _Function] = {
+    "rand_int": _Function("rand_int(low, high)",
+                          lambda lo, hi: random.randint(lo, hi), _check_rand_int),
+    "rand_float": _Function("rand_float(low, high[, digits])",
+                            lambda lo, hi, digits=2: round(random.uniform(lo, hi), digits),
+                            _check_rand_float),
+    "choice": _Function("choice(option, ...)", lambda *options: random.choice(options),
+                        _check_choice),
+}
+_USAGES = ", ".join(f.usage for _, f in sorted(_FUNCTIONS.items()))
 
 # `${...}` is an IoT policy variable (`${iot:ClientId}`), left for AWS IoT to resolve.
 _PLACEHOLDER = re.compile(r"\$\{[^{}]*\}|\{\{|\}\}|\{([^{}]*)\}")
@@ -69,6 +103,20 @@ def _parse_args(text: str, where: str) -> list[Any]:
             raise TemplateError(f"{where}: argument {raw!r} is neither a number nor a quoted "
                                 "string") from e
     return args
+
+
+def _check_format(where: str, name: str, fmt: str) -> None:
+    """`fmt` must format `name`'s values: `{index:04d}` does, `{index:xyz}` does not."""
+    samples = [_SAMPLES[name]] if name in _SAMPLES else [1, "x"]
+    for sample in samples:
+        try:
+            format(sample, fmt)
+            return
+        except (ValueError, TypeError):
+            continue
+    kind = "a number" if isinstance(samples[0], int) else "text"
+    raise TemplateError(f"{where}: {fmt!r} is not a format for {name} ({kind}); write e.g. "
+                        + ("{" + name + ":04d}" if kind == "a number" else "{" + name + ":>10}"))
 
 
 @dataclass(frozen=True)
@@ -113,25 +161,25 @@ class Template:
 
     def _compile(self, expr: str, names: set[str]) -> _Part:
         where = f"placeholder {{{expr}}}"
+        known = f"known names: {', '.join(sorted(names | set(_DYNAMIC)))}; functions: {_USAGES}"
         call = _CALL.match(expr)
         if call:
             func = _FUNCTIONS.get(call.group(1))
             if func is None:
-                raise TemplateError(f"{where}: unknown function {call.group(1)!r}; known: "
-                                    + ", ".join(sorted(_FUNCTIONS)))
+                raise TemplateError(f"{where}: unknown function {call.group(1)!r}; {known}")
             args = tuple(_parse_args(call.group(2), where))
-            try:
-                func(*args)
-            except TypeError as e:
-                raise TemplateError(f"{where}: wrong arguments ({e})") from e
-            return _Part(func=func, args=args)
+            wrong = func.check(args)
+            if wrong is not None:
+                raise TemplateError(f"{where}: wrong arguments: {func.usage} {wrong}")
+            return _Part(func=func.call, args=args)
         m = _NAME.match(expr)
         if not m:
-            raise TemplateError(f"{where} is not a name or a function call")
+            raise TemplateError(f"{where} is not a name or a function call; {known}")
         name, fmt = m.group(1), m.group(2) or ""
         if name not in names and name not in _DYNAMIC:
-            known = sorted(names | set(_DYNAMIC))
-            raise TemplateError(f"unknown {where}; known names: {', '.join(known)}")
+            raise TemplateError(f"unknown {where}; {known}")
+        if fmt:
+            _check_format(where, name, fmt)
         return _Part(name=name, fmt=fmt)
 
     def render(self, ctx: Mapping[str, Any]) -> Any:

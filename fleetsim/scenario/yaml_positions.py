@@ -1,4 +1,8 @@
-"""YAML loading that remembers where every value came from, so errors can name FILE:LINE:COL."""
+"""YAML loading that remembers where every value came from, so errors can name FILE:LINE:COL.
+
+Aliases are counted as what they expand to while the document is composed, and a document
+that expands past `MAX_NODES` values or nests deeper than `MAX_DEPTH` is refused: an alias
+bomb (`a: &a [x, x]`, `b: &b [*a, *a]`, ...) is a few lines that expand exponentially."""
 
 from __future__ import annotations
 
@@ -6,6 +10,54 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+
+MAX_NODES = 100_000  # values after alias expansion; a large scenario has a few hundred
+MAX_DEPTH = 64  # mappings and lists within each other
+
+
+class DocumentTooLarge(yaml.MarkedYAMLError):
+    """The document expands past MAX_NODES or nests past MAX_DEPTH (problem_mark: where)."""
+
+
+class _CountingLoader(yaml.SafeLoader):
+    """Composes as SafeLoader does, keeping the expanded size of every node: an alias
+    counts as the whole value it refers to, so the total is what construction would build."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self._sizes: dict[int, int] = {}  # id(node) -> values it expands to
+        self._total = 0
+        self._depth = 0
+
+    def _refuse(self, problem: str) -> DocumentTooLarge:
+        return DocumentTooLarge(problem=problem, problem_mark=self.peek_event().start_mark)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            anchor = self.peek_event().anchor
+            target = self.anchors.get(anchor)
+            if target is not None and id(target) not in self._sizes:
+                raise self._refuse(f"alias *{anchor} refers to a value that contains it")
+            size = self._sizes.get(id(target), 0) if target is not None else 0
+            self._add(size)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise self._refuse(f"values are nested more than {MAX_DEPTH} levels deep")
+        before = self._total
+        self._add(1)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._sizes[id(node)] = self._total - before
+        return node
+
+    def _add(self, n: int) -> None:
+        self._total += n
+        if self._total > MAX_NODES:
+            raise self._refuse(f"the document expands to more than {MAX_NODES:,} values "
+                               "(through aliases or sheer size)")
 
 
 @dataclass(frozen=True)
@@ -18,7 +70,11 @@ class YamlDocument:
     """Parsed data plus the node tree it came from."""
 
     def __init__(self, text: str):
-        self.root = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _CountingLoader(text)
+        try:
+            self.root = loader.get_single_node()
+        finally:
+            loader.dispose()
         self.data: Any = (
             yaml.SafeLoader(text).construct_document(self.root) if self.root is not None else None
         )

@@ -66,9 +66,9 @@ async def test_key_material_never_in_repr_or_logs(tmp_path: Path, ca: Certificat
     assert "PRIVATE" not in meta
 
 
-def test_saving_an_identity_without_certificate(tmp_path: Path) -> None:
+async def test_saving_an_identity_without_certificate(tmp_path: Path) -> None:
     store = IdentityStore(tmp_path, "f")
-    identity = DeviceIdentity("f", 0, "dev", "ec-p256", b"-----BEGIN EC PRIVATE KEY-----\n")
+    identity = await KeyFactory().new_identity("f", 0, "dev")
     saved = store.save(identity)
     assert saved.cert_path is None
     assert store.load("dev").certificate_pem is None

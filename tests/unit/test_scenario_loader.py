@@ -122,7 +122,8 @@ def test_shadow_steps_are_checked(tmp_path: Path) -> None:
         "5:21: steps[1].shadow_desired.wait: waiting for convergence needs a 'shadow' step "
         "(classic) for fleet 's' before this one, or 'wait: false'",
         "5:41: steps[1].shadow_desired.desired: unknown placeholder {bogus}; known names: "
-        "client_id, date, fleet, index, now, prefix, thing_name, timestamp, timestamp_ms",
+        "client_id, date, fleet, index, now, prefix, thing_name, timestamp, timestamp_ms; "
+        "functions: choice(option, ...), rand_float(low, high[, digits]), rand_int(low, high)",
         "8:32: steps[4].expect.shadows[0].fleet: no fleet named 'nope' (fleets: s)"]
 
 

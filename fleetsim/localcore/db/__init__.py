@@ -9,6 +9,7 @@ the epoch moves, so the broker re-resolves the Principals it caches. Nobody bump
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fleetsim.errors import UserError
 from fleetsim.localcore.db.migrations import apply_migrations
 
 __all__ = ["Database", "columns"]
@@ -32,6 +34,17 @@ def _written_table(sql: str) -> str:
     return m.group(1).lower()
 
 
+def _private_file(path: Path) -> None:
+    """Create the database file 0600 (SQLite gives its -wal and -shm files the database
+    file's permissions), and narrow one made before to 0600."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.chmod(side, 0o600)
+
+
 def columns(row: sqlite3.Row) -> dict[str, Any]:
     """A row as {column name: value}, to build a record by name."""
     return dict(zip(row.keys(), tuple(row), strict=True))
@@ -45,10 +58,16 @@ class Database:
     def __init__(self, path: Path, default_region: str):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        _private_file(path)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                    cached_statements=256)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as e:  # "file is not a database"
+            self._db.close()
+            raise UserError(f"{path} is not a local core database ({e}): move it away (or "
+                            "delete it, losing local core's state) and start again") from e
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=OFF")
         self._depth = 0  # of nested `transaction()` blocks
