@@ -8,6 +8,10 @@ code 0x80 in SUBACK; QoS 2 requests get neither PUBACK nor SUBACK.
 
 A certificate the Authority does not know is offered to the broker's `unknown_certificate` hook
 (JITP/JITR) before the connection is refused; reading pauses while the hook runs.
+
+Faults stay with one connection: an exception while handling a client's packet, authorizing it
+(`Authorizer.allowed` never raises) or delivering to it is logged once with its client id and
+closes that connection only (`fail`); the publisher and every other subscriber are served.
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ class BrokerPort(Protocol):
 
 
 class Connection(asyncio.Protocol):
-    __slots__ = ("_buf", "_out", "_pending", "authz", "broker", "cert_der", "certificate_id",
+    __slots__ = ("_buf", "_failed", "_out", "_pending", "authz", "broker", "cert_der", "certificate_id",
                  "client_id", "closing", "connected", "created", "keepalive", "last_rx",
                  "peer_ip", "session", "session_id", "transport", "version", "will")
 
@@ -95,6 +99,7 @@ class Connection(asyncio.Protocol):
         self._buf = b""
         self._out: list[bytes] | None = None
         self._pending: asyncio.Task[None] | None = None  # CONNECT waiting for the hook
+        self._failed = False
 
     # --- transport callbacks -----------------------------------------------------------------
 
@@ -147,6 +152,10 @@ class Connection(asyncio.Protocol):
             log.debug("client %r: malformed packet: %s", self.client_id, e)
             self.drop(lifecycle.CLIENT_ERROR)
             return
+        except Exception:
+            self.fail("handling its packet")
+            self.drop(lifecycle.SERVER_INITIATED_DISCONNECT)
+            return
         self._buf = data[pos:] if pos < end else b""
 
     # --- output ------------------------------------------------------------------------------
@@ -181,6 +190,19 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
         self.broker.on_disconnect(self, reason)
+
+    def fail(self, what: str) -> None:
+        """Call from an `except` block: an exception while `what` for this client. Logged
+        once; the connection closes after the current work (never inside someone else's
+        delivery), and nobody else is affected."""
+        if not self._failed:
+            self._failed = True
+            log.exception("client %r: failed %s; disconnecting it", self.client_id, what)
+        self._close_soon()
+
+    def _close_soon(self) -> None:
+        if not self.closing:
+            self.broker.loop.call_soon(self.drop, lifecycle.SERVER_INITIATED_DISCONNECT)
 
     def _cancel_pending(self) -> None:
         if self._pending is not None:
@@ -265,7 +287,12 @@ class Connection(asyncio.Protocol):
         if self.closing:
             return
         self._pending = None
-        self._authorize(packet, attributes, principal, self.broker.authority.epoch)
+        try:
+            self._authorize(packet, attributes, principal, self.broker.authority.epoch)
+        except Exception:
+            self.fail("authorizing its CONNECT")
+            self.drop(lifecycle.SERVER_INITIATED_DISCONNECT)
+            return
         if not self.closing:
             transport.resume_reading()
             if self._buf:
@@ -276,6 +303,7 @@ class Connection(asyncio.Protocol):
         broker, client_id = self.broker, self.client_id
         self.authz = Authorizer(broker.authority, self.cert_der, client_id, attributes,
                                 broker.arn_prefix, principal, epoch)
+        self.authz.on_failed = self._close_soon  # it has logged why
         # Unknown or inactive certificate, or iot:Connect denied: AWS IoT hangs up, no CONNACK.
         if not self.authz.allowed("iot:Connect", "client", client_id):
             log.info("client %r (certificate %s) refused: %s", client_id,

@@ -285,18 +285,28 @@ class Broker:
         encoded = codec.encode_topic(topic)
         packet = None  # one QoS 0 encoding serves every QoS 0 subscriber
         for session, granted in targets:
-            authz = session.authz
-            if authz is None or not authz.allowed("iot:Receive", "topic", topic):
-                continue  # AWS: a message the subscriber may not receive is not delivered
-            if qos and granted:
-                session.send_qos1(encoded, payload)
-                continue
-            conn = session.conn
-            if conn is None or conn.congested():
-                continue
-            if packet is None:
-                packet = codec.publish(encoded, payload)
-            conn.send(packet)
+            try:
+                authz = session.authz
+                if authz is None or not authz.allowed("iot:Receive", "topic", topic):
+                    continue  # AWS: a message the subscriber may not receive is not delivered
+                if qos and granted:
+                    session.send_qos1(encoded, payload)
+                    continue
+                conn = session.conn
+                if conn is None or conn.congested():
+                    continue
+                if packet is None:
+                    packet = codec.publish(encoded, payload)
+                conn.send(packet)
+            except Exception:  # costs this subscriber only: the others are still served
+                self._failed(session, f"delivering a message on {topic!r}")
+
+    def _failed(self, session: Session, what: str) -> None:
+        conn = self.clients.get(session.client_id)
+        if conn is not None and conn.session is session:
+            conn.fail(what)
+        else:
+            log.exception("client %r (offline): failed %s", session.client_id, what)
 
     # --- output batching and housekeeping ----------------------------------------------------
 
@@ -321,11 +331,14 @@ class Broker:
 
     def _sweep_once(self, now: float) -> None:
         for conn in list(self.connections):
-            if conn.connected:
-                if now - conn.last_rx > conn.keepalive:
-                    conn.drop(lifecycle.MQTT_KEEP_ALIVE_TIMEOUT)
-            elif now - conn.created > self.connect_timeout:
-                conn.drop(lifecycle.CLIENT_ERROR)
+            try:
+                if conn.connected:
+                    if now - conn.last_rx > conn.keepalive:
+                        conn.drop(lifecycle.MQTT_KEEP_ALIVE_TIMEOUT)
+                elif now - conn.created > self.connect_timeout:
+                    conn.drop(lifecycle.CLIENT_ERROR)
+            except Exception:
+                conn.fail("closing it after a timeout")
         expired = [s for s in self._offline.values() if s.expires_at <= now]
         for session in expired:
             del self._offline[session.client_id]
