@@ -59,6 +59,8 @@ class BrokerPort(Protocol):
 
     def schedule_flush(self, conn: Connection) -> None: ...
 
+    def accepted(self, now: float) -> None: ...
+
     def attach(self, conn: Connection, clean_session: bool) -> bool: ...
 
     def on_connected(self, conn: Connection) -> None: ...
@@ -76,9 +78,9 @@ class BrokerPort(Protocol):
 
 
 class Connection(asyncio.Protocol):
-    __slots__ = ("_buf", "_failed", "_out", "_pending", "authz", "broker", "cert_der", "certificate_id",
-                 "client_id", "closing", "connected", "created", "keepalive", "last_rx",
-                 "peer_ip", "session", "session_id", "transport", "version", "will")
+    __slots__ = ("_buf", "_failed", "_out", "_pending", "authz", "broker", "cert_der",
+                 "certificate_id", "client_id", "closing", "connected", "created", "keepalive",
+                 "last_rx", "peer_ip", "session", "session_id", "transport", "version", "will")
 
     def __init__(self, broker: BrokerPort):
         self.broker = broker
@@ -95,7 +97,8 @@ class Connection(asyncio.Protocol):
         self.connected = False
         self.closing = False
         self.keepalive = 0.0
-        self.created = self.last_rx = broker.loop.time()
+        self.created = self.last_rx = now = broker.loop.time()
+        broker.accepted(now)
         self._buf = b""
         self._out: list[bytes] | None = None
         self._pending: asyncio.Task[None] | None = None  # CONNECT waiting for the hook
@@ -213,38 +216,38 @@ class Connection(asyncio.Protocol):
 
     def _packet(self, first: int, body: bytes) -> None:
         kind, flags = first >> 4, first & 0x0F
+        if kind != codec.PUBLISH:
+            expected = codec.CLIENT_FLAGS.get(kind)
+            if expected is None:  # a packet only servers send, or reserved type 0 or 15
+                raise MalformedPacket(f"unexpected packet type {kind}")
+            if flags != expected:  # [MQTT-2.2.2-2]
+                raise MalformedPacket(f"packet type {kind} with reserved flags {flags:#x}")
         if not self.connected:
-            if kind != codec.CONNECT:
+            if kind != codec.CONNECT:  # [MQTT-3.1.0-1]
                 raise MalformedPacket("first packet is not CONNECT")
             self._connect(codec.decode_connect(body))
         elif kind == codec.PUBLISH:
             self._publish(flags, body)
         elif kind == codec.PUBACK:
+            packet_id = codec.decode_ack(body)
             if self.session is not None:
-                self.session.acknowledge(codec.packet_id_of(body))
+                self.session.acknowledge(packet_id)
         elif kind == codec.PINGREQ:
+            codec.expect_empty(body, "PINGREQ")
             self.send(codec.PINGRESP_PACKET)
         elif kind == codec.SUBSCRIBE:
-            self._expect_flags(flags, 0x02)
             self._subscribe(*codec.decode_subscribe(body))
         elif kind == codec.UNSUBSCRIBE:
-            self._expect_flags(flags, 0x02)
             self._unsubscribe(*codec.decode_unsubscribe(body))
         elif kind == codec.DISCONNECT:
+            codec.expect_empty(body, "DISCONNECT")
             self.will = None
             self.drop(lifecycle.CLIENT_INITIATED_DISCONNECT)
-        elif kind == codec.CONNECT:
+        elif kind == codec.CONNECT:  # [MQTT-3.1.0-2]
             log.debug("client %r sent a second CONNECT", self.client_id)
             self.drop(lifecycle.CLIENT_ERROR)
-        elif kind in (codec.PUBREC, codec.PUBREL, codec.PUBCOMP):
-            pass  # AWS IoT does not support QoS 2 flows for MQTT 3: ignored
-        else:
-            raise MalformedPacket(f"unexpected packet type {kind}")
-
-    @staticmethod
-    def _expect_flags(flags: int, expected: int) -> None:
-        if flags != expected:
-            raise MalformedPacket("reserved flags are wrong")
+        else:  # PUBREC, PUBREL, PUBCOMP
+            codec.decode_ack(body)  # AWS IoT does not support QoS 2 for MQTT 3: ignored
 
     def _connect(self, packet: codec.Connect) -> None:
         broker = self.broker

@@ -18,7 +18,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fleetsim.localcore.broker import codec, lifecycle
+from fleetsim.localcore.broker import codec, lifecycle, memory
 from fleetsim.localcore.broker.connection import Connection
 from fleetsim.localcore.broker.router import Request, Router
 from fleetsim.localcore.broker.session import Session
@@ -58,6 +58,14 @@ class Broker:
         self.sweep_interval = 1.0
         self.session_expiry = SESSION_EXPIRY
         self.high_water = 512 * 1024  # QoS 0 messages to a subscriber this far behind are dropped
+        # Freed TLS memory goes back to the OS (`memory.py`) once this many connections were
+        # accepted and the last one's handshake deadline passed, or every trim_interval.
+        self.trim_after_connections = 100
+        self.trim_interval = 60.0
+        self.memory_trims = 0
+        self._accepted = self._accepted_at_trim = 0
+        self._last_accept = self._trimmed_at = 0.0
+        self._trim_task: asyncio.Task[None] | None = None
         self.connections: set[Connection] = set()
         self.clients: dict[str, Connection] = {}
         self._offline: dict[str, Session] = {}
@@ -95,6 +103,8 @@ class Broker:
     async def stop(self) -> None:
         if self._sweeper is not None:
             await cancel_and_wait(self._sweeper)
+        if self._trim_task is not None:
+            await self._trim_task
         await self.router.close()
         if self._server is not None:
             self._server.close()
@@ -120,6 +130,11 @@ class Broker:
                 conn.drop(lifecycle.AUTH_ERROR)
 
     # --- connections -------------------------------------------------------------------------
+
+    def accepted(self, now: float) -> None:
+        """A TCP connection was accepted (its `Connection` exists before the TLS handshake)."""
+        self._accepted += 1
+        self._last_accept = now
 
     def attach(self, conn: Connection, clean_session: bool) -> bool:
         """Bind a newly authorized connection to its session; True if a session was resumed."""
@@ -343,6 +358,23 @@ class Broker:
         for session in expired:
             del self._offline[session.client_id]
             self._discard(session)
+        if self._trim_due(now):
+            self._accepted_at_trim, self._trimmed_at = self._accepted, now
+            self._trim_task = self.loop.create_task(self._release_memory())
+
+    def _trim_due(self, now: float) -> bool:
+        new = self._accepted - self._accepted_at_trim
+        if not new or (self._trim_task is not None and not self._trim_task.done()):
+            return False
+        # Every handshake begun so far has completed or timed out: its memory is free.
+        settled = now - self._last_accept > self.handshake_timeout + self.sweep_interval
+        return (settled and new >= self.trim_after_connections
+                ) or now - self._trimmed_at >= self.trim_interval
+
+    async def _release_memory(self) -> None:
+        # In a thread: the loop keeps serving meanwhile (it takes tens of ms on a large heap).
+        await asyncio.to_thread(memory.release_free_memory)
+        self.memory_trims += 1
 
 
 class _Broadcast:
