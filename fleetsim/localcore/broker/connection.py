@@ -78,7 +78,7 @@ class BrokerPort(Protocol):
 
 
 class Connection(asyncio.Protocol):
-    __slots__ = ("_buf", "_failed", "_out", "_pending", "authz", "broker", "cert_der",
+    __slots__ = ("_buf", "_failed", "_need", "_out", "_pending", "authz", "broker", "cert_der",
                  "certificate_id", "client_id", "closing", "connected", "created", "keepalive",
                  "last_rx", "peer_ip", "session", "session_id", "transport", "version", "will")
 
@@ -99,7 +99,8 @@ class Connection(asyncio.Protocol):
         self.keepalive = 0.0
         self.created = self.last_rx = now = broker.loop.time()
         broker.accepted(now)
-        self._buf = b""
+        self._buf = bytearray()  # bytes of a packet not complete yet
+        self._need = 0  # how many bytes that packet needs, when its header is complete
         self._out: list[bytes] | None = None
         self._pending: asyncio.Task[None] | None = None  # CONNECT waiting for the hook
         self._failed = False
@@ -131,12 +132,19 @@ class Connection(asyncio.Protocol):
         if self.closing:
             return
         self.last_rx = self.broker.loop.time()
-        if self._pending is not None:  # the CONNECT is not answered yet: keep the rest
-            self._buf += data
+        buf = self._buf
+        if buf:
+            # Appending is amortised O(1): a client dribbling a large packet a byte at a time
+            # (one TLS record each) costs O(1) per byte, not a copy of everything so far.
+            buf += data
+            if self._pending is not None or len(buf) < self._need:
+                return
+            data, self._buf = bytes(buf), bytearray()
+        elif self._pending is not None:  # the CONNECT is not answered yet: keep the rest
+            buf += data
             return
-        if self._buf:
-            data = self._buf + data
         pos, end = 0, len(data)
+        need = 0
         try:
             while end - pos >= 2:
                 header = codec.frame_header(data, pos, MAX_PACKET)
@@ -144,6 +152,7 @@ class Connection(asyncio.Protocol):
                     break
                 start, length = header
                 if start + length > end:
+                    need = start + length - pos
                     break
                 self._packet(data[pos], data[start:start + length])
                 pos = start + length
@@ -159,7 +168,9 @@ class Connection(asyncio.Protocol):
             self.fail("handling its packet")
             self.drop(lifecycle.SERVER_INITIATED_DISCONNECT)
             return
-        self._buf = data[pos:] if pos < end else b""
+        if pos < end:
+            self._buf = bytearray(data[pos:] if pos else data)
+        self._need = need
 
     # --- output ------------------------------------------------------------------------------
 
