@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import fleet, localcore, shadows
+from bench import broker_hardening, fleet, localcore, shadows
 from bench.report import print_table, write_json
 
-BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows}
+BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
+              "broker-hardening": broker_hardening}
 
 
 def main(argv: list[str] | None = None) -> int:

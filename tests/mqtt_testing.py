@@ -188,6 +188,17 @@ async def running_broker(tmp_path: Path) -> AsyncIterator[Env]:
         await broker.stop()
 
 
+def client_hello() -> bytes:
+    """The first flight of a TLS client (a ClientHello), for clients that stop right there."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
 def policy(*statements: dict[str, Any]) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": list(statements)}
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +14,14 @@ import pytest
 from fleetsim.localcore.broker import codec
 from fleetsim.localcore.broker.connection import Connection
 from tests.mqtt_fuzz import FakeTransport
-from tests.mqtt_testing import Env, RawClient, next_publish, running_broker, subscribe
+from tests.mqtt_testing import (
+    Env,
+    RawClient,
+    client_hello,
+    next_publish,
+    running_broker,
+    subscribe,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -25,16 +31,6 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     async with running_broker(tmp_path) as running:
         running.broker.sweep_interval = 0.1
         yield running
-
-
-def client_hello() -> bytes:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    with pytest.raises(ssl.SSLWantReadError):
-        tls.do_handshake()
-    return outgoing.read()
 
 
 async def abandon_handshake(port: int, hello: bytes) -> None:
