@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import socket
 import ssl
 import statistics
 import time
@@ -45,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--handshake-rounds", type=int, default=10)
     group.add_argument("--handshakes-per-round", type=int, default=2000)
     group.add_argument("--dribblers", type=int, default=4, help="dribbling client processes")
+    group.add_argument("--dribble-rate", type=int, default=2000,
+                       help="one-byte TLS records per second per dribbler (0: flat out)")
     group.add_argument("--latency-samples", type=int, default=300)
     group.add_argument("--fuzz-cases", type=int, default=100_000)
     group.add_argument("--fuzz-seed", type=int, default=1)
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
             elif part == "dribbler":
                 with CoreProcess() as core:
                     result["dribbler"] = run_async(dribbler_latency(
-                        core, args.dribblers, args.latency_samples))
+                        core, args.dribblers, args.dribble_rate, args.latency_samples))
             else:
                 result["fuzz"] = run_async(fuzz(args.fuzz_seed, args.fuzz_cases))
         except Exception as e:  # a failed part is reported, the others still run
@@ -196,30 +199,49 @@ async def _latencies(port: int, pub_ctx: ssl.SSLContext, sub_ctx: ssl.SSLContext
 
 
 def _dribble_process(port: int, device: DeviceFiles, root_ca: str, seconds: float,
-                     sent: Any) -> None:
-    async def main() -> None:
-        ctx = _context(device, root_ca)
-        stream = (b"\x10" + codec.encode_length(100_000) + codec.encode_topic("MQTT")
-                  + b"\x04" * 100_000)
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                _, writer = await _open(port, ctx)
-                for i in range(len(stream)):
-                    writer.write(stream[i:i + 1])  # one write, one TLS record
-                    if i % 64 == 63:
-                        await writer.drain()
-                        with sent.get_lock():
-                            sent.value += 64
-                    if time.monotonic() >= deadline:
-                        break
-                writer.transport.abort()
-            except (OSError, ssl.SSLError):
-                await asyncio.sleep(0.1)
-    asyncio.run(main())
+                     rate: int, sent: Any) -> None:
+    """`rate` one-byte TLS records per second (0: flat out, 256 per socket write), TLS through
+    memory BIOs so that each byte written is its own record; reconnect whenever local core
+    closes the connection."""
+    batch = 256 if not rate else max(1, rate // 100)
+    ctx = _context(device, root_ca)
+    stream = (b"\x10" + codec.encode_length(100_000) + codec.encode_topic("MQTT")
+              + b"\x04" * 100_000)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sock = socket.create_connection(("127.0.0.1", port))
+        try:
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = ctx.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    sock.sendall(outgoing.read())
+                    data = sock.recv(65536)
+                    if not data:
+                        raise ConnectionError("closed during the handshake") from None
+                    incoming.write(data)
+            sock.sendall(outgoing.read())
+            for i in range(0, len(stream), batch):
+                for j in range(i, min(i + batch, len(stream))):
+                    tls.write(stream[j:j + 1])  # one record per byte
+                sock.sendall(outgoing.read())
+                with sent.get_lock():
+                    sent.value += batch
+                if rate:
+                    time.sleep(0.01)
+                if time.monotonic() >= deadline:
+                    break
+        except (OSError, ssl.SSLError):
+            time.sleep(0.05)
+        finally:
+            sock.close()
 
 
-async def dribbler_latency(core: CoreProcess, dribblers: int, samples: int) -> dict[str, Any]:
+async def dribbler_latency(core: CoreProcess, dribblers: int, rate: int, samples: int
+                           ) -> dict[str, Any]:
     async with ApiClient(core.api_url, 4) as api:
         devices = (await provision(api, 2 + dribblers, core.workdir / "devices")).devices
     pub_ctx, sub_ctx = (_context(d, core.root_ca) for d in devices[:2])
@@ -228,7 +250,7 @@ async def dribbler_latency(core: CoreProcess, dribblers: int, samples: int) -> d
     spawn = multiprocessing.get_context("spawn")  # not fork: this process runs an event loop
     sent = spawn.Value("q", 0)
     procs = [spawn.Process(target=_dribble_process, daemon=True, args=(
-        core.mqtt_port, d, core.root_ca, seconds, sent)) for d in devices[2:]]
+        core.mqtt_port, d, core.root_ca, seconds, rate, sent)) for d in devices[2:]]
     for p in procs:
         p.start()
     await asyncio.sleep(3)
@@ -240,7 +262,7 @@ async def dribbler_latency(core: CoreProcess, dribblers: int, samples: int) -> d
     for p in procs:
         p.terminate()
         p.join(5)
-    return {"dribblers": dribblers, "samples": samples,
+    return {"dribblers": dribblers, "records_per_s_each": rate or "flat out", "samples": samples,
             "baseline_ms": _summary(baseline), "with_dribblers_ms": _summary(loaded),
             "added_p50_ms": round(statistics.median(loaded) - statistics.median(baseline), 3),
             "added_p99_ms": round(_pct(loaded, 99) - _pct(baseline, 99), 3),
