@@ -4,6 +4,8 @@ Policies the evaluator cannot handle stand in for any such fault."""
 
 from __future__ import annotations
 
+import random
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 
 from fleetsim.localcore.broker import codec
 from fleetsim.localcore.broker.session import Session
+from tests.mqtt_fuzz import CLIENT_IDS, chunks, mutate, valid_stream
 from tests.mqtt_testing import Env, RawClient, next_publish, running_broker, subscribe
 
 pytestmark = pytest.mark.timeout(30)
@@ -99,3 +102,25 @@ async def test_a_failure_delivering_to_one_subscriber_does_not_reach_the_others(
     await assert_delivered(await env.raw(env.device("publisher")), early, late)
     assert await bad.read() is None
     assert set(env.broker.clients) == {"early", "late", "publisher"}
+
+
+async def test_fuzzed_streams_over_tls_leave_the_server_serving_others(env: Env):
+    """A few of the fuzzer's mutated streams (tests/mqtt_fuzz.py) from real TLS clients, each
+    followed by a message between two healthy devices."""
+    subscriber = await env.raw(env.device("subscriber"))
+    await subscribe(subscriber, ("fleet/x", 1))
+    publisher = await env.raw(env.device("publisher"))
+    fuzzed = [env.device(f"fuzz-{i}") for i in range(3)]
+    for case in range(12):
+        rng = random.Random(f"tls:{case}")
+        packets = valid_stream(rng, rng.choice(CLIENT_IDS))
+        data = mutate(rng, packets, b"".join(valid_stream(rng, "donor")))
+        client = await RawClient.open(env.port, fuzzed[case % 3])
+        for chunk in chunks(rng, data):
+            try:
+                await client.send(chunk)
+            except (ConnectionError, ssl.SSLError):
+                break  # the broker closed it: fine
+        await client.close()
+        await assert_delivered(publisher, subscriber)
+    assert {"subscriber", "publisher"} <= set(env.broker.clients)
