@@ -59,7 +59,7 @@ class BrokerPort(Protocol):
 
     def schedule_flush(self, conn: Connection) -> None: ...
 
-    def accepted(self, now: float) -> None: ...
+    def released(self) -> None: ...
 
     def attach(self, conn: Connection, clean_session: bool) -> bool: ...
 
@@ -97,13 +97,15 @@ class Connection(asyncio.Protocol):
         self.connected = False
         self.closing = False
         self.keepalive = 0.0
-        self.created = self.last_rx = now = broker.loop.time()
-        broker.accepted(now)
+        self.created = self.last_rx = broker.loop.time()
         self._buf = bytearray()  # bytes of a packet not complete yet
         self._need = 0  # how many bytes that packet needs, when its header is complete
         self._out: list[bytes] | None = None
         self._pending: asyncio.Task[None] | None = None  # CONNECT waiting for the hook
         self._failed = False
+
+    def __del__(self) -> None:
+        self.broker.released()  # what it held is free: the broker may give memory back
 
     # --- transport callbacks -----------------------------------------------------------------
 

@@ -6,8 +6,8 @@ transport). But glibc's allocator keeps the freed heap pages of the TLS state (O
 event loop's buffers, many small allocations interleaved with long-lived ones) instead of
 returning them: measured on local core, 2,000 abandoned handshakes left ~50 MB of RSS each round,
 growing round after round (issue 8), and `malloc_trim(0)` gave all of it back. So the broker
-calls `malloc_trim` after connections have churned (see `Broker._sweep`). Elsewhere than glibc
-this does nothing.
+calls `malloc_trim`, in a thread, after connections have ended (see `Broker._trim_due`).
+Elsewhere than glibc this does nothing.
 """
 
 from __future__ import annotations

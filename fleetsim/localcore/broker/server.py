@@ -58,13 +58,14 @@ class Broker:
         self.sweep_interval = 1.0
         self.session_expiry = SESSION_EXPIRY
         self.high_water = 512 * 1024  # QoS 0 messages to a subscriber this far behind are dropped
-        # Freed TLS memory goes back to the OS (`memory.py`) once this many connections were
-        # accepted and the last one's handshake deadline passed, or every trim_interval.
+        # Freed TLS memory goes back to the OS (`memory.py`) once this many connections ended
+        # (at most every min_trim_interval), or every trim_interval if any did.
         self.trim_after_connections = 100
+        self.min_trim_interval = 5.0
         self.trim_interval = 60.0
         self.memory_trims = 0
-        self._accepted = self._accepted_at_trim = 0
-        self._last_accept = self._trimmed_at = 0.0
+        self._released = self._released_at_trim = 0
+        self._trimmed_at = 0.0
         self._trim_task: asyncio.Task[None] | None = None
         self.connections: set[Connection] = set()
         self.clients: dict[str, Connection] = {}
@@ -131,10 +132,10 @@ class Broker:
 
     # --- connections -------------------------------------------------------------------------
 
-    def accepted(self, now: float) -> None:
-        """A TCP connection was accepted (its `Connection` exists before the TLS handshake)."""
-        self._accepted += 1
-        self._last_accept = now
+    def released(self) -> None:
+        """A `Connection` was freed: served, refused, or its TLS handshake never completed
+        (it exists from the TCP accept on, before the handshake)."""
+        self._released += 1
 
     def attach(self, conn: Connection, clean_session: bool) -> bool:
         """Bind a newly authorized connection to its session; True if a session was resumed."""
@@ -359,17 +360,16 @@ class Broker:
             del self._offline[session.client_id]
             self._discard(session)
         if self._trim_due(now):
-            self._accepted_at_trim, self._trimmed_at = self._accepted, now
+            self._released_at_trim, self._trimmed_at = self._released, now
             self._trim_task = self.loop.create_task(self._release_memory())
 
     def _trim_due(self, now: float) -> bool:
-        new = self._accepted - self._accepted_at_trim
-        if not new or (self._trim_task is not None and not self._trim_task.done()):
+        ended = self._released - self._released_at_trim
+        if not ended or (self._trim_task is not None and not self._trim_task.done()):
             return False
-        # Every handshake begun so far has completed or timed out: its memory is free.
-        settled = now - self._last_accept > self.handshake_timeout + self.sweep_interval
-        return (settled and new >= self.trim_after_connections
-                ) or now - self._trimmed_at >= self.trim_interval
+        since = now - self._trimmed_at
+        return (ended >= self.trim_after_connections and since >= self.min_trim_interval
+                ) or since >= self.trim_interval
 
     async def _release_memory(self) -> None:
         # In a thread: the loop keeps serving meanwhile (it takes tens of ms on a large heap).
