@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import api_bodies, fleet, localcore, shadows
+from bench import api_bodies, broker_hardening, fleet, localcore, shadows
 from bench.report import print_table, write_json
 
-BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows, "api_bodies": api_bodies}
+BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
+              "broker-hardening": broker_hardening, "api-bodies": api_bodies}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,11 +50,16 @@ class StaticAuthority:
     def register(self, device: Device, status: str = "ACTIVE",
                  policies: tuple[dict[str, Any], ...] = (ALLOW_ALL_DOCUMENT,),
                  things: tuple[ThingInfo, ...] = ()) -> Principal:
-        cert_id = certificate_id(device.cert_der)
+        return self.register_der(device.cert_der, device.common_name, status, policies, things)
+
+    def register_der(self, cert_der: bytes, common_name: str, status: str = "ACTIVE",
+                     policies: tuple[dict[str, Any], ...] = (ALLOW_ALL_DOCUMENT,),
+                     things: tuple[ThingInfo, ...] = ()) -> Principal:
+        """Register certificate bytes as they are (the broker only hashes and looks them up)."""
+        cert_id = certificate_id(cert_der)
         principal = Principal(cert_id, f"arn:aws:iot:{REGION}:{ACCOUNT_ID}:cert/{cert_id}",
-                              status, device.common_name, things=things,
-                              certificate_policies=policies)
-        self._principals[device.cert_der] = principal
+                              status, common_name, things=things, certificate_policies=policies)
+        self._principals[cert_der] = principal
         self._epoch += 1
         return principal
 
@@ -181,6 +186,17 @@ async def running_broker(tmp_path: Path) -> AsyncIterator[Env]:
         yield Env(broker, authority, ca, port, tmp_path)
     finally:
         await broker.stop()
+
+
+def client_hello() -> bytes:
+    """The first flight of a TLS client (a ClientHello), for clients that stop right there."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
 
 
 def policy(*statements: dict[str, Any]) -> dict[str, Any]:

@@ -83,3 +83,51 @@ def test_subscribe_unsubscribe_and_acks():
     assert codec.connack(True, 0) == b"\x20\x02\x01\x00"
     assert codec.puback(258) == b"\x40\x02\x01\x02"
     assert codec.unsuback(1) == b"\xb0\x02\x00\x01"
+
+
+# --- what MQTT 3.1.1 says a server MUST close the connection for (issue 8) -------------------
+
+def connect_body(flags: int, tail: bytes = b"") -> bytes:
+    return codec.encode_topic("MQTT") + bytes((4, flags)) + b"\x00\x3c" + codec.encode_topic(
+        "c") + tail
+
+
+def test_password_flag_without_user_name_flag_is_malformed():  # [MQTT-3.1.2-22]
+    with pytest.raises(MalformedPacket, match="password flag"):
+        codec.decode_connect(connect_body(0x42, codec.encode_topic("secret")))
+    connect = codec.decode_connect(connect_body(0xC2, codec.encode_topic("u")
+                                                + codec.encode_topic("secret")))
+    assert connect.username == "u"
+
+
+def test_packet_id_zero_is_malformed_where_a_packet_id_is_required():  # [MQTT-2.3.1-1]
+    with pytest.raises(MalformedPacket):
+        codec.decode_publish(0x02, codec.encode_topic("a") + b"\x00\x00payload")
+    assert codec.decode_publish(0x00, codec.encode_topic("a") + b"\x00\x00")[4] == 0  # QoS 0
+    with pytest.raises(MalformedPacket):
+        codec.decode_subscribe(b"\x00\x00" + codec.encode_topic("a") + b"\x00")
+    with pytest.raises(MalformedPacket):
+        codec.decode_unsubscribe(b"\x00\x00" + codec.encode_topic("a"))
+
+
+@pytest.mark.parametrize("requested", [3, 0x04, 0x81])
+def test_subscribe_with_qos_3_or_reserved_bits_is_malformed(requested):  # [MQTT-3.8.3-4]
+    with pytest.raises(MalformedPacket):
+        codec.decode_subscribe(b"\x00\x01" + codec.encode_topic("a") + bytes((requested,)))
+
+
+def test_acknowledgements_and_empty_packets_have_exact_lengths():
+    assert codec.decode_ack(b"\x00\x07") == 7
+    for body in (b"", b"\x00", b"\x00\x01\x02"):
+        with pytest.raises(MalformedPacket):
+            codec.decode_ack(body)
+    codec.expect_empty(b"", "PINGREQ")
+    with pytest.raises(MalformedPacket, match="PINGREQ"):
+        codec.expect_empty(b"\x00", "PINGREQ")
+
+
+@pytest.mark.parametrize("raw", [b"\xed\xa0\x80", b"\xc0\x80", b"\xff", b"a\x00b"])
+def test_topic_strings_must_be_well_formed_utf8_without_nul(raw):  # [MQTT-1.5.3-1], [-2]
+    body = len(raw).to_bytes(2, "big") + raw + b"payload"
+    with pytest.raises(MalformedPacket):
+        codec.decode_publish(0x00, body)

@@ -1,19 +1,27 @@
 """What one client may do: its Principal and compiled policies, re-resolved when the registry's
-epoch moves, with small per-connection decision caches (publish/receive checks are per message)."""
+epoch moves, with small per-connection decision caches (publish/receive checks are per message).
+
+A check that raises (a policy the evaluator cannot handle, a registry that fails) costs only this
+client: it is logged once, every later check of this client is denied, and `on_failed` is called
+so that the connection closes. No other client's checks or deliveries are affected."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from fleetsim.localcore.policy import CompiledPolicies, RequestContext
 from fleetsim.localcore.principal import Authority, Principal
+
+log = logging.getLogger(__name__)
 
 _CACHE_LIMIT = 256
 
 
 class Authorizer:
     __slots__ = ("_arn_prefix", "_attributes", "_authority", "_cache", "_cert_der",
-                 "_compiled", "client_id", "epoch", "on_revoked", "principal")
+                 "_compiled", "client_id", "epoch", "failed", "on_failed", "on_revoked",
+                 "principal")
 
     def __init__(self, authority: Authority, cert_der: bytes, client_id: str,
                  connect_attributes: tuple[str, ...], arn_prefix: str,
@@ -28,6 +36,8 @@ class Authorizer:
         self._compiled: CompiledPolicies | None = None
         self.client_id = client_id
         self.on_revoked: Callable[[], None] | None = None
+        self.on_failed: Callable[[], None] | None = None
+        self.failed = False  # a check raised: everything is denied from then on
         self.principal = principal
         self.epoch = epoch
 
@@ -36,7 +46,20 @@ class Authorizer:
         return self.principal is not None and self.principal.status == "ACTIVE"
 
     def allowed(self, action: str, kind: str, name: str) -> bool:
-        """Whether `action` on `arn:...:<kind>/<name>` is allowed right now."""
+        """Whether `action` on `arn:...:<kind>/<name>` is allowed right now; never raises."""
+        if self.failed:
+            return False
+        try:
+            return self._allowed(action, kind, name)
+        except Exception:
+            self.failed = True
+            log.exception("client %r: authorizing %s on %s/%s failed; the client is denied "
+                          "everything and disconnected", self.client_id, action, kind, name)
+            if self.on_failed is not None:
+                self.on_failed()
+            return False
+
+    def _allowed(self, action: str, kind: str, name: str) -> bool:
         if self._authority.epoch != self.epoch:
             self._refresh()
         key = (action, name)
@@ -58,7 +81,11 @@ class Authorizer:
     @property
     def thing_name(self) -> str | None:
         """The connection's thing, as thing policy variables resolve it."""
-        thing = self.principal.connection_thing(self.client_id) if self.principal else None
+        try:
+            thing = self.principal.connection_thing(self.client_id) if self.principal else None
+        except Exception:
+            log.exception("client %r: resolving its thing failed", self.client_id)
+            return None
         return thing.name if thing is not None else None
 
     def _refresh(self) -> None:

@@ -1,4 +1,10 @@
-"""MQTT 3.1.1 packets: framing, decoding of what clients send, encoding of what the broker sends."""
+"""MQTT 3.1.1 packets: framing, decoding of what clients send, encoding of what the broker sends.
+
+Everything the OASIS MQTT 3.1.1 standard says a server MUST close the network connection for is
+a `MalformedPacket` here (the connection drops it); the comments cite the normative statement,
+e.g. [MQTT-3.8.3-4]. Section 4.8: "Unless stated otherwise, if either the Server or Client
+encounters a protocol violation, it MUST close the Network Connection" [MQTT-4.8.0-1].
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,12 @@ IDENTIFIER_REJECTED = 0x02
 SUBACK_FAILURE = 0x80
 
 PINGRESP_PACKET = b"\xd0\x00"
+
+# Fixed-header flags each packet a client may send must carry (PUBLISH's are its own): "Where a
+# flag bit is marked as 'Reserved' ... If invalid flags are received, the receiver MUST close
+# the Network Connection" [MQTT-2.2.2-1], [MQTT-2.2.2-2].
+CLIENT_FLAGS = {CONNECT: 0x0, PUBACK: 0x0, PUBREC: 0x0, PUBREL: 0x2, PUBCOMP: 0x0,
+                SUBSCRIBE: 0x2, UNSUBSCRIBE: 0x2, PINGREQ: 0x0, DISCONNECT: 0x0}
 _U16 = struct.Struct(">H")
 
 
@@ -57,7 +69,7 @@ def frame_header(data: bytes | bytearray, pos: int, max_length: int) -> tuple[in
         if byte < 0x80:
             break
         shift += 7
-        if shift > 21:
+        if shift > 21:  # section 2.2.3: at most four bytes
             raise MalformedPacket("remaining length longer than 4 bytes")
         if length > max_length:
             raise MalformedPacket(f"packet of more than {max_length} bytes")
@@ -84,6 +96,8 @@ def _string(body: bytes, pos: int) -> tuple[str, int]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise MalformedPacket("string is not valid UTF-8") from e
+    # Ill-formed UTF-8 (surrogates included: Python refuses them) [MQTT-1.5.3-1], U+0000
+    # [MQTT-1.5.3-2]: the receiver MUST close the network connection.
     if "\x00" in text:
         raise MalformedPacket("string contains U+0000")
     return text, pos
@@ -107,18 +121,20 @@ def decode_connect(body: bytes) -> Connect:
     flags = body[pos + 1]
     (keepalive,) = _U16.unpack_from(body, pos + 2)
     pos += 4
-    if flags & 0x01:
+    if flags & 0x01:  # [MQTT-3.1.2-3]
         raise MalformedPacket("reserved CONNECT flag set")
+    if flags & 0x40 and not flags & 0x80:  # [MQTT-3.1.2-22]
+        raise MalformedPacket("password flag without user name flag")
     client_id, pos = _string(body, pos)
     will = None
     will_qos = (flags >> 3) & 0x03
     if flags & 0x04:
-        if will_qos == 3:
+        if will_qos == 3:  # [MQTT-3.1.2-14]
             raise MalformedPacket("will QoS 3")
         topic, pos = _string(body, pos)
         payload, pos = _binary(body, pos)
         will = Will(topic, payload, will_qos, bool(flags & 0x20))
-    elif will_qos or flags & 0x20:
+    elif will_qos or flags & 0x20:  # [MQTT-3.1.2-13], [MQTT-3.1.2-15]
         raise MalformedPacket("will QoS/retain without will flag")
     username = None
     if flags & 0x80:
@@ -131,7 +147,7 @@ def decode_connect(body: bytes) -> Connect:
 def decode_publish(flags: int, body: bytes) -> tuple[str, bytes, int, bool, int]:
     """(topic, payload, qos, retain, packet id or 0)."""
     qos = (flags >> 1) & 0x03
-    if qos == 3:
+    if qos == 3:  # [MQTT-3.3.1-4]
         raise MalformedPacket("PUBLISH with QoS 3")
     topic, pos = _string(body, 0)
     packet_id = 0
@@ -140,11 +156,13 @@ def decode_publish(flags: int, body: bytes) -> tuple[str, bytes, int, bool, int]
             raise MalformedPacket("PUBLISH without packet id")
         (packet_id,) = _U16.unpack_from(body, pos)
         pos += 2
+        if not packet_id:  # [MQTT-2.3.1-1]
+            raise MalformedPacket("PUBLISH with QoS > 0 and packet id 0")
     return topic, body[pos:], qos, bool(flags & 0x01), packet_id
 
 
 def decode_subscribe(body: bytes) -> tuple[int, list[tuple[str, int]]]:
-    packet_id, pos = packet_id_of(body), 2
+    packet_id, pos = nonzero_packet_id(body), 2
     filters: list[tuple[str, int]] = []
     while pos < len(body):
         topic_filter, pos = _string(body, pos)
@@ -152,21 +170,24 @@ def decode_subscribe(body: bytes) -> tuple[int, list[tuple[str, int]]]:
             raise MalformedPacket("SUBSCRIBE filter without QoS")
         requested = body[pos]
         pos += 1
-        if requested & 0xFC:
-            raise MalformedPacket("SUBSCRIBE reserved bits set")
+        # "The Server MUST treat a SUBSCRIBE packet as malformed and close the Network
+        # Connection if any of Reserved bits in the payload are non-zero, or QoS is not 0,1
+        # or 2" [MQTT-3.8.3-4]
+        if requested & 0xFC or requested == 3:
+            raise MalformedPacket("SUBSCRIBE reserved bits set or QoS 3")
         filters.append((topic_filter, requested))
-    if not filters:
+    if not filters:  # [MQTT-3.8.3-3]
         raise MalformedPacket("SUBSCRIBE without filters")
     return packet_id, filters
 
 
 def decode_unsubscribe(body: bytes) -> tuple[int, list[str]]:
-    packet_id, pos = packet_id_of(body), 2
+    packet_id, pos = nonzero_packet_id(body), 2
     filters: list[str] = []
     while pos < len(body):
         topic_filter, pos = _string(body, pos)
         filters.append(topic_filter)
-    if not filters:
+    if not filters:  # [MQTT-3.10.3-2]
         raise MalformedPacket("UNSUBSCRIBE without filters")
     return packet_id, filters
 
@@ -175,6 +196,29 @@ def packet_id_of(body: bytes) -> int:
     if len(body) < 2:
         raise MalformedPacket("missing packet id")
     return _U16.unpack_from(body, 0)[0]
+
+
+def nonzero_packet_id(body: bytes) -> int:
+    """The packet id of a SUBSCRIBE or UNSUBSCRIBE: never 0 [MQTT-2.3.1-1]."""
+    packet_id = packet_id_of(body)
+    if not packet_id:
+        raise MalformedPacket("packet id 0")
+    return packet_id
+
+
+def decode_ack(body: bytes) -> int:
+    """The packet id of a PUBACK (or PUBREC, PUBREL, PUBCOMP): a remaining length of exactly 2
+    (sections 3.4.1 to 3.7.1)."""
+    if len(body) != 2:
+        raise MalformedPacket(f"acknowledgement with a remaining length of {len(body)}, not 2")
+    return packet_id_of(body)
+
+
+def expect_empty(body: bytes, name: str) -> None:
+    """PINGREQ and DISCONNECT have neither variable header nor payload (sections 3.12, 3.14):
+    a remaining length other than 0 is a malformed packet [MQTT-4.8.0-1]."""
+    if body:
+        raise MalformedPacket(f"{name} with a body of {len(body)} bytes")
 
 
 def connack(session_present: bool, code: int) -> bytes:

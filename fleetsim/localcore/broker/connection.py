@@ -8,6 +8,10 @@ code 0x80 in SUBACK; QoS 2 requests get neither PUBACK nor SUBACK.
 
 A certificate the Authority does not know is offered to the broker's `unknown_certificate` hook
 (JITP/JITR) before the connection is refused; reading pauses while the hook runs.
+
+Faults stay with one connection: an exception while handling a client's packet, authorizing it
+(`Authorizer.allowed` never raises) or delivering to it is logged once with its client id and
+closes that connection only (`fail`); the publisher and every other subscriber are served.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ class BrokerPort(Protocol):
 
     def schedule_flush(self, conn: Connection) -> None: ...
 
+    def released(self) -> None: ...
+
     def attach(self, conn: Connection, clean_session: bool) -> bool: ...
 
     def on_connected(self, conn: Connection) -> None: ...
@@ -72,9 +78,9 @@ class BrokerPort(Protocol):
 
 
 class Connection(asyncio.Protocol):
-    __slots__ = ("_buf", "_out", "_pending", "authz", "broker", "cert_der", "certificate_id",
-                 "client_id", "closing", "connected", "created", "keepalive", "last_rx",
-                 "peer_ip", "session", "session_id", "transport", "version", "will")
+    __slots__ = ("_buf", "_failed", "_need", "_out", "_pending", "authz", "broker", "cert_der",
+                 "certificate_id", "client_id", "closing", "connected", "created", "keepalive",
+                 "last_rx", "peer_ip", "session", "session_id", "transport", "version", "will")
 
     def __init__(self, broker: BrokerPort):
         self.broker = broker
@@ -92,9 +98,14 @@ class Connection(asyncio.Protocol):
         self.closing = False
         self.keepalive = 0.0
         self.created = self.last_rx = broker.loop.time()
-        self._buf = b""
+        self._buf = bytearray()  # bytes of a packet not complete yet
+        self._need = 0  # how many bytes that packet needs, when its header is complete
         self._out: list[bytes] | None = None
         self._pending: asyncio.Task[None] | None = None  # CONNECT waiting for the hook
+        self._failed = False
+
+    def __del__(self) -> None:
+        self.broker.released()  # what it held is free: the broker may give memory back
 
     # --- transport callbacks -----------------------------------------------------------------
 
@@ -123,12 +134,19 @@ class Connection(asyncio.Protocol):
         if self.closing:
             return
         self.last_rx = self.broker.loop.time()
-        if self._pending is not None:  # the CONNECT is not answered yet: keep the rest
-            self._buf += data
+        buf = self._buf
+        if buf:
+            # Appending is amortised O(1): a client dribbling a large packet a byte at a time
+            # (one TLS record each) costs O(1) per byte, not a copy of everything so far.
+            buf += data
+            if self._pending is not None or len(buf) < self._need:
+                return
+            data, self._buf = bytes(buf), bytearray()
+        elif self._pending is not None:  # the CONNECT is not answered yet: keep the rest
+            buf += data
             return
-        if self._buf:
-            data = self._buf + data
         pos, end = 0, len(data)
+        need = 0
         try:
             while end - pos >= 2:
                 header = codec.frame_header(data, pos, MAX_PACKET)
@@ -136,6 +154,7 @@ class Connection(asyncio.Protocol):
                     break
                 start, length = header
                 if start + length > end:
+                    need = start + length - pos
                     break
                 self._packet(data[pos], data[start:start + length])
                 pos = start + length
@@ -147,7 +166,13 @@ class Connection(asyncio.Protocol):
             log.debug("client %r: malformed packet: %s", self.client_id, e)
             self.drop(lifecycle.CLIENT_ERROR)
             return
-        self._buf = data[pos:] if pos < end else b""
+        except Exception:
+            self.fail("handling its packet")
+            self.drop(lifecycle.SERVER_INITIATED_DISCONNECT)
+            return
+        if pos < end:
+            self._buf = bytearray(data[pos:] if pos else data)
+        self._need = need
 
     # --- output ------------------------------------------------------------------------------
 
@@ -182,6 +207,19 @@ class Connection(asyncio.Protocol):
             self.transport.close()
         self.broker.on_disconnect(self, reason)
 
+    def fail(self, what: str) -> None:
+        """Call from an `except` block: an exception while `what` for this client. Logged
+        once; the connection closes after the current work (never inside someone else's
+        delivery), and nobody else is affected."""
+        if not self._failed:
+            self._failed = True
+            log.exception("client %r: failed %s; disconnecting it", self.client_id, what)
+        self._close_soon()
+
+    def _close_soon(self) -> None:
+        if not self.closing:
+            self.broker.loop.call_soon(self.drop, lifecycle.SERVER_INITIATED_DISCONNECT)
+
     def _cancel_pending(self) -> None:
         if self._pending is not None:
             self._pending.cancel()  # the client is gone: its CONNECT needs no answer
@@ -191,38 +229,38 @@ class Connection(asyncio.Protocol):
 
     def _packet(self, first: int, body: bytes) -> None:
         kind, flags = first >> 4, first & 0x0F
+        if kind != codec.PUBLISH:
+            expected = codec.CLIENT_FLAGS.get(kind)
+            if expected is None:  # a packet only servers send, or reserved type 0 or 15
+                raise MalformedPacket(f"unexpected packet type {kind}")
+            if flags != expected:  # [MQTT-2.2.2-2]
+                raise MalformedPacket(f"packet type {kind} with reserved flags {flags:#x}")
         if not self.connected:
-            if kind != codec.CONNECT:
+            if kind != codec.CONNECT:  # [MQTT-3.1.0-1]
                 raise MalformedPacket("first packet is not CONNECT")
             self._connect(codec.decode_connect(body))
         elif kind == codec.PUBLISH:
             self._publish(flags, body)
         elif kind == codec.PUBACK:
+            packet_id = codec.decode_ack(body)
             if self.session is not None:
-                self.session.acknowledge(codec.packet_id_of(body))
+                self.session.acknowledge(packet_id)
         elif kind == codec.PINGREQ:
+            codec.expect_empty(body, "PINGREQ")
             self.send(codec.PINGRESP_PACKET)
         elif kind == codec.SUBSCRIBE:
-            self._expect_flags(flags, 0x02)
             self._subscribe(*codec.decode_subscribe(body))
         elif kind == codec.UNSUBSCRIBE:
-            self._expect_flags(flags, 0x02)
             self._unsubscribe(*codec.decode_unsubscribe(body))
         elif kind == codec.DISCONNECT:
+            codec.expect_empty(body, "DISCONNECT")
             self.will = None
             self.drop(lifecycle.CLIENT_INITIATED_DISCONNECT)
-        elif kind == codec.CONNECT:
+        elif kind == codec.CONNECT:  # [MQTT-3.1.0-2]
             log.debug("client %r sent a second CONNECT", self.client_id)
             self.drop(lifecycle.CLIENT_ERROR)
-        elif kind in (codec.PUBREC, codec.PUBREL, codec.PUBCOMP):
-            pass  # AWS IoT does not support QoS 2 flows for MQTT 3: ignored
-        else:
-            raise MalformedPacket(f"unexpected packet type {kind}")
-
-    @staticmethod
-    def _expect_flags(flags: int, expected: int) -> None:
-        if flags != expected:
-            raise MalformedPacket("reserved flags are wrong")
+        else:  # PUBREC, PUBREL, PUBCOMP
+            codec.decode_ack(body)  # AWS IoT does not support QoS 2 for MQTT 3: ignored
 
     def _connect(self, packet: codec.Connect) -> None:
         broker = self.broker
@@ -265,7 +303,12 @@ class Connection(asyncio.Protocol):
         if self.closing:
             return
         self._pending = None
-        self._authorize(packet, attributes, principal, self.broker.authority.epoch)
+        try:
+            self._authorize(packet, attributes, principal, self.broker.authority.epoch)
+        except Exception:
+            self.fail("authorizing its CONNECT")
+            self.drop(lifecycle.SERVER_INITIATED_DISCONNECT)
+            return
         if not self.closing:
             transport.resume_reading()
             if self._buf:
@@ -276,6 +319,7 @@ class Connection(asyncio.Protocol):
         broker, client_id = self.broker, self.client_id
         self.authz = Authorizer(broker.authority, self.cert_der, client_id, attributes,
                                 broker.arn_prefix, principal, epoch)
+        self.authz.on_failed = self._close_soon  # it has logged why
         # Unknown or inactive certificate, or iot:Connect denied: AWS IoT hangs up, no CONNACK.
         if not self.authz.allowed("iot:Connect", "client", client_id):
             log.info("client %r (certificate %s) refused: %s", client_id,

@@ -168,8 +168,9 @@ class Router:
                 route, request, reply = queue[0]
                 try:
                     await route.handler(request, reply)
-                except Exception:
-                    log.exception("handler for %s failed on %s", route.pattern, request.topic)
+                except Exception:  # costs this request only: later ones still run
+                    log.exception("client %r: handler for %s failed on %s", request.client_id,
+                                  route.pattern, request.topic)
                 finally:
                     queue.popleft()
                     self._finished((origin, route))

@@ -18,7 +18,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fleetsim.localcore.broker import codec, lifecycle
+from fleetsim.localcore.broker import codec, lifecycle, memory
 from fleetsim.localcore.broker.connection import Connection
 from fleetsim.localcore.broker.router import Request, Router
 from fleetsim.localcore.broker.session import Session
@@ -58,6 +58,15 @@ class Broker:
         self.sweep_interval = 1.0
         self.session_expiry = SESSION_EXPIRY
         self.high_water = 512 * 1024  # QoS 0 messages to a subscriber this far behind are dropped
+        # Freed TLS memory goes back to the OS (`memory.py`) once this many connections ended
+        # (at most every min_trim_interval), or every trim_interval if any did.
+        self.trim_after_connections = 100
+        self.min_trim_interval = 5.0
+        self.trim_interval = 60.0
+        self.memory_trims = 0
+        self._released = self._released_at_trim = 0
+        self._trimmed_at = 0.0
+        self._trim_task: asyncio.Task[None] | None = None
         self.connections: set[Connection] = set()
         self.clients: dict[str, Connection] = {}
         self._offline: dict[str, Session] = {}
@@ -95,6 +104,8 @@ class Broker:
     async def stop(self) -> None:
         if self._sweeper is not None:
             await cancel_and_wait(self._sweeper)
+        if self._trim_task is not None:
+            await self._trim_task
         await self.router.close()
         if self._server is not None:
             self._server.close()
@@ -120,6 +131,11 @@ class Broker:
                 conn.drop(lifecycle.AUTH_ERROR)
 
     # --- connections -------------------------------------------------------------------------
+
+    def released(self) -> None:
+        """A `Connection` was freed: served, refused, or its TLS handshake never completed
+        (it exists from the TCP accept on, before the handshake)."""
+        self._released += 1
 
     def attach(self, conn: Connection, clean_session: bool) -> bool:
         """Bind a newly authorized connection to its session; True if a session was resumed."""
@@ -289,18 +305,28 @@ class Broker:
         encoded = codec.encode_topic(topic)
         packet = None  # one QoS 0 encoding serves every QoS 0 subscriber
         for session, granted in targets:
-            authz = session.authz
-            if authz is None or not authz.allowed("iot:Receive", "topic", topic):
-                continue  # AWS: a message the subscriber may not receive is not delivered
-            if qos and granted:
-                session.send_qos1(encoded, payload)
-                continue
-            conn = session.conn
-            if conn is None or conn.congested():
-                continue
-            if packet is None:
-                packet = codec.publish(encoded, payload)
-            conn.send(packet)
+            try:
+                authz = session.authz
+                if authz is None or not authz.allowed("iot:Receive", "topic", topic):
+                    continue  # AWS: a message the subscriber may not receive is not delivered
+                if qos and granted:
+                    session.send_qos1(encoded, payload)
+                    continue
+                conn = session.conn
+                if conn is None or conn.congested():
+                    continue
+                if packet is None:
+                    packet = codec.publish(encoded, payload)
+                conn.send(packet)
+            except Exception:  # costs this subscriber only: the others are still served
+                self._failed(session, f"delivering a message on {topic!r}")
+
+    def _failed(self, session: Session, what: str) -> None:
+        conn = self.clients.get(session.client_id)
+        if conn is not None and conn.session is session:
+            conn.fail(what)
+        else:
+            log.exception("client %r (offline): failed %s", session.client_id, what)
 
     # --- output batching and housekeeping ----------------------------------------------------
 
@@ -325,15 +351,34 @@ class Broker:
 
     def _sweep_once(self, now: float) -> None:
         for conn in list(self.connections):
-            if conn.connected:
-                if now - conn.last_rx > conn.keepalive:
-                    conn.drop(lifecycle.MQTT_KEEP_ALIVE_TIMEOUT)
-            elif now - conn.created > self.connect_timeout:
-                conn.drop(lifecycle.CLIENT_ERROR)
+            try:
+                if conn.connected:
+                    if now - conn.last_rx > conn.keepalive:
+                        conn.drop(lifecycle.MQTT_KEEP_ALIVE_TIMEOUT)
+                elif now - conn.created > self.connect_timeout:
+                    conn.drop(lifecycle.CLIENT_ERROR)
+            except Exception:
+                conn.fail("closing it after a timeout")
         expired = [s for s in self._offline.values() if s.expires_at <= now]
         for session in expired:
             del self._offline[session.client_id]
             self._discard(session)
+        if self._trim_due(now):
+            self._released_at_trim, self._trimmed_at = self._released, now
+            self._trim_task = self.loop.create_task(self._release_memory())
+
+    def _trim_due(self, now: float) -> bool:
+        ended = self._released - self._released_at_trim
+        if not ended or (self._trim_task is not None and not self._trim_task.done()):
+            return False
+        since = now - self._trimmed_at
+        return (ended >= self.trim_after_connections and since >= self.min_trim_interval
+                ) or since >= self.trim_interval
+
+    async def _release_memory(self) -> None:
+        # In a thread: the loop keeps serving meanwhile (it takes tens of ms on a large heap).
+        await asyncio.to_thread(memory.release_free_memory)
+        self.memory_trims += 1
 
 
 class _Broadcast:
