@@ -8,7 +8,7 @@ from typing import Any
 
 from fleetsim.control.cleanup import CleanupReport, cleanup
 from fleetsim.control.clients import aws_clients
-from fleetsim.control.journal import CLEANED_FILE, Entry, pending_runs, read_entries
+from fleetsim.control.journal import CLEANED_FILE, Entry, pending_runs, prune, read_entries
 from fleetsim.control.targets import aws_target
 from fleetsim.engine.steps import JOURNAL_KINDS
 from fleetsim.errors import UserError
@@ -59,4 +59,5 @@ def cleanup_command(args: argparse.Namespace) -> int:
     finally:
         if core is not None:
             core.stop()
+    prune(runs_dir)
     return 1 if failed else 0

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 
+from fleetsim.control.journal import prune
 from fleetsim.control.targets import aws_target, describe_target
 from fleetsim.engine.runner import RunResult, run_scenario
 from fleetsim.engine.steps import load_scenario
@@ -67,6 +68,7 @@ def run_command(args: argparse.Namespace) -> int:
     finally:
         if core is not None:
             core.stop()
+    prune(args.state_dir / "runs")
     return _report(result, args)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from fleetsim.control.clients import AwsClients
-from fleetsim.control.journal import Entry
+from fleetsim.control.journal import Entry, settle
 
 GONE = {"ResourceNotFoundException"}
 # AWS detaches asynchronously: a delete right after a detach may still see the attachment.
@@ -33,6 +33,9 @@ class Phase(IntEnum):
 
 
 Undo = Callable[[AwsClients, dict[str, Any]], Awaitable[Any]]
+# Turns a kind's entries into what to undo: e.g. a certificate written down before the call
+# that was to create it (by its public key, no id yet) into the certificate it may have made.
+Resolve = Callable[[AwsClients, list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class JournalKind:
     undo: Undo
     # Only the first entry of this kind is undone (it holds the state to restore).
     first_only: bool = False
+    resolve: Resolve | None = None
 
 
 @dataclass
@@ -84,6 +88,19 @@ def _describe(entry: Entry) -> str:
                                         if not isinstance(v, dict | list))
 
 
+async def _resolved(clients: AwsClients, entries: list[Entry],
+                    kinds: Iterable[JournalKind]) -> list[Entry]:
+    for kind in kinds:
+        if kind.resolve is None:
+            continue
+        mine = [e.data for e in entries if e.kind == kind.name]
+        if mine:
+            found = await kind.resolve(clients, mine)
+            entries = [e for e in entries if e.kind != kind.name]
+            entries += [Entry(kind.name, d) for d in found]
+    return settle(entries)
+
+
 def phases(kinds: Iterable[JournalKind]) -> list[list[JournalKind]]:
     """`kinds` grouped by phase, in phase order."""
     by_phase: dict[Phase, list[JournalKind]] = {}
@@ -98,6 +115,7 @@ async def cleanup(clients: AwsClients, entries: list[Entry], kinds: Iterable[Jou
     phase by phase."""
     report = CleanupReport()
     limit = asyncio.Semaphore(concurrency)
+    entries = await _resolved(clients, settle(entries), kinds)
 
     async def undo(kind: JournalKind, entry: Entry) -> None:
         async with limit:

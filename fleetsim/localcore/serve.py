@@ -20,6 +20,7 @@ from fleetsim.localcore.core import (
     LocalCore,
     LocalCoreConfig,
 )
+from fleetsim.localcore.statelock import hold_state_dir
 
 DEFAULT_STATE_DIR = Path(".fleetsim/localcore")
 INFO_FILE = "localcore.json"
@@ -65,6 +66,7 @@ def write_info(state_dir: Path, endpoints: Endpoints, region: str) -> None:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    lock = hold_state_dir(args.state_dir)  # noqa: F841 -- held until this process exits
     core = LocalCore(LocalCoreConfig(
         state_dir=args.state_dir, api_port=args.api_port, mqtt_port=args.mqtt_port,
         region=args.region, keys_and_certificate_key_type=args.keys_and_certificate_key_type))
