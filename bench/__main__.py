@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import fleet, localcore, shadows
+from bench import cleanup, fleet, localcore, shadows
 from bench.report import print_table, write_json
 
-BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows}
+BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows, "cleanup": cleanup}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,13 +77,29 @@ def kill_moments(devices: int, kills: int, seed: int) -> list[int]:
     return sorted(rng.randrange(3, 3 + devices * ENTRIES_PER_DEVICE) for _ in range(kills))
 
 
-def _journal_lines(runs: Path, before: set[Path]) -> int:
-    for run_dir in runs.iterdir() if runs.exists() else []:
-        journal = run_dir / "journal.jsonl"
-        if run_dir not in before and journal.exists():
-            with journal.open("rb") as f:
-                return sum(1 for _ in f) - 1  # not the header
-    return 0
+class JournalWatch:
+    """Counts the entries of the journal of the run that starts after it is made."""
+
+    def __init__(self, runs: Path):
+        self.runs = runs
+        self.before = set(runs.iterdir()) if runs.exists() else set()
+        self.path: Path | None = None
+        self.offset = 0
+        self.entries = -1  # not the header
+
+    def count(self) -> int:
+        if self.path is None:
+            new = [d / "journal.jsonl" for d in (self.runs.iterdir() if self.runs.exists()
+                                                 else []) if d not in self.before]
+            self.path = next((p for p in new if p.exists()), None)
+            if self.path is None:
+                return 0
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        self.offset += len(chunk)
+        self.entries += chunk.count(b"\n")
+        return max(self.entries, 0)
 
 
 def kill_and_clean(core: RunningLocalCore, workdir: Path, devices: int,
@@ -92,21 +108,20 @@ def kill_and_clean(core: RunningLocalCore, workdir: Path, devices: int,
     state = core.state_dir.parent  # runs find the core in <state>/localcore and reuse it
     scenario = workdir / "crash-drill.yaml"
     scenario.write_text(SCENARIO.format(count=devices))
-    runs = state / "runs"
-    before = set(runs.iterdir()) if runs.exists() else set()
+    watch = JournalWatch(state / "runs")
     env = env_for(core)
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "fleetsim", "run", str(scenario),
                              "--state-dir", str(state)], cwd=workdir, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        while _journal_lines(runs, before) < at_entries:
+        while watch.count() < at_entries:
             if proc.poll() is not None:
                 raise AssertionError(f"the run ended (exit {proc.returncode}) before its "
                                      f"journal held {at_entries} entries")
             if time.monotonic() - started > timeout:
                 raise AssertionError(f"the run's journal did not reach {at_entries} entries")
-            time.sleep(0.005)
+            time.sleep(0.01)
     finally:
         proc.kill()
         proc.wait()

@@ -48,8 +48,7 @@ def cleanup_command(args: argparse.Namespace) -> int:
                 core = core or ensure_local_core(args.state_dir / "localcore")
                 target = local_target(core)
             report = run_async(_cleanup_run(target, described, entries))
-            removed = ", ".join(f"{n} {k}" for k, n in sorted(report.removed.items()))
-            print(f"{run_dir.name}: removed {removed or 'nothing'}")
+            print(f"{run_dir.name}: {report.describe()}")
             for failure in report.failed:
                 print(f"  could not remove {failure}")
             if report.ok:

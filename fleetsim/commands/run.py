@@ -80,8 +80,7 @@ def _report(result: RunResult, args: argparse.Namespace) -> int:
     cleanup = None
     if result.cleanup is not None:
         cleanup = {"removed": result.cleanup.removed, "failed": result.cleanup.failed}
-        removed = ", ".join(f"{n} {k}" for k, n in sorted(result.cleanup.removed.items()))
-        print(f"Clean-up: removed {removed or 'nothing'}")
+        print(f"Clean-up: {result.cleanup.describe()}")
         for failure in result.cleanup.failed:
             print(f"  could not remove {failure}")
         if result.cleanup.failed:

@@ -53,33 +53,46 @@ class JournalKind:
 @dataclass
 class CleanupReport:
     removed: dict[str, int] = field(default_factory=dict)
+    # Journaled, but not there: removed already, or never made (a call cut short).
+    absent: dict[str, int] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
+    def describe(self) -> str:
+        """`removed 3 thing, 3 certificate` (and what was journaled but not there)."""
+        def counts(by_kind: dict[str, int]) -> str:
+            return ", ".join(f"{n} {k}" for k, n in sorted(by_kind.items()))
+        absent = sum(self.absent.values())
+        return (f"removed {counts(self.removed) or 'nothing'}"
+                + (f" ({absent} journaled but not there: removed earlier, or never made by "
+                   "a call cut short)" if absent else ""))
+
 
 def error_code(e: ClientError) -> str:
     return str(e.response.get("Error", {}).get("Code", ""))
 
 
-async def with_retry(call: Callable[[], Awaitable[Any]], attempts: int = 6) -> None:
-    """`call`, retried with back-off while AWS still sees an attachment being removed; a
-    resource already gone counts as removed."""
+async def with_retry(call: Callable[[], Awaitable[Any]], attempts: int = 6) -> bool:
+    """`call`, retried with back-off while AWS still sees an attachment being removed. True if
+    it removed something; False if it was already gone (or never made: a call journaled before
+    it was made may have been cut short)."""
     delay = 0.25
     for attempt in range(attempts):
         try:
             await call()
-            return
+            return True
         except ClientError as e:
             code = error_code(e)
             if code in GONE:
-                return
+                return False
             if code not in RETRY_LATER or attempt == attempts - 1:
                 raise
             await asyncio.sleep(delay)
             delay *= 2
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _describe(entry: Entry) -> str:
@@ -120,8 +133,9 @@ async def cleanup(clients: AwsClients, entries: list[Entry], kinds: Iterable[Jou
     async def undo(kind: JournalKind, entry: Entry) -> None:
         async with limit:
             try:
-                await with_retry(lambda: kind.undo(clients, entry.data))
-                report.removed[entry.kind] = report.removed.get(entry.kind, 0) + 1
+                done = report.removed if await with_retry(
+                    lambda: kind.undo(clients, entry.data)) else report.absent
+                done[entry.kind] = done.get(entry.kind, 0) + 1
             except ClientError as e:
                 err = e.response.get("Error", {})
                 report.failed.append(f"{_describe(entry)}: {err.get('Code')}: "

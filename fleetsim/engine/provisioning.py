@@ -36,15 +36,22 @@ WINDOW_SLACK_S = 60.0
 
 
 async def _delete_certificate(clients: AwsClients, d: dict[str, Any]) -> None:
+    """Deactivated, then deleted; its identity files go with it (gone remotely: gone from
+    disk too). A certificate already gone raises its ResourceNotFoundException."""
     try:
         await clients.iot.update_certificate(certificateId=d["id"], newStatus="INACTIVE")
+        deleted = await with_retry(lambda: clients.iot.delete_certificate(
+            certificateId=d["id"], forceDelete=True))
     except ClientError as e:
-        if error_code(e) not in GONE:
-            raise
-    await with_retry(lambda: clients.iot.delete_certificate(certificateId=d["id"],
-                                                            forceDelete=True))
+        if error_code(e) in GONE and d.get("identity"):
+            remove_identity(Path(d["identity"]), d["id"])
+        raise
     if d.get("identity"):
-        remove_identity(Path(d["identity"]), d["id"])  # gone remotely: gone from disk too
+        remove_identity(Path(d["identity"]), d["id"])
+    if not deleted:
+        raise ClientError({"Error": {"Code": "ResourceNotFoundException",
+                                     "Message": f"certificate {d['id']} is gone"}},
+                          "DeleteCertificate")
 
 
 async def find_certificates(clients: AwsClients, entries: list[dict[str, Any]]
