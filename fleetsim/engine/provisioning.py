@@ -58,8 +58,9 @@ async def find_certificates(clients: AwsClients, entries: list[dict[str, Any]]
                             ) -> list[dict[str, Any]]:
     """Certificate entries with an id, plus the certificates that calls written down before
     they were made (public key, time, no id) did create: among the certificates created since
-    the earliest such call, those whose public key is one of theirs (ListCertificates gives
-    creation dates; DescribeCertificate the PEM)."""
+    the earliest such call, those whose public key is one of theirs (API reference,
+    "ListCertificates": each certificate's `creationDate`; "DescribeCertificate": its
+    `certificatePem`)."""
     done = [d for d in entries if "id" in d]
     have = {d.get("public_key") for d in done}
     wanted = {d["public_key"]: d for d in entries
@@ -130,6 +131,9 @@ async def journaled(journal: Journal, kind: str, data: dict[str, Any],
 
 async def create_thing(ctx: RunContext, d: Device, attributes: dict[str, str],
                        thing_type: str | None) -> None:
+    """Journaled by name before the call. (API reference, "CreateThing": made again with the
+    same name and configuration, it succeeds; with another configuration it answers
+    ResourceAlreadyExistsException, which voids the entry: the thing is not ours.)"""
     params: dict[str, Any] = {"thingName": d.thing_name}
     if attributes:
         params["attributePayload"] = {"attributes": attributes}
