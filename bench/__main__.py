@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import api_bodies, broker_hardening, fleet, localcore, shadows
+from bench import api_bodies, broker_hardening, cleanup, fleet, localcore, shadows
 from bench.report import print_table, write_json
 
 BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
-              "broker-hardening": broker_hardening, "api-bodies": api_bodies}
+              "broker-hardening": broker_hardening, "api-bodies": api_bodies,
+              "cleanup": cleanup}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""`fleetsim run / validate / local serve / report / cleanup`: argument handling only."""
+"""`fleetsim run / validate / local serve|start|stop|status / report / cleanup`: arguments only."""
 
 from __future__ import annotations
 
@@ -48,6 +48,14 @@ def _serve(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _local(args: argparse.Namespace) -> int:
+    from fleetsim.commands import local
+
+    command = {"start": local.start_command, "stop": local.stop_command,
+               "status": local.status_command}[args.local_command]
+    return command(args)
+
+
 def _shard(text: str) -> tuple[int, int]:
     try:
         k, n = (int(x) for x in text.split("/"))
@@ -70,6 +78,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fleetsim.localcore.serve import DEFAULT_STATE_DIR as DEFAULT_LOCAL_STATE_DIR
     from fleetsim.localcore.serve import add_arguments as add_serve_arguments
     from fleetsim.localcore.serve import port_arguments, state_dir_path
 
@@ -121,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = local_sub.add_parser("serve", help="run local core in the foreground")
     add_serve_arguments(p)
     p.set_defaults(func=_serve)
+    p = local_sub.add_parser("start", help="start local core in the background (returns when "
+                                           "ready; runs on the same state dir reuse it)")
+    add_serve_arguments(p)
+    p.set_defaults(func=_local)
+    for name, text in (("stop", "stop the local core of a state dir"),
+                       ("status", "say whether local core runs, and its endpoints")):
+        p = local_sub.add_parser(name, help=text)
+        p.add_argument("--state-dir", type=Path, default=DEFAULT_LOCAL_STATE_DIR)
+        p.set_defaults(func=_local)
     return parser
 
 

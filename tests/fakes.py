@@ -24,7 +24,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from fleetsim.control.journal import Journal, read_entries
+from fleetsim.control.journal import Journal, read_entries, settle
 from fleetsim.device.behaviours.shadow import merge_state
 from fleetsim.engine.context import RunContext
 from fleetsim.engine.runner import build_devices
@@ -343,8 +343,9 @@ def fake_context(tmp_path: Path, scenario_yaml: str, iot: FakeIot | None = None,
 
 
 def journal_kinds(ctx: RunContext) -> list[str]:
-    """The kinds of the entries the run's journal holds, in order (not its header)."""
-    return [e.kind for e in read_entries(ctx.journal.run_dir)
+    """The kinds of the entries that stand in the run's journal (voided ones cancelled), in
+    order (not its header)."""
+    return [e.kind for e in settle(read_entries(ctx.journal.run_dir))
             if e.kind not in ("run", "started")]
 
 

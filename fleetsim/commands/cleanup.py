@@ -8,7 +8,7 @@ from typing import Any
 
 from fleetsim.control.cleanup import CleanupReport, cleanup
 from fleetsim.control.clients import aws_clients
-from fleetsim.control.journal import CLEANED_FILE, Entry, pending_runs, read_entries
+from fleetsim.control.journal import CLEANED_FILE, Entry, pending_runs, prune, read_entries
 from fleetsim.control.targets import aws_target
 from fleetsim.engine.steps import JOURNAL_KINDS
 from fleetsim.errors import UserError
@@ -48,8 +48,7 @@ def cleanup_command(args: argparse.Namespace) -> int:
                 core = core or ensure_local_core(args.state_dir / "localcore")
                 target = local_target(core)
             report = run_async(_cleanup_run(target, described, entries))
-            removed = ", ".join(f"{n} {k}" for k, n in sorted(report.removed.items()))
-            print(f"{run_dir.name}: removed {removed or 'nothing'}")
+            print(f"{run_dir.name}: {report.describe()}")
             for failure in report.failed:
                 print(f"  could not remove {failure}")
             if report.ok:
@@ -59,4 +58,5 @@ def cleanup_command(args: argparse.Namespace) -> int:
     finally:
         if core is not None:
             core.stop()
+    prune(runs_dir)
     return 1 if failed else 0

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 
+from fleetsim.control.journal import prune
 from fleetsim.control.targets import aws_target, describe_target
 from fleetsim.engine.runner import RunResult, run_scenario
 from fleetsim.engine.steps import load_scenario
@@ -68,6 +69,7 @@ def run_command(args: argparse.Namespace) -> int:
     finally:
         if core is not None:
             core.stop()
+    prune(args.state_dir / "runs")
     return _report(result, args)
 
 
@@ -79,8 +81,7 @@ def _report(result: RunResult, args: argparse.Namespace) -> int:
     cleanup = None
     if result.cleanup is not None:
         cleanup = {"removed": result.cleanup.removed, "failed": result.cleanup.failed}
-        removed = ", ".join(f"{n} {k}" for k, n in sorted(result.cleanup.removed.items()))
-        print(f"Clean-up: removed {removed or 'nothing'}")
+        print(f"Clean-up: {result.cleanup.describe()}")
         for failure in result.cleanup.failed:
             print(f"  could not remove {failure}")
         if result.cleanup.failed:

@@ -15,7 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from fleetsim.control.clients import AwsClients
-from fleetsim.control.journal import Entry
+from fleetsim.control.journal import Entry, settle
 
 GONE = {"ResourceNotFoundException"}
 # AWS detaches asynchronously: a delete right after a detach may still see the attachment.
@@ -33,6 +33,9 @@ class Phase(IntEnum):
 
 
 Undo = Callable[[AwsClients, dict[str, Any]], Awaitable[Any]]
+# Turns a kind's entries into what to undo: e.g. a certificate written down before the call
+# that was to create it (by its public key, no id yet) into the certificate it may have made.
+Resolve = Callable[[AwsClients, list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
 
 @dataclass(frozen=True)
@@ -44,44 +47,71 @@ class JournalKind:
     undo: Undo
     # Only the first entry of this kind is undone (it holds the state to restore).
     first_only: bool = False
+    resolve: Resolve | None = None
 
 
 @dataclass
 class CleanupReport:
     removed: dict[str, int] = field(default_factory=dict)
+    # Journaled, but not there: removed already, or never made (a call cut short).
+    absent: dict[str, int] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
+    def describe(self) -> str:
+        """`removed 3 thing, 3 certificate` (and what was journaled but not there)."""
+        def counts(by_kind: dict[str, int]) -> str:
+            return ", ".join(f"{n} {k}" for k, n in sorted(by_kind.items()))
+        absent = sum(self.absent.values())
+        return (f"removed {counts(self.removed) or 'nothing'}"
+                + (f" ({absent} journaled but not there: removed earlier, or never made by "
+                   "a call cut short)" if absent else ""))
+
 
 def error_code(e: ClientError) -> str:
     return str(e.response.get("Error", {}).get("Code", ""))
 
 
-async def with_retry(call: Callable[[], Awaitable[Any]], attempts: int = 6) -> None:
-    """`call`, retried with back-off while AWS still sees an attachment being removed; a
-    resource already gone counts as removed."""
+async def with_retry(call: Callable[[], Awaitable[Any]], attempts: int = 6) -> bool:
+    """`call`, retried with back-off while AWS still sees an attachment being removed. True if
+    it removed something; False if it was already gone (or never made: a call journaled before
+    it was made may have been cut short)."""
     delay = 0.25
     for attempt in range(attempts):
         try:
             await call()
-            return
+            return True
         except ClientError as e:
             code = error_code(e)
             if code in GONE:
-                return
+                return False
             if code not in RETRY_LATER or attempt == attempts - 1:
                 raise
             await asyncio.sleep(delay)
             delay *= 2
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _describe(entry: Entry) -> str:
     d = entry.data
     return f"{entry.kind} " + ", ".join(f"{k}={v}" for k, v in d.items()
                                         if not isinstance(v, dict | list))
+
+
+async def _resolved(clients: AwsClients, entries: list[Entry],
+                    kinds: Iterable[JournalKind]) -> list[Entry]:
+    for kind in kinds:
+        if kind.resolve is None:
+            continue
+        mine = [e.data for e in entries if e.kind == kind.name]
+        if mine:
+            found = await kind.resolve(clients, mine)
+            entries = [e for e in entries if e.kind != kind.name]
+            entries += [Entry(kind.name, d) for d in found]
+    return settle(entries)
 
 
 def phases(kinds: Iterable[JournalKind]) -> list[list[JournalKind]]:
@@ -98,12 +128,14 @@ async def cleanup(clients: AwsClients, entries: list[Entry], kinds: Iterable[Jou
     phase by phase."""
     report = CleanupReport()
     limit = asyncio.Semaphore(concurrency)
+    entries = await _resolved(clients, settle(entries), kinds)
 
     async def undo(kind: JournalKind, entry: Entry) -> None:
         async with limit:
             try:
-                await with_retry(lambda: kind.undo(clients, entry.data))
-                report.removed[entry.kind] = report.removed.get(entry.kind, 0) + 1
+                done = report.removed if await with_retry(
+                    lambda: kind.undo(clients, entry.data)) else report.absent
+                done[entry.kind] = done.get(entry.kind, 0) + 1
             except ClientError as e:
                 err = e.response.get("Error", {})
                 report.failed.append(f"{_describe(entry)}: {err.get('Code')}: "

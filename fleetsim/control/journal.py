@@ -1,10 +1,13 @@
-"""The run journal: every resource a run creates is written down (and fsynced) before the run
-goes on, so `fleetsim cleanup` can remove it even after a crash."""
+"""The run journal: every resource a run may create is written down (and fsynced) *before* the
+call that creates it (write-ahead), so `fleetsim cleanup` can remove it even after a kill -9
+in the middle of that call. A call the service refuses is followed by a `void` entry: it
+created nothing."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,11 +16,15 @@ from typing import IO, Any
 
 JOURNAL_FILE = "journal.jsonl"
 CLEANED_FILE = "cleaned"
+# `.fleetsim/runs` keeps the journals of this many cleaned runs (newest first), and of this
+# many earlier generations of each persistent journal; pending runs are always kept.
+KEEP_CLEANED = 20
+VOID = "void"  # {"kind": "void", "of": KIND, ...the data of the entry it cancels}
 
 
 @dataclass(frozen=True)
 class Entry:
-    kind: str  # run | thing | certificate | policy | policy_attachment | thing_principal | events
+    kind: str  # run | thing | certificate | policy | ... | void
     data: dict[str, Any]
 
 
@@ -69,6 +76,10 @@ class Journal:
             self._open()
         self._write({"kind": kind, **data})
 
+    def void(self, kind: str, **data: Any) -> None:
+        """The call a `record(kind, **data)` announced was refused: it created nothing."""
+        self.record(VOID, of=kind, **data)
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
@@ -93,6 +104,30 @@ def read_entries(run_dir: Path) -> list[Entry]:
     return entries
 
 
+def settle(entries: list[Entry]) -> list[Entry]:
+    """The entries that still stand: a `void` cancels the latest equal entry before it, and
+    equal entries (the same resource written down twice) count once."""
+    kept: list[Entry] = []
+    for entry in entries:
+        if entry.kind != VOID:
+            kept.append(entry)
+            continue
+        data = dict(entry.data)
+        of = data.pop("of", None)
+        for i in range(len(kept) - 1, -1, -1):
+            if kept[i].kind == of and kept[i].data == data:
+                del kept[i]
+                break
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for entry in kept:
+        key = (entry.kind, json.dumps(entry.data, sort_keys=True))
+        if key not in seen:
+            seen.add(key)
+            unique.append(entry)
+    return unique
+
+
 def pending_runs(runs_dir: Path) -> Iterator[Path]:
     """Runs whose resources have not been cleaned up, oldest first."""
     if not runs_dir.is_dir():
@@ -100,3 +135,27 @@ def pending_runs(runs_dir: Path) -> Iterator[Path]:
     for run_dir in sorted(runs_dir.iterdir()):
         if (run_dir / JOURNAL_FILE).exists() and not (run_dir / CLEANED_FILE).exists():
             yield run_dir
+
+
+def prune(runs_dir: Path, keep: int = KEEP_CLEANED) -> int:
+    """Delete the run directories of cleaned runs beyond the newest `keep` (run ids start with
+    their start time, so names sort by age), and old generations of persistent journals
+    beyond `keep` each. Returns how many were deleted."""
+    if not runs_dir.is_dir():
+        return 0
+    dirs = sorted(d for d in runs_dir.iterdir() if d.is_dir())
+    cleaned = [d for d in dirs if not d.name.startswith("persistent-")
+               and (d / CLEANED_FILE).exists()]
+    old = cleaned[:-keep] if keep else cleaned
+    for run_dir in old:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    deleted = len(old)
+    for run_dir in dirs:
+        if run_dir.name.startswith("persistent-"):
+            generations = sorted((p for p in run_dir.glob("journal.*.jsonl")
+                                  if p.name.split(".")[1].isdigit()),
+                                 key=lambda p: int(p.name.split(".")[1]))
+            for path in generations[:-keep] if keep else generations:
+                path.unlink(missing_ok=True)
+                deleted += 1
+    return deleted

@@ -211,3 +211,27 @@ def _read_meta(path: Path, thing_name: str) -> dict[str, Any]:
     if info["thing_name"] != thing_name or info["key_type"] not in _KEY_TYPES:
         raise IdentityDamaged(path, f"does not describe {thing_name} with a known key type")
     return info
+
+
+def remove_identity(base: Path, certificate_id: str) -> bool:
+    """Remove the identity stored at `base` (`base`.key/.crt/.json) if it holds the certificate
+    `certificate_id`, or if its .json is missing or unreadable (a save cut short): the files of
+    an identity re-provisioned since, holding another certificate, stay. Empty folders left
+    behind go too. True if removed."""
+    meta = base.with_suffix(".json")
+    try:
+        held = json.loads(meta.read_text()).get("certificate_id")
+    except (OSError, ValueError, AttributeError):
+        held = None
+    if held not in (None, certificate_id):
+        return False
+    for suffix in (".key", ".crt", ".json"):
+        base.with_suffix(suffix).unlink(missing_ok=True)
+    folder = base.parent
+    for _ in range(2):  # the fleet's folder, then the scenario's
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+        folder = folder.parent
+    return True

@@ -149,13 +149,22 @@ async def stop_background(ctx: RunContext, fleet: str | None = None) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def start_observer(ctx: RunContext, client_id: str, created: dict[str, Any],
-                         topics: list[str], qos: int) -> Observer:
-    """Connect the observer with the certificate `created` by create-keys-and-certificate."""
-    identity = DeviceIdentity(OBSERVER_FLEET, 0, client_id, "rsa-2048",
-                              created["keyPair"]["PrivateKey"].encode()
-                              ).with_certificate(created["certificatePem"],
-                                                 created["certificateArn"])
+async def observer_identity(ctx: RunContext) -> DeviceIdentity:
+    """The observer's identity: its key is kept on disk and reused by every run of the
+    scenario (one per scenario, whatever the number of runs), or made if there is none."""
+    store = IdentityStore(ctx.identities_dir, OBSERVER_FLEET)
+    if store.exists(OBSERVER_FLEET):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            stored = store.load(OBSERVER_FLEET)
+            return DeviceIdentity(OBSERVER_FLEET, 0, OBSERVER_FLEET, stored.key_type,
+                                  stored.private_key_pem)
+    return await ctx.keys.new_identity(OBSERVER_FLEET, 0, OBSERVER_FLEET, "ec-p256")
+
+
+async def start_observer(ctx: RunContext, client_id: str, identity: DeviceIdentity,
+                         created: dict[str, Any], topics: list[str], qos: int) -> Observer:
+    """Connect the observer with the certificate `created` for `identity`'s key."""
+    identity = identity.with_certificate(created["certificatePem"], created["certificateArn"])
     identity = IdentityStore(ctx.identities_dir, OBSERVER_FLEET).save(identity)
     session = DeviceSession(identity, ctx.target, ctx.metrics,
                             tls=_tls(ctx).for_identity(identity), client_id=client_id,

@@ -24,16 +24,26 @@ def _snake(op: str) -> str:
 
 
 async def api_call(ctx: RunContext, op: str, subject: str = "", *, client: Any = None,
-                   **params: Any) -> dict[str, Any]:
+                   expected: Any = frozenset(), **params: Any) -> dict[str, Any]:
     """One AWS API call (of `ctx.iot` unless `client` is given, e.g. `ctx.iot_data`), timed as
-    `api.<Op>`; failures raise ApiError (counted by its code)."""
+    `api.<Op>`; failures raise ApiError (counted by its code). An answer whose error code is
+    `expected` (a state the caller handles, e.g. a policy already there) raises ApiError too,
+    but is timed as an answer, not counted as an error. (`expected` is typed Any, like
+    `client`, so that callers may pass `**params` of any type.)"""
     method = getattr(ctx.iot if client is None else client, _snake(op))
+    answer: ClientError | None = None
     try:
         with ctx.metrics.time(f"api.{op}"):  # a failure is counted by its AWS error code
-            result: dict[str, Any] = await method(**params)
-            return result
+            try:
+                result: dict[str, Any] = await method(**params)
+                return result
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") not in expected:
+                    raise
+                answer = e
     except (ClientError, BotoCoreError) as e:
         raise api_error(op, e, subject) from e
+    raise api_error(op, answer, subject) from answer
 
 
 def pacer_for(pacing: Pacing | None) -> Pacer:

@@ -6,16 +6,23 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import InvalidSignature
+
+from fleetsim.errors import UserError
 from fleetsim.pki import (
     CertificateAuthority,
     certificate_pem,
     load_certificate,
     load_private_key,
     private_key_pem,
+    public_key_id,
     write_private,
 )
 
 ROOT_CA_FILE = "root.ca.bundle.pem"  # the name the workshop gives the server CA bundle
+ROOT_KEY_FILE = "root-ca.key"
+SERVER_CERT_FILE = "server.pem"
+SERVER_KEY_FILE = "server.key"
 SERVER_NAMES = ["127.0.0.1", "localhost"]
 
 
@@ -28,18 +35,23 @@ class LocalCA:
 
     @classmethod
     def load_or_create(cls, state_dir: Path) -> LocalCA:
+        """The state dir's CA, checked for consistency at start-up: the root (certificate and
+        key) cannot be replaced, since clients trust it and it signed every certificate in the
+        registry, so a missing or mismatched half is refused in one sentence; the server's
+        certificate only needs the root, so a missing, mismatched or foreign one is issued
+        anew."""
         state_dir.mkdir(parents=True, exist_ok=True)
-        root, root_key = state_dir / ROOT_CA_FILE, state_dir / "root-ca.key"
-        server, server_key = state_dir / "server.pem", state_dir / "server.key"
-        if root.exists() and root_key.exists():
-            authority = CertificateAuthority(load_certificate(root.read_bytes()),
-                                             load_private_key(root_key.read_bytes()))
-        else:
+        root, root_key = state_dir / ROOT_CA_FILE, state_dir / ROOT_KEY_FILE
+        server, server_key = state_dir / SERVER_CERT_FILE, state_dir / SERVER_KEY_FILE
+        if not root.exists() and not root_key.exists():
+            _refuse_orphans(state_dir, [server, server_key])
             authority = CertificateAuthority.create("fleetsim local core Root CA",
                                                     organization="fleetsim")
             write_private(root_key, private_key_pem(authority.key))
             root.write_bytes(certificate_pem(authority.cert))
-        if not (server.exists() and server_key.exists()):
+        else:
+            authority = _load_root(state_dir, root, root_key)
+        if not _server_fits(authority, server, server_key):
             cert, key = authority.issue_server(SERVER_NAMES)
             write_private(server_key, private_key_pem(key))
             server.write_bytes(certificate_pem(cert) + certificate_pem(authority.cert))
@@ -59,6 +71,57 @@ class LocalCA:
         ctx.load_verify_locations(cadata=certificate_pem(self.authority.cert).decode())
         ctx.set_alpn_protocols(["x-amzn-mqtt-ca", "mqtt"])
         return ctx
+
+
+def _afresh(state_dir: Path) -> str:
+    return (f"or delete the state dir {state_dir} to start afresh (its things and "
+            "certificates are then lost)")
+
+
+def _refuse_orphans(state_dir: Path, files: list[Path]) -> None:
+    """A server certificate without the root that issued it: that root signed the registry's
+    certificates too, so a new one would leave them (and clients trusting it) out."""
+    present = [f.name for f in files if f.exists()]
+    if present:
+        raise UserError(f"the state dir {state_dir} is inconsistent: {ROOT_CA_FILE} and "
+                        f"{ROOT_KEY_FILE} are missing but {present[0]} (issued by them) is "
+                        f"there; put the root CA files back, {_afresh(state_dir)}")
+
+
+def _load_root(state_dir: Path, root: Path, root_key: Path) -> CertificateAuthority:
+    for path in (root, root_key):
+        if not path.exists():
+            other = root_key if path == root else root
+            raise UserError(f"the state dir {state_dir} is inconsistent: {path.name} is "
+                            f"missing but {other.name} is there, and local core cannot issue "
+                            f"or verify certificates without both; put {path.name} back, "
+                            f"{_afresh(state_dir)}")
+    try:
+        cert = load_certificate(root.read_bytes())
+    except ValueError:
+        raise UserError(f"{root} is not a PEM certificate; put the original back, "
+                        f"{_afresh(state_dir)}") from None
+    try:
+        key = load_private_key(root_key.read_bytes())
+    except (ValueError, TypeError):
+        raise UserError(f"{root_key} is not a PEM private key; put the original back, "
+                        f"{_afresh(state_dir)}") from None
+    if public_key_id(key.public_key()) != public_key_id(cert.public_key()):
+        raise UserError(f"the state dir {state_dir} is inconsistent: {ROOT_KEY_FILE} is not "
+                        f"the key of {ROOT_CA_FILE}; put the matching files back, "
+                        f"{_afresh(state_dir)}")
+    return CertificateAuthority(cert, key)
+
+
+def _server_fits(authority: CertificateAuthority, server: Path, server_key: Path) -> bool:
+    """The server certificate is there, issued by this root, and its key is beside it."""
+    try:
+        cert = load_certificate(server.read_bytes())
+        key = load_private_key(server_key.read_bytes())
+        cert.verify_directly_issued_by(authority.cert)
+    except (OSError, ValueError, TypeError, InvalidSignature):
+        return False
+    return public_key_id(key.public_key()) == public_key_id(cert.public_key())
 
 
 def add_trust_anchor(ctx: ssl.SSLContext, pem: str) -> None:

@@ -1,7 +1,13 @@
-"""Start local core for a run when it is not already running, and stop only what we started."""
+"""Start local core for a run when it is not already running, and stop only what we started.
+
+A local core a run starts is tied to the run's life: it gets SIGTERM when the run's process
+dies, even by kill -9 (Linux `PR_SET_PDEATHSIG`, set between fork and exec). One started by
+`fleetsim local start` is not tied to anyone, and runs reuse it."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
 import signal
@@ -9,16 +15,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fleetsim.errors import UserError
 from fleetsim.localcore.serve import INFO_FILE
+from fleetsim.localcore.statelock import state_dir_in_use
 from fleetsim.target import Target
 
 READY_TIMEOUT_S = 30.0
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 @dataclass
@@ -77,16 +85,29 @@ def running_info(state_dir: Path) -> dict[str, Any] | None:
     return info if _alive(info) else None
 
 
+def _exit_with(parent: int) -> Callable[[], None]:
+    """A `preexec_fn`: the child gets SIGTERM when `parent` dies (checked once more after
+    setting it, in case the parent died in between)."""
+    def preexec() -> None:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+    return preexec
+
+
 def spawn_local_core(state_dir: Path, log_path: Path, *, api_port: int | None = None,
                      mqtt_port: int | None = None, extra_args: Sequence[str] = (),
                      prefix: Sequence[str] = (), env: dict[str, str] | None = None,
-                     new_session: bool = False,
+                     new_session: bool = False, tied: bool = False,
                      timeout: float = READY_TIMEOUT_S) -> RunningLocalCore:
     """Start `python -m fleetsim.localcore.serve` (after `prefix`, e.g. taskset) and wait
-    until it has written its endpoints; its output goes to `log_path`."""
+    until it has written its endpoints; its output goes to `log_path`. With `tied` (Linux),
+    it exits when this process dies."""
     state_dir.mkdir(parents=True, exist_ok=True)
     info_file = state_dir / INFO_FILE
-    info_file.unlink(missing_ok=True)  # a kill -9 leaves the old one behind
+    if not state_dir_in_use(state_dir):
+        info_file.unlink(missing_ok=True)  # a kill -9 leaves the old one behind
     cmd = [*prefix, sys.executable, "-m", "fleetsim.localcore.serve", "--state-dir",
            str(state_dir)]
     if api_port is not None:
@@ -94,11 +115,12 @@ def spawn_local_core(state_dir: Path, log_path: Path, *, api_port: int | None = 
     if mqtt_port is not None:
         cmd += ["--mqtt-port", str(mqtt_port)]
     with open(log_path, "ab") as log:
-        process = subprocess.Popen([*cmd, *extra_args], stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **env} if env else None,
-                                   start_new_session=new_session)
+        process = subprocess.Popen(
+            [*cmd, *extra_args], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, **env} if env else None, start_new_session=new_session,
+            preexec_fn=_exit_with(os.getpid()) if tied and sys.platform == "linux" else None)
     deadline = time.monotonic() + timeout
-    while not info_file.exists():
+    while not (info_file.exists() and _info_pid(info_file) == process.pid):
         if process.poll() is not None:
             tail = (log_path.read_text(errors="replace").strip().splitlines() or [""])[-1]
             if tail.startswith("fleetsim: "):  # local core's own one-sentence explanation
@@ -114,16 +136,32 @@ def spawn_local_core(state_dir: Path, log_path: Path, *, api_port: int | None = 
     return RunningLocalCore(json.loads(info_file.read_text()), process, state_dir)
 
 
+def _info_pid(info_file: Path) -> int | None:
+    try:
+        return int(json.loads(info_file.read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def ensure_local_core(state_dir: Path, *, api_port: int | None = None,
                       mqtt_port: int | None = None) -> RunningLocalCore:
-    """The local core running in `state_dir`, or a new one on these ports (stopped by
-    `.stop()`)."""
+    """The local core running in `state_dir` (e.g. from `fleetsim local start`), or a new one
+    on these ports, stopped by `.stop()` and tied to this process's life."""
     info = running_info(state_dir)
     if info is not None:
         return RunningLocalCore(info, None, state_dir)
     # Its own session: Ctrl-C in the terminal reaches fleetsim, which then stops it cleanly.
     return spawn_local_core(state_dir, state_dir / "localcore.log", api_port=api_port,
-                            mqtt_port=mqtt_port, new_session=True)
+                            mqtt_port=mqtt_port, new_session=True, tied=True)
+
+
+def endpoints_text(info: dict[str, Any]) -> str:
+    """Local core's endpoints, as `fleetsim local start/status` print them."""
+    return (f"  API       {info['api_url']}   (AWS_ENDPOINT_URL)\n"
+            f"  MQTT      {info['mqtt_host']}:{info['mqtt_port']}   (mutual TLS, region "
+            f"{info.get('region', '?')})\n"
+            f"  root CA   {info['root_ca']}\n"
+            f"  pid       {info['pid']}")
 
 
 def local_target(core: RunningLocalCore) -> Target:

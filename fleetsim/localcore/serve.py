@@ -23,6 +23,7 @@ from fleetsim.localcore.core import (
     LocalCore,
     LocalCoreConfig,
 )
+from fleetsim.localcore.statelock import hold_state_dir
 from fleetsim.pki import load_certificate, load_private_key
 
 DEFAULT_STATE_DIR = Path(".fleetsim/localcore")
@@ -181,6 +182,7 @@ async def serve(args: argparse.Namespace) -> None:
     private_directory(args.state_dir)
     if args.state_dir.parent.name == ".fleetsim":  # the default .fleetsim/localcore
         os.chmod(args.state_dir.parent, 0o700)
+    lock = hold_state_dir(args.state_dir)  # noqa: F841 -- held until this process exits
     check_pem_files(args.state_dir)
     core = LocalCore(LocalCoreConfig(
         state_dir=args.state_dir, api_port=args.api_port, mqtt_port=args.mqtt_port,

@@ -6,6 +6,7 @@ from fleetsim.pki.certs import (
     certificate_id,
     certificate_pem,
     load_certificate,
+    public_key_id,
     public_key_pem,
 )
 from fleetsim.pki.keys import (
@@ -26,6 +27,7 @@ __all__ = [
     "load_certificate",
     "load_private_key",
     "private_key_pem",
+    "public_key_id",
     "public_key_pem",
     "write_private",
 ]

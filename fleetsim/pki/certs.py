@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fleetsim.pki.keys import PrivateKey, generate_key
@@ -38,6 +39,14 @@ def public_key_pem(key: PublicKey) -> bytes:
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def public_key_id(key: PublicKeyTypes) -> str:
+    """A key's fingerprint: the SHA-256 of its DER SubjectPublicKeyInfo, in lowercase hex. A
+    certificate and the CSR (or private key) it was issued for share it."""
+    der = key.public_bytes(serialization.Encoding.DER,
+                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
 
 
 def _name(common_name: str, **extra: str) -> x509.Name:

@@ -92,16 +92,22 @@ def test_200_devices_connect_publish_and_are_observed(core: RunningLocalCore,
     data = json.loads(summary.read_text())
     hist = ops(data)
     assert hist["mqtt.connect"].count == 200 + 1  # the devices and the observer
-    assert hist["api.CreateCertificateFromCsr"].count == 200
+    assert hist["api.CreateCertificateFromCsr"].count == 200 + 1  # and the observer
     published = hist["mqtt.publish"].count
     assert published >= 400
     assert data["metrics"]["counters"]["messages.received"] == published
     assert hist["e2e"].count == published
     assert 0 < hist["e2e"].percentile(50) <= hist["e2e"].percentile(99) <= hist["e2e"].max
     assert data["metrics"]["gauges"]["devices.connected"] == 0
-    certs = {p.name for p in (core.state_dir.parent / "identities" / "fleet-test" /
-                              "sensors").glob("*.crt")}
-    assert len(certs) == 200  # one certificate of its own per device
+    entries = [json.loads(line) for line in Path(data["journal"]).read_text().splitlines()]
+    certs = {e["id"] for e in entries if e["kind"] == "certificate" and "id" in e}
+    assert len(certs) == 200 + 1  # one certificate of its own per device, and the observer's
+    # clean-up removed the devices' identity files with their certificates
+    assert not (core.state_dir.parent / "identities" / "fleet-test" / "sensors").exists()
+    # one observer identity per scenario, its key reused by every run (not one per run)
+    observer = core.state_dir.parent / "identities" / "fleet-test" / "observer"
+    assert sorted(p.name for p in observer.iterdir()) == \
+        ["observer.crt", "observer.json", "observer.key"]
     rows = list(csv.DictReader(timeline.open()))
     assert sum(int(r["mqtt.publish"]) for r in rows) == published  # per second, all of them
     assert [int(r["elapsed_s"]) for r in rows] == list(range(len(rows)))
@@ -201,7 +207,7 @@ def test_cleanup_after_kill_9_removes_what_the_run_created(core: RunningLocalCor
         proc.kill()
         proc.communicate(timeout=30)
     created = [json.loads(line) for line in journal.read_text().splitlines()]
-    certs = {e["id"] for e in created if e["kind"] == "certificate"}
+    certs = {e["id"] for e in created if e["kind"] == "certificate" and "id" in e}
     iot = aws_client(core.api_url)
     assert len([t for t in iot.list_things(maxResults=250)["things"]
                 if t["thingName"].startswith("sensor-")]) == 20
@@ -257,6 +263,20 @@ def test_persistent_identities_are_reused_then_cleaned_up(core: RunningLocalCore
     keepers = [t for t in iot.list_things(maxResults=250)["things"]
                if t["thingName"].startswith("keeper-")]
     assert len(keepers) == 4  # the runs kept them
+    # the second run found its policy there: reuse, not an error
+    assert errors_of(summaries[1]) == {}
+    assert summaries[1]["metrics"]["counters"]["policies.reused"] == 1
+    # a device whose certificate was removed by hand is provisioned again, not an error
+    identity = json.loads((key.parent / "keeper-1.json").read_text())
+    iot.update_certificate(certificateId=identity["certificate_id"], newStatus="INACTIVE")
+    iot.detach_thing_principal(thingName="keeper-1", principal=identity["certificate_arn"])
+    iot.detach_policy(policyName="persistent-test", target=identity["certificate_arn"])
+    iot.delete_certificate(certificateId=identity["certificate_id"])
+    third = run_persistent(core, scenario, tmp_path / "run3.json")
+    assert errors_of(third) == {}
+    assert third["metrics"]["counters"]["identities.reprovisioned"] == 1
+    assert third["metrics"]["counters"]["identities.reused"] == 3
+    identities = core.state_dir.parent / "identities" / "persistent-test"
     out = subprocess.run([sys.executable, "-m", "fleetsim", "cleanup", "--state-dir",
                           str(core.state_dir.parent)], capture_output=True, text=True,
                          env={**aws_env(core), "PYTHONPATH": str(ROOT)}, timeout=120)
@@ -264,3 +284,25 @@ def test_persistent_identities_are_reused_then_cleaned_up(core: RunningLocalCore
     assert not [t for t in iot.list_things(maxResults=250)["things"]
                 if t["thingName"].startswith("keeper-")]
     assert "persistent-test" not in {p["policyName"] for p in iot.list_policies()["policies"]}
+    assert not identities.exists()  # removed from disk with the certificates
+    # so the next run starts afresh, without a ResourceNotFoundException on the way
+    fourth = run_persistent(core, scenario, tmp_path / "run4.json")
+    assert errors_of(fourth) == {}
+    assert "identities.reprovisioned" not in fourth["metrics"]["counters"]
+    assert ops(fourth)["api.CreateCertificateFromCsr"].count == 4
+    subprocess.run([sys.executable, "-m", "fleetsim", "cleanup", "--state-dir",
+                    str(core.state_dir.parent)], capture_output=True,
+                   env={**aws_env(core), "PYTHONPATH": str(ROOT)}, timeout=120, check=True)
+
+
+def run_persistent(core: RunningLocalCore, scenario: Path, summary: Path) -> dict:
+    out, _ = fleetsim(core, "run", str(scenario), "--json", str(summary)).communicate(
+        timeout=180)
+    data = json.loads(summary.read_text())
+    assert data["passed"], out
+    return data
+
+
+def errors_of(summary: dict) -> dict[str, dict[str, int]]:
+    """The summary's errors table: errors by operation, where there are any."""
+    return {o["op"]: o["errors"] for o in summary["metrics"]["ops"] if o.get("errors")}

@@ -160,7 +160,8 @@ async def test_provision_makes_and_attaches_everything(tmp_path: Path) -> None:
     d = ctx.devices["f"][0]
     assert d.identity is not None and d.certificate_arn in iot.principals["dev-0"]
     assert dict(iot.calls[2][1]) == {"policyName": "dev-0-p", "target": d.certificate_arn}
-    assert journal_kinds(ctx) == ["thing", "certificate", "policy_attachment",
+    # each written down before its call; the certificate by public key, then by id
+    assert journal_kinds(ctx) == ["thing", "certificate", "certificate", "policy_attachment",
                                   "thing_principal"]
 
 

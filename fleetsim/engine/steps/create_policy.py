@@ -9,6 +9,7 @@ from fleetsim.control.cleanup import JournalKind, Phase
 from fleetsim.control.errors import ApiError
 from fleetsim.engine.context import RunContext
 from fleetsim.engine.fanout import api_call, for_each_device
+from fleetsim.engine.provisioning import journaled
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.scenario.model import Fleet, StepBase
 from fleetsim.scenario.semantics import DEVICE_NAMES, Loc, Problem, Scope, template_problems
@@ -34,6 +35,7 @@ class CreatePolicyStep(StepBase):
         return problems
 
 
+ALREADY_EXISTS = frozenset({"ResourceAlreadyExistsException"})
 POLICY = JournalKind("policy", Phase.DELETE,
                      lambda c, d: c.iot.delete_policy(policyName=d["name"]))
 
@@ -41,18 +43,20 @@ POLICY = JournalKind("policy", Phase.DELETE,
 async def create_or_reuse_policy(ctx: RunContext, name: str, document: str,
                                  fleet: Fleet | None, shared: bool) -> None:
     """A policy that already exists with the same document (made by an earlier run of a
-    persistent fleet, or by another shard) is used as it is, and not journaled."""
+    persistent fleet, or by another shard) is used as it is: counted as `policies.reused`,
+    not as an error, and not journaled again (the entry written before the call is voided)."""
     try:
-        await api_call(ctx, "CreatePolicy", name, policyName=name, policyDocument=document)
+        await journaled(ctx.journal_for(fleet, shared), POLICY.name, {"name": name},
+                        api_call(ctx, "CreatePolicy", name, expected=ALREADY_EXISTS,
+                                 policyName=name, policyDocument=document))
     except ApiError as e:
-        if e.code != "ResourceAlreadyExistsException":
+        if e.code not in ALREADY_EXISTS:
             raise
         existing = await api_call(ctx, "GetPolicy", name, policyName=name)
         if json.loads(existing["policyDocument"]) != json.loads(document):
             raise ApiError("CreatePolicy", e.code, f"policy {name} already exists with a "
                            "different document; delete it or choose another name", name) from e
-        return
-    ctx.journal_for(fleet, shared).record(POLICY.name, name=name)
+        ctx.metrics.incr("policies.reused")
 
 
 async def run(ctx: RunContext, step: CreatePolicyStep) -> None:

@@ -10,7 +10,12 @@ from fleetsim.engine import devices as dev
 from fleetsim.engine.context import RunContext
 from fleetsim.engine.fanout import api_call
 from fleetsim.engine.observer_identity import observer_policy
-from fleetsim.engine.provisioning import CERTIFICATE, POLICY_ATTACHMENT
+from fleetsim.engine.provisioning import (
+    CERTIFICATE,
+    POLICY_ATTACHMENT,
+    issue_certificate,
+    journaled,
+)
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.engine.steps.create_policy import POLICY
 from fleetsim.scenario.model import StepBase
@@ -30,19 +35,23 @@ class ObserveStep(StepBase):
 
 
 async def run(ctx: RunContext, step: ObserveStep) -> None:
-    ident = await api_call(ctx, "CreateKeysAndCertificate", "the observer", setAsActive=True)
-    ctx.journal.record(CERTIFICATE.name, id=ident["certificateId"],
-                       arn=ident["certificateArn"])
+    """The observer's key is kept (one per scenario, reused by every run); its certificate is
+    issued from a CSR each run, journaled by public key before the call like a device's."""
+    identity = await dev.observer_identity(ctx)
+    created = await issue_certificate(ctx, ctx.journal, identity, "the observer",
+                                      remove_files=False)
     client_id = f"fleetsim-observer-{ctx.run_id}"
     account = (await ctx.sts.get_caller_identity())["Account"]
     policy = f"{client_id}-policy"
     document = observer_policy(ctx.target.region, account, client_id, step.topics)
-    await api_call(ctx, "CreatePolicy", policy, policyName=policy, policyDocument=document)
-    ctx.journal.record(POLICY.name, name=policy)
-    await api_call(ctx, "AttachPolicy", policy, policyName=policy,
-                   target=ident["certificateArn"])
-    ctx.journal.record(POLICY_ATTACHMENT.name, policy=policy, target=ident["certificateArn"])
-    ctx.observer = await dev.start_observer(ctx, client_id, ident, step.topics, step.qos)
+    await journaled(ctx.journal, POLICY.name, {"name": policy},
+                    api_call(ctx, "CreatePolicy", policy, policyName=policy,
+                             policyDocument=document))
+    arn = created["certificateArn"]
+    await journaled(ctx.journal, POLICY_ATTACHMENT.name, {"policy": policy, "target": arn},
+                    api_call(ctx, "AttachPolicy", policy, policyName=policy, target=arn))
+    ctx.observer = await dev.start_observer(ctx, client_id, identity, created, step.topics,
+                                            step.qos)
 
 
 KIND = StepKind(ObserveStep, run, journals=(CERTIFICATE, POLICY, POLICY_ATTACHMENT))
