@@ -33,7 +33,14 @@ from fleetsim.localcore.broker import codec
 from fleetsim.localcore.broker.connection import Connection
 from fleetsim.localcore.broker.server import Broker
 from fleetsim.localcore.policy_document import ALLOW_ALL_DOCUMENT
-from tests.mqtt_testing import ACCOUNT_ID, REGION, StaticAuthority, policy, stmt
+from tests.mqtt_testing import (
+    ACCOUNT_ID,
+    BREAKS_EVALUATOR,
+    REGION,
+    StaticAuthority,
+    policy,
+    stmt,
+)
 
 _U16 = struct.Struct(">H")
 CLIENT_IDS = ("dev-a", "dev-b", "dev-c", "")
@@ -44,9 +51,6 @@ FILTERS = ("fleet/#", "fleet/+/c", "fleet/a", "#", "+", "$aws/events/#", "a/#/b"
 SERVER_PACKETS = {codec.CONNACK, codec.PUBLISH, codec.PUBACK, codec.SUBACK, codec.UNSUBACK,
                   codec.PINGRESP}
 
-BREAKS_EVALUATOR: dict[str, Any] = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*", "Condition": "x"}]}
 _ARN = f"arn:aws:iot:{REGION}:{ACCOUNT_ID}"
 RESTRICTED = policy(
     stmt("Allow", ["iot:Connect"], ["*"]),

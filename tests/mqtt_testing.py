@@ -68,6 +68,20 @@ class StaticAuthority:
         self._epoch += 1
 
 
+
+class FaultyPolicy(dict[str, Any]):
+    """A policy document that fails when read: stands in for any fault inside authorization
+    (the evaluator itself never raises on a JSON document), to show such a fault costs one
+    connection only."""
+
+    def _fault(self, *args: object) -> Any:
+        raise RuntimeError("injected authorization fault")
+
+    __getitem__ = get = items = keys = values = __iter__ = _fault
+
+
+BREAKS_EVALUATOR = FaultyPolicy({"Version": "2012-10-17", "Statement": []})
+
 @dataclass
 class Device:
     name: str

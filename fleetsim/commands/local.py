@@ -16,16 +16,32 @@ from fleetsim.localcore.launcher import endpoints_text, running_info, spawn_loca
 STOP_TIMEOUT_S = 15.0
 
 
+def serve_options(args: argparse.Namespace) -> list[str]:
+    """The `local serve` options given to `local start`, to pass on; what was not given, local
+    core reads from FLEETSIM_LOCAL_* (it inherits the environment) or its defaults."""
+    options: list[str] = []
+    for option, value in (("--region", args.region), ("--log-level", args.log_level),
+                          ("--keys-and-certificate-key-type",
+                           args.keys_and_certificate_key_type)):
+        if value is not None:
+            options += [option, value]
+    for host in args.allow_host:
+        options += ["--allow-host", host]
+    return options
+
+
 def start_command(args: argparse.Namespace) -> int:
     info = running_info(args.state_dir)
     if info is not None:
         print(f"local core is already running on {args.state_dir}\n{endpoints_text(info)}")
         return 0
-    extra = ["--region", args.region, "--log-level", args.log_level,
-             "--keys-and-certificate-key-type", args.keys_and_certificate_key_type]
+    env = None
+    if args.credentials:  # through the environment: a command line is visible to every user
+        env = {"FLEETSIM_LOCAL_CREDENTIALS": ",".join(f"{k}:{v}"
+                                                      for k, v in args.credentials.items())}
     core = spawn_local_core(args.state_dir, args.state_dir / "localcore.log",
                             api_port=args.api_port, mqtt_port=args.mqtt_port,
-                            extra_args=extra, new_session=True)
+                            extra_args=serve_options(args), env=env, new_session=True)
     print(f"local core started on {args.state_dir} (log: {args.state_dir / 'localcore.log'}; "
           f"stop it with `fleetsim local stop`)\n{endpoints_text(core.info)}")
     return 0

@@ -8,23 +8,22 @@ import random
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from fleetsim.localcore.broker import codec
 from fleetsim.localcore.broker.session import Session
 from tests.mqtt_fuzz import CLIENT_IDS, chunks, mutate, valid_stream
-from tests.mqtt_testing import Env, RawClient, next_publish, running_broker, subscribe
+from tests.mqtt_testing import (
+    BREAKS_EVALUATOR,
+    Env,
+    RawClient,
+    next_publish,
+    running_broker,
+    subscribe,
+)
 
 pytestmark = pytest.mark.timeout(30)
-
-# A Condition that is not an object: the evaluator raises on it (the API now refuses such
-# documents; the broker must not depend on that).
-BREAKS_EVALUATOR: dict[str, Any] = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*", "Condition": "x"}]}
-
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:

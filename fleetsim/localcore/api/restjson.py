@@ -58,7 +58,7 @@ def dumps(value: Any) -> bytes:
 class _Route:
     name: str
     regex: re.Pattern[str]
-    labels: dict[str, str]                      # regex group -> member
+    labels: dict[str, tuple[str, str]]          # regex group -> (member, kind)
     query: list[tuple[str, str, str, bool]]     # (query name, member, kind, is list)
     headers: list[tuple[str, str, str]]         # (header name, member, kind)
     body_members: frozenset[str]
@@ -112,14 +112,17 @@ class RestJsonService:
         by_uri_name = {m.get("locationName", n): n for n, m in members.items()
                        if m.get("location") == "uri"}
         pattern, weight = "", 0
-        labels: dict[str, str] = {}
+        labels: dict[str, tuple[str, str]] = {}
         for part in _LABEL.split(path):
             if part.startswith("{"):
                 label = part[1:-1]
                 greedy = label.endswith("+")
                 label = label.rstrip("+")
                 group = f"g{len(labels)}"
-                labels[group] = by_uri_name.get(label, label)
+                member = by_uri_name.get(label, label)
+                spec = members.get(member)
+                kind = self._shapes[spec["shape"]]["type"] if spec else "string"
+                labels[group] = (member, kind)
                 pattern += f"(?P<{group}>{'.+' if greedy else '[^/]+'})"
             elif part:
                 pattern += re.escape(part)
@@ -166,7 +169,9 @@ class RestJsonService:
         for route in self._routes.get(method, ()):
             m = route.regex.fullmatch(path)
             if m is not None:
-                return route, {route.labels[g]: unquote(v) for g, v in m.groupdict().items()}
+                return route, {member: self._convert(unquote(v), kind)
+                               for g, v in m.groupdict().items()
+                               for member, kind in (route.labels[g],)}
         return None
 
     async def handle(self, request: web.Request) -> web.Response:
