@@ -10,9 +10,8 @@ from fleetsim.engine import devices as dev
 from fleetsim.engine.context import RunContext
 from fleetsim.engine.fanout import api_call
 from fleetsim.engine.observer_identity import observer_policy
-from fleetsim.engine.provisioning import CERTIFICATE, POLICY_ATTACHMENT
+from fleetsim.engine.provisioning import CERTIFICATE, POLICY, POLICY_ATTACHMENT
 from fleetsim.engine.steps.base import StepKind
-from fleetsim.engine.steps.create_policy import POLICY
 from fleetsim.scenario.model import StepBase
 from fleetsim.scenario.semantics import Loc, Problem, Scope
 
