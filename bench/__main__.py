@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import fleet, localcore, shadows
+from bench import fleet, localcore, provisioning, shadows
 from bench.report import print_table, write_json
 
-BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows}
+BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
+              "provisioning": provisioning}
 
 
 def main(argv: list[str] | None = None) -> int:
