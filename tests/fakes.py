@@ -75,6 +75,7 @@ class FakeIot:
     certificates: dict[str, dict[str, Any]] = field(default_factory=dict)
     policies: dict[str, str] = field(default_factory=dict)
     principals: dict[str, set[str]] = field(default_factory=dict)
+    attached: dict[str, list[str]] = field(default_factory=dict)  # target -> policy names
     shadows: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     events: dict[str, Any] = field(default_factory=lambda: {"THING": {"Enabled": False}})
     _failures: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
@@ -170,6 +171,34 @@ class FakeIot:
     def _op_attach_thing_principal(self, thingName: str, principal: str) -> dict[str, Any]:
         self.principals.setdefault(thingName, set()).add(principal)
         return {}
+
+    def _op_list_attached_policies(self, target: str) -> dict[str, Any]:
+        names = self.attached.get(target, [])
+        return {"policies": [{"policyName": n, "policyArn": self._arn("policy", n)}
+                             for n in names]}
+
+    def _op_attach_policy(self, policyName: str, target: str) -> dict[str, Any]:
+        self.attached.setdefault(target, []).append(policyName)
+        return {}
+
+    def _op_list_thing_types(self, **_: Any) -> dict[str, Any]:
+        return {"thingTypes": []}
+
+    # --- provisioning by template: the workshop template's shape, not interpreted ------------
+
+    def _op_register_thing(self, templateBody: str, parameters: dict[str, str]
+                           ) -> dict[str, Any]:
+        """Provisions as templateBody.json does: thing `ThingName`, a certificate for `CSR`
+        attached to it, a policy named after the template's hash attached to that."""
+        created = self._op_create_certificate_from_csr(parameters["CSR"])
+        self._op_create_thing(parameters["ThingName"])
+        self._op_attach_thing_principal(parameters["ThingName"], created["certificateArn"])
+        policy = f"fake-{abs(hash(templateBody)) % 10**8}"
+        self.policies.setdefault(policy, "{}")
+        self._op_attach_policy(policy, created["certificateArn"])
+        return {"certificatePem": created["certificatePem"], "resourceArns": {
+            "thing": self._arn("thing", parameters["ThingName"]),
+            "certificate": created["certificateArn"], "policy": self._arn("policy", policy)}}
 
     def _op_describe_event_configurations(self) -> dict[str, Any]:
         return {"eventConfigurations": dict(self.events)}

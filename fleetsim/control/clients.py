@@ -22,6 +22,7 @@ class AwsClients:
     iot: Any
     sts: Any
     iot_data: Any  # device shadows (and the rest of AWS IoT's data plane API)
+    s3: Any = None  # bulk registration's input files and reports
 
 
 @asynccontextmanager
@@ -37,4 +38,9 @@ async def aws_clients(target: Target, max_connections: int = 64) -> AsyncIterato
         sts = await stack.enter_async_context(session.client("sts", **extra))
         data_extra = {**extra, **target.data_boto3_kwargs()}
         iot_data = await stack.enter_async_context(session.client("iot-data", **data_extra))
-        yield AwsClients(iot, sts, iot_data)
+        # Local core serves S3 on its one API endpoint, addressed path-style (bucket in the path).
+        s3_config = config.merge(Config(s3={"addressing_style": "path"})) \
+            if target.kind == "local" else config
+        s3 = await stack.enter_async_context(session.client("s3", **{**extra,
+                                                                      "config": s3_config}))
+        yield AwsClients(iot, sts, iot_data, s3)

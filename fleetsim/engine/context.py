@@ -69,6 +69,7 @@ class RunContext:
     # Behaviours running in the background, by fleet (stopped at the fleet's disconnect).
     background: dict[str, list[asyncio.Task[Any]]] = field(default_factory=dict)
 
+    s3: Any = None  # bulk registration's files
     shards: int = 1  # N of --shard K/N
     # Resources several steps may touch (a shadow), journaled by the first one only.
     journaled: set[tuple[str, ...]] = field(default_factory=set)

@@ -33,7 +33,7 @@ _HINTS = {
 }
 
 
-def _tls(ctx: RunContext) -> TlsContextFactory:
+def tls_factory(ctx: RunContext) -> TlsContextFactory:
     if ctx.tls is None:
         ctx.tls = TlsContextFactory(ctx.target)  # parses the server CA bundle once per run
     return ctx.tls
@@ -62,7 +62,7 @@ def require_certificate(device: Device) -> str:
 async def tls_contexts(ctx: RunContext, devices: list[Device]) -> dict[int, ssl.SSLContext]:
     """SSL contexts of the devices that have a certificate, by device index. Devices without
     one are left to fail in `connect` with the reason."""
-    factory, contexts = _tls(ctx), {}
+    factory, contexts = tls_factory(ctx), {}
     for n, d in enumerate(devices):
         if d.identity is not None and d.certificate_arn is not None:
             contexts[d.index] = factory.for_identity(d.identity)
@@ -83,7 +83,7 @@ async def connect(ctx: RunContext, device: Device, client_id: str, timeout: floa
     require_certificate(device)
     assert device.identity is not None
     session = DeviceSession(device.identity, ctx.target, ctx.metrics,
-                            tls=tls or _tls(ctx).for_identity(device.identity),
+                            tls=tls or tls_factory(ctx).for_identity(device.identity),
                             client_id=client_id, timeout=timeout, reconnect=reconnect)
     try:
         return await session.__aenter__()
@@ -167,7 +167,7 @@ async def start_observer(ctx: RunContext, client_id: str, identity: DeviceIdenti
     identity = identity.with_certificate(created["certificatePem"], created["certificateArn"])
     identity = IdentityStore(ctx.identities_dir, OBSERVER_FLEET).save(identity)
     session = DeviceSession(identity, ctx.target, ctx.metrics,
-                            tls=_tls(ctx).for_identity(identity), client_id=client_id,
+                            tls=tls_factory(ctx).for_identity(identity), client_id=client_id,
                             connected_gauge=OBSERVER_GAUGE)  # not a device of the fleet
     try:
         await session.__aenter__()

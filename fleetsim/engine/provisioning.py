@@ -106,6 +106,12 @@ POLICY_ATTACHMENT = JournalKind(
 THING_PRINCIPAL = JournalKind(
     "thing_principal", Phase.DETACH,
     lambda c, d: c.iot.detach_thing_principal(thingName=d["thing"], principal=d["principal"]))
+POLICY = JournalKind("policy", Phase.DELETE,
+                     lambda c, d: with_retry(lambda: c.iot.delete_policy(policyName=d["name"])))
+# What a provisioning template can make for a device, as journal kinds.
+REGISTERED = (THING, CERTIFICATE, THING_PRINCIPAL, POLICY_ATTACHMENT, POLICY)
+KEYS_OP = "provision.keys"  # a device's key and CSR made
+CERTIFICATE_OP = "provision.certificate"  # from a device's start until it holds a certificate
 
 
 def refused(e: ApiError) -> bool:
@@ -231,3 +237,50 @@ async def reuse_stored(ctx: RunContext, d: Device) -> bool:
     d.identity, d.certificate_id, d.certificate_arn = identity, identity.certificate_id, arn
     ctx.metrics.incr("identities.reused")
     return True
+
+
+# ---- provisioning by template: what register-thing, a bulk task or a claim created ---------
+
+async def new_key_and_csr(ctx: RunContext, d: Device) -> tuple[bytes, str]:
+    """The device's own key (the fleet's key_type) and a CSR for it, timed `provision.keys`.
+    The key never leaves the device."""
+    with ctx.metrics.time(KEYS_OP):
+        identity = await ctx.keys.new_identity(d.fleet.name, d.index, d.thing_name,
+                                               d.fleet.key_type)
+        return identity.private_key_pem, identity.csr_pem().decode()
+
+
+def resource_names(arns: dict[str, str]) -> dict[str, list[str]]:
+    """`resourceArns` (by the template's logical names) by resource type: `thing` names,
+    `cert` ids, `policy` names. AWS IoT ARNs are `arn:aws:iot:REGION:ACCOUNT:TYPE/NAME`."""
+    by_type: dict[str, list[str]] = {}
+    for arn in arns.values():
+        resource = arn.split(":", 5)[-1]
+        kind, _, name = resource.partition("/")
+        by_type.setdefault(kind, []).append(name)
+    return by_type
+
+
+def journal_registered(ctx: RunContext, d: Device, arns: dict[str, str],
+                       certificate_journaled: bool = False) -> None:
+    """Journal what a template made for `d` (thing, certificate, policy, and the attachments
+    between them, which AWS makes as the template's resources are created) so clean-up
+    removes it; the device takes the certificate as its identity's."""
+    journal = ctx.journal_for(d.fleet)
+    names = resource_names(arns)
+    certificate_arn = next((a for a in arns.values() if ":cert/" in a), None)
+    for cert_id in [] if certificate_journaled else names.get("cert", []):
+        journal.record(CERTIFICATE.name, id=cert_id, arn=certificate_arn)
+    for thing in names.get("thing", []):
+        journal.record(THING.name, name=thing)
+        if certificate_arn:
+            journal.record(THING_PRINCIPAL.name, thing=thing, principal=certificate_arn)
+    for policy in names.get("policy", []):
+        if certificate_arn:
+            journal.record(POLICY_ATTACHMENT.name, policy=policy, target=certificate_arn)
+        # A policy made from a PolicyDocument alone may be shared: journaled once.
+        if ("policy", policy) not in ctx.journaled:
+            ctx.journaled.add(("policy", policy))
+            journal.record(POLICY.name, name=policy)
+    d.certificate_arn = certificate_arn
+    d.certificate_id = names["cert"][0] if names.get("cert") else None

@@ -74,7 +74,8 @@ async def run_scenario(scenario: Scenario, target: Target, *, run_id: str, runs_
             ctx = RunContext(run_id, scenario, target, clients.iot, clients.sts, clients.iot_data,
                              journal,
                              persistent, metrics, identities_dir / scenario.name, concurrency,
-                             build_devices(scenario, shard), shards=shard[1] if shard else 1)
+                             build_devices(scenario, shard), s3=clients.s3,
+                             shards=shard[1] if shard else 1)
             try:
                 result.interrupted = await _run_steps(ctx)
             finally:

@@ -22,6 +22,7 @@ from fleetsim.scenario.model import kind_of
 from tests.fakes import FakeIot, FakeShadowService, connect_fakes, fake_context, journal_kinds
 
 FLEET = "fleets: [{name: f, prefix: dev, count: 2}]\n"
+WORKSHOP_TEMPLATE = Path(__file__).resolve().parents[2] / "scenarios/workshop/templateBody.json"
 POLICY_DOC = '{Version: "2012-10-17", Statement: [{Effect: Allow, Action: "iot:*", Resource: "*"}]}'
 
 # One example of every step kind, run against the fakes: what it calls and journals. A kind
@@ -46,6 +47,15 @@ EXAMPLES: dict[str, tuple[str, bool]] = {  # kind -> (step YAML, needs connected
     "disconnect": ("disconnect: f", True),
     "wait": ("wait: 0s", False),
     "expect": ("expect: {timeout: 0s}", False),
+    "create_thing_group": ("create_thing_group: g", False),
+    "create_thing_type": ("create_thing_type: t", False),
+    "register_thing": (f"register_thing: {{fleet: f, template: {WORKSHOP_TEMPLATE}, "
+                       "parameters: {ThingName: '{thing_name}', SerialNumber: '{index}'}}", False),
+    "bulk_register": (f"bulk_register: {{fleet: f, template: {WORKSHOP_TEMPLATE}, bucket: b, "
+                      "role_arn: r}", False),
+    "create_provisioning_template": ("create_provisioning_template: {template: t, "
+                                     f"body: {WORKSHOP_TEMPLATE}, role_arn: r}}", False),
+    "fleet_provision": ("fleet_provision: {fleet: f, template: t, claim_policy: c}", False),
 }
 # What must exist before the example runs (kinds whose example needs an earlier step).
 SETUP = {
@@ -54,6 +64,12 @@ SETUP = {
     "attach_thing_principal": ["create_keys_and_certificate: f"],
     "connect": None,  # connecting needs a real broker: checked only for what it declares
     "observe": None,  # the observer connects too
+    "fleet_provision": None,  # devices connect with the claim certificate
+    # The task's reports are read over HTTP from presigned links: run against local core in
+    # tests/integration/test_provisioning_scenarios.py.
+    "bulk_register": None,
+    "create_thing_group": [], "create_thing_type": [], "register_thing": [],
+    "create_provisioning_template": [],
 }
 
 
@@ -93,7 +109,7 @@ async def test_each_kind_journals_only_what_it_declares(tmp_path: Path, kind: st
                       if kind != "create_things" else [])
     step_yaml, connected = EXAMPLES[kind]
     if setup is None:
-        pytest.skip(f"{kind} connects to a broker")
+        pytest.skip(f"{kind} needs a broker or local core (see SETUP)")
     shadow = ["shadow: f"] if kind == "shadow_desired" else []
     connect = ["connect: f"] if connected or shadow else []
     steps = "\n".join(f"  - {s}" for s in [*setup, *connect, *shadow, step_yaml])

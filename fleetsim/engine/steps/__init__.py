@@ -10,17 +10,23 @@ from fleetsim.control.cleanup import JournalKind
 from fleetsim.engine.steps import (
     attach_policy,
     attach_thing_principal,
+    bulk_register,
     connect,
     create_certificate_from_csr,
     create_keys_and_certificate,
     create_policy,
+    create_provisioning_template,
+    create_thing_group,
+    create_thing_type,
     create_things,
     disconnect,
     events,
     expect,
+    fleet_provision,
     observe,
     provision,
     publish,
+    register_thing,
     shadow,
     shadow_desired,
     subscribe,
@@ -29,6 +35,7 @@ from fleetsim.engine.steps import (
     wait,
 )
 from fleetsim.engine.steps.base import AnyStepKind, StepKind
+from fleetsim.errors import ScenarioInvalid
 from fleetsim.scenario import loader
 from fleetsim.scenario.model import Scenario, StepModels, step_models
 
@@ -47,7 +54,9 @@ KINDS: dict[str, AnyStepKind] = _registry(
     create_certificate_from_csr.KIND, provision.KIND, create_policy.KIND, attach_policy.KIND,
     attach_thing_principal.KIND, update_things.KIND, connect.KIND, publish.KIND,
     telemetry.KIND, subscribe.KIND, shadow.KIND, shadow_desired.KIND, disconnect.KIND,
-    wait.KIND, expect.KIND,
+    wait.KIND, expect.KIND, create_thing_group.KIND, create_thing_type.KIND,
+    register_thing.KIND, bulk_register.KIND, create_provisioning_template.KIND,
+    fleet_provision.KIND,
 )
 STEP_MODELS: StepModels = step_models(k.model for k in KINDS.values())
 # Every journal entry kind a step records, each once (clean-up undoes them phase by phase).
@@ -56,8 +65,29 @@ JOURNAL_KINDS: tuple[JournalKind, ...] = tuple(
 
 
 def load_scenario(path: Path, devices: int | None = None) -> Scenario:
-    """Parse and validate a scenario file with the registered step kinds."""
-    return loader.load_scenario(path, STEP_MODELS, devices)
+    """Parse and validate a scenario file with the registered step kinds; files the steps
+    name (`file_fields`) are made relative to the scenario's folder and must be readable."""
+    scenario = loader.load_scenario(path, STEP_MODELS, devices)
+    return resolve_files(scenario, path)
+
+
+def resolve_files(scenario: Scenario, path: Path) -> Scenario:
+    base, steps, problems = path.resolve().parent, [], []
+    for k, step in enumerate(scenario.steps):
+        update: dict[str, str] = {}
+        for name in getattr(step, "file_fields", ()):
+            value = getattr(step, name)
+            if value is None:
+                continue
+            file = base / value
+            if not file.is_file():
+                problems.append(f"{path}: steps.{k}.{step.kind}.{name}: {value} is not a "
+                                f"readable file (looked for {file})")
+            update[name] = str(file)
+        steps.append(step.model_copy(update=update) if update else step)
+    if problems:
+        raise ScenarioInvalid(problems)
+    return scenario.model_copy(update={"steps": steps})
 
 
 __all__ = ["JOURNAL_KINDS", "KINDS", "STEP_MODELS", "StepKind", "load_scenario"]

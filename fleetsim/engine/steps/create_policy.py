@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from fleetsim.control.cleanup import JournalKind, Phase
 from fleetsim.control.errors import ApiError
 from fleetsim.engine.context import RunContext
 from fleetsim.engine.fanout import api_call, for_each_device
-from fleetsim.engine.provisioning import journaled
+from fleetsim.engine.provisioning import POLICY, journaled
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.scenario.model import Fleet, StepBase
 from fleetsim.scenario.semantics import DEVICE_NAMES, Loc, Problem, Scope, template_problems
@@ -36,8 +35,6 @@ class CreatePolicyStep(StepBase):
 
 
 ALREADY_EXISTS = frozenset({"ResourceAlreadyExistsException"})
-POLICY = JournalKind("policy", Phase.DELETE,
-                     lambda c, d: c.iot.delete_policy(policyName=d["name"]))
 
 
 async def create_or_reuse_policy(ctx: RunContext, name: str, document: str,

@@ -28,7 +28,11 @@ SHADOW_POLL_S = 0.5  # how often shadow documents not yet as expected are read a
 
 class ThingExpectation(Strict):
     fleet: str
-    attributes: dict[str, str] = Field(default_factory=dict)
+    attributes: dict[str, str] = Field(default_factory=dict)  # templates per device
+    thing_type: str | None = None
+    groups: list[str] = Field(default_factory=list)  # static groups it belongs to (at least)
+    # An ACTIVE certificate attached to it, with at least one policy attached to that.
+    certificate_with_policy: bool = False
 
 
 class MessageExpectation(Strict):
@@ -71,6 +75,8 @@ class ExpectStep(StepBase):
         for k, thing in enumerate(self.things):
             if thing.fleet not in scope.fleets:
                 problems.append(((*at, "things", k, "fleet"), f"no fleet named {thing.fleet!r}"))
+            problems += template_problems((*at, "things", k, "attributes"), thing.attributes,
+                                          DEVICE_NAMES)
         for k, shadow in enumerate(self.shadows):
             loc = (*at, "shadows", k)
             problems += scope.unknown_fleet(shadow.fleet, (*loc, "fleet"))
@@ -86,21 +92,59 @@ class CheckResult:
     detail: str
 
 
+async def _registry_problem(ctx: RunContext, exp: ThingExpectation, d: Device,
+                            attributes: dict[str, str], thing: dict[str, Any]) -> str | None:
+    """How the thing differs from what is expected of it (None: it does not)."""
+    attrs = thing.get("attributes", {})
+    diff = {k: attrs.get(k) for k, v in attributes.items() if attrs.get(k) != v}
+    if diff:
+        return f"{d.thing_name} has {diff}"
+    if exp.thing_type is not None and thing.get("thingTypeName") != exp.thing_type:
+        return f"{d.thing_name} has thing type {thing.get('thingTypeName')}"
+    if exp.groups:
+        out = await api_call(ctx, "ListThingGroupsForThing", d.thing_name,
+                             thingName=d.thing_name)
+        groups = {g["groupName"] for g in out.get("thingGroups", [])}
+        if not set(exp.groups) <= groups:
+            return f"{d.thing_name} is in groups {sorted(groups)}"
+    if exp.certificate_with_policy and not await _certified(ctx, d):
+        return f"{d.thing_name} has no ACTIVE certificate with a policy attached"
+    return None
+
+
+async def _certified(ctx: RunContext, d: Device) -> bool:
+    out = await api_call(ctx, "ListThingPrincipals", d.thing_name, thingName=d.thing_name)
+    for principal in out.get("principals", []):
+        if ":cert/" not in principal:
+            continue
+        cert = await api_call(ctx, "DescribeCertificate", d.thing_name,
+                              certificateId=principal.rsplit("/", 1)[-1])
+        policies = await api_call(ctx, "ListAttachedPolicies", d.thing_name, target=principal)
+        if cert["certificateDescription"]["status"] == "ACTIVE" and policies["policies"]:
+            return True
+    return False
+
+
 async def _check_things(ctx: RunContext, exp: ThingExpectation) -> CheckResult:
     devices = ctx.devices[exp.fleet]
+    attributes_t = StructTemplate(exp.attributes, DEVICE_NAMES)
     missing, wrong = [], []
     for d in devices:
         try:
             thing = await api_call(ctx, "DescribeThing", d.thing_name, thingName=d.thing_name)
+            attributes = {k: str(v) for k, v in attributes_t.render(d.names).items()}
+            problem = await _registry_problem(ctx, exp, d, attributes, thing)
         except ApiError as e:
             missing.append(f"{d.thing_name} ({e.code})")
             continue
-        attrs = thing.get("attributes", {})
-        diff = {k: attrs.get(k) for k, v in exp.attributes.items() if attrs.get(k) != v}
-        if diff:
-            wrong.append(f"{d.thing_name} has {diff}")
-    want = f" with attributes {exp.attributes}" if exp.attributes else ""
-    name = f"things of fleet {exp.fleet!r} exist{want}"
+        if problem is not None:
+            wrong.append(problem)
+    wants = [f"attributes {exp.attributes}"] if exp.attributes else []
+    wants += [f"type {exp.thing_type}"] if exp.thing_type else []
+    wants += [f"groups {exp.groups}"] if exp.groups else []
+    wants += ["a certificate with a policy"] if exp.certificate_with_policy else []
+    name = f"things of fleet {exp.fleet!r} exist" + (f" with {', '.join(wants)}" if wants
+                                                     else "")
     problems = (missing and [f"missing: {', '.join(missing[:5])}"]) or []
     problems += wrong[:5]
     ok_count = len(devices) - len(missing) - len(wrong)
@@ -109,11 +153,14 @@ async def _check_things(ctx: RunContext, exp: ThingExpectation) -> CheckResult:
 
 async def _check_messages(ctx: RunContext, exp: MessageExpectation,
                           deadline: float) -> list[CheckResult]:
+    count = exp.count
     if exp.fleet is None:
         topics = [exp.topic]
     else:
         t = Template(exp.topic, DEVICE_NAMES)
         topics = [t.render(d.names) for d in ctx.devices[exp.fleet]]
+        if len(set(topics)) == 1 and len(topics) > 1:  # one topic for all: count per device
+            topics, count = topics[:1], exp.count * len(topics)
     observer = ctx.observer
     if observer is None:
         raise StepFailed("expecting messages needs an 'observe' step before")
@@ -121,10 +168,10 @@ async def _check_messages(ctx: RunContext, exp: MessageExpectation,
     for topic in topics:
         remaining = max(0.0, deadline - time.monotonic())
         with contextlib.suppress(TimeoutError, DeviceError):
-            await observer.wait_for_count(topic, exp.count, timeout=remaining)
+            await observer.wait_for_count(topic, count, timeout=remaining)
         seen = len(observer.matching(topic))
-        results.append(CheckResult(f"at least {exp.count} message(s) on {topic}",
-                                   seen >= exp.count, f"{seen} received"))
+        results.append(CheckResult(f"at least {count} message(s) on {topic}",
+                                   seen >= count, f"{seen} received"))
     return results
 
 

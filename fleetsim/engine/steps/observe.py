@@ -12,12 +12,12 @@ from fleetsim.engine.fanout import api_call
 from fleetsim.engine.observer_identity import observer_policy
 from fleetsim.engine.provisioning import (
     CERTIFICATE,
+    POLICY,
     POLICY_ATTACHMENT,
     issue_certificate,
     journaled,
 )
 from fleetsim.engine.steps.base import StepKind
-from fleetsim.engine.steps.create_policy import POLICY
 from fleetsim.scenario.model import StepBase
 from fleetsim.scenario.semantics import Loc, Problem, Scope
 
