@@ -72,6 +72,9 @@ class ApiClient:
     async def attach_policy(self, name: str, target: str) -> None:
         await self.call("PUT", f"/target-policies/{name}", {"target": target})
 
+    async def get_thing_shadow(self, thing: str) -> dict[str, Any]:
+        return await self.call("GET", f"/things/{thing}/shadow", authorization=IOT_DATA_SIGV4)
+
     async def update_thing_shadow(self, thing: str, document: dict[str, Any]) -> dict[str, Any]:
         return await self.call("POST", f"/things/{thing}/shadow", document,
                                authorization=IOT_DATA_SIGV4)

@@ -212,9 +212,12 @@ async def _measure(args: argparse.Namespace, core: CoreProcess) -> dict[str, Any
             await api.update_thing_shadow(device.name, {"state": {"desired": {"target": i}}})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(m.converged.wait(), 30)
+        # What the shadows of devices that did not converge say, to tell where it stopped.
+        unconverged = {name: (await api.get_thing_shadow(name)).get("state")
+                       for name in list(m.desired_sent)[:5]}
         converge = {"desired_per_second": rate, "things": n,
                     "converged": m.converge.count, "deltas": m.deltas,
-                    "latency": _latency(m.converge)}
+                    "latency": _latency(m.converge), "not_converged": unconverged}
         for device in devices:
             device.close()
     return {"round_trips": round_trips, "convergence": converge,
