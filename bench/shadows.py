@@ -132,6 +132,7 @@ class Measurement:
         self.round_trips = 0
         self.converge = Histogram()
         self.desired_sent: dict[str, tuple[int, float]] = {}  # thing -> (target, sent at)
+        self.expected = 0  # devices that are to converge
         self.converged: asyncio.Event = asyncio.Event()
         self.rejected: dict[int, int] = {}
         self.deltas = 0
@@ -162,7 +163,7 @@ class Measurement:
         if wanted is not None and reported.get("target") == wanted[0]:
             self.converge.record(int((now - wanted[1]) * 1e6))
             del self.desired_sent[device.name]
-            if not self.desired_sent:
+            if self.converge.count == self.expected:
                 self.converged.set()
 
 
@@ -202,7 +203,7 @@ async def _measure(args: argparse.Namespace, core: CoreProcess) -> dict[str, Any
                        "latency": _latency(m.round_trip)}
 
         # Convergence: desired values set through the API at `rate` per second.
-        m.phase = "converge"
+        m.phase, m.expected = "converge", len(devices)
         interval, t0 = 1.0 / rate, time.perf_counter()
         for i, device in enumerate(devices):
             delay = t0 + i * interval - time.perf_counter()
