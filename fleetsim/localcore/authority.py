@@ -12,10 +12,7 @@ from fleetsim.localcore.scope import Scope
 from fleetsim.pki import certificate_id
 
 if TYPE_CHECKING:
-    from fleetsim.localcore.features.certificates.service import CertificatesService
     from fleetsim.localcore.features.context import Services
-    from fleetsim.localcore.features.policies.service import PoliciesService
-    from fleetsim.localcore.features.registry.service import RegistryService
 
 
 class RegistryAuthority:
@@ -24,17 +21,6 @@ class RegistryAuthority:
         self._scope = scope
         self._services = services
 
-    @property
-    def _certificates(self) -> CertificatesService:
-        return self._services.get("certificates")
-
-    @property
-    def _registry(self) -> RegistryService:
-        return self._services.get("registry")
-
-    @property
-    def _policies(self) -> PoliciesService:
-        return self._services.get("policies")
 
     @property
     def epoch(self) -> int:
@@ -42,19 +28,20 @@ class RegistryAuthority:
 
     def principal_for_certificate(self, cert_der: bytes) -> Principal | None:
         scope = self._scope
-        cert = self._certificates.get_certificate(scope, certificate_id(cert_der))
+        cert = self._services.certificates.get_certificate(scope, certificate_id(cert_der))
         if cert is None:
             return None
         arn = scope.arn("cert", cert.id)
+        registry = self._services.registry
         things = tuple(
             ThingInfo(record.name, record.type_name, record.attributes,
                       attachment.principal_type,
                       group_policies=self._group_policies(record.name))
-            for attachment in self._registry.things_of_principal(scope, arn)
-            if (record := self._registry.get_thing(scope, attachment.thing_name)) is not None)
+            for attachment in registry.things_of_principal(scope, arn)
+            if (record := registry.get_thing(scope, attachment.thing_name)) is not None)
         return Principal(cert.id, arn, cert.status, cert.subject_cn, things=things,
                          certificate_policies=tuple(
-                             self._policies.effective_documents(scope, [arn])),
+                             self._services.policies.effective_documents(scope, [arn])),
                          ca_certificate_id=cert.ca_id)
 
     def _group_policies(self, thing: str) -> tuple[PolicyDocument, ...]:
@@ -62,5 +49,5 @@ class RegistryAuthority:
         thing is the connection's thing (see `Principal.policies_for`)."""
         scope = self._scope
         targets = [scope.arn("thinggroup", group)
-                   for group in self._registry.group_chain_of_thing(scope, thing)]
-        return tuple(self._policies.effective_documents(scope, targets))
+                   for group in self._services.registry.group_chain_of_thing(scope, thing)]
+        return tuple(self._services.policies.effective_documents(scope, targets))

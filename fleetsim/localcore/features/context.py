@@ -26,6 +26,9 @@ from fleetsim.localcore.scope import Scope
 
 if TYPE_CHECKING:
     from fleetsim.localcore.broker.server import Broker
+    from fleetsim.localcore.features.certificates.service import CertificatesService
+    from fleetsim.localcore.features.policies.service import PoliciesService
+    from fleetsim.localcore.features.registry.service import RegistryService
 
 
 class Feature(Protocol):
@@ -44,6 +47,20 @@ class Services:
         if name in self._by_name:
             raise ValueError(f"feature {name!r} is installed twice")
         self._by_name[name] = service
+
+    # The services other features call most, typed (looked up when used: install order does
+    # not matter).
+    @property
+    def registry(self) -> RegistryService:
+        return self.get("registry")
+
+    @property
+    def certificates(self) -> CertificatesService:
+        return self.get("certificates")
+
+    @property
+    def policies(self) -> PoliciesService:
+        return self.get("policies")
 
     def get(self, name: str) -> Any:
         """The service of feature `name` (callers annotate the type they expect)."""

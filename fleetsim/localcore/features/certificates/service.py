@@ -40,8 +40,6 @@ from fleetsim.pki.keys import KeyType, PrivateKey
 
 if TYPE_CHECKING:
     from fleetsim.localcore.features.context import Services
-    from fleetsim.localcore.features.policies.service import PoliciesService
-    from fleetsim.localcore.features.registry.service import RegistryService
 
 INACTIVE_STATUSES = {"INACTIVE", "REVOKED", "PENDING_TRANSFER", "REGISTER_INACTIVE",
                      "PENDING_ACTIVATION"}
@@ -108,13 +106,6 @@ class CertificatesService:
         self._trust_anchor = trust_anchor
         self._broker_region = broker_region
 
-    @property
-    def _registry(self) -> RegistryService:
-        return self._services.get("registry")
-
-    @property
-    def _policies(self) -> PoliciesService:
-        return self._services.get("policies")
 
     # --- device certificates -----------------------------------------------------------------
 
@@ -218,14 +209,14 @@ class CertificatesService:
         if cert.status == "ACTIVE":
             raise certificate_state("Certificate must be deactivated (not ACTIVE) before "
                                     f"deletion. Id: {cert.id}")
-        if self._registry.things_of_principal(scope, arn):
+        if self._services.registry.things_of_principal(scope, arn):
             raise delete_conflict(f"Things must be detached before deletion (arn: {arn})")
-        if self._policies.policies_of_target(scope, arn) and not force:
+        if self._services.policies.policies_of_target(scope, arn) and not force:
             raise delete_conflict(f"Certificate policies must be detached before deletion "
                                   f"(arn: {arn})")
         with self._db.transaction():
             self._store.delete_certificate(scope.region, cert.id)
-            self._policies.detach_all(scope, arn)
+            self._services.policies.detach_all(scope, arn)
         self._disconnect_in(scope, cert.id)
         self._bus.publish(a.CertificateDeleted(scope, cert))
 

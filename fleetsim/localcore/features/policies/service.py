@@ -18,7 +18,6 @@ from fleetsim.localcore.scope import Scope
 
 if TYPE_CHECKING:
     from fleetsim.localcore.features.context import Services
-    from fleetsim.localcore.features.registry.service import RegistryService
 
 MAX_POLICY_VERSIONS = 5
 MAX_POLICIES_PER_TARGET = 10
@@ -61,9 +60,6 @@ class PoliciesService:
         # (region, name, version) -> parsed document, for the broker's Principals
         self._parsed: dict[tuple[str, str, int], dict[str, Any]] = {}
 
-    @property
-    def _registry(self) -> RegistryService:
-        return self._services.get("registry")
 
     def require_policy(self, scope: Scope, name: str) -> PolicyRecord:
         return found(self._store.get_policy(scope.region, name))
@@ -145,9 +141,9 @@ class PoliciesService:
         if not _TARGET.fullmatch(target):
             raise invalid(f"The target {target} is not a certificate ARN, a thing group ARN or "
                           "an Amazon Cognito identity ID.")
-        self._registry.require_principal(scope, target)
+        self._services.registry.require_principal(scope, target)
         if target.startswith("arn:") and _GROUP in target:
-            self._registry.require_group(scope, target.split(_GROUP, 1)[1])
+            self._services.registry.require_group(scope, target.split(_GROUP, 1)[1])
 
     def attach_policy(self, scope: Scope, name: str, target: str) -> None:
         policy = self.require_policy(scope, name)
@@ -194,7 +190,7 @@ class PoliciesService:
             return [target]
         group = target.split(_GROUP, 1)[1]
         return [target, *(scope.arn("thinggroup", g)
-                          for g in self._registry.ancestors(scope, group))]
+                          for g in self._services.registry.ancestors(scope, group))]
 
     def effective_policies(self, scope: Scope, principal: str | None,
                            thing_name: str | None) -> list[PolicyRecord]:
@@ -203,9 +199,9 @@ class PoliciesService:
             self.require_target(scope, principal)
             targets.append(principal)
         if thing_name:
-            thing = self._registry.require_thing(scope, thing_name)
+            thing = self._services.registry.require_thing(scope, thing_name)
             targets += [scope.arn("thinggroup", g)
-                        for g in self._registry.group_chain_of_thing(scope, thing.name)]
+                        for g in self._services.registry.group_chain_of_thing(scope, thing.name)]
         out = []
         for name in self.policies_of(scope, targets):
             policy = self._store.get_policy(scope.region, name)

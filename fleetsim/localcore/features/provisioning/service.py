@@ -29,11 +29,8 @@ from fleetsim.pki import certificate_id, load_certificate
 
 if TYPE_CHECKING:
     from fleetsim.localcore.features.certificates.records import CertificateRecord
-    from fleetsim.localcore.features.certificates.service import CertificatesService
     from fleetsim.localcore.features.context import Services
-    from fleetsim.localcore.features.policies.service import PoliciesService
     from fleetsim.localcore.features.registry.records import ThingRecord
-    from fleetsim.localcore.features.registry.service import RegistryService
     from fleetsim.pki.keys import PrivateKey
 
 # "Device provisioning MQTT API": the certificateOwnershipToken expires after one hour; a
@@ -86,17 +83,6 @@ class ProvisioningService:
         self._clock = clock
         self._schedule = schedule  # (delay, callback): runs the token expiry on time
 
-    @property
-    def _registry(self) -> RegistryService:
-        return self._services.get("registry")
-
-    @property
-    def _certificates(self) -> CertificatesService:
-        return self._services.get("certificates")
-
-    @property
-    def _policies(self) -> PoliciesService:
-        return self._services.get("policies")
 
     # --- applying a template -----------------------------------------------------------------
 
@@ -125,9 +111,9 @@ class ProvisioningService:
             thing = self._apply_thing(scope, rendered.thing) if rendered.thing else None
             if cert_arn is not None:
                 for name in policy_names:
-                    self._policies.attach_policy(scope, name, cert_arn)
+                    self._services.policies.attach_policy(scope, name, cert_arn)
                 if thing is not None:
-                    self._registry.attach_thing_principal(scope, thing.name, cert_arn)
+                    self._services.registry.attach_thing_principal(scope, thing.name, cert_arn)
         arns: dict[str, str] = {}
         if cert_arn is not None:
             arns["certificate"] = cert_arn
@@ -152,7 +138,7 @@ class ProvisioningService:
                     raise registration_failure(f"Thing type {thing.type_name} is deprecated: "
                                                "no new thing can be created with it.")
             for group in thing.groups or ():
-                if self._registry.get_group(scope, group) is None:
+                if self._services.registry.get_group(scope, group) is None:
                     raise registration_failure(f"Thing group {group} not found.")
             if thing.package_versions is not None:
                 raise registration_failure(
@@ -160,7 +146,7 @@ class ProvisioningService:
                     "software package catalog (packages and package versions) to take them from.")
         cert = rendered.certificate
         if cert is not None and cert.certificate_id is not None and \
-                self._certificates.get_certificate(scope, cert.certificate_id) is None:
+                self._services.certificates.get_certificate(scope, cert.certificate_id) is None:
             raise registration_failure(f"Certificate {cert.certificate_id} not found.")
         for policy in rendered.policies:
             name = policy.name or ""
@@ -170,12 +156,12 @@ class ProvisioningService:
                 except PolicyDocumentError as e:
                     raise AwsError("MalformedPolicyException",
                                    f"Resource {policy.logical_name}: {e}") from None
-            elif self._policies.get_policy(scope, name) is None:
+            elif self._services.policies.get_policy(scope, name) is None:
                 raise registration_failure(f"Policy {name} not found.")
 
     def _registry_lookup_type(self, scope: Scope, name: str) -> Any:
         try:
-            return self._registry.require_thing_type(scope, name)
+            return self._services.registry.require_thing_type(scope, name)
         except AwsError:
             return None
 
@@ -183,7 +169,7 @@ class ProvisioningService:
                            ) -> CertificateRecord | None:
         if spec is None:
             return None
-        certs = self._certificates
+        certs = self._services.certificates
         if spec.csr is not None:
             return certs.create_certificate_from_csr(scope, spec.csr,
                                                      (spec.status or "ACTIVE") == "ACTIVE")
@@ -212,7 +198,7 @@ class ProvisioningService:
     def _apply_policy(self, scope: Scope, spec: t.PolicySpec) -> str:
         """The policy's name, created if the template gives its document (named after the
         document's hash when it has no PolicyName, "Provisioning templates")."""
-        policies = self._policies
+        policies = self._services.policies
         if spec.document is None:
             return policies.require_policy(scope, spec.name or "").name
         name = spec.name or hashlib.sha256(spec.document.encode()).hexdigest()
@@ -229,7 +215,7 @@ class ProvisioningService:
         return name
 
     def _apply_thing(self, scope: Scope, spec: t.ThingSpec) -> ThingRecord:
-        registry = self._registry
+        registry = self._services.registry
         existing = registry.get_thing(scope, spec.name)
         if existing is None:
             thing = registry.create_thing(scope, spec.name, spec.type_name,
@@ -385,14 +371,14 @@ class ProvisioningService:
         """CreateKeysAndCertificate over MQTT: a PENDING_ACTIVATION certificate, its key and
         its ownership token."""
         self.expire_ownership_tokens()
-        cert, key = await self._certificates.create_keys_and_certificate(
+        cert, key = await self._services.certificates.create_keys_and_certificate(
             scope, False, status="PENDING_ACTIVATION")
         return cert, key, self._ownership_token(scope, cert)
 
     def create_certificate_from_csr(self, scope: Scope, csr: str
                                     ) -> tuple[CertificateRecord, str]:
         self.expire_ownership_tokens()
-        cert = self._certificates.create_certificate_from_csr(scope, csr, False,
+        cert = self._services.certificates.create_certificate_from_csr(scope, csr, False,
                                                               status="PENDING_ACTIVATION")
         return cert, self._ownership_token(scope, cert)
 
@@ -435,17 +421,16 @@ class ProvisioningService:
         deleted = 0
         for token, region, cert_id in self._store.expired_tokens(self._clock()):
             scope = Scope(self._account_id, region)
-            cert = self._certificates.get_certificate(scope, cert_id)
+            cert = self._services.certificates.get_certificate(scope, cert_id)
             arn = scope.arn("cert", cert_id)
             with self._db.transaction():
                 self._store.delete_token(token)
                 if cert is not None and cert.status != "ACTIVE" and \
-                        not self._registry.things_of_principal(scope, arn) and \
-                        not self._policies.policies_of_target(scope, arn):
-                    self._certificates.delete_certificate(scope, cert_id, force=False)
+                        not self._services.registry.things_of_principal(scope, arn) and \
+                        not self._services.policies.policies_of_target(scope, arn):
+                    self._services.certificates.delete_certificate(scope, cert_id, force=False)
                     deleted += 1
         return deleted
-
 
 
 def _certificate_id_of_pem(pem: str) -> str:

@@ -22,9 +22,7 @@ from fleetsim.localcore.features.registry.store import RegistryStore
 from fleetsim.localcore.scope import Scope
 
 if TYPE_CHECKING:
-    from fleetsim.localcore.features.certificates.service import CertificatesService
     from fleetsim.localcore.features.context import Services
-    from fleetsim.localcore.features.policies.service import PoliciesService
 
 # AWS lets a deprecated thing type be deleted only after five minutes.
 THING_TYPE_DELETE_DELAY_ENV = "FLEETSIM_THING_TYPE_DELETE_DELAY_S"
@@ -103,13 +101,6 @@ class RegistryService:
         self.thing_type_delete_delay_s = float(os.environ.get(THING_TYPE_DELETE_DELAY_ENV,
                                                               "300"))
 
-    @property
-    def _certificates(self) -> CertificatesService:
-        return self._services.get("certificates")
-
-    @property
-    def _policies(self) -> PoliciesService:
-        return self._services.get("policies")
 
     # --- things ------------------------------------------------------------------------------
 
@@ -304,7 +295,7 @@ class RegistryService:
         ancestors = self._ancestor_records(scope, group)
         with self._db.transaction():
             self._store.delete_thing_group(scope.region, group.name)
-            self._policies.detach_all(scope, scope.arn("thinggroup", group.name))
+            self._services.policies.detach_all(scope, scope.arn("thinggroup", group.name))
         self._bus.publish(a.ThingGroupDeleted(scope, group, ancestors))
 
     def list_thing_groups(self, scope: Scope, after: int, limit: int, parent: str | None,
@@ -364,7 +355,8 @@ class RegistryService:
         """A certificate ARN must name a registered certificate (other principal kinds, e.g.
         Cognito identities, are accepted as given)."""
         cert_id = certificate_id_of(principal)
-        if cert_id is not None and self._certificates.get_certificate(scope, cert_id) is None:
+        certificates = self._services.certificates
+        if cert_id is not None and certificates.get_certificate(scope, cert_id) is None:
             raise not_found("The certificate given in the principal does not exist.")
 
     def attach_thing_principal(self, scope: Scope, thing_name: str, principal: str,
