@@ -107,7 +107,6 @@ def build_app(handlers: HttpHandlers, account_id: str, default_region: str,
     app = web.Application(client_max_size=64 * 1024 * 1024,
                           middlewares=guard_middlewares(guard))
     app.router.add_route("*", "/{tail:.*}", dispatch)
-    app["services"] = services
     return app
 
 

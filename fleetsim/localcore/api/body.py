@@ -20,14 +20,14 @@ def too_large(limit: int) -> AwsError:
                     f"Request must be smaller than {limit} bytes", status=413)
 
 
-_BODY = "fleetsim.body"  # where a body read once is kept for later readers of the request
+_BODY = web.RequestKey("fleetsim.body", bytes)  # a body read once, for later readers
 
 
 async def read_capped(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The request body; AwsError 413 as soon as it is known to exceed `limit` bytes. May be
     called again for the same request (the SigV4 check reads it before the service does)."""
     if _BODY in request:
-        return bytes(request[_BODY])
+        return request[_BODY]
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     body = bytearray()
