@@ -21,7 +21,6 @@ class RegistryAuthority:
         self._scope = scope
         self._services = services
 
-
     @property
     def epoch(self) -> int:
         return self._db.epoch

@@ -106,7 +106,6 @@ class CertificatesService:
         self._trust_anchor = trust_anchor
         self._broker_region = broker_region
 
-
     # --- device certificates -----------------------------------------------------------------
 
     def get_certificate(self, scope: Scope, cert_id: str) -> CertificateRecord | None:

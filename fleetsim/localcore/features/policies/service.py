@@ -60,7 +60,6 @@ class PoliciesService:
         # (region, name, version) -> parsed document, for the broker's Principals
         self._parsed: dict[tuple[str, str, int], dict[str, Any]] = {}
 
-
     def require_policy(self, scope: Scope, name: str) -> PolicyRecord:
         return found(self._store.get_policy(scope.region, name))
 

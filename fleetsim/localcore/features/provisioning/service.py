@@ -83,7 +83,6 @@ class ProvisioningService:
         self._clock = clock
         self._schedule = schedule  # (delay, callback): runs the token expiry on time
 
-
     # --- applying a template -----------------------------------------------------------------
 
     def provision_from_template(self, scope: Scope, template_body: str,

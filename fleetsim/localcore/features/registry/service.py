@@ -101,7 +101,6 @@ class RegistryService:
         self.thing_type_delete_delay_s = float(os.environ.get(THING_TYPE_DELETE_DELAY_ENV,
                                                               "300"))
 
-
     # --- things ------------------------------------------------------------------------------
 
     def get_thing(self, scope: Scope, name: str) -> ThingRecord | None:
