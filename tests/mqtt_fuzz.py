@@ -86,6 +86,7 @@ class FakeTransport:
         self.out = bytearray()
         self.closed = False
         self.congested = False
+        self.paused = False
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "ssl_object":
@@ -113,10 +114,10 @@ class FakeTransport:
         return 1 << 30 if self.congested else 0
 
     def pause_reading(self) -> None:
-        pass
+        self.paused = True
 
     def resume_reading(self) -> None:
-        pass
+        self.paused = False
 
 
 # --- streams --------------------------------------------------------------------------------

@@ -77,10 +77,17 @@ class BrokerPort(Protocol):
     def send_retained(self, conn: Connection, topic_filter: str, granted: int) -> None: ...
 
 
+# A connection whose CONNECT is still incomplete after a read is read again only this much
+# later: a client sends its CONNECT at once, and one dribbling it (say one-byte TLS records)
+# then waits on TCP back-pressure instead of having local core decrypt its records flat out.
+PRE_CONNECT_READ_INTERVAL_S = 0.25
+
+
 class Connection(asyncio.Protocol):
-    __slots__ = ("_buf", "_failed", "_need", "_out", "_pending", "authz", "broker", "cert_der",
-                 "certificate_id", "client_id", "closing", "connected", "created", "keepalive",
-                 "last_rx", "peer_ip", "session", "session_id", "transport", "version", "will")
+    __slots__ = ("_buf", "_failed", "_need", "_out", "_pending", "_slowed", "authz", "broker",
+                 "cert_der", "certificate_id", "client_id", "closing", "connected", "created",
+                 "keepalive", "last_rx", "peer_ip", "session", "session_id", "transport",
+                 "version", "will")
 
     def __init__(self, broker: BrokerPort):
         self.broker = broker
@@ -103,6 +110,7 @@ class Connection(asyncio.Protocol):
         self._out: list[bytes] | None = None
         self._pending: asyncio.Task[None] | None = None  # CONNECT waiting for the hook
         self._failed = False
+        self._slowed = False  # reading paused until the next pre-CONNECT read
 
     def __del__(self) -> None:
         self.broker.released()  # what it held is free: the broker may give memory back
@@ -139,7 +147,11 @@ class Connection(asyncio.Protocol):
             # Appending is amortised O(1): a client dribbling a large packet a byte at a time
             # (one TLS record each) costs O(1) per byte, not a copy of everything so far.
             buf += data
-            if self._pending is not None or len(buf) < self._need:
+            if self._pending is not None:
+                return
+            if len(buf) < self._need:
+                if not self.connected:
+                    self._slow_down()
                 return
             data, self._buf = bytes(buf), bytearray()
         elif self._pending is not None:  # the CONNECT is not answered yet: keep the rest
@@ -173,6 +185,20 @@ class Connection(asyncio.Protocol):
         if pos < end:
             self._buf = bytearray(data[pos:] if pos else data)
         self._need = need
+        if not self.connected and self._pending is None and pos < end:
+            self._slow_down()
+
+    def _slow_down(self) -> None:
+        if self._slowed or self.transport is None:
+            return
+        self._slowed = True
+        self.transport.pause_reading()
+        self.broker.loop.call_later(PRE_CONNECT_READ_INTERVAL_S, self._read_again)
+
+    def _read_again(self) -> None:
+        self._slowed = False
+        if not self.closing and self._pending is None and self.transport is not None:
+            self.transport.resume_reading()
 
     # --- output ------------------------------------------------------------------------------
 
@@ -310,7 +336,8 @@ class Connection(asyncio.Protocol):
             self.drop(lifecycle.SERVER_INITIATED_DISCONNECT)
             return
         if not self.closing:
-            transport.resume_reading()
+            if not self._slowed:
+                transport.resume_reading()
             if self._buf:
                 self.data_received(b"")
 
