@@ -19,11 +19,12 @@ certificate's policy decides whether the client may publish, subscribe and recei
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import cbor2
 
-from fleetsim.localcore.broker.router import Delivery, Reply, Request, Router
+from fleetsim.localcore.broker.router import Delivery, Handler, Reply, Request, Router
 from fleetsim.localcore.errors import AwsError
 from fleetsim.localcore.features.provisioning.service import (
     ProvisioningRejected,
@@ -59,65 +60,60 @@ def _string(doc: dict[str, Any], key: str) -> str:
     return value
 
 
+def _answering(answer: Callable[[dict[str, Any], Request], Awaitable[dict[str, Any]]]
+               ) -> Handler:
+    """A handler that decodes the request in its format, publishes what `answer` returns on
+    `<request>/accepted`, or its refusal on `<request>/rejected`."""
+
+    async def handle(request: Request, reply: Reply) -> None:
+        fmt = request.params["format"]
+        if fmt not in FORMATS:
+            return
+        try:
+            doc = await answer(decode(request.payload, fmt), request)
+        except (ProvisioningRejected, AwsError) as e:
+            _reject(reply, request.topic, fmt, e)
+            return
+        reply.publish(f"{request.topic}/accepted", encode(doc, fmt))
+
+    return handle
+
+
 def register(router: Router, service: ProvisioningService, scope: Scope) -> None:
     """Answer the fleet provisioning topics for the broker's account and region."""
 
-    async def create(request: Request, reply: Reply) -> None:
-        fmt = request.params["format"]
-        if fmt not in FORMATS:
-            return
-        try:
-            decode(request.payload, fmt)
-            cert, key, token = await service.create_keys_and_certificate(scope)
-            doc = {"certificateId": cert.id, "certificatePem": cert.pem,
-                   "privateKey": private_key_pem(key).decode(),
-                   "certificateOwnershipToken": token}
-        except (ProvisioningRejected, AwsError) as e:
-            _reject(reply, request.topic, fmt, e)
-            return
-        reply.publish(f"{request.topic}/accepted", encode(doc, fmt))
+    async def create(doc: dict[str, Any], request: Request) -> dict[str, Any]:
+        cert, key, token = await service.create_keys_and_certificate(scope)
+        return {"certificateId": cert.id, "certificatePem": cert.pem,
+                "privateKey": private_key_pem(key).decode(),
+                "certificateOwnershipToken": token}
 
-    async def create_from_csr(request: Request, reply: Reply) -> None:
-        fmt = request.params["format"]
-        if fmt not in FORMATS:
-            return
-        try:
-            csr = _string(decode(request.payload, fmt), "certificateSigningRequest")
-            cert, token = service.create_certificate_from_csr(scope, csr)
-            doc = {"certificateId": cert.id, "certificatePem": cert.pem,
-                   "certificateOwnershipToken": token}
-        except (ProvisioningRejected, AwsError) as e:
-            _reject(reply, request.topic, fmt, e)
-            return
-        reply.publish(f"{request.topic}/accepted", encode(doc, fmt))
+    async def create_from_csr(doc: dict[str, Any], request: Request) -> dict[str, Any]:
+        csr = _string(doc, "certificateSigningRequest")
+        cert, token = service.create_certificate_from_csr(scope, csr)
+        return {"certificateId": cert.id, "certificatePem": cert.pem,
+                "certificateOwnershipToken": token}
 
-    async def provision(request: Request, reply: Reply) -> None:
-        fmt = request.params["format"]
-        if fmt not in FORMATS:
-            return
-        try:
-            doc = decode(request.payload, fmt)
-            token = _string(doc, "certificateOwnershipToken")
-            parameters = doc.get("parameters") or {}
-            if not isinstance(parameters, dict) or not all(
-                    isinstance(k, str) and isinstance(v, str) for k, v in parameters.items()):
-                raise ProvisioningRejected(400, "InvalidPayload",
-                                           "parameters must be an object of strings.")
-            result = service.register_thing(scope, request.params["templateName"], token,
-                                            parameters)
-        except (ProvisioningRejected, AwsError) as e:
-            _reject(reply, request.topic, fmt, e)
-            return
+    async def provision(doc: dict[str, Any], request: Request) -> dict[str, Any]:
+        token = _string(doc, "certificateOwnershipToken")
+        parameters = doc.get("parameters") or {}
+        if not isinstance(parameters, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in parameters.items()):
+            raise ProvisioningRejected(400, "InvalidPayload",
+                                       "parameters must be an object of strings.")
+        result = service.register_thing(scope, request.params["templateName"], token,
+                                        parameters)
         out: dict[str, Any] = {"deviceConfiguration": result.device_configuration}
         if result.thing_name is not None:
             out["thingName"] = result.thing_name
-        reply.publish(f"{request.topic}/accepted", encode(out, fmt))
+        return out
 
     delivery: Delivery = "subscribed_requester"
-    router.register("$aws/certificates/create/{format}", create, delivery)
-    router.register("$aws/certificates/create-from-csr/{format}", create_from_csr, delivery)
-    router.register("$aws/provisioning-templates/{templateName}/provision/{format}", provision,
+    router.register("$aws/certificates/create/{format}", _answering(create), delivery)
+    router.register("$aws/certificates/create-from-csr/{format}", _answering(create_from_csr),
                     delivery)
+    router.register("$aws/provisioning-templates/{templateName}/provision/{format}",
+                    _answering(provision), delivery)
 
 
 def _reject(reply: Reply, topic: str, fmt: str, error: ProvisioningRejected | AwsError) -> None:
