@@ -213,6 +213,11 @@ def client_hello() -> bytes:
     return outgoing.read()
 
 
+def pub(topic: str, payload: bytes, qos: int = 0, retain: bool = False, pid: int = 1) -> bytes:
+    """A PUBLISH packet as a client sends it."""
+    return codec.publish(codec.encode_topic(topic), payload, qos, retain, packet_id=pid)
+
+
 def policy(*statements: dict[str, Any]) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": list(statements)}
 

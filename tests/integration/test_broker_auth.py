@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiomqtt
 import pytest
@@ -23,19 +21,12 @@ from tests.mqtt_testing import (
     issue_device,
     next_publish,
     policy,
-    running_broker,
     stmt,
     subscribe,
 )
 
 ARN = f"arn:aws:iot:{REGION}:{ACCOUNT_ID}"
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    async with running_broker(tmp_path) as running:
-        yield running
 
 
 # --- identity ------------------------------------------------------------------------------

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import random
 import ssl
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from fleetsim.localcore.broker import codec
 from fleetsim.localcore.broker.session import Session
 from tests.mqtt_fuzz import CLIENT_IDS, chunks, mutate, valid_stream
 from tests.mqtt_testing import (
@@ -19,24 +16,14 @@ from tests.mqtt_testing import (
     Env,
     RawClient,
     next_publish,
-    running_broker,
+    pub,
     subscribe,
 )
 
 pytestmark = pytest.mark.timeout(30)
 
-@pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    async with running_broker(tmp_path) as running:
-        yield running
-
-
-def pub(topic: str, payload: bytes, packet_id: int) -> bytes:
-    return codec.publish(codec.encode_topic(topic), payload, qos=1, packet_id=packet_id)
-
-
 async def assert_delivered(publisher: RawClient, *subscribers: RawClient) -> None:
-    await publisher.send(pub("fleet/x", b"hello", 9))
+    await publisher.send(pub("fleet/x", b"hello", qos=1, pid=9))
     assert await publisher.read() == (0x40, b"\x00\x09")  # the publisher keeps its PUBACK
     for subscriber in subscribers:
         got = await next_publish(subscriber)
@@ -75,7 +62,7 @@ async def test_a_publisher_whose_policy_breaks_the_evaluator_is_disconnected_alo
     bad_device = env.device("bad")
     bad = await env.raw(bad_device)
     env.authority.update(bad_device, certificate_policies=(BREAKS_EVALUATOR,))
-    await bad.send(pub("fleet/x", b"from bad", 3))
+    await bad.send(pub("fleet/x", b"from bad", qos=1, pid=3))
     assert await bad.read() is None  # no PUBACK: closed
     assert await next_publish(subscriber, timeout=0.3) is None
     await assert_delivered(await env.raw(env.device("publisher")), subscriber)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +13,6 @@ from tests.mqtt_testing import (
     REGION,
     Device,
     Env,
-    running_broker,
 )
 
 ARN = f"arn:aws:iot:{REGION}:{ACCOUNT_ID}"
@@ -28,12 +25,6 @@ SMART_BUILDING = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": ["iot:Connect"], "Resource": [f"{ARN}:client/${{iot:ClientId}}"]},
     {"Effect": "Allow", "Action": ["iot:Publish"],
      "Resource": [f"{ARN}:topic/telemetry/building/one/${{iot:ClientId}}"]}]}
-
-
-@pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    async with running_broker(tmp_path) as running:
-        yield running
 
 
 def tls_args(device: Device, port: int, client_id: str) -> list[str]:

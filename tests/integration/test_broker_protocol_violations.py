@@ -3,22 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from fleetsim.localcore.broker import codec
-from tests.mqtt_testing import Env, RawClient, running_broker
+from tests.mqtt_testing import Env, RawClient
 
 pytestmark = pytest.mark.timeout(30)
 TOPIC = codec.encode_topic("fleet/x")
-
-
-@pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    async with running_broker(tmp_path) as running:
-        yield running
 
 
 VIOLATIONS = {

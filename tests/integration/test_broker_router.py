@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -23,7 +21,7 @@ from tests.mqtt_testing import (
     RawClient,
     next_publish,
     policy,
-    running_broker,
+    pub,
     stmt,
     subscribe,
 )
@@ -32,16 +30,6 @@ ARN = f"arn:aws:iot:{REGION}:{ACCOUNT_ID}"
 SHADOW_UPDATE = "$aws/things/{thingName}/shadow/name/{shadowName}/update"
 JOBS_GET = "$aws/things/{thingName}/jobs/get"
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    async with running_broker(tmp_path) as running:
-        yield running
-
-
-def pub(topic: str, payload: bytes, qos: int = 0, retain: bool = False, pid: int = 1) -> bytes:
-    return codec.publish(codec.encode_topic(topic), payload, qos, retain, packet_id=pid)
 
 
 def not_presence(messages: list[Message]) -> list[Message]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -17,22 +15,12 @@ from tests.mqtt_testing import (
     RawClient,
     next_publish,
     policy,
-    running_broker,
+    pub,
     stmt,
     subscribe,
 )
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    async with running_broker(tmp_path) as running:
-        yield running
-
-
-def pub(topic: str, payload: bytes, qos: int = 0, retain: bool = False, pid: int = 1) -> bytes:
-    return codec.publish(codec.encode_topic(topic), payload, qos, retain, packet_id=pid)
 
 
 async def test_persistent_session_resumes_subscriptions_and_redelivers_with_dup(env: Env):
