@@ -267,6 +267,7 @@ class FakeSession:
         self.subscriptions: list[str] = []
         self.responder = responder
         self.fail_publish: Exception | None = None
+        self.drops = 0  # connections lost through drop()
         self._handler: Callable[[Any], None] | None = None
 
     async def subscribe(self, topic_filter: str, qos: int = 0) -> int:
@@ -303,6 +304,13 @@ class FakeSession:
         self._handler(FakeMessage(topic, payload))
 
     def close(self) -> bool:
+        return True
+
+    def drop(self) -> None:
+        """The connection is lost (and, as with a reconnect policy, back at once)."""
+        self.drops += 1
+
+    async def wait_connected(self) -> bool:
         return True
 
     async def __aexit__(self, *exc: object) -> None:
