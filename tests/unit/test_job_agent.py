@@ -22,10 +22,11 @@ from tests.fakes import FakeSession
 from tests.jobs_double import FakeJobsService
 
 PREFIX = "$aws/things/t1/jobs"
+SUCCEED = JobPlan()
 WORKSHOP_DOC = {"operation": "sys-info", "sys-info": "uptime", "topic": "sys/info"}
 
 
-def agent(jobs: FakeJobsService, plan: JobPlan | dict[str, JobPlan] = JobPlan(),
+def agent(jobs: FakeJobsService, plan: JobPlan | dict[str, JobPlan] = SUCCEED,
           flow: Any = "notify-next", metrics: Metrics | None = None,
           **kw: Any) -> tuple[JobAgent, FakeSession]:
     session = FakeSession("t1", jobs)

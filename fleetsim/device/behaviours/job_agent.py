@@ -289,9 +289,9 @@ class JobAgent:
                 if state.get("status") in TERMINAL:
                     self.finished[known.job_id] = str(state["status"])
                 raise
-            state = answer.get("executionState")
-            if isinstance(state, dict) and isinstance(state.get("versionNumber"), int):
-                known.version = state["versionNumber"]
+            now = answer.get("executionState")
+            if isinstance(now, dict) and isinstance(now.get("versionNumber"), int):
+                known.version = now["versionNumber"]
             elif known.version is not None:
                 known.version += 1
             return
