@@ -78,6 +78,9 @@ class FakeIot:
     attached: dict[str, list[str]] = field(default_factory=dict)  # target -> policy names
     shadows: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     events: dict[str, Any] = field(default_factory=lambda: {"THING": {"Enabled": False}})
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # by job id, as described
+    # job id -> thing -> JobExecutionSummary (status, queuedAt, startedAt, lastUpdatedAt)
+    job_executions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     _failures: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     def fail(self, op: str, code: str, message: str = "", times: int = 1) -> None:
@@ -200,6 +203,38 @@ class FakeIot:
             "thing": self._arn("thing", parameters["ThingName"]),
             "certificate": created["certificateArn"], "policy": self._arn("policy", policy)}}
 
+    # --- jobs (control plane): what CreateJob was given; executions set by the test -------
+
+    def _op_create_job(self, jobId: str, **params: Any) -> dict[str, Any]:
+        if jobId in self.jobs:
+            raise client_error("CreateJob", "ResourceAlreadyExistsException")
+        self.jobs[jobId] = {"jobId": jobId, "status": "IN_PROGRESS", "createdAt": time.time(),
+                            "jobProcessDetails": {}, **params}
+        return {"jobId": jobId, "jobArn": self._arn("job", jobId)}
+
+    def _op_describe_job(self, jobId: str) -> dict[str, Any]:
+        if jobId not in self.jobs:
+            raise client_error("DescribeJob", "ResourceNotFoundException", status=404)
+        job = dict(self.jobs[jobId])
+        statuses = [e["status"] for e in self.job_executions.get(jobId, {}).values()]
+        job["jobProcessDetails"] = {
+            "numberOfQueuedThings": statuses.count("QUEUED"),
+            "numberOfInProgressThings": statuses.count("IN_PROGRESS"),
+            "numberOfSucceededThings": statuses.count("SUCCEEDED"),
+            "numberOfFailedThings": statuses.count("FAILED")}
+        if job["status"] == "IN_PROGRESS" and not {"QUEUED", "IN_PROGRESS"} & set(statuses):
+            job["status"] = "COMPLETED"  # every execution ended (none were still running)
+        return {"job": job}
+
+    def _op_list_job_executions_for_job(self, jobId: str, **_: Any) -> dict[str, Any]:
+        return {"executionSummaries": [
+            {"thingArn": self._arn("thing", thing), "jobExecutionSummary": dict(summary)}
+            for thing, summary in self.job_executions.get(jobId, {}).items()]}
+
+    def _op_describe_thing_group(self, thingGroupName: str) -> dict[str, Any]:
+        return {"thingGroupName": thingGroupName,
+                "thingGroupArn": self._arn("thinggroup", thingGroupName)}
+
     def _op_describe_event_configurations(self) -> dict[str, Any]:
         return {"eventConfigurations": dict(self.events)}
 
@@ -267,6 +302,7 @@ class FakeSession:
         self.subscriptions: list[str] = []
         self.responder = responder
         self.fail_publish: Exception | None = None
+        self.drops = 0  # connections lost through drop()
         self._handler: Callable[[Any], None] | None = None
 
     async def subscribe(self, topic_filter: str, qos: int = 0) -> int:
@@ -303,6 +339,13 @@ class FakeSession:
         self._handler(FakeMessage(topic, payload))
 
     def close(self) -> bool:
+        return True
+
+    def drop(self) -> None:
+        """The connection is lost (and, as with a reconnect policy, back at once)."""
+        self.drops += 1
+
+    async def wait_connected(self) -> bool:
         return True
 
     async def __aexit__(self, *exc: object) -> None:

@@ -113,6 +113,10 @@ class FleetClient(aiomqtt.Client):
             self._lock.release()
         return closed
 
+    def lose_connection(self) -> None:
+        """Drop the connection as a network failure would (no DISCONNECT): reported lost."""
+        self._fail(ConnectionResetError("connection dropped by the device"))
+
     def force_close(self) -> None:
         self._abort()
         if not self._disconnected.done():

@@ -163,6 +163,12 @@ class DeviceSession:
             self.metrics.gauge(self._gauge, -1)
         self._end("closed")
 
+    def drop(self) -> None:
+        """Lose the connection as a network failure would (no DISCONNECT, no close of the
+        session): with a reconnect policy the session reconnects, as after any loss."""
+        if self._client is not None:
+            self._client.lose_connection()
+
     def force_close(self) -> None:
         """Drop the socket without waiting for anything."""
         self.close()

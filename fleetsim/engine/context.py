@@ -21,6 +21,7 @@ from fleetsim.scenario.model import Fleet, Scenario
 from fleetsim.target import Target
 
 if TYPE_CHECKING:
+    from fleetsim.device.behaviours.job_agent import JobAgent
     from fleetsim.device.behaviours.shadow import ShadowReporter
 
 # What a device's behaviours are handed for each message it receives: (topic, payload).
@@ -41,6 +42,7 @@ class Device:
     handlers: list[MessageHandler] = field(default_factory=list)
     # The device's shadow reporters, by shadow name ("" for the classic shadow).
     shadows: dict[str, ShadowReporter] = field(default_factory=dict)
+    job_agent: JobAgent | None = None  # the job agent behaviour, while connected
 
     @property
     def names(self) -> dict[str, Any]:
@@ -73,6 +75,8 @@ class RunContext:
     shards: int = 1  # N of --shard K/N
     # Resources several steps may touch (a shadow), journaled by the first one only.
     journaled: set[tuple[str, ...]] = field(default_factory=set)
+    # Jobs this run created (create_job), by job id: the CreateJob request, for wait_job.
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def journal_for(self, fleet: Fleet | None, shared: bool = False) -> Journal:
         """Where a resource is written down: resources of persistent fleets, and in a sharded

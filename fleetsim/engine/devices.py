@@ -136,7 +136,9 @@ async def disconnect_many(devices: list[Device]) -> None:
     for d in devices:
         for reporter in d.shadows.values():
             reporter.close()
-        d.session, d.handlers, d.shadows = None, [], {}
+        if d.job_agent is not None:
+            d.job_agent.close()
+        d.session, d.handlers, d.shadows, d.job_agent = None, [], {}, None
     await close_many(sessions)
 
 

@@ -132,6 +132,12 @@ class Metrics:
         self.counters[counter] += n
         self.timeline[counter][int(self._clock())] += n
 
+    def incr_at(self, counter: str, at: float, n: int = 1) -> None:
+        """Count `n` events that happened at epoch second `at` (a time another system
+        reports, e.g. a job execution's `startedAt`), on the timeline at that second."""
+        self.counters[counter] += n
+        self.timeline[counter][int(at)] += n
+
     def gauge(self, name: str, delta: int) -> None:
         """Move a level up or down (e.g. devices connected); merged by adding."""
         self.gauges[name] += delta

@@ -3,6 +3,7 @@ tests/fakes.py (no local core)."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import typing
@@ -56,6 +57,10 @@ EXAMPLES: dict[str, tuple[str, bool]] = {  # kind -> (step YAML, needs connected
     "create_provisioning_template": ("create_provisioning_template: {template: t, "
                                      f"body: {WORKSHOP_TEMPLATE}, role_arn: r}}", False),
     "fleet_provision": ("fleet_provision: {fleet: f, template: t, claim_policy: c}", False),
+    "add_to_thing_group": ("add_to_thing_group: {fleet: f, group: g}", False),
+    "create_job": ("create_job: {fleet: f, document: {operation: x}}", False),
+    "job_agent": ("job_agent: {fleet: f, outcomes: {succeed: 1}}", True),
+    "wait_job": ("wait_job: {timeout: 0s}", False),
 }
 # What must exist before the example runs (kinds whose example needs an earlier step).
 SETUP = {
@@ -70,6 +75,9 @@ SETUP = {
     "bulk_register": None,
     "create_thing_group": [], "create_thing_type": [], "register_thing": [],
     "create_provisioning_template": [],
+    "add_to_thing_group": ["create_things: f", "create_thing_group: g"],
+    "create_job": ["create_things: f"],
+    "wait_job": ["create_things: f", "create_job: {fleet: f, document: {operation: x}}"],
 }
 
 
@@ -359,3 +367,139 @@ def test_event_types_are_those_of_the_aws_api() -> None:
 
     shape = Loader().load_service_model("iot", "service-2")["shapes"]["EventType"]
     assert sorted(EVENT_TYPES) == sorted(shape["enum"])
+
+
+async def test_create_job_uploads_the_document_and_references_its_url(tmp_path: Path) -> None:
+    iot = FakeIot()
+    doc = tmp_path / "job-document.json"
+    doc.write_text('{"operation": "sys-info", "topic": "sys/info"}')
+    ctx = fake_context(tmp_path, f"""
+        name: t
+        {FLEET}
+        steps:
+          - create_job:
+              job_id: "lab-{{run_id}}"
+              fleet: f
+              document_file: {doc}
+              upload: {{bucket: "b-{{run_id}}", key: job-document.json, create_bucket: true}}
+              presigned_url_config: {{role_arn: "arn:aws:iam::123456789012:role/r"}}
+              rollout_config: {{maximumPerMinute: 100}}
+              abort_config: {{criteriaList: [{{failureType: FAILED, action: CANCEL,
+                              thresholdPercentage: 10, minNumberOfExecutedThings: 5}}]}}
+        """, iot)
+    ctx.s3 = iot
+    await KINDS["create_job"].run(ctx, ctx.scenario.steps[0])
+    ops = iot.ops()
+    assert ops[-3:] == ["CreateBucket", "PutObject", "CreateJob"]
+    put = dict(iot.calls[ops.index("PutObject")][1])
+    assert put["Bucket"] == "b-test" and b"sys-info" in put["Body"]
+    params = iot.jobs["lab-test"]
+    assert params["documentSource"] == "https://s3.amazonaws.com/b-test/job-document.json"
+    assert "document" not in params
+    assert params["presignedUrlConfig"] == {"roleArn": "arn:aws:iam::123456789012:role/r",
+                                            "expiresInSec": 3600}
+    assert params["targets"] == [f"arn:aws:iot:us-east-1:123456789012:thing/dev-{i}"
+                                 for i in range(2)]
+    assert params["jobExecutionsRolloutConfig"] == {"maximumPerMinute": 100}
+    assert params["abortConfig"]["criteriaList"][0]["thresholdPercentage"] == 10
+    assert journal_kinds(ctx) == ["s3_bucket", "s3_object", "job"]
+
+
+async def test_create_job_for_a_group_inline_document_and_cleanup(tmp_path: Path) -> None:
+    iot = FakeIot()
+    ctx = fake_context(tmp_path, """
+        name: t
+        steps:
+          - create_job: {group: g, document: {url: "${aws:iot:s3-presigned-url:https://s3.amazonaws.com/b/fw.bin}",
+                         run: "{run_id}"}, target_selection: CONTINUOUS}
+        """, iot)
+    await KINDS["create_job"].run(ctx, ctx.scenario.steps[0])
+    params = iot.jobs["fleetsim-test"]
+    assert params["targets"] == ["arn:aws:iot:us-east-1:123456789012:thinggroup/g"]
+    assert params["targetSelection"] == "CONTINUOUS"
+    assert json.loads(params["document"]) == {
+        "url": "${aws:iot:s3-presigned-url:https://s3.amazonaws.com/b/fw.bin}", "run": "test"}
+    ctx.journal.close()
+    iot.calls.clear()
+    iot.fail("CancelJob", "InvalidStateTransitionException")  # it had ended: delete anyway
+    report = await cleanup(AwsClients(iot, iot, iot), read_entries(ctx.journal.run_dir),
+                           JOURNAL_KINDS)
+    assert report.ok and iot.calls == [("CancelJob", {"jobId": "fleetsim-test", "force": True}),
+                                       ("DeleteJob", {"jobId": "fleetsim-test", "force": True})]
+
+
+def test_create_job_needs_one_target_and_one_document(tmp_path: Path) -> None:
+    from fleetsim.errors import ScenarioInvalid
+
+    with pytest.raises(ScenarioInvalid, match="either 'fleet' or 'group'"):
+        fake_context(tmp_path, f"name: t\n{FLEET}steps: [{{create_job: {{document: {{}}}}}}]\n")
+    with pytest.raises(ScenarioInvalid, match="either 'document' or 'document_file'"):
+        fake_context(tmp_path, f"name: t\n{FLEET}steps: [{{create_job: {{fleet: f}}}}]\n")
+
+
+async def test_wait_job_measures_latency_rate_statuses_and_abort(tmp_path: Path) -> None:
+    iot = FakeIot()
+    ctx = fake_context(tmp_path, """
+        name: t
+        steps: [{wait_job: {job_id: j, expect_status: CANCELED, expect_aborted: true}}]
+        """, iot)
+    created = 1_700_000_000.0
+    iot.jobs["j"] = {"jobId": "j", "status": "CANCELED", "createdAt": created,
+                     "completedAt": created + 130, "jobProcessDetails": {},
+                     "jobExecutionsRolloutConfig": {"maximumPerMinute": 2}}
+    iot.job_executions["j"] = {
+        f"t{i}": {"status": status, "queuedAt": created + q, "startedAt": created + q + 1,
+                  "lastUpdatedAt": created + q + 3}
+        for i, (status, q) in enumerate([("SUCCEEDED", 0), ("FAILED", 10), ("SUCCEEDED", 70),
+                                         ("FAILED", 80), ("FAILED", 125)])}
+    iot.job_executions["j"]["t5"] = {"status": "CANCELED", "queuedAt": created + 130}
+    with ctx.metrics.step("wait"):
+        await KINDS["wait_job"].run(ctx, ctx.scenario.steps[0])
+    m = ctx.metrics
+    assert m.histogram("job.queued_to_in_progress").count == 5
+    assert 0.9e6 <= m.histogram("job.queued_to_in_progress").max <= 1.1e6
+    assert m.histogram("job.in_progress_to_terminal").count == 5
+    assert m.counters["job.status.FAILED"] == 3 and m.counters["job.status.CANCELED"] == 1
+    assert m.counters["job.aborted"] == 1 and m.counters["job.started"] == 5
+    detail = m.steps["wait"].detail
+    assert "started per minute: 2 2 1 (maximumPerMinute 2)" in detail
+    assert "aborted 130 s after creation" in detail
+    assert [c.passed for c in m.checks] == [True, True]
+
+
+def test_outcomes_are_assigned_exactly_and_by_seed() -> None:
+    from fleetsim.engine.steps.job_agent import assign_outcomes
+
+    mix = assign_outcomes({"succeed": 0.8, "fail": 0.2}, 1000, seed=1)
+    assert mix.count("fail") == 200 and mix.count("succeed") == 800
+    assert mix == assign_outcomes({"succeed": 0.8, "fail": 0.2}, 1000, seed=1)
+    assert mix != assign_outcomes({"succeed": 0.8, "fail": 0.2}, 1000, seed=2)
+    odd = assign_outcomes({"succeed": 1, "fail": 1, "reject": 1}, 10, seed=0)
+    assert len(odd) == 10 and sorted(odd.count(o) for o in ("succeed", "fail", "reject")) == \
+        [3, 3, 4]
+
+
+async def test_job_agent_binds_every_device_with_its_planned_outcome(tmp_path: Path) -> None:
+    from tests.jobs_double import FakeJobsService
+
+    ctx = fake_context(tmp_path, """
+        name: t
+        fleets: [{name: f, prefix: dev, count: 4}]
+        steps:
+          - connect: f
+          - job_agent: {fleet: f, outcomes: {succeed: 3, fail: 1}, execution_time: 0s}
+        """)
+    jobs = FakeJobsService()
+    connect_fakes(ctx, "f", jobs)
+    await KINDS["job_agent"].run(ctx, ctx.scenario.steps[1])
+    for d in ctx.devices["f"]:
+        jobs.queue(d.thing_name, "j1", {"operation": "x"})
+    for _ in range(200):
+        if all(d.job_agent and "j1" in d.job_agent.finished for d in ctx.devices["f"]):
+            break
+        await asyncio.sleep(0.01)
+    finals = sorted(e.status for e in jobs.executions.values())
+    assert finals == ["FAILED", "SUCCEEDED", "SUCCEEDED", "SUCCEEDED"]
+    await KINDS["disconnect"].run(ctx, KINDS["disconnect"].model.model_validate(
+        {"kind": "disconnect", "fleet": "f"}))
+    assert all(d.job_agent is None for d in ctx.devices["f"])

@@ -8,11 +8,13 @@ from pathlib import Path
 
 from fleetsim.control.cleanup import JournalKind
 from fleetsim.engine.steps import (
+    add_to_thing_group,
     attach_policy,
     attach_thing_principal,
     bulk_register,
     connect,
     create_certificate_from_csr,
+    create_job,
     create_keys_and_certificate,
     create_policy,
     create_provisioning_template,
@@ -23,6 +25,7 @@ from fleetsim.engine.steps import (
     events,
     expect,
     fleet_provision,
+    job_agent,
     observe,
     provision,
     publish,
@@ -33,6 +36,7 @@ from fleetsim.engine.steps import (
     telemetry,
     update_things,
     wait,
+    wait_job,
 )
 from fleetsim.engine.steps.base import AnyStepKind, StepKind
 from fleetsim.errors import ScenarioInvalid
@@ -56,7 +60,8 @@ KINDS: dict[str, AnyStepKind] = _registry(
     telemetry.KIND, subscribe.KIND, shadow.KIND, shadow_desired.KIND, disconnect.KIND,
     wait.KIND, expect.KIND, create_thing_group.KIND, create_thing_type.KIND,
     register_thing.KIND, bulk_register.KIND, create_provisioning_template.KIND,
-    fleet_provision.KIND,
+    fleet_provision.KIND, add_to_thing_group.KIND, create_job.KIND, job_agent.KIND,
+    wait_job.KIND,
 )
 STEP_MODELS: StepModels = step_models(k.model for k in KINDS.values())
 # Every journal entry kind a step records, each once (clean-up undoes them phase by phase).
