@@ -56,6 +56,8 @@ EXAMPLES: dict[str, tuple[str, bool]] = {  # kind -> (step YAML, needs connected
     "create_provisioning_template": ("create_provisioning_template: {template: t, "
                                      f"body: {WORKSHOP_TEMPLATE}, role_arn: r}}", False),
     "fleet_provision": ("fleet_provision: {fleet: f, template: t, claim_policy: c}", False),
+    "register_ca": ("register_ca: {ca: certs/ca}", False),
+    "jit_connect": ("jit_connect: {fleet: f, ca: certs/ca, subject: {country: DE}}", False),
 }
 # What must exist before the example runs (kinds whose example needs an earlier step).
 SETUP = {
@@ -70,6 +72,9 @@ SETUP = {
     "bulk_register": None,
     "create_thing_group": [], "create_thing_type": [], "register_thing": [],
     "create_provisioning_template": [],
+    # The CA is registered and devices come online against local core:
+    # tests/integration/test_jit_scenarios.py.
+    "register_ca": None, "jit_connect": None,
 }
 
 
