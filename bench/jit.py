@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
         try:
             data["jitp"] = _fleetsim_run(core, workdir, "jitp", _scenario(
                 workdir, args.jit_devices, args.jit_key_type))
-        except Exception as e:  # noqa: BLE001 - reported, not raised
+        except Exception as e:
             data["errors"]["jitp"] = str(e)
         finally:
             core.stop()
