@@ -61,10 +61,16 @@ class DeviceSSLContext(ssl.SSLContext):
     """A client context whose sockets report a connection dropped without TLS close_notify
     as an error. Before CONNACK that tells a TLS-level refusal (servers drop the socket
     without an alert; under TLS 1.3 the client only notices after its handshake) from an MQTT
-    hang-up, which closes TLS cleanly."""
+    hang-up, which closes TLS cleanly. `server_name`, when set, is the name sent as SNI and
+    verified instead of the host connected to (a device of a just-in-time lab must send SNI,
+    which TLS never carries for an IP address such as local core's 127.0.0.1)."""
+
+    server_name: str | None = None
 
     def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
         kwargs["suppress_ragged_eofs"] = False
+        if self.server_name:
+            kwargs["server_hostname"] = self.server_name
         return super().wrap_socket(sock, *args, **kwargs)
 
 

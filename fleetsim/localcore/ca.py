@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 
@@ -70,7 +71,14 @@ class LocalCA:
         ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         ctx.load_verify_locations(cadata=certificate_pem(self.authority.cert).decode())
         ctx.set_alpn_protocols(["x-amzn-mqtt-ca", "mqtt"])
+        ctx.sni_callback = _remember_server_name
         return ctx
+
+
+def _remember_server_name(ssl_object: Any, server_name: str | None,
+                          _ctx: ssl.SSLContext) -> None:
+    """Keep the client's SNI on its SSL object: just-in-time registration requires one."""
+    ssl_object.server_name_indication = server_name
 
 
 def _afresh(state_dir: Path) -> str:

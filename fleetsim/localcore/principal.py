@@ -92,8 +92,16 @@ class UnknownCertificate:
     chain_ders: tuple[bytes, ...]
     client_id: str
     peer_ip: str
+    # The Server Name Indication the client sent in its TLS handshake, or None if it sent none
+    # (AWS requires SNI for just-in-time provisioning: "Just-in-time provisioning").
+    server_name: str | None = None
+    # The certificate as the Authority knows it when it is registered but PENDING_ACTIVATION
+    # (a JITR/JITP certificate connecting again); None when it is not registered at all.
+    pending: Principal | None = None
 
 
+# Offered certificates the Authority does not know, and those it knows as PENDING_ACTIVATION
+# with an issuing CA (AWS publishes the JITR event again at each of their connects).
 # Returns the Principal to connect with, or None to refuse the connection. A Principal it
 # returns should be one the Authority now knows: the connection re-resolves it from the
 # Authority whenever the epoch moves, as every connection does.

@@ -49,17 +49,27 @@ def public_key_id(key: PublicKeyTypes) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def _name(common_name: str, **extra: str) -> x509.Name:
-    oids = {"country": NameOID.COUNTRY_NAME, "organization": NameOID.ORGANIZATION_NAME,
-            "organizational_unit": NameOID.ORGANIZATIONAL_UNIT_NAME}
-    attrs = [x509.NameAttribute(oids[k], v) for k, v in extra.items() if v]
+SUBJECT_OIDS = {"country": NameOID.COUNTRY_NAME, "organization": NameOID.ORGANIZATION_NAME,
+                "organizational_unit": NameOID.ORGANIZATIONAL_UNIT_NAME,
+                "state": NameOID.STATE_OR_PROVINCE_NAME,
+                "dn_qualifier": NameOID.DN_QUALIFIER,
+                "serial_number": NameOID.SERIAL_NUMBER}
+
+
+def subject_name(common_name: str, **extra: str) -> x509.Name:
+    """A subject: the fields of `SUBJECT_OIDS` given (empty ones left out), then the CN."""
+    unknown = set(extra) - set(SUBJECT_OIDS)
+    if unknown:
+        raise ValueError(f"unknown subject field(s) {', '.join(sorted(unknown))}: use "
+                         f"{', '.join(SUBJECT_OIDS)}")
+    attrs = [x509.NameAttribute(SUBJECT_OIDS[k], v) for k, v in extra.items() if v]
     attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
     return x509.Name(attrs)
 
 
 def build_csr(key: PrivateKey, common_name: str, country: str | None = None) -> bytes:
     csr = x509.CertificateSigningRequestBuilder().subject_name(
-        _name(common_name, country=country or "")
+        subject_name(common_name, country=country or "")
     ).sign(key, hashes.SHA256())
     return csr.public_bytes(serialization.Encoding.PEM)
 
@@ -79,7 +89,7 @@ class CertificateAuthority:
     def create(cls, common_name: str, key_type: str = "ec-p256", days: int = 3650,
                organization: str | None = None) -> CertificateAuthority:
         key = generate_key(key_type)  # type: ignore[arg-type]
-        name = _name(common_name, organization=organization or "")
+        name = subject_name(common_name, organization=organization or "")
         now = _now()
         cert = (
             x509.CertificateBuilder()
@@ -142,11 +152,11 @@ class CertificateAuthority:
 
     def issue_device(self, public_key: PublicKey,
                      common_name: str = "AWS IoT Certificate") -> x509.Certificate:
-        return self.issue(public_key, _name(common_name))
+        return self.issue(public_key, subject_name(common_name))
 
     def issue_server(self, names: list[str],
                      days: int = 825) -> tuple[x509.Certificate, PrivateKey]:
         key = generate_key("ec-p256")
-        cert = self.issue(key.public_key(), _name(names[0]),
+        cert = self.issue(key.public_key(), subject_name(names[0]),
                           not_after=_now() + dt.timedelta(days=days), server_names=names)
         return cert, key

@@ -61,6 +61,8 @@ EXAMPLES: dict[str, tuple[str, bool]] = {  # kind -> (step YAML, needs connected
     "create_job": ("create_job: {fleet: f, document: {operation: x}}", False),
     "job_agent": ("job_agent: {fleet: f, outcomes: {succeed: 1}}", True),
     "wait_job": ("wait_job: {timeout: 0s}", False),
+    "register_ca": ("register_ca: {ca: certs/ca}", False),
+    "jit_connect": ("jit_connect: {fleet: f, ca: certs/ca, subject: {country: DE}}", False),
 }
 # What must exist before the example runs (kinds whose example needs an earlier step).
 SETUP = {
@@ -78,6 +80,9 @@ SETUP = {
     "add_to_thing_group": ["create_things: f", "create_thing_group: g"],
     "create_job": ["create_things: f"],
     "wait_job": ["create_things: f", "create_job: {fleet: f, document: {operation: x}}"],
+    # The CA is registered and devices come online against local core:
+    # tests/integration/test_jit_scenarios.py.
+    "register_ca": None, "jit_connect": None,
 }
 
 

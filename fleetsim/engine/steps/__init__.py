@@ -25,10 +25,12 @@ from fleetsim.engine.steps import (
     events,
     expect,
     fleet_provision,
+    jit_connect,
     job_agent,
     observe,
     provision,
     publish,
+    register_ca,
     register_thing,
     shadow,
     shadow_desired,
@@ -61,7 +63,7 @@ KINDS: dict[str, AnyStepKind] = _registry(
     wait.KIND, expect.KIND, create_thing_group.KIND, create_thing_type.KIND,
     register_thing.KIND, bulk_register.KIND, create_provisioning_template.KIND,
     fleet_provision.KIND, add_to_thing_group.KIND, create_job.KIND, job_agent.KIND,
-    wait_job.KIND,
+    wait_job.KIND, register_ca.KIND, jit_connect.KIND,
 )
 STEP_MODELS: StepModels = step_models(k.model for k in KINDS.values())
 # Every journal entry kind a step records, each once (clean-up undoes them phase by phase).
@@ -89,6 +91,8 @@ def resolve_files(scenario: Scenario, path: Path) -> Scenario:
                 problems.append(f"{path}: steps.{k}.{step.kind}.{name}: {value} is not a "
                                 f"readable file (looked for {file})")
             update[name] = str(file)
+        for name in getattr(step, "dir_fields", ()):  # folders a step may make: not checked
+            update[name] = str(base / getattr(step, name))
         steps.append(step.model_copy(update=update) if update else step)
     if problems:
         raise ScenarioInvalid(problems)

@@ -6,8 +6,9 @@ reserved topic clients may not publish to, or with RETAIN set on any reserved to
 malformed, or over the payload limit) disconnects the client; a denied subscription gets return
 code 0x80 in SUBACK; QoS 2 requests get neither PUBACK nor SUBACK.
 
-A certificate the Authority does not know is offered to the broker's `unknown_certificate` hook
-(JITP/JITR) before the connection is refused; reading pauses while the hook runs.
+A certificate the Authority does not know, or knows as PENDING_ACTIVATION with an issuing CA, is
+offered to the broker's `unknown_certificate` hook (JITP/JITR) before the connection is refused;
+reading pauses while the hook runs.
 
 Faults stay with one connection: an exception while handling a client's packet, authorizing it
 (`Authorizer.allowed` never raises) or delivering to it is logged once with its client id and
@@ -307,20 +308,22 @@ class Connection(asyncio.Protocol):
         self.client_id = client_id
         epoch = broker.authority.epoch
         principal = broker.authority.principal_for_certificate(self.cert_der)
-        if principal is None and broker.unknown_certificate is not None:
+        pending = principal if principal is not None and principal.ca_certificate_id and \
+            principal.status == "PENDING_ACTIVATION" else None
+        if (principal is None or pending) and broker.unknown_certificate is not None:
             assert self.transport is not None
             self.transport.pause_reading()
-            self._pending = broker.loop.create_task(
-                self._connect_unknown(broker.unknown_certificate, packet, attributes))
+            self._pending = broker.loop.create_task(self._connect_unknown(
+                broker.unknown_certificate, packet, attributes, pending))
             return
         self._authorize(packet, attributes, principal, epoch)
 
     async def _connect_unknown(self, hook: UnknownCertificateHook, packet: codec.Connect,
-                               attributes: tuple[str, ...]) -> None:
+                               attributes: tuple[str, ...], pending: Principal | None) -> None:
         transport = self.transport
         assert transport is not None
         unknown = UnknownCertificate(self.cert_der, _peer_chain(transport), self.client_id,
-                                     self.peer_ip)
+                                     self.peer_ip, _server_name(transport), pending)
         try:
             principal = await hook(unknown)
         except Exception:
@@ -429,6 +432,12 @@ class Connection(asyncio.Protocol):
         for topic_filter in filters:
             self.broker.unsubscribe(self.session, topic_filter)
         self.send(codec.unsuback(packet_id))
+
+
+def _server_name(transport: asyncio.Transport) -> str | None:
+    """The SNI the client sent (recorded by the server context's `sni_callback`, `ca.py`)."""
+    name = getattr(transport.get_extra_info("ssl_object"), "server_name_indication", None)
+    return name if isinstance(name, str) else None
 
 
 def _peer_chain(transport: asyncio.Transport) -> tuple[bytes, ...]:

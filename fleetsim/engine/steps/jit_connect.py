@@ -1,0 +1,178 @@
+"""`jit_connect`: a fleet whose certificates are signed by the scenario's CA comes online
+just in time (JITP or JITR), every device retrying until admitted.
+
+Per device: a key (the fleet's key type) and a certificate signed by the CA in `ca` (subject:
+the thing name as CN plus `subject`), with the CA after it in the chain as the workshop's
+`cat deviceCert.crt rootCA.pem` (`present_ca`); the identity saved (key 0600). Then CONNECT,
+refused while the certificate is not ACTIVE ("The connection was lost ... normal behaviour"),
+retried with exponential back-off and full jitter; with `watch_registry` the device's
+certificate is looked up (DescribeCertificate) after each refusal, so a device retries at once
+when it turns ACTIVE. Measured (µs): `jit.first_attempt` (the first, refused, CONNECT),
+`jit.registration` (from the first attempt until the registry shows the certificate ACTIVE:
+JITP's template, or JITR's rule and function), `jit.admitted` (until CONNACK), and
+`jit.first_publish` (until the first publish is acknowledged, with `publish`); counters
+`jit.attempts` and `jit.devices_by_attempts.<n>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from fleetsim.control.errors import ApiError
+from fleetsim.device import DeviceError, DeviceIdentity, DeviceSession, IdentityStore
+from fleetsim.device.reconnect import ReconnectPolicy
+from fleetsim.device.tls import DeviceSSLContext
+from fleetsim.engine import devices as dev
+from fleetsim.engine.context import Device, RunContext
+from fleetsim.engine.fanout import api_call, for_each_device
+from fleetsim.engine.steps.base import StepKind
+from fleetsim.errors import UserError
+from fleetsim.pki import CertificateAuthority, certificate_pem, load_private_key
+from fleetsim.pki.ca_store import load_or_create_ca
+from fleetsim.pki.certs import SUBJECT_OIDS, subject_name
+from fleetsim.scenario.model import Duration, FleetStep, parse_duration
+from fleetsim.scenario.semantics import DEVICE_NAMES, Loc, Problem, Scope, template_problems
+from fleetsim.scenario.templating import Template
+from fleetsim.target import Target
+
+CLIENT_ID_NAMES = (DEVICE_NAMES - {"client_id"}) | {"certificate_id"}
+LOCAL_SERVER_NAME = "localhost"  # a name of local core's server certificate
+
+
+class FirstPublish(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    topic: str
+    payload: str = '{"device": "{thing_name}"}'
+    qos: Literal[0, 1] = 1
+
+
+class JitConnectStep(FleetStep):
+    kind: Literal["jit_connect"]
+    ca: str  # the CA folder a register_ca step registered (relative to the scenario)
+    subject: dict[str, str] = {}  # country, organization, ... (templated); CN = thing name
+    present_ca: bool = True  # send the CA after the device certificate
+    client_id: str = "{thing_name}"  # may use {certificate_id} (JITR: jitr-{certificate_id})
+    publish: FirstPublish | None = None
+    retry_base: Duration = 0.5
+    retry_cap: Duration = 5.0
+    give_up_after: Duration = 120.0
+    timeout: Duration = 10.0  # per CONNECT
+    watch_registry: bool = True
+
+    needs_connection: ClassVar[bool] = False
+    dir_fields: ClassVar[tuple[str, ...]] = ("ca",)
+    _durations = field_validator("retry_base", "retry_cap", "give_up_after", "timeout",
+                                 mode="before")(parse_duration)
+
+    def check(self, scope: Scope, at: Loc) -> list[Problem]:
+        scope.connected.add(self.fleet)
+        problems = template_problems((*at, "client_id"), self.client_id, CLIENT_ID_NAMES)
+        for field, value in self.subject.items():
+            if field not in SUBJECT_OIDS or field == "common_name":
+                problems.append(((*at, "subject", field), f"unknown subject field; use "
+                                 f"{', '.join(SUBJECT_OIDS)} (the CN is the thing name)"))
+            problems += template_problems((*at, "subject", field), value, DEVICE_NAMES)
+        if self.publish is not None:
+            problems += template_problems((*at, "publish", "payload"), self.publish.payload,
+                                          DEVICE_NAMES)
+        return problems
+
+
+def server_name(target: Target) -> str | None:
+    """The SNI a device sends: AWS endpoints are host names already; local core listens on an
+    IP address, for which TLS sends no SNI, so name it by its certificate's host name."""
+    try:
+        ipaddress.ip_address(target.mqtt_host)
+    except ValueError:
+        return None
+    return LOCAL_SERVER_NAME if target.kind == "local" else None
+
+
+async def make_identity(ctx: RunContext, d: Device, ca: CertificateAuthority,
+                        subject: dict[str, str], present_ca: bool) -> DeviceIdentity:
+    """A key and a certificate signed by `ca`, saved with the fleet's identities."""
+    key_pem = await ctx.keys.new_key_pem(d.fleet.key_type)
+    cert = ca.issue(load_private_key(key_pem).public_key(),
+                    subject_name(d.thing_name, **subject))
+    chain = certificate_pem(cert) + (certificate_pem(ca.cert) if present_ca else b"")
+    identity = DeviceIdentity(d.fleet.name, d.index, d.thing_name, d.fleet.key_type,
+                              key_pem).with_certificate(chain)
+    identity = IdentityStore(ctx.identities_dir, d.fleet.name).save(identity)
+    return identity
+
+
+async def _status(ctx: RunContext, cert_id: str) -> dict[str, Any] | None:
+    try:
+        answer = await api_call(ctx, "DescribeCertificate", cert_id,
+                                expected=frozenset({"ResourceNotFoundException"}),
+                                certificateId=cert_id)
+    except ApiError:
+        return None
+    description: dict[str, Any] = answer["certificateDescription"]
+    return description
+
+
+async def run(ctx: RunContext, step: JitConnectStep) -> None:
+    ca, _ = load_or_create_ca(Path(step.ca), "unused")
+    subject_t = {k: Template(v, DEVICE_NAMES) for k, v in step.subject.items()}
+    client_id_t = Template(step.client_id, CLIENT_ID_NAMES)
+    publish_t = Template(step.publish.payload, DEVICE_NAMES) if step.publish else None
+    policy = ReconnectPolicy(base=step.retry_base, cap=step.retry_cap)
+    factory, sni = dev.tls_factory(ctx), server_name(ctx.target)
+    metrics = ctx.metrics
+
+    async def come_online(d: Device) -> None:
+        identity = await make_identity(ctx, d, ca, {k: t.render(d.names) for k, t in
+                                                    subject_t.items()}, step.present_ca)
+        assert identity.certificate_id is not None
+        d.identity, d.certificate_id = identity, identity.certificate_id
+        tls = factory.for_identity(identity)
+        if sni and isinstance(tls, DeviceSSLContext):
+            tls.server_name = sni
+        client_id = client_id_t.render(d.names | {"certificate_id": d.certificate_id})
+        start = time.perf_counter()
+        attempts, active = 0, False
+        while True:
+            attempts += 1
+            session = DeviceSession(identity, ctx.target, metrics, tls=tls, client_id=client_id,
+                                    timeout=step.timeout)
+            t0 = time.perf_counter()
+            try:
+                d.session = await session.__aenter__()
+                break
+            except DeviceError as e:
+                if attempts == 1:
+                    metrics.record("jit.first_attempt", (time.perf_counter() - t0) * 1e6)
+                if time.perf_counter() - start > step.give_up_after:
+                    raise UserError(f"{d.thing_name} was not admitted within "
+                                    f"{step.give_up_after:g} s ({attempts} attempts, last: "
+                                    f"{e.kind})") from e
+            if step.watch_registry and not active:
+                described = await _status(ctx, identity.certificate_id)
+                if described is not None and described["status"] == "ACTIVE":
+                    active = True
+                    d.certificate_arn = described["certificateArn"]
+                    metrics.record("jit.registration", (time.perf_counter() - start) * 1e6)
+                    continue  # admitted now: no back-off
+            await asyncio.sleep(policy.delay(attempts - 1))
+        metrics.record("jit.admitted", (time.perf_counter() - start) * 1e6)
+        metrics.incr("jit.attempts", attempts)
+        metrics.incr(f"jit.devices_by_attempts.{attempts}")
+        if d.certificate_arn is None:
+            described = await _status(ctx, identity.certificate_id)
+            d.certificate_arn = described["certificateArn"] if described else None
+        if step.publish is not None and publish_t is not None:
+            await dev.publish(ctx, d, step.publish.topic, publish_t.render(d.names).encode(),
+                              step.publish.qos)
+            metrics.record("jit.first_publish", (time.perf_counter() - start) * 1e6)
+
+    await for_each_device(ctx, ctx.fleet_devices(step.fleet), come_online, step.pacing)
+
+
+KIND = StepKind(JitConnectStep, run)

@@ -1,0 +1,125 @@
+"""`register_ca`: the device CA of a just-in-time lab, registered as the labs do it.
+
+The CA lives in a folder (`ca`, relative to the scenario; `certs/<name>` by convention), made on
+first use (`fleetsim.pki.ca_store`) or put there by the user. Then, as the workshop:
+`get-registration-code`, a verification certificate (CN = the code) signed by the CA, and
+`register-ca-certificate --ca-certificate --verification-cert --set-as-active
+--allow-auto-registration [--registration-config]` - with a JITP template (`template`, its
+`${NAME}` placeholders replaced from `template_values` as the lab's `envsubst` does) it is JITP,
+without one JITR. Journaled before the call; clean-up deletes the things and certificates the CA
+admitted, then deactivates and deletes the CA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from botocore.exceptions import ClientError
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from fleetsim.control.cleanup import JournalKind, Phase
+from fleetsim.control.clients import AwsClients
+from fleetsim.engine.context import RunContext
+from fleetsim.engine.fanout import api_call
+from fleetsim.engine.provisioning import journaled
+from fleetsim.engine.steps.base import StepKind
+from fleetsim.errors import UserError
+from fleetsim.pki import KeyType, certificate_id, certificate_pem, generate_key
+from fleetsim.pki.ca_store import load_or_create_ca
+from fleetsim.scenario.model import StepBase
+from fleetsim.scenario.semantics import Loc, Problem, Scope
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+async def _delete_ca(clients: AwsClients, d: dict[str, Any]) -> None:
+    """The things and certificates the CA admitted, then the CA (deactivated first)."""
+    iot, ca_id = clients.iot, d["id"]
+    marker: str | None = None
+    while True:
+        page = await iot.list_certificates_by_ca(caCertificateId=ca_id, pageSize=250,
+                                                 **({"marker": marker} if marker else {}))
+        await asyncio.gather(*(_delete_admitted(clients, c) for c in page["certificates"]))
+        marker = page.get("nextMarker")
+        if not marker:
+            break
+    await iot.update_ca_certificate(certificateId=ca_id, newStatus="INACTIVE")
+    await iot.delete_ca_certificate(certificateId=ca_id)
+
+
+async def _delete_admitted(clients: AwsClients, cert: dict[str, Any]) -> None:
+    iot, arn = clients.iot, cert["certificateArn"]
+    things = (await iot.list_principal_things(principal=arn)).get("things", [])
+    for thing in things:
+        await iot.detach_thing_principal(thingName=thing, principal=arn)
+    if cert["status"] == "ACTIVE":
+        await iot.update_certificate(certificateId=cert["certificateId"], newStatus="INACTIVE")
+    await iot.delete_certificate(certificateId=cert["certificateId"], forceDelete=True)
+    for thing in things:
+        try:
+            await iot.delete_thing(thingName=thing)
+        except ClientError as e:  # detached meanwhile, or still holding another principal
+            if e.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
+
+
+CA_CERTIFICATE = JournalKind("ca_certificate", Phase.CERTIFICATES, _delete_ca)
+
+
+class RegisterCaStep(StepBase):
+    kind: Literal["register_ca"]
+    ca: str  # the CA's folder (ca.pem, ca.key), relative to the scenario; made if empty
+    key_type: KeyType = "rsa-2048"  # of a CA made here (the workshop's openssl genrsa 2048)
+    common_name: str = "fleetsim JIT device CA"
+    auto_registration: bool = True  # --allow-auto-registration
+    template: str | None = None  # a JITP template body file: --registration-config
+    template_values: dict[str, str] = {}  # ${NAME} in the template -> value
+    role_arn: str = "arn:aws:iam::123456789012:role/JITPRole"  # the registration config's
+
+    file_fields: ClassVar[tuple[str, ...]] = ("template",)
+    dir_fields: ClassVar[tuple[str, ...]] = ("ca",)
+
+    def check(self, scope: Scope, at: Loc) -> list[Problem]:
+        if self.template_values and self.template is None:
+            return [((*at, "template_values"), "template_values need a 'template' to fill")]
+        return []
+
+
+def template_body(path: str, values: dict[str, str]) -> str:
+    """The template file with its ${NAME} placeholders filled; one missing is an error."""
+    text = Path(path).read_text()
+    missing = sorted({m for m in _PLACEHOLDER.findall(text) if m not in values})
+    if missing:
+        raise UserError(f"{path} uses ${{{missing[0]}}}: give its value in the register_ca "
+                        f"step's template_values ({', '.join(missing)} missing)")
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+
+async def run(ctx: RunContext, step: RegisterCaStep) -> None:
+    folder = Path(step.ca)
+    ca, made = load_or_create_ca(folder, step.common_name, step.key_type)
+    if made:
+        ctx.metrics.incr("ca.made")
+    code = (await api_call(ctx, "GetRegistrationCode"))["registrationCode"]
+    verification = ca.issue_device(generate_key("ec-p256").public_key(), code)
+    params: dict[str, Any] = {
+        "caCertificate": certificate_pem(ca.cert).decode(),
+        "verificationCertificate": certificate_pem(verification).decode(),
+        "setAsActive": True, "allowAutoRegistration": step.auto_registration}
+    if step.template is not None:
+        body = template_body(step.template, step.template_values)
+        try:
+            json.loads(body)
+        except ValueError as e:
+            raise UserError(f"{step.template} is not valid JSON once filled: {e}") from e
+        params["registrationConfig"] = {"templateBody": body, "roleArn": step.role_arn}
+    ca_id = certificate_id(ca.cert.public_bytes(Encoding.DER))
+    await journaled(ctx.journal, CA_CERTIFICATE.name, {"id": ca_id},
+                    api_call(ctx, "RegisterCaCertificate", ca_id, **params))
+
+
+KIND = StepKind(RegisterCaStep, run, journals=(CA_CERTIFICATE,))
