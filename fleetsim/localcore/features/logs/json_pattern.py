@@ -9,8 +9,8 @@ JSON log events" describes them:
     selector   := '$' ('.' name | '[' index ']' | "['" name "']")*
 
 A value is a number, a quoted string, a bare string (`{$.logLevel = INFO}`), either with `*`
-wildcards, or a `%regex%`. A message that is not a JSON object or array matches no JSON
-pattern; a selector that does not resolve matches only `NOT EXISTS`.
+wildcards, or a `%regex%`. A message that is not a JSON object matches no JSON pattern;
+a selector that does not resolve matches only `NOT EXISTS`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from fleetsim.localcore.features.logs.syntax import Scanner, Token, comparison, 
 
 Test = Callable[[Any], bool]
 _MISSING = object()
-_STEP = re.compile(r"\.([^.\[\]\s]+)|\[(\d+)\]|\[\s*'([^']*)'\s*\]|\[\s*\"([^\"]*)\"\s*\]")
+_STEP = re.compile(r"\.([^.\[\]\s]+)|\[(\d+)\]|\.?\[\s*'([^']*)'\s*\]|\.?\[\s*\"([^\"]*)\"\s*\]")
 _PUNCT = ("&&", "||", "(", ")")
 _KEYWORDS = {("IS", "NULL"): lambda v: v is None,
              ("IS", "TRUE"): lambda v: v is True,
@@ -124,11 +124,11 @@ def compile_json(inner: str) -> Callable[[str], bool]:
     test = _Parser(inner).parse()
 
     def matches(message: str) -> bool:
-        if not message.lstrip().startswith(("{", "[")):
+        if not message.lstrip().startswith("{"):
             return False
         try:
             document = json.loads(message)
         except (ValueError, RecursionError):
             return False
-        return test(document)
+        return isinstance(document, dict) and test(document)
     return matches
