@@ -12,6 +12,7 @@ from bench import (
     fleet,
     jit,
     localcore,
+    logs,
     provisioning,
     shadows,
 )
@@ -19,7 +20,7 @@ from bench.report import print_table, write_json
 
 BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "broker-hardening": broker_hardening, "api-bodies": api_bodies,
-              "cleanup": cleanup, "provisioning": provisioning, "jit": jit}
+              "cleanup": cleanup, "provisioning": provisioning, "jit": jit, "logs": logs}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from fleetsim.localcore.features import (
     endpoint,
     events,
     jit,
+    logs,
     policies,
     provisioning,
     registry,
@@ -29,4 +30,5 @@ FEATURES: tuple[Feature, ...] = (
     s3,
     bulk,
     jit,
+    logs,
 )
