@@ -62,14 +62,23 @@ _BARE_COMPARISON = re.compile(r"([A-Za-z_$][\w.$-]*)(>=|<=|>|<)")
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
+# A negative number as a bound (`[-5 TO 0]`, `t:>-5`): luqum reads `-` there as NOT.
+_NEGATIVE_BOUND = re.compile(r"(\[|\{|:>=?|:<=?|\bTO)(\s*)-(?=[\d.])")
+
+
+def _outside_quotes(part: str) -> str:
+    return _NEGATIVE_BOUND.sub(r"\1\2\\-", _BARE_COMPARISON.sub(r"\1:\2", part))
+
+
 def normalize(text: str) -> str:
-    """AWS's `field>20` as luqum's `field:>20` (text inside quotes left as it is)."""
+    """AWS's `field>20` as luqum's `field:>20`, and a negative bound escaped (text inside
+    quotes left as it is)."""
     out, at = [], 0
     for m in _QUOTED.finditer(text):
-        out.append(_BARE_COMPARISON.sub(r"\1:\2", text[at:m.start()]))
+        out.append(_outside_quotes(text[at:m.start()]))
         out.append(m.group(0))
         at = m.end()
-    out.append(_BARE_COMPARISON.sub(r"\1:\2", text[at:]))
+    out.append(_outside_quotes(text[at:]))
     return "".join(out)
 
 
@@ -119,6 +128,8 @@ def _word(word: tree.Term, field: str | None) -> Term:
 
 
 def _bound(item: tree.Item) -> str | None:
+    if isinstance(item, tree.Prohibit) and isinstance(item.a, tree.Word):
+        return "-" + _unescape(str(item.a.value))  # luqum reads a negative bound as -word
     if not isinstance(item, tree.Term):
         raise QueryError(f"A range bound must be a value, not {item}.")
     value = str(item.value)
