@@ -27,6 +27,7 @@ from fleetsim.engine.steps import (
     provision,
     publish,
     register_thing,
+    search_index,
     shadow,
     shadow_desired,
     subscribe,
@@ -50,7 +51,7 @@ def _registry(*kinds: AnyStepKind) -> dict[str, AnyStepKind]:
 
 
 KINDS: dict[str, AnyStepKind] = _registry(
-    events.KIND, observe.KIND, create_things.KIND, create_keys_and_certificate.KIND,
+    search_index.KIND, events.KIND, observe.KIND, create_things.KIND, create_keys_and_certificate.KIND,
     create_certificate_from_csr.KIND, provision.KIND, create_policy.KIND, attach_policy.KIND,
     attach_thing_principal.KIND, update_things.KIND, connect.KIND, publish.KIND,
     telemetry.KIND, subscribe.KIND, shadow.KIND, shadow_desired.KIND, disconnect.KIND,
