@@ -141,6 +141,5 @@ def test_statistics_and_percentiles(values: list[float]) -> None:
     assert stats["minimum"] == min(values) and stats["maximum"] == max(values)
     assert stats["minimum"] - 1e-6 <= stats["average"] <= stats["maximum"] + 1e-6
     pct = aggregate.percentiles(values, [0, 50, 100])
-    assert [p["value"] for p in pct][0] == min(values)
-    assert [p["value"] for p in pct][2] == max(values)
+    assert (pct[0]["value"], pct[2]["value"]) == (min(values), max(values))
     assert aggregate.statistics(["a", "b"], "String") == {"count": 2}
