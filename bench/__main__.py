@@ -10,6 +10,7 @@ from bench import (
     broker_hardening,
     cleanup,
     fleet,
+    indexing,
     jit,
     localcore,
     logs,
@@ -20,7 +21,8 @@ from bench.report import print_table, write_json
 
 BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "broker-hardening": broker_hardening, "api-bodies": api_bodies,
-              "cleanup": cleanup, "provisioning": provisioning, "jit": jit, "logs": logs}
+              "cleanup": cleanup, "provisioning": provisioning, "jit": jit, "logs": logs,
+              "indexing": indexing}
 
 
 def main(argv: list[str] | None = None) -> int:

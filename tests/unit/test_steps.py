@@ -30,6 +30,8 @@ POLICY_DOC = '{Version: "2012-10-17", Statement: [{Effect: Allow, Action: "iot:*
 # registered without an example here fails test_every_kind_has_an_example.
 EXAMPLES: dict[str, tuple[str, bool]] = {  # kind -> (step YAML, needs connected devices)
     "events": ("events: {enable: [THING]}", False),
+    "search_index": ("search_index: {query: '*', indexing: REGISTRY, expect: {count: 0}}",
+                     False),
     "observe": ("observe: {topics: [a/b]}", False),
     "create_things": ("create_things: f", False),
     "create_keys_and_certificate": ("create_keys_and_certificate: f", False),

@@ -32,6 +32,7 @@ from fleetsim.engine.steps import (
     publish,
     register_ca,
     register_thing,
+    search_index,
     shadow,
     shadow_desired,
     subscribe,
@@ -56,6 +57,7 @@ def _registry(*kinds: AnyStepKind) -> dict[str, AnyStepKind]:
 
 
 KINDS: dict[str, AnyStepKind] = _registry(
+    search_index.KIND,  # before events: clean-up restores the events configuration last
     events.KIND, observe.KIND, create_things.KIND, create_keys_and_certificate.KIND,
     create_certificate_from_csr.KIND, provision.KIND, create_policy.KIND, attach_policy.KIND,
     attach_thing_principal.KIND, update_things.KIND, connect.KIND, publish.KIND,

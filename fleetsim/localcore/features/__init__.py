@@ -9,6 +9,7 @@ from fleetsim.localcore.features import (
     certificates,
     endpoint,
     events,
+    indexing,
     jit,
     logs,
     policies,
@@ -31,4 +32,5 @@ FEATURES: tuple[Feature, ...] = (
     bulk,
     jit,
     logs,
+    indexing,
 )

@@ -147,6 +147,11 @@ class PoliciesService:
     def attach_policy(self, scope: Scope, name: str, target: str) -> None:
         policy = self.require_policy(scope, name)
         self.require_target(scope, target)
+        if _GROUP in target:  # "Dynamic thing groups": they can't have policies applied
+            group = self._services.registry.require_group(scope, target.split(_GROUP, 1)[1])
+            if group.dynamic:
+                raise invalid(f"Policies cannot be attached to {group.name}: it is a dynamic "
+                              "thing group, and dynamic thing groups can't have policies.")
         attached = self._store.policies_of_target(scope.region, target)
         if policy.name not in attached and len(attached) >= MAX_POLICIES_PER_TARGET:
             raise AwsError("LimitExceededException",

@@ -178,9 +178,57 @@ def describe_thing_group(call: R, p: dict[str, Any]) -> dict[str, Any]:
         metadata["parentGroupName"] = group.parent_name
         metadata["rootToParentThingGroups"] = _group_refs(
             call.scope, list(reversed(call.service.ancestors(call.scope, group.name))))
-    return {"thingGroupName": group.name, "thingGroupId": group.group_id,
-            "thingGroupArn": call.scope.arn("thinggroup", group.name), "version": group.version,
-            "thingGroupProperties": _group_properties(group), "thingGroupMetadata": metadata}
+    out = {"thingGroupName": group.name, "thingGroupId": group.group_id,
+           "thingGroupArn": call.scope.arn("thinggroup", group.name), "version": group.version,
+           "thingGroupProperties": _group_properties(group), "thingGroupMetadata": metadata}
+    if group.dynamic:
+        out |= {"indexName": DYNAMIC_INDEX, "queryString": group.query_string,
+                "queryVersion": QUERY_VERSION, "status": "ACTIVE"}
+    return out
+
+
+# CreateDynamicThingGroup: "Currently one index is supported: AWS_Things"; "Currently one
+# query version is supported: 2017-09-30".
+DYNAMIC_INDEX, QUERY_VERSION = "AWS_Things", "2017-09-30"
+
+
+def _dynamic_index(p: dict[str, Any]) -> None:
+    if p.get("indexName", DYNAMIC_INDEX) != DYNAMIC_INDEX:
+        raise invalid(f"indexName {p['indexName']} is not supported: a dynamic thing group "
+                      f"searches {DYNAMIC_INDEX}.")
+    if p.get("queryVersion", QUERY_VERSION) != QUERY_VERSION:
+        raise invalid(f"queryVersion {p['queryVersion']} is not supported: use "
+                      f"{QUERY_VERSION}.")
+
+
+@iot("CreateDynamicThingGroup")
+def create_dynamic_thing_group(call: R, p: dict[str, Any]) -> dict[str, Any]:
+    _dynamic_index(p)
+    props = p.get("thingGroupProperties") or {}
+    group = call.service.create_dynamic_thing_group(
+        call.scope, p["thingGroupName"], p["queryString"], props.get("thingGroupDescription"),
+        (props.get("attributePayload") or {}).get("attributes") or {})
+    return {"thingGroupName": group.name, "thingGroupArn": call.scope.arn("thinggroup", group.name),
+            "thingGroupId": group.group_id, "indexName": DYNAMIC_INDEX,
+            "queryString": group.query_string, "queryVersion": QUERY_VERSION}
+
+
+@iot("UpdateDynamicThingGroup")
+def update_dynamic_thing_group(call: R, p: dict[str, Any]) -> dict[str, Any]:
+    _dynamic_index(p)
+    group = call.service.update_dynamic_thing_group(
+        call.scope, p["thingGroupName"], p.get("thingGroupProperties") or {},
+        p.get("queryString"), p.get("expectedVersion"))
+    return {"version": group.version}
+
+
+@iot("DeleteDynamicThingGroup")
+def delete_dynamic_thing_group(call: R, p: dict[str, Any]) -> None:
+    group = call.service.get_group(call.scope, p["thingGroupName"])
+    if group is not None and not group.dynamic:
+        raise invalid(f"Thing group {group.name} is not a dynamic thing group: delete it with "
+                      "delete-thing-group.")
+    call.service.delete_thing_group(call.scope, p["thingGroupName"], p.get("expectedVersion"))
 
 
 @iot("UpdateThingGroup")
@@ -218,12 +266,14 @@ def _group_and_thing(call: R, p: dict[str, Any]) -> tuple[ThingGroupRecord, Thin
 
 @iot("AddThingToThingGroup")
 def add_thing_to_thing_group(call: R, p: dict[str, Any]) -> None:
-    call.service.add_thing_to_group(call.scope, *_group_and_thing(call, p))
+    group, thing = _group_and_thing(call, p)
+    call.service.add_thing_to_group(call.scope, call.service.require_static(group), thing)
 
 
 @iot("RemoveThingFromThingGroup")
 def remove_thing_from_thing_group(call: R, p: dict[str, Any]) -> None:
-    call.service.remove_thing_from_group(call.scope, *_group_and_thing(call, p))
+    group, thing = _group_and_thing(call, p)
+    call.service.remove_thing_from_group(call.scope, call.service.require_static(group), thing)
 
 
 @iot("UpdateThingGroupsForThing")

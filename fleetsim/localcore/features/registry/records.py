@@ -39,6 +39,11 @@ class ThingGroupRecord:
     attributes: dict[str, str]
     version: int
     created: float
+    query_string: str | None = None  # a dynamic thing group's query; None: a static group
+
+    @property
+    def dynamic(self) -> bool:
+        return self.query_string is not None
 
 
 @dataclass(frozen=True, slots=True)

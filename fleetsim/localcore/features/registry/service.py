@@ -262,7 +262,11 @@ class RegistryService:
             raise already_exists(f"Thing Group {name} already exists with different "
                                  "properties", existing.group_id, scope.arn("thinggroup", name))
         if parent_name:
-            self.require_group(scope, parent_name)
+            if self.require_group(scope, parent_name).dynamic:
+                # "Dynamic thing groups": they can't be part of a hierarchy.
+                raise invalid(f"Thing group {name} cannot be created under dynamic thing "
+                              f"group {parent_name}: a dynamic thing group can't be part of a "
+                              "hierarchy.")
             if len(self._store.ancestors(scope.region, parent_name)) + 2 > MAX_GROUP_DEPTH:
                 raise invalid(f"Thing group {name} cannot be created: a thing group hierarchy "
                               f"can have at most {MAX_GROUP_DEPTH} levels.")
@@ -271,14 +275,77 @@ class RegistryService:
         self._bus.publish(a.ThingGroupCreated(scope, group, self._ancestor_records(scope, group)))
         return group
 
+    # --- dynamic thing groups ("Dynamic thing groups", AWS IoT developer guide): their
+    # members are the things their query matches in the fleet index, which the indexing
+    # feature keeps (set_dynamic_membership); no parent, no children, no manual members.
+
+    def _indexing(self) -> Any:
+        try:
+            return self._services.get("indexing")
+        except LookupError:
+            raise invalid("Dynamic thing groups need fleet indexing, and the indexing feature "
+                          "is not installed in this local core.") from None
+
+    def create_dynamic_thing_group(self, scope: Scope, name: str, query_string: str,
+                                   description: str | None, attributes: dict[str, str]
+                                   ) -> ThingGroupRecord:
+        self._indexing().check_dynamic_query(scope, query_string)
+        attributes = dict(validate_attributes(
+            attributes, "thingGroupProperties.attributePayload.attributes"))
+        existing = self._store.get_thing_group(scope.region, name)
+        if existing is not None:
+            if (existing.query_string, existing.description, existing.attributes) == \
+                    (query_string, description, attributes):
+                return existing
+            raise already_exists(f"Thing Group {name} already exists with different "
+                                 "properties", existing.group_id, scope.arn("thinggroup", name))
+        group = self._store.create_thing_group(scope.region, name, None, description,
+                                               attributes, query_string)
+        self._bus.publish(a.ThingGroupCreated(scope, group, ()))
+        return group
+
+    def update_dynamic_thing_group(self, scope: Scope, name: str, properties: dict[str, Any],
+                                   query_string: str | None,
+                                   expected_version: int | None = None) -> ThingGroupRecord:
+        group = self.require_group(scope, name)
+        if not group.dynamic:
+            raise invalid(f"Thing group {name} is not a dynamic thing group.")
+        if query_string is not None:
+            self._indexing().check_dynamic_query(scope, query_string)
+        return self.update_thing_group(scope, name, properties, expected_version, query_string)
+
+    def require_static(self, group: ThingGroupRecord) -> ThingGroupRecord:
+        if group.dynamic:
+            raise invalid(f"Things cannot be added to or removed from dynamic thing group "
+                          f"{group.name}: its query decides its members.")
+        return group
+
+    def dynamic_groups(self, scope: Scope) -> list[ThingGroupRecord]:
+        return self._store.dynamic_groups(scope.region)
+
+    def set_dynamic_membership(self, scope: Scope, group: ThingGroupRecord, thing: ThingRecord,
+                               member: bool) -> None:
+        """The indexing feature's door: `thing` joins or leaves dynamic `group` (announced
+        like any membership change: ThingAddedToGroup / ThingRemovedFromGroup)."""
+        assert group.dynamic
+        if member:
+            self.add_thing_to_group(scope, group, thing)
+        else:
+            self.remove_thing_from_group(scope, group, thing)
+
+    def memberships(self, scope: Scope) -> list[tuple[str, str]]:
+        """Every (thing, group) membership of the region, oldest first."""
+        return self._store.memberships(scope.region)
+
     def update_thing_group(self, scope: Scope, name: str, properties: dict[str, Any],
-                           expected_version: int | None = None) -> ThingGroupRecord:
+                           expected_version: int | None = None,
+                           query_string: str | None = None) -> ThingGroupRecord:
         group = self.require_group(scope, name)
         check_expected_version(expected_version, "thing group", group.name, group.version)
         description = properties.get("thingGroupDescription", group.description)
         attributes = merged_attributes(group.attributes, properties.get("attributePayload"),
                                        "thingGroupProperties.attributePayload.attributes")
-        group = self._store.update_thing_group(group, description, attributes)
+        group = self._store.update_thing_group(group, description, attributes, query_string)
         self._bus.publish(a.ThingGroupUpdated(scope, group, self._ancestor_records(scope, group)))
         return group
 
@@ -321,8 +388,8 @@ class RegistryService:
     def update_thing_groups_for_thing(self, scope: Scope, thing_name: str, to_add: list[str],
                                       to_remove: list[str]) -> None:
         thing = self.require_thing(scope, thing_name)
-        adding = [self.require_group(scope, n) for n in to_add]
-        removing = [self.require_group(scope, n) for n in to_remove]
+        adding = [self.require_static(self.require_group(scope, n)) for n in to_add]
+        removing = [self.require_static(self.require_group(scope, n)) for n in to_remove]
         with self._db.transaction():
             for group in adding:
                 self.add_thing_to_group(scope, group, thing)

@@ -24,7 +24,8 @@ PRINCIPAL_TABLES = ("things", "thing_groups", "thing_group_members", "thing_prin
 THING_COLS = "seq, name, thing_id, type_name, attributes, version, billing_group, created"
 TYPE_COLS = ("name, type_id, description, searchable_attributes, deprecated, deprecation_date, "
              "created")
-GROUP_COLS = "seq, name, group_id, parent_name, description, attributes, version, created"
+GROUP_COLS = ("seq, name, group_id, parent_name, description, attributes, version, created, "
+              "query_string")
 
 
 def as_thing(row: sqlite3.Row) -> ThingRecord:
@@ -46,7 +47,7 @@ def as_group(row: sqlite3.Row) -> ThingGroupRecord:
     return ThingGroupRecord(seq=row["seq"], name=row["name"], group_id=row["group_id"],
                             parent_name=row["parent_name"], description=row["description"],
                             attributes=json.loads(row["attributes"]), version=row["version"],
-                            created=row["created"])
+                            created=row["created"], query_string=row["query_string"])
 
 
 def as_principal(row: sqlite3.Row) -> ThingPrincipal:
@@ -186,26 +187,41 @@ class RegistryStore:
         return as_group(row) if row else None
 
     def create_thing_group(self, region: str, name: str, parent_name: str | None,
-                           description: str | None, attributes: dict[str, str]
-                           ) -> ThingGroupRecord:
+                           description: str | None, attributes: dict[str, str],
+                           query_string: str | None = None) -> ThingGroupRecord:
         now = time.time()
         group_id = str(uuid.uuid4())
         with self.db.transaction() as db:
             cur = db.write(
                 "INSERT INTO thing_groups(region, name, group_id, parent_name, description, "
-                "attributes, version, created) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
-                (region, name, group_id, parent_name, description, json.dumps(attributes), now))
+                "attributes, version, created, query_string) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                (region, name, group_id, parent_name, description, json.dumps(attributes), now,
+                 query_string))
         return ThingGroupRecord(cur.lastrowid or 0, name, group_id, parent_name, description,
-                                attributes, 1, now)
+                                attributes, 1, now, query_string)
 
     def update_thing_group(self, rec: ThingGroupRecord, description: str | None,
-                           attributes: dict[str, str]) -> ThingGroupRecord:
+                           attributes: dict[str, str], query_string: str | None = None
+                           ) -> ThingGroupRecord:
+        """`query_string` (dynamic groups only) replaces the query if given."""
+        query = query_string if query_string is not None else rec.query_string
         with self.db.transaction() as db:
             db.write("UPDATE thing_groups SET description = ?, attributes = ?, "
-                     "version = version + 1 WHERE seq = ?",
-                     (description, json.dumps(attributes), rec.seq))
+                     "query_string = ?, version = version + 1 WHERE seq = ?",
+                     (description, json.dumps(attributes), query, rec.seq))
         return ThingGroupRecord(rec.seq, rec.name, rec.group_id, rec.parent_name, description,
-                                attributes, rec.version + 1, rec.created)
+                                attributes, rec.version + 1, rec.created, query)
+
+    def dynamic_groups(self, region: str) -> list[ThingGroupRecord]:
+        return [as_group(r) for r in self.db.query(
+            f"SELECT {GROUP_COLS} FROM thing_groups WHERE region = ? AND "
+            "query_string IS NOT NULL ORDER BY seq", (region,))]
+
+    def memberships(self, region: str) -> list[tuple[str, str]]:
+        """Every (thing, group) membership of the region, oldest first."""
+        return [(r["thing_name"], r["group_name"]) for r in self.db.query(
+            "SELECT thing_name, group_name FROM thing_group_members WHERE region = ? "
+            "ORDER BY added", (region,))]
 
     def delete_thing_group(self, region: str, name: str) -> None:
         with self.db.transaction() as db:

@@ -124,6 +124,17 @@ class ShadowDeleted:
 ShadowEvent = ShadowUpdated | ShadowDeleted
 
 
+@dataclass(frozen=True)
+class LiveShadow:
+    """A live shadow's current state, as fleet indexing reads it."""
+
+    thing_name: str
+    shadow_name: str | None  # None: classic shadow
+    state: dict[str, Any]
+    delta: dict[str, Any]
+    version: int
+
+
 def _rejected(op: str, error: ShadowError, now: int) -> ShadowOutcome:
     body = encode(error.payload(now))
     return ShadowOutcome(error.code, body, error, mqtt=((f"{op}/rejected", body),))
@@ -222,6 +233,17 @@ class ShadowService:
         self._announce(ShadowDeleted(region, thing_name, shadow_name, row.version, now))
         messages = (("delete/accepted", body),)
         return ShadowOutcome(200, body, mqtt=messages, http=messages)
+
+    def live_states(self, region: str, thing_name: str | None = None
+                    ) -> list[LiveShadow]:
+        """Every live shadow of the region (or of one thing), for fleet indexing."""
+        out = []
+        for row in self._store.live(region, thing_name):
+            assert row.document is not None
+            doc = ShadowDocument.from_storage(row.document, row.version, int(row.updated))
+            out.append(LiveShadow(row.thing_name, row.shadow_name or None, doc.state(),
+                                  doc.delta(), row.version))
+        return out
 
     def forget_old_deletions(self) -> int:
         """Drop tombstones of shadows deleted over 48 hours ago: their versions no longer

@@ -75,3 +75,11 @@ class ShadowStore:
             "AND shadow_name != '' AND shadow_name > ? AND deleted_at IS NULL "
             "ORDER BY shadow_name LIMIT ?", (region, thing_name, after, limit))
         return [r[0] for r in rows]
+
+    def live(self, region: str, thing_name: str | None = None) -> list[ShadowRow]:
+        """Every live shadow of the region (or of one thing)."""
+        where, args = "region = ? AND deleted_at IS NULL", [region]
+        if thing_name is not None:
+            where += " AND thing_name = ?"
+            args.append(thing_name)
+        return self._query(f"SELECT {_COLUMNS} FROM shadows WHERE {where}", tuple(args))
