@@ -28,7 +28,7 @@ from fleetsim.localcore.scope import Scope
 S = TypeVar("S")
 
 # botocore model names of the rest-json services local core serves.
-SERVICES = ("iot", "iot-data", "iot-jobs-data")
+SERVICES = ("iot", "iot-data", "iot-jobs-data", "lambda")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +82,9 @@ class Operations:
 
     def iot_jobs_data(self, name: str) -> Callable[[Handler], Handler]:
         return self._register("iot-jobs-data", name)
+
+    def lambda_(self, name: str) -> Callable[[Handler], Handler]:
+        return self._register("lambda", name)
 
 
 class HttpHandlers:
