@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import json
 import logging
 import os
@@ -27,6 +29,7 @@ INIT_TIMEOUT_S = 10.0  # the Init phase's limit ("Lambda execution environment l
 OUTPUT_GRACE_S = 1.0  # how long to wait for output written just before an answer
 MAX_LINE = 256 * 1024  # a CloudWatch Logs event's size limit
 IDLE_S = 600.0  # an environment unused this long is shut down
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 Line = tuple[int, str]  # (epoch ms, text)
 
@@ -40,6 +43,13 @@ def _now_ms() -> int:
 _SIGNALS = {signal.SIGSEGV: "segmentation fault", signal.SIGKILL: "killed",
             signal.SIGABRT: "aborted", signal.SIGTERM: "terminated", signal.SIGBUS: "bus error",
             signal.SIGFPE: "floating point exception", signal.SIGILL: "illegal instruction"}
+
+
+def _die_with_parent() -> None:
+    """A `preexec_fn`: the worker is killed when local core dies, however it dies (Linux
+    PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def exit_reason(returncode: int | None) -> str:
@@ -90,10 +100,6 @@ class Environment:
 
     @classmethod
     async def start(cls, spec: Spec, stream: str) -> Environment:
-        # the launcher's PR_SET_PDEATHSIG: a worker dies with local core, however it dies
-        # (imported here: the launcher imports local core, which imports this feature)
-        from fleetsim.localcore.launcher import _exit_with
-
         marker = f"\x1efleetsim-end-{secrets.token_hex(8)}\x1e".encode()
         read_fd, write_fd = os.pipe()
         try:
@@ -101,7 +107,7 @@ class Environment:
                 sys.executable, "-P", str(WORKER), str(write_fd), marker.decode(),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT, pass_fds=(write_fd,), cwd=spec.task_dir,
-                env=spec.env, preexec_fn=_exit_with(os.getpid()))
+                env=spec.env, preexec_fn=_die_with_parent)
         except BaseException:
             os.close(read_fd)
             raise
