@@ -10,6 +10,7 @@ from bench import (
     broker_hardening,
     cleanup,
     fleet,
+    functions,
     indexing,
     jit,
     localcore,
@@ -22,7 +23,7 @@ from bench.report import print_table, write_json
 BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "broker-hardening": broker_hardening, "api-bodies": api_bodies,
               "cleanup": cleanup, "provisioning": provisioning, "jit": jit, "logs": logs,
-              "indexing": indexing}
+              "indexing": indexing, "functions": functions}
 
 
 def main(argv: list[str] | None = None) -> int:

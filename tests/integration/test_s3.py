@@ -95,7 +95,7 @@ def test_virtual_hosted_style(core: RunningLocalCore) -> None:
     (("iam", "list-roles"), "ListRoles"),                           # query
     (("cloudformation", "list-stacks"), "ListStacks"),              # query
     (("logs", "describe-log-groups"), "DescribeLogGroups"),         # json
-    (("lambda", "list-functions"), "ListFunctions"),                # rest-json
+    (("apigateway", "get-rest-apis"), "GetRestApis"),               # rest-json
     (("route53", "list-hosted-zones"), "ListHostedZones"),          # rest-xml
     (("ec2", "describe-vpcs"), "DescribeVpcs"),                     # ec2
 ])

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from fleetsim.localcore.api.body import MAX_BODY_BYTES
 from fleetsim.localcore.api.guard import Guard, guard_middleware
 from fleetsim.localcore.api.jsonproto import JsonService
 from fleetsim.localcore.api.operations import HttpHandlers, RawService
@@ -24,9 +25,13 @@ LINGER_S = 1.0
 ServiceHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # SigV4 signing name -> botocore model name, for rest-json services.
-REST_JSON_SERVICES = {"iot": "iot", "iotdata": "iot-data", "iot-jobs-data": "iot-jobs-data"}
+REST_JSON_SERVICES = {"iot": "iot", "iotdata": "iot-data", "iot-jobs-data": "iot-jobs-data",
+                      "lambda": "lambda"}
 # SigV4 signing name -> botocore model name, for json services.
 JSON_SERVICES = {"logs": "logs"}
+# Request bodies larger than body.MAX_BODY_BYTES a service accepts: Lambda takes a 50 MB .zip
+# in base64 and 6 MB invocation payloads ("Lambda quotas").
+BODY_LIMITS = {"lambda": 70 * 1024 * 1024}
 
 
 def credential_scope(request: web.Request) -> list[str] | None:
@@ -70,7 +75,8 @@ def build_services(handlers: HttpHandlers, account_id: str, default_region: str
         return parts[2] if parts and parts[2] else default_region
 
     services: dict[str, ServiceHandler] = {
-        scope: RestJsonService(model, handlers.of(model), account_id, region_of).handle
+        scope: RestJsonService(model, handlers.of(model), account_id, region_of,
+                               max_body=BODY_LIMITS.get(scope, MAX_BODY_BYTES)).handle
         for scope, model in REST_JSON_SERVICES.items()
     }
     services.update({

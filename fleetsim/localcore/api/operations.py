@@ -29,7 +29,7 @@ S = TypeVar("S")
 
 # botocore model names of the services local core serves from their models (rest-json and
 # json protocols).
-SERVICES = ("iot", "iot-data", "iot-jobs-data", "logs")
+SERVICES = ("iot", "iot-data", "iot-jobs-data", "lambda", "logs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +83,9 @@ class Operations:
 
     def iot_jobs_data(self, name: str) -> Callable[[Handler], Handler]:
         return self._register("iot-jobs-data", name)
+
+    def lambda_(self, name: str) -> Callable[[Handler], Handler]:
+        return self._register("lambda", name)
 
     def logs(self, name: str) -> Callable[[Handler], Handler]:
         return self._register("logs", name)

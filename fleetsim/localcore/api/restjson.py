@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, unquote
 from aiohttp import web
 from botocore.loaders import Loader
 
-from fleetsim.localcore.api.body import read_capped
+from fleetsim.localcore.api.body import MAX_BODY_BYTES, read_capped
 from fleetsim.localcore.api.operations import Bound, Call
 from fleetsim.localcore.api.validation import (
     ShapeValidator,
@@ -98,8 +98,9 @@ class RestJsonService:
 
     def __init__(self, service: str, handlers: dict[str, Bound], account_id: str,
                  region_of: Callable[[web.Request], str],
-                 model: dict[str, Any] | None = None):
+                 model: dict[str, Any] | None = None, max_body: int = MAX_BODY_BYTES):
         self.service = service
+        self.max_body = max_body
         self.account_id = account_id
         self.region_of = region_of
         model = model or Loader().load_service_model(service, "service-2")
@@ -260,7 +261,7 @@ class RestJsonService:
 
     async def _read_body(self, route: _Route, request: web.Request,
                          params: dict[str, Any]) -> None:
-        raw = await read_capped(request)
+        raw = await read_capped(request, self.max_body)
         if route.payload is not None:
             member, kind = route.payload
             if kind == "structure":

@@ -9,6 +9,7 @@ from fleetsim.localcore.features import (
     certificates,
     endpoint,
     events,
+    functions,
     indexing,
     jit,
     logs,
@@ -33,4 +34,5 @@ FEATURES: tuple[Feature, ...] = (
     jit,
     logs,
     indexing,
+    functions,
 )

@@ -1,0 +1,142 @@
+"""The lambda feature's contract with other features, in a local core run in this process:
+`invoke_as_service` allowed and denied by the function's resource policy, what it hands the
+logs feature's `put_events` (a recording double), and functions surviving a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aioboto3
+import pytest
+
+from fleetsim.localcore.core import LocalCore, LocalCoreConfig
+from fleetsim.localcore.errors import AwsError
+from fleetsim.localcore.scope import Scope
+from tests.lambda_testing import ROLE, package
+
+SCOPE = Scope("123456789012", "us-east-1")
+RULE = "arn:aws:iot:us-east-1:123456789012:rule/JITRRule"
+ARN = "arn:aws:lambda:us-east-1:123456789012:function:target"
+
+
+class RecordingLogs:
+    """The logs feature's `put_events`, recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str, list[tuple[int, str]]]] = []
+
+    def put_events(self, region: str, group: str, stream: str,
+                   events: Sequence[tuple[int, str]]) -> None:
+        self.calls.append((region, group, stream, list(events)))
+
+
+async def _started(state: Path) -> LocalCore:
+    core = LocalCore(LocalCoreConfig(state_dir=state, api_port=0, mqtt_port=0))
+    await core.start()
+    return core
+
+
+async def _stopped(core: LocalCore) -> None:
+    core.services.get("lambda").close()
+    await core.stop()
+
+
+@pytest.fixture
+async def core(tmp_path: Path) -> AsyncIterator[LocalCore]:
+    c = await _started(tmp_path / "state")
+    yield c
+    await _stopped(c)
+
+
+def _client(core: LocalCore) -> Any:
+    assert core.endpoints is not None
+    session = aioboto3.Session(aws_access_key_id="x", aws_secret_access_key="x",
+                               region_name="us-east-1")
+    return session.client("lambda", endpoint_url=core.endpoints.api_url)
+
+
+async def _create_target(core: LocalCore) -> None:
+    async with _client(core) as lam:
+        await lam.create_function(FunctionName="target", Runtime="python3.12", Role=ROLE,
+                                  Handler="lambda_function.lambda_handler", Timeout=5,
+                                  Code={"ZipFile": package()})
+        await lam.add_permission(FunctionName="target", StatementId="iot",
+                                 Action="lambda:InvokeFunction",
+                                 Principal="iot.amazonaws.com", SourceArn=RULE,
+                                 SourceAccount="123456789012")
+
+
+async def _logged(logs: RecordingLogs, text: str) -> list[str]:
+    for _ in range(400):
+        lines = [t for *_, events in logs.calls for _, t in events]
+        if any(text in t for t in lines):
+            return lines
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"{text!r} never logged; got {logs.calls}")
+
+
+async def test_invoke_as_service_runs_the_function_when_the_policy_allows(
+        core: LocalCore, tmp_path: Path) -> None:
+    logs = RecordingLogs()
+    core.services.provide("logs", logs)
+    await _create_target(core)
+    service = core.services.get("lambda")
+    marker = tmp_path / "ran"
+    payload = f'{{"mode": "touch", "path": "{marker}"}}'.encode()
+    await service.invoke_as_service(SCOPE, ARN, payload, principal="iot.amazonaws.com",
+                                    source_arn=RULE, source_account="123456789012")
+    lines = await _logged(logs, "REPORT RequestId")
+    assert marker.read_text() == "x"
+    region, group, stream, events = logs.calls[-1]
+    assert (region, group) == ("us-east-1", "/aws/lambda/target")
+    assert "/[$LATEST]" in stream
+    texts = [t for _, t in events]
+    assert texts[0] == "init phase" and texts[1].startswith("START RequestId: ")
+    assert texts[-2].startswith("END RequestId: ") and texts[-1].startswith("REPORT ")
+    assert "Init Duration: " in texts[-1]
+    assert any(t.startswith("event {") for t in lines)
+    assert all(isinstance(ms, int) and ms > 1_600_000_000_000 for ms, _ in events)
+
+
+@pytest.mark.parametrize(("principal", "source_arn", "account"), [
+    ("sns.amazonaws.com", RULE, "123456789012"),  # another principal
+    ("iot.amazonaws.com", RULE + "2", "123456789012"),  # another rule
+    ("iot.amazonaws.com", RULE, "210987654321"),  # another account
+])
+async def test_invoke_as_service_is_denied_otherwise(core: LocalCore, principal: str,
+                                                     source_arn: str, account: str) -> None:
+    await _create_target(core)
+    with pytest.raises(AwsError) as e:
+        await core.services.get("lambda").invoke_as_service(
+            SCOPE, ARN, b"{}", principal=principal, source_arn=source_arn,
+            source_account=account)
+    assert e.value.code == "AccessDeniedException"
+
+
+async def test_invoke_as_service_of_an_unknown_function(core: LocalCore) -> None:
+    with pytest.raises(AwsError) as e:
+        await core.services.get("lambda").invoke_as_service(
+            SCOPE, ARN, b"{}", principal="iot.amazonaws.com", source_arn=RULE,
+            source_account="123456789012")
+    assert e.value.code == "ResourceNotFoundException"
+
+
+async def test_functions_and_permissions_survive_a_restart(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    first = await _started(state)
+    try:
+        await _create_target(first)
+    finally:
+        await _stopped(first)
+    second = await _started(state)
+    try:
+        async with _client(second) as lam:
+            policy = await lam.get_policy(FunctionName="target")
+            assert '"Sid":"iot"' in policy["Policy"]
+            r = await lam.invoke(FunctionName="target", Payload=b"{}")
+            assert (await r["Payload"].read()).startswith(b'{"request_id"')
+    finally:
+        await _stopped(second)
