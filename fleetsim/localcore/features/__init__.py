@@ -12,6 +12,7 @@ from fleetsim.localcore.features import (
     policies,
     provisioning,
     registry,
+    rules,
     s3,
     shadows,
 )
@@ -27,4 +28,5 @@ FEATURES: tuple[Feature, ...] = (
     provisioning,
     s3,
     bulk,
+    rules,
 )
