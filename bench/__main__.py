@@ -16,6 +16,7 @@ from bench import (
     localcore,
     logs,
     provisioning,
+    rules,
     shadows,
 )
 from bench.report import print_table, write_json
@@ -23,7 +24,7 @@ from bench.report import print_table, write_json
 BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "broker-hardening": broker_hardening, "api-bodies": api_bodies,
               "cleanup": cleanup, "provisioning": provisioning, "jit": jit, "logs": logs,
-              "indexing": indexing, "functions": functions}
+              "indexing": indexing, "functions": functions, "rules": rules}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from fleetsim.localcore.features import (
     policies,
     provisioning,
     registry,
+    rules,
     s3,
     shadows,
 )
@@ -35,4 +36,5 @@ FEATURES: tuple[Feature, ...] = (
     logs,
     indexing,
     functions,
+    rules,
 )
