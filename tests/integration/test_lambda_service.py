@@ -1,11 +1,11 @@
 """The lambda feature's contract with other features, in a local core run in this process:
-`invoke_as_service` allowed and denied by the function's resource policy, what it hands the
-logs feature's `put_events` (a recording double), and functions surviving a restart."""
+`invoke_as_service` allowed and denied by the function's resource policy, what it writes to
+the function's log group (read back through the logs API), and functions surviving a restart."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +20,6 @@ from tests.lambda_testing import ROLE, package
 SCOPE = Scope("123456789012", "us-east-1")
 RULE = "arn:aws:iot:us-east-1:123456789012:rule/JITRRule"
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:target"
-
-
-class RecordingLogs:
-    """The logs feature's `put_events`, recorded."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, str, list[tuple[int, str]]]] = []
-
-    def put_events(self, region: str, group: str, stream: str,
-                   events: Sequence[tuple[int, str]]) -> None:
-        self.calls.append((region, group, stream, list(events)))
 
 
 async def _started(state: Path) -> LocalCore:
@@ -69,36 +58,42 @@ async def _create_target(core: LocalCore) -> None:
                                  SourceAccount="123456789012")
 
 
-async def _logged(logs: RecordingLogs, text: str) -> list[str]:
-    for _ in range(400):
-        lines = [t for *_, events in logs.calls for _, t in events]
-        if any(text in t for t in lines):
-            return lines
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"{text!r} never logged; got {logs.calls}")
+async def _logged(core: LocalCore, text: str) -> list[dict[str, Any]]:
+    """The events of /aws/lambda/target once one holds `text`, read through the logs API."""
+    assert core.endpoints is not None
+    session = aioboto3.Session(aws_access_key_id="x", aws_secret_access_key="x",
+                               region_name="us-east-1")
+    async with session.client("logs", endpoint_url=core.endpoints.api_url) as logs:
+        for _ in range(400):
+            try:
+                page = await logs.filter_log_events(logGroupName="/aws/lambda/target")
+            except logs.exceptions.ResourceNotFoundException:
+                page = {"events": []}
+            events: list[dict[str, Any]] = page["events"]
+            if any(text in e["message"] for e in events):
+                return events
+            await asyncio.sleep(0.025)
+    raise AssertionError(f"{text!r} never logged in /aws/lambda/target")
 
 
 async def test_invoke_as_service_runs_the_function_when_the_policy_allows(
         core: LocalCore, tmp_path: Path) -> None:
-    logs = RecordingLogs()
-    core.services.provide("logs", logs)
     await _create_target(core)
     service = core.services.get("lambda")
     marker = tmp_path / "ran"
     payload = f'{{"mode": "touch", "path": "{marker}"}}'.encode()
     await service.invoke_as_service(SCOPE, ARN, payload, principal="iot.amazonaws.com",
                                     source_arn=RULE, source_account="123456789012")
-    lines = await _logged(logs, "REPORT RequestId")
+    events = await _logged(core, "REPORT RequestId")
     assert marker.read_text() == "x"
-    region, group, stream, events = logs.calls[-1]
-    assert (region, group) == ("us-east-1", "/aws/lambda/target")
-    assert "/[$LATEST]" in stream
-    texts = [t for _, t in events]
+    assert {e["logStreamName"] for e in events} == {events[0]["logStreamName"]}
+    assert "/[$LATEST]" in events[0]["logStreamName"]
+    texts = [e["message"] for e in events]
     assert texts[0] == "init phase" and texts[1].startswith("START RequestId: ")
     assert texts[-2].startswith("END RequestId: ") and texts[-1].startswith("REPORT ")
     assert "Init Duration: " in texts[-1]
-    assert any(t.startswith("event {") for t in lines)
-    assert all(isinstance(ms, int) and ms > 1_600_000_000_000 for ms, _ in events)
+    assert any(t.startswith("event {") for t in texts)
+    assert all(e["timestamp"] > 1_600_000_000_000 for e in events)
 
 
 @pytest.mark.parametrize(("principal", "source_arn", "account"), [
