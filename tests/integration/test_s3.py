@@ -94,7 +94,7 @@ def test_virtual_hosted_style(core: RunningLocalCore) -> None:
 @pytest.mark.parametrize(("args", "operation"), [
     (("iam", "list-roles"), "ListRoles"),                           # query
     (("cloudformation", "list-stacks"), "ListStacks"),              # query
-    (("logs", "describe-log-groups"), "DescribeLogGroups"),         # json
+    (("dynamodb", "list-tables"), "ListTables"),                    # json
     (("apigateway", "get-rest-apis"), "GetRestApis"),               # rest-json
     (("route53", "list-hosted-zones"), "ListHostedZones"),          # rest-xml
     (("ec2", "describe-vpcs"), "DescribeVpcs"),                     # ec2
