@@ -113,7 +113,7 @@ def test_acks_and_disconnect_short_and_long_forms():
 
 def test_server_packets_encode_reason_codes_and_strings():
     assert codec5.puback(9) == b"\x40\x02\x00\x09"
-    first, body = split(codec5.puback(9, 0x87, "no"))
+    _, body = split(codec5.puback(9, 0x87, "no"))
     assert body[:3] == b"\x00\x09\x87"
     assert P.decode(body, 3, 4)[0] == {P.REASON_STRING: "no"}
     _first, body = split(codec5.connack(True, 0, {P.MAXIMUM_QOS: 1, P.TOPIC_ALIAS_MAXIMUM: 8}))
