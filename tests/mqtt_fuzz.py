@@ -185,7 +185,7 @@ def _packet5(rng: random.Random) -> bytes:
     kind = rng.randrange(7)
     pid = rng.randrange(1, 65536)
     if kind == 0:
-        topic = rng.choice(TOPICS + ("",))
+        topic = rng.choice((*TOPICS, ""))
         return codec5.encode_publish(topic, rng.randbytes(rng.randrange(16)),
                                      rng.choice((0, 0, 1, 1, 2)), rng.random() < 0.2, pid,
                                      _props(rng, _PUBLISH_PROPS))
