@@ -142,7 +142,8 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
     out["tls_context"] = {**w.per(n, "ms_each"), "wall_s": w.wall}
     ctx_cpu = w.cpu
 
-    sessions = [DeviceSession(i, target, metrics, tls=c, timeout=args.connect_timeout)
+    sessions = [DeviceSession(i, target, metrics, tls=c, timeout=args.connect_timeout,
+                              protocol=args.protocol)
                 for i, c in zip(identities, contexts, strict=True)]
     del contexts
     w = Window()
@@ -212,7 +213,7 @@ def _one(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         cmd = [sys.executable, "-m", "bench.fleet", "--worker", "--identities", str(ids),
                "--core-info", str(state / INFO_FILE), "--result", str(result_file),
                "--telemetry", str(args.telemetry), "--interval", str(args.interval),
-               "--idle", str(args.idle), "--qos", str(args.qos),
+               "--idle", str(args.idle), "--qos", str(args.qos), "--protocol", args.protocol,
                "--concurrency", str(args.concurrency),
                "--observe-share", str(args.observe_share),
                "--connect-timeout", str(args.connect_timeout)]
@@ -244,6 +245,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=5.0, help="seconds between messages")
     p.add_argument("--idle", type=float, default=5.0, help="seconds of idle measurement")
     p.add_argument("--qos", type=int, default=0, choices=(0, 1))
+    p.add_argument("--protocol", default="mqtt3.1.1", choices=("mqtt3.1.1", "mqtt5"),
+                   help="the devices' MQTT version (mqtt5: telemetry with topic aliases)")
     p.add_argument("--concurrency", type=int, default=200, help="connects in flight")
     p.add_argument("--observe-share", type=float, default=0.1,
                    help="share of devices whose messages the observer subscribes to")

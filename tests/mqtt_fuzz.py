@@ -2,8 +2,10 @@
 
 Each case opens one to three connections on one long-lived `Broker`, each with an identity
 drawn from a small registry (allowed everything, restricted, a policy that makes the evaluator
-raise, inactive, unregistered). Each connection gets a valid MQTT 3.1.1 stream (CONNECT, then
-PUBLISH / SUBSCRIBE / UNSUBSCRIBE / PINGREQ / PUBACK / DISCONNECT), often mutated (bit flips,
+raise, inactive, unregistered). Each connection gets a valid MQTT 3.1.1 or MQTT 5 stream (CONNECT,
+then PUBLISH / SUBSCRIBE / UNSUBSCRIBE / PINGREQ / PUBACK / DISCONNECT, MQTT 5 ones with random
+properties: topic aliases, expiry, user properties, shared subscriptions, subscription options
+and identifiers, AUTH), often mutated (bit flips,
 byte changes, truncation, remaining-length corruption, splicing from another stream, deletion),
 fed to `Connection.data_received` in random chunks, the connections interleaved. After each case
 `Harness.check` asserts what must hold whatever the bytes were:
@@ -29,7 +31,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetsim.localcore.broker import codec
+from fleetsim.localcore.broker import codec, codec5
+from fleetsim.localcore.broker import properties as P
 from fleetsim.localcore.broker.connection import Connection
 from fleetsim.localcore.broker.server import Broker
 from fleetsim.localcore.policy_document import ALLOW_ALL_DOCUMENT
@@ -47,9 +50,9 @@ CLIENT_IDS = ("dev-a", "dev-b", "dev-c", "")
 TOPICS = ("fleet/a", "fleet/b/c", "fleet/a/", "$aws/things/dev-a/shadow/update",
           "$aws/events/presence/connected/dev-a", "a/+/b", "#", "", "t" * 300, "fleet/\u00e9")
 FILTERS = ("fleet/#", "fleet/+/c", "fleet/a", "#", "+", "$aws/events/#", "a/#/b", "",
-           "$aws/things/+/shadow/#", "fleet/a/")
+           "$aws/things/+/shadow/#", "fleet/a/", "$share/g/fleet/#", "$share//a", "$share/g")
 SERVER_PACKETS = {codec.CONNACK, codec.PUBLISH, codec.PUBACK, codec.SUBACK, codec.UNSUBACK,
-                  codec.PINGRESP}
+                  codec.PINGRESP, codec.DISCONNECT}
 
 _ARN = f"arn:aws:iot:{REGION}:{ACCOUNT_ID}"
 RESTRICTED = policy(
@@ -124,6 +127,8 @@ class FakeTransport:
 
 def valid_stream(rng: random.Random, client_id: str) -> list[bytes]:
     """CONNECT, then a random sequence of the packets a client sends; one packet per item."""
+    if rng.random() < 0.5:
+        return valid_stream5(rng, client_id)
     will = None
     if rng.random() < 0.2:
         will = codec.Will(rng.choice(TOPICS), rng.randbytes(rng.randrange(8)),
@@ -135,6 +140,71 @@ def valid_stream(rng: random.Random, client_id: str) -> list[bytes]:
     if rng.random() < 0.3:
         packets.append(b"\xe0\x00")  # DISCONNECT
     return packets
+
+
+def _props(rng: random.Random, choices: dict[int, Any]) -> dict[int, Any]:
+    return {k: v(rng) for k, v in choices.items() if rng.random() < 0.3}
+
+
+_TEXT = ("", "a", "\u00e9t\u00e9", "x" * 40)
+_PUBLISH_PROPS = {
+    P.PAYLOAD_FORMAT: lambda r: r.randrange(2), P.MESSAGE_EXPIRY: lambda r: r.choice((0, 1, 60)),
+    P.CONTENT_TYPE: lambda r: r.choice(_TEXT), P.RESPONSE_TOPIC: lambda r: r.choice(TOPICS),
+    P.CORRELATION_DATA: lambda r: r.randbytes(r.randrange(4)),
+    P.TOPIC_ALIAS: lambda r: r.choice((1, 2, 8, 9, 0)),
+    P.USER_PROPERTY: lambda r: [(r.choice(_TEXT), r.choice(_TEXT))] * r.randint(1, 3)}
+_CONNECT_PROPS = {
+    P.SESSION_EXPIRY: lambda r: r.choice((0, 5, 0xFFFFFFFF)),
+    P.RECEIVE_MAXIMUM: lambda r: r.choice((1, 5, 65535)),
+    P.MAXIMUM_PACKET_SIZE: lambda r: r.choice((20, 100, 1 << 20)),
+    P.TOPIC_ALIAS_MAXIMUM: lambda r: r.choice((0, 10)),
+    P.REQUEST_PROBLEM_INFO: lambda r: r.randrange(2),
+    P.USER_PROPERTY: lambda r: [("k", "v")]}
+
+
+def valid_stream5(rng: random.Random, client_id: str) -> list[bytes]:
+    """An MQTT 5 stream: CONNECT with random properties (and will), then random packets."""
+    will = will_props = None
+    if rng.random() < 0.2:
+        will = codec.Will(rng.choice(TOPICS), rng.randbytes(rng.randrange(8)),
+                          rng.randrange(2), rng.random() < 0.3)
+        will_props = {P.WILL_DELAY: rng.choice((0, 1, 100))} | _props(rng, _PUBLISH_PROPS)
+        will_props.pop(P.TOPIC_ALIAS, None)
+    packets = [codec5.encode_connect(client_id, rng.choice((0, 5, 60, 1200)),
+                                     rng.random() < 0.7, _props(rng, _CONNECT_PROPS), will,
+                                     will_props)]
+    for _ in range(rng.randrange(9)):
+        packets.append(_packet5(rng))
+    if rng.random() < 0.3:
+        packets.append(rng.choice((b"\xe0\x00", b"\xe0\x01\x04",
+                                   b"\xe0\x06\x00\x05\x11\x00\x00\x00\x05")))
+    return packets
+
+
+def _packet5(rng: random.Random) -> bytes:
+    kind = rng.randrange(7)
+    pid = rng.randrange(1, 65536)
+    if kind == 0:
+        topic = rng.choice((*TOPICS, ""))
+        return codec5.encode_publish(topic, rng.randbytes(rng.randrange(16)),
+                                     rng.choice((0, 0, 1, 1, 2)), rng.random() < 0.2, pid,
+                                     _props(rng, _PUBLISH_PROPS))
+    if kind == 1:
+        props = {P.SUBSCRIPTION_ID: [rng.randrange(1, 5)]} if rng.random() < 0.1 else None
+        return codec5.encode_subscribe(pid, [(rng.choice(FILTERS), rng.choice(
+            (0, 1, 1, 2, 0x05, 0x09, 0x11, 0x21))) for _ in range(rng.randint(1, 3))], props)
+    if kind == 2:
+        body = _U16.pack(pid) + b"\x00" + b"".join(
+            codec.encode_topic(rng.choice(FILTERS)) for _ in range(rng.randint(1, 2)))
+        return b"\xa2" + codec.encode_length(len(body)) + body
+    if kind == 3:
+        return b"\xc0\x00"  # PINGREQ
+    if kind == 4:
+        tail = rng.choice((b"", b"\x00", b"\x10\x00"))  # PUBACK: short, reason, properties
+        return b"\x40" + bytes((2 + len(tail),)) + _U16.pack(pid) + tail
+    if kind == 5:
+        return b"\xf0\x00"  # AUTH: not supported
+    return b"\x62\x03" + _U16.pack(pid) + b"\x00"  # PUBREL: QoS 2 flows are ignored
 
 
 def _packet(rng: random.Random) -> bytes:
@@ -227,6 +297,7 @@ class Stats:
     connections: int = 0
     mutated: int = 0
     accepted: int = 0  # connections that got CONNACK 0
+    accepted5: int = 0  # ... of them MQTT 5 (a CONNACK with properties)
     closed_by_broker: int = 0
     packets_sent_by_broker: int = 0
     allowed_errors: int = 0  # logged for the identity whose policy breaks the evaluator
@@ -306,8 +377,9 @@ class Harness:
                 assert broker.clients.get(conn.client_id) is conn, "served but not the client's"
                 assert conn in broker.connections
             stats.packets_sent_by_broker += parse_server_output(transport.out)
-            if transport.out[:4] == b"\x20\x02\x00\x00" or transport.out[:4] == b"\x20\x02\x01\x00":
+            if _accepted(transport.out):
                 stats.accepted += 1
+                stats.accepted5 += transport.out[1] > 2
         assert not errors, f"unexpected error logged: {errors[0]}"
         # Connections still waiting for the rest of a CONNECT: the connect timeout closes them.
         broker._sweep_once(loop.time() + broker.connect_timeout + 1)
@@ -343,3 +415,11 @@ class Harness:
         assert not broker._offline, "sessions left after expiry"
         assert broker._trie.count == 0, "subscriptions left after every session ended"
         assert not broker._routes or all(not t for t in broker._routes.values())
+        assert not broker._groups, "shared subscription groups left after every session ended"
+        assert not broker._delayed_wills, "delayed wills left after their sessions ended"
+
+
+def _accepted(out: bytes | bytearray) -> bool:
+    """Whether the broker's output starts with a CONNACK that accepts (3.1.1 or 5)."""
+    header = codec.frame_header(out, 0, 1 << 28) if out[:1] == b"\x20" else None
+    return header is not None and len(out) > header[0] + 1 and out[header[0] + 1] == 0

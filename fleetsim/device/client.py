@@ -13,7 +13,9 @@ paho 2.2):
 - QoS 0 publish returns once written, without the Event and timeout task aiomqtt creates;
 - messages can go straight to a handler instead of through a queue and a task per message;
 - a connection closed before CONNACK fails the connect at once, and a loss after CONNACK is
-  reported (`on_lost`).
+  reported (`on_lost`), with an MQTT 5 server DISCONNECT's reason as its kind;
+- MQTT 5: a PUBACK with a failure reason code fails the publish (`PublishRefused`), and QoS 0
+  publishes use topic aliases up to the server's Topic Alias Maximum.
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ from typing import Any
 import aiomqtt
 import paho.mqtt.client as paho
 from aiomqtt.exceptions import MqttCodeError, MqttReentrantError
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from fleetsim.device.errors import reason_kind
 from fleetsim.device.housekeeping import housekeeper
 from fleetsim.device.transport import open_tls
 
@@ -42,10 +47,19 @@ class ClosedBeforeConnack(MqttCodeError):
     pass
 
 
+class PublishRefused(MqttCodeError):
+    """MQTT 5: the server answered a QoS 1 PUBLISH with a failure reason code."""
+
+
 class FleetClient(aiomqtt.Client):
-    def __init__(self, *args: Any, on_lost: Callable[[int | ReasonCode], None],
+    def __init__(self, *args: Any, on_lost: Callable[[int | ReasonCode | str], None],
                  tls_context: ssl.SSLContext, **kwargs: Any):
         super().__init__(*args, tls_context=tls_context, **kwargs)
+        self.v5 = kwargs.get("protocol") == aiomqtt.ProtocolVersion.V5
+        self._refused: dict[int, ReasonCode] = {}  # MQTT 5 PUBACKs with a failure code
+        self._alias_max = 0  # the server's Topic Alias Maximum
+        # topic -> (alias, properties carrying it); the first publish on a topic sends both
+        self._aliases: dict[str, tuple[int, Properties]] = {}
         self.last_error_log = ""
         self.message_handler: MessageHandler | None = None
         self._tls = tls_context
@@ -211,6 +225,12 @@ class FleetClient(aiomqtt.Client):
 
     # --- paho's MQTT callbacks --------------------------------------------------------------
 
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: paho.ConnectFlags,
+                    reason_code: ReasonCode, properties: Any = None) -> None:
+        if self.v5 and properties is not None:
+            self._alias_max = getattr(properties, "TopicAliasMaximum", 0)
+        super()._on_connect(client, userdata, flags, reason_code, properties)
+
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: paho.DisconnectFlags,
                        reason_code: ReasonCode, properties: Any = None) -> None:
         if not self._connected.done():
@@ -221,7 +241,16 @@ class FleetClient(aiomqtt.Client):
         # Reading the exception also marks it retrieved: nobody else may look at it.
         error = self._disconnected.exception() if self._disconnected.done() else None
         if was_connected and error is not None:
-            self._report_lost(reason_code)
+            if self.v5 and flags.is_disconnect_packet_from_server:
+                self._report_lost(reason_kind("disconnect", reason_code))
+            else:
+                self._report_lost(reason_code)
+
+    def _on_publish(self, client: paho.Client, userdata: Any, mid: int,
+                    reason_code: ReasonCode, properties: Any) -> None:
+        if reason_code.is_failure:
+            self._refused[mid] = reason_code
+        super()._on_publish(client, userdata, mid, reason_code, properties)
 
     def _on_message(self, client: paho.Client, userdata: Any,
                     message: paho.MQTTMessage) -> None:
@@ -238,18 +267,37 @@ class FleetClient(aiomqtt.Client):
     async def publish(self, topic: str, payload: Any = None, qos: int = 0,
                       retain: bool = False, properties: Any = None, *args: Any,
                       timeout: float | None = None, **kwargs: Any) -> None:
-        if qos != 0:
-            await super().publish(topic, payload, qos, retain, properties, *args,
-                                  timeout=timeout, **kwargs)
+        if qos == 0:
+            self.publish_qos0(topic, payload, retain)
             return
-        self.publish_qos0(topic, payload, retain)
+        info = self._client.publish(topic, payload, qos, retain, properties, *args, **kwargs)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise MqttCodeError(info.rc, "Could not publish message")
+        if not info.is_published():
+            confirmation = asyncio.Event()
+            with self._pending_call(info.mid, confirmation, self._pending_publishes):
+                await self._wait_for(confirmation.wait(), timeout=timeout)
+        refused = self._refused.pop(info.mid, None)
+        if refused is not None:
+            raise PublishRefused(refused, "publish refused")
 
     def publish_qos0(self, topic: str, payload: Any = None, retain: bool = False) -> None:
         """Queue and write a QoS 0 PUBLISH now (into the kernel buffer, or queued behind what
-        is waiting for it)."""
+        is waiting for it). MQTT 5: the topic goes once, then only its alias, for as many
+        topics as the server accepts aliases."""
+        properties = None
+        if self._alias_max:
+            known = self._aliases.get(topic)
+            if known is not None:
+                topic, properties = "", known[1]
+            elif len(self._aliases) < self._alias_max:
+                alias = len(self._aliases) + 1
+                properties = Properties(PacketTypes.PUBLISH)
+                properties.TopicAlias = alias
+                self._aliases[topic] = (alias, properties)
         self._writing = True
         try:
-            info = self._client.publish(topic, payload, 0, retain)
+            info = self._client.publish(topic, payload, 0, retain, properties)
         finally:
             self._writing = False
         if info.rc != paho.MQTT_ERR_SUCCESS:

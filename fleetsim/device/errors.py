@@ -22,6 +22,12 @@ class DeviceError(Exception):
         self.kind = kind
 
 
+def reason_kind(packet: str, rc: ReasonCode) -> str:
+    """An MQTT 5 reason code as an error kind, named by packet and code as AWS IoT lists them
+    ("MQTT reason codes"): `puback_not_authorized`, `disconnect_session_taken_over`, ..."""
+    return f"{packet}_{rc.getName().lower().replace(' ', '_')}"
+
+
 def connack_kind(rc: int | ReasonCode) -> str:
     if isinstance(rc, ReasonCode):
         return f"connack_{_CONNACK_311.get(rc.getName(), rc.value)}"
@@ -50,8 +56,11 @@ def connect_failure_kind(message: str) -> str:
     return "connect_failed"
 
 
-def lost_kind(rc: int | ReasonCode) -> str:
-    """The kind of a connection lost after CONNACK (AWS IoT closes it on a denied publish)."""
+def lost_kind(rc: int | ReasonCode | str) -> str:
+    """The kind of a connection lost after CONNACK (AWS IoT closes it on a denied publish);
+    a string is a kind already (an MQTT 5 server DISCONNECT's reason, `reason_kind`)."""
+    if isinstance(rc, str):
+        return rc
     name = rc.getName() if isinstance(rc, ReasonCode) else ""
     if name == "Keep alive timeout":
         return "keepalive_timeout"

@@ -21,10 +21,18 @@ from typing import Any, TypeVar
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from fleetsim.device.client import ClosedBeforeConnack, FleetClient, MessageHandler
-from fleetsim.device.errors import DeviceError, connack_kind, connect_failure_kind, lost_kind
+from fleetsim.device.client import ClosedBeforeConnack, FleetClient, MessageHandler, PublishRefused
+from fleetsim.device.errors import (
+    DeviceError,
+    connack_kind,
+    connect_failure_kind,
+    lost_kind,
+    reason_kind,
+)
 from fleetsim.device.identity import DeviceIdentity
 from fleetsim.device.reconnect import ReconnectPolicy, as_policy
 from fleetsim.device.tls import TlsContextFactory
@@ -46,7 +54,11 @@ class DeviceSession:
                  keepalive: int = 60, timeout: float = 10.0, clean_session: bool = True,
                  max_queued_incoming: int = 0,
                  reconnect: bool | ReconnectPolicy | None = None,
-                 connected_gauge: str = CONNECTED_GAUGE):
+                 connected_gauge: str = CONNECTED_GAUGE, protocol: str = "mqtt3.1.1",
+                 session_expiry: int = 0,
+                 user_properties: list[tuple[str, str]] | None = None):
+        """`protocol` "mqtt5": MQTT 5 with `session_expiry` (seconds) and `user_properties`
+        in CONNECT; `clean_session` is then Clean Start."""
         self.identity = identity
         self.target = target
         self.metrics = metrics or Metrics()
@@ -68,6 +80,14 @@ class DeviceSession:
         self._inflight = 0
         self._last_op = "mqtt.connect"
         self._gauge = connected_gauge  # counts this session while it is connected
+        self.v5 = protocol == "mqtt5"
+        self._connect_properties: Properties | None = None
+        if self.v5:
+            self._connect_properties = Properties(PacketTypes.CONNECT)
+            if session_expiry:
+                self._connect_properties.SessionExpiryInterval = session_expiry
+            if user_properties:
+                self._connect_properties.UserProperty = user_properties
 
     # --- state -------------------------------------------------------------------------------
 
@@ -114,8 +134,11 @@ class DeviceSession:
         client = FleetClient(self.target.mqtt_host, self.target.mqtt_port,
                              identifier=self.client_id, tls_context=self._tls,
                              keepalive=self._keepalive, timeout=self.timeout,
-                             clean_session=self._clean_session,
                              max_queued_incoming_messages=self._max_queued,
+                             **(dict(protocol=aiomqtt.ProtocolVersion.V5,
+                                     clean_start=self._clean_session,
+                                     properties=self._connect_properties) if self.v5
+                                else dict(clean_session=self._clean_session)),
                              on_lost=lambda reason: self._on_lost(lost, reason))
         client.message_handler = self._handler
         try:
@@ -131,7 +154,9 @@ class DeviceSession:
         try:
             await client.__aenter__()
         except MqttConnectError as e:
-            raise DeviceError(connack_kind(e.rc or 0), self.client_id) from e
+            kind = (reason_kind("connack", e.rc) if self.v5 and isinstance(e.rc, ReasonCode)
+                    else connack_kind(e.rc or 0))
+            raise DeviceError(kind, self.client_id) from e
         except ClosedBeforeConnack as e:
             kind = connect_failure_kind(client.last_error_log)
             if kind == "connect_failed":
@@ -189,7 +214,7 @@ class DeviceSession:
         if self._ended is not None and not self._ended.done():
             self._ended.set_result(kind)
 
-    def _on_lost(self, lost: asyncio.Future[str], reason: int | ReasonCode) -> None:
+    def _on_lost(self, lost: asyncio.Future[str], reason: int | ReasonCode | str) -> None:
         if lost.done() or lost is not self._lost:
             return
         kind = lost_kind(reason)
@@ -284,6 +309,9 @@ class DeviceSession:
                     raise DeviceError(lost.result(), f"{op} on {self.client_id}")
                 try:
                     result = task.result()
+                except PublishRefused as e:  # MQTT 5 PUBACK with a failure reason code
+                    assert isinstance(e.rc, ReasonCode)
+                    raise DeviceError(reason_kind("puback", e.rc), str(e)) from e
                 except aiomqtt.MqttError as e:
                     kind = "timeout" if "timed out" in str(e) else "mqtt_error"
                     raise DeviceError(kind, str(e)) from e
@@ -326,7 +354,9 @@ class DeviceSession:
         reconnect policy, granted subscriptions are restored after a reconnect."""
         def refused(result: Any) -> None:
             if _granted(result) >= 0x80:
-                raise DeviceError("suback_refused", topic_filter)
+                first = result[0]
+                raise DeviceError(reason_kind("suback", first) if self.v5 and isinstance(
+                    first, ReasonCode) else "suback_refused", topic_filter)
 
         result = await self._guarded("mqtt.subscribe", lambda c: c.subscribe(
             topic_filter, qos, timeout=self.timeout), refused)

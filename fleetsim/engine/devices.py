@@ -84,7 +84,9 @@ async def connect(ctx: RunContext, device: Device, client_id: str, timeout: floa
     assert device.identity is not None
     session = DeviceSession(device.identity, ctx.target, ctx.metrics,
                             tls=tls or tls_factory(ctx).for_identity(device.identity),
-                            client_id=client_id, timeout=timeout, reconnect=reconnect)
+                            client_id=client_id, timeout=timeout, reconnect=reconnect,
+                            protocol=device.fleet.protocol,
+                            session_expiry=device.fleet.session_expiry)
     try:
         return await session.__aenter__()
     except DeviceError as e:

@@ -110,6 +110,11 @@ class Fleet(Strict):
     # persistent: keys, certificates and registry entries outlive the run and are reused by
     # the next one (removed by `fleetsim cleanup`); ephemeral: removed at the end of the run.
     identities: Literal["ephemeral", "persistent"] = "ephemeral"
+    # The MQTT version the devices speak; mqtt5 adds reason codes (counted as error kinds such
+    # as puback_not_authorized), a session expiry and topic aliases for telemetry.
+    protocol: Literal["mqtt3.1.1", "mqtt5"] = "mqtt3.1.1"
+    # MQTT 5: seconds the broker keeps a device's session after it disconnects (0: none).
+    session_expiry: int = Field(default=0, ge=0, le=604_800)
 
 
 # ---- steps: the common part; each step kind is a module of fleetsim/engine/steps ----------

@@ -184,12 +184,17 @@ async def test_plain_tcp_on_the_tls_port_and_silent_clients_are_cut_off(env: Env
     await assert_broker_still_serves(env)
 
 
-async def test_unsupported_protocol_level_gets_connack_1(env: Env):
-    client = await RawClient.open(env.port, env.device("v5"))
-    packet = bytearray(codec.encode_connect("v5"))
-    packet[8] = 5  # protocol level byte
+@pytest.mark.parametrize("level, answer", [
+    (3, b"\x00\x01"),  # MQTT 3.1.1 [MQTT-3.1.2-2]: return code 0x01
+    (6, b"\x00\x84\x00"),  # MQTT 5 section 3.1.2.2: reason code 0x84 in an MQTT 5 CONNACK
+])
+async def test_unsupported_protocol_level_gets_what_the_standard_prescribes(
+        env: Env, level: int, answer: bytes):
+    client = await RawClient.open(env.port, env.device("old"))
+    packet = bytearray(codec.encode_connect("old"))
+    packet[8] = level  # protocol level byte
     await client.send(bytes(packet))
-    assert await client.read() == (0x20, b"\x00\x01")
+    assert await client.read() == (0x20, answer)
     assert await client.read() is None
 
 

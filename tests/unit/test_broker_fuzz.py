@@ -22,4 +22,5 @@ async def test_no_stream_breaks_the_broker_or_leaves_state_behind():
     # The cases reached what they are meant to: served and refused clients, mutated streams,
     # and the identity whose policy breaks the evaluator.
     assert stats.accepted > CASES // 10 and stats.closed_by_broker > CASES // 10
+    assert stats.accepted5 > CASES // 20  # MQTT 5 clients among them
     assert stats.mutated > CASES // 2 and stats.allowed_errors > 0

@@ -1,4 +1,5 @@
-"""MQTT 3.1.1 packets: framing, decoding of what clients send, encoding of what the broker sends.
+"""MQTT 3.1.1 packets: framing, decoding of what clients send, encoding of what the broker sends;
+the framing and primitives here serve MQTT 5 (`codec5.py`) too.
 
 Everything the OASIS MQTT 3.1.1 standard says a server MUST close the network connection for is
 a `MalformedPacket` here (the connection drops it); the comments cite the normative statement,
@@ -9,7 +10,8 @@ encounters a protocol violation, it MUST close the Network Connection" [MQTT-4.8
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
 SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 10, 11, 12, 13, 14
@@ -31,7 +33,22 @@ _U16 = struct.Struct(">H")
 
 
 class MalformedPacket(ValueError):
-    """The peer broke the MQTT 3.1.1 wire format; the connection must be closed."""
+    """The peer broke the MQTT wire format; the connection must be closed. `code` is the MQTT 5
+    reason code an MQTT 5 client is told (CONNACK or DISCONNECT) before it is closed."""
+
+    code = 0x81  # Malformed Packet
+
+
+class ProtocolError(MalformedPacket):
+    """Well-formed bytes the standard forbids (MQTT 5: reason code 0x82)."""
+
+    code = 0x82
+
+
+class PacketTooLarge(MalformedPacket):
+    """A packet above the broker's Maximum Packet Size (MQTT 5: reason code 0x95)."""
+
+    code = 0x95
 
 
 @dataclass(slots=True)
@@ -40,6 +57,10 @@ class Will:
     payload: bytes
     qos: int
     retain: bool
+    # MQTT 5 only: the will's forwarded properties (encoded), Message Expiry and Will Delay.
+    forwarded: bytes = b""
+    expiry: int | None = None
+    delay: int = 0
 
 
 @dataclass(slots=True)
@@ -51,6 +72,7 @@ class Connect:
     keepalive: int
     will: Will | None
     username: str | None
+    properties: dict[int, Any] = field(default_factory=dict)  # MQTT 5 only
 
 
 def frame_header(data: bytes | bytearray, pos: int, max_length: int) -> tuple[int, int] | None:
@@ -72,10 +94,27 @@ def frame_header(data: bytes | bytearray, pos: int, max_length: int) -> tuple[in
         if shift > 21:  # section 2.2.3: at most four bytes
             raise MalformedPacket("remaining length longer than 4 bytes")
         if length > max_length:
-            raise MalformedPacket(f"packet of more than {max_length} bytes")
+            raise PacketTooLarge(f"packet of more than {max_length} bytes")
     if length > max_length:
-        raise MalformedPacket(f"packet of {length} bytes, more than {max_length}")
+        raise PacketTooLarge(f"packet of {length} bytes, more than {max_length}")
     return i, length
+
+
+def decode_varint(body: bytes, pos: int) -> tuple[int, int]:
+    """(value, position after it) of a Variable Byte Integer (MQTT 5 section 1.5.5): at most
+    four bytes [MQTT-1.5.5-1]."""
+    value = shift = 0
+    while True:
+        if pos >= len(body):
+            raise MalformedPacket("truncated variable byte integer")
+        byte = body[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 21:
+            raise MalformedPacket("variable byte integer longer than 4 bytes")
 
 
 def encode_length(length: int) -> bytes:
@@ -90,8 +129,8 @@ def encode_length(length: int) -> bytes:
             return bytes(out)
 
 
-def _string(body: bytes, pos: int) -> tuple[str, int]:
-    raw, pos = _binary(body, pos)
+def read_string(body: bytes, pos: int) -> tuple[str, int]:
+    raw, pos = read_binary(body, pos)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -103,7 +142,7 @@ def _string(body: bytes, pos: int) -> tuple[str, int]:
     return text, pos
 
 
-def _binary(body: bytes, pos: int) -> tuple[bytes, int]:
+def read_binary(body: bytes, pos: int) -> tuple[bytes, int]:
     if pos + 2 > len(body):
         raise MalformedPacket("truncated length-prefixed field")
     (n,) = _U16.unpack_from(body, pos)
@@ -114,7 +153,7 @@ def _binary(body: bytes, pos: int) -> tuple[bytes, int]:
 
 
 def decode_connect(body: bytes) -> Connect:
-    name, pos = _string(body, 0)
+    name, pos = read_string(body, 0)
     if pos + 4 > len(body):
         raise MalformedPacket("truncated CONNECT")
     level = body[pos]
@@ -125,22 +164,22 @@ def decode_connect(body: bytes) -> Connect:
         raise MalformedPacket("reserved CONNECT flag set")
     if flags & 0x40 and not flags & 0x80:  # [MQTT-3.1.2-22]
         raise MalformedPacket("password flag without user name flag")
-    client_id, pos = _string(body, pos)
+    client_id, pos = read_string(body, pos)
     will = None
     will_qos = (flags >> 3) & 0x03
     if flags & 0x04:
         if will_qos == 3:  # [MQTT-3.1.2-14]
             raise MalformedPacket("will QoS 3")
-        topic, pos = _string(body, pos)
-        payload, pos = _binary(body, pos)
+        topic, pos = read_string(body, pos)
+        payload, pos = read_binary(body, pos)
         will = Will(topic, payload, will_qos, bool(flags & 0x20))
     elif will_qos or flags & 0x20:  # [MQTT-3.1.2-13], [MQTT-3.1.2-15]
         raise MalformedPacket("will QoS/retain without will flag")
     username = None
     if flags & 0x80:
-        username, pos = _string(body, pos)
+        username, pos = read_string(body, pos)
     if flags & 0x40:
-        _, pos = _binary(body, pos)
+        _, pos = read_binary(body, pos)
     return Connect(name, level, client_id, bool(flags & 0x02), keepalive, will, username)
 
 
@@ -149,7 +188,7 @@ def decode_publish(flags: int, body: bytes) -> tuple[str, bytes, int, bool, int]
     qos = (flags >> 1) & 0x03
     if qos == 3:  # [MQTT-3.3.1-4]
         raise MalformedPacket("PUBLISH with QoS 3")
-    topic, pos = _string(body, 0)
+    topic, pos = read_string(body, 0)
     packet_id = 0
     if qos:
         if pos + 2 > len(body):
@@ -165,7 +204,7 @@ def decode_subscribe(body: bytes) -> tuple[int, list[tuple[str, int]]]:
     packet_id, pos = nonzero_packet_id(body), 2
     filters: list[tuple[str, int]] = []
     while pos < len(body):
-        topic_filter, pos = _string(body, pos)
+        topic_filter, pos = read_string(body, pos)
         if pos >= len(body):
             raise MalformedPacket("SUBSCRIBE filter without QoS")
         requested = body[pos]
@@ -185,7 +224,7 @@ def decode_unsubscribe(body: bytes) -> tuple[int, list[str]]:
     packet_id, pos = nonzero_packet_id(body), 2
     filters: list[str] = []
     while pos < len(body):
-        topic_filter, pos = _string(body, pos)
+        topic_filter, pos = read_string(body, pos)
         filters.append(topic_filter)
     if not filters:  # [MQTT-3.10.3-2]
         raise MalformedPacket("UNSUBSCRIBE without filters")

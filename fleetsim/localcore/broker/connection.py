@@ -1,10 +1,19 @@
-"""One client connection: MQTT 3.1.1 framing and per-packet handling over a TLS transport.
+"""One client connection: MQTT 3.1.1 and MQTT 5 framing and per-packet handling over TLS.
 
 Denials answered as AWS IoT answers an MQTT 3.1.1 client: unknown or inactive certificate and
 iot:Connect denied close the connection without a CONNACK; a publish that is denied (or to a
 reserved topic clients may not publish to, or with RETAIN set on any reserved topic, or
 malformed, or over the payload limit) disconnects the client; a denied subscription gets return
 code 0x80 in SUBACK; QoS 2 requests get neither PUBACK nor SUBACK.
+
+An MQTT 5 client is answered with the reason codes AWS IoT lists ("MQTT 5 supported features",
+"MQTT reason codes"): CONNACK 0x87 when iot:Connect is denied, 0x85 for a client id it refuses,
+0x90 / 0x9B for a will it refuses; a denied QoS 1 publish gets PUBACK 0x87 (0x90 for a topic it
+may not publish to) and the connection stays open, a denied QoS 0 publish (which has no
+acknowledgement) a DISCONNECT with the same code; SUBACK 0x87 / 0x8F / 0x97 per filter; a server
+DISCONNECT carries the reason (0x8E session taken over, 0x8D keep alive timeout, 0x87 not
+authorized, 0x81 / 0x82 / 0x94 / 0x95 / 0x9B / 0xA1 for what the client did wrong, 0x8B at
+shutdown). Reason strings go only to a client whose Request Problem Information is 1.
 
 A certificate the Authority does not know, or knows as PENDING_ACTIVATION with an issuing CA, is
 offered to the broker's `unknown_certificate` hook (JITP/JITR) before the connection is refused;
@@ -24,10 +33,12 @@ import ssl
 import uuid
 from typing import Any, Protocol, cast
 
-from fleetsim.localcore.broker import codec, lifecycle
+from fleetsim.localcore.broker import codec, codec5, lifecycle
+from fleetsim.localcore.broker import properties as P
 from fleetsim.localcore.broker.authz import Authorizer
-from fleetsim.localcore.broker.codec import MalformedPacket
-from fleetsim.localcore.broker.session import Session
+from fleetsim.localcore.broker.codec import MalformedPacket, ProtocolError
+from fleetsim.localcore.broker.properties import MessageProps
+from fleetsim.localcore.broker.session import MAX_INFLIGHT, Session
 from fleetsim.localcore.broker.topics import topic_filter_error, topic_name_error
 from fleetsim.localcore.principal import (
     Authority,
@@ -43,6 +54,25 @@ MAX_PACKET = MAX_PAYLOAD + 1024  # payload + topic (<= 256 bytes) + headers, wit
 MAX_CLIENT_ID_BYTES = 128
 MAX_FILTERS_PER_SUBSCRIBE = 8
 MAX_KEEPALIVE = 1200  # AWS: keepalive 0 means 1200 s, values below 30 count as 30
+# MQTT 5 ("MQTT 5 properties"): the largest packet AWS IoT accepts and sends is 128 KB, and it
+# accepts at most 8 topic aliases ("MQTT 5 supported features", Topic aliases).
+MAX_PACKET_5 = 128 * 1024
+TOPIC_ALIAS_MAX = 8
+# What every CONNACK to an MQTT 5 client announces ("MQTT 5 properties"): QoS 1 at most,
+# retained messages, wildcard and shared subscriptions yes, subscription identifiers no, and the
+# quotas above (Receive Maximum: the 100 in-flight QoS 1 messages the broker allows).
+CONNACK_PROPERTIES: dict[int, int] = {
+    P.RECEIVE_MAXIMUM: MAX_INFLIGHT, P.MAXIMUM_QOS: 1, P.RETAIN_AVAILABLE: 1,
+    P.MAXIMUM_PACKET_SIZE: MAX_PACKET_5, P.TOPIC_ALIAS_MAXIMUM: TOPIC_ALIAS_MAX,
+    P.WILDCARD_AVAILABLE: 1, P.SUBSCRIPTION_IDS_AVAILABLE: 0, P.SHARED_AVAILABLE: 1}
+# The reason code an MQTT 5 client is told when the broker closes its connection for `reason`.
+_DISCONNECT_CODES = {
+    lifecycle.DUPLICATE_CLIENTID: codec5.SESSION_TAKEN_OVER,
+    lifecycle.MQTT_KEEP_ALIVE_TIMEOUT: codec5.KEEP_ALIVE_TIMEOUT,
+    lifecycle.AUTH_ERROR: codec5.NOT_AUTHORIZED,
+    lifecycle.CLIENT_ERROR: codec5.PROTOCOL_ERROR,
+    lifecycle.SERVER_INITIATED_DISCONNECT: codec5.UNSPECIFIED_ERROR,
+}
 
 
 class BrokerPort(Protocol):
@@ -51,6 +81,7 @@ class BrokerPort(Protocol):
     authority: Authority
     arn_prefix: str
     min_keepalive: int
+    session_expiry: float  # the account's maximum Session Expiry Interval, seconds
     high_water: int
     connections: set[Connection]
     unknown_certificate: UnknownCertificateHook | None
@@ -62,18 +93,18 @@ class BrokerPort(Protocol):
 
     def released(self) -> None: ...
 
-    def attach(self, conn: Connection, clean_session: bool) -> bool: ...
+    def attach(self, conn: Connection, clean_start: bool, expiry: float) -> bool: ...
 
     def on_connected(self, conn: Connection) -> None: ...
 
     def on_disconnect(self, conn: Connection, reason: str) -> None: ...
 
     def publish_from(self, conn: Connection, topic: str, payload: bytes, qos: int,
-                     retain: bool) -> None: ...
+                     retain: bool, props: MessageProps | None = None) -> None: ...
 
-    def subscribe(self, session: Session, topic_filter: str, qos: int) -> None: ...
+    def subscribe(self, session: Session, topic_filter: str, options: int) -> bool: ...
 
-    def unsubscribe(self, session: Session, topic_filter: str) -> None: ...
+    def unsubscribe(self, session: Session, topic_filter: str) -> bool: ...
 
     def send_retained(self, conn: Connection, topic_filter: str, granted: int) -> None: ...
 
@@ -85,10 +116,11 @@ PRE_CONNECT_READ_INTERVAL_S = 0.25
 
 
 class Connection(asyncio.Protocol):
-    __slots__ = ("_buf", "_failed", "_need", "_out", "_pending", "_slowed", "authz", "broker",
-                 "cert_der", "certificate_id", "client_id", "closing", "connected", "created",
-                 "keepalive", "last_rx", "peer_ip", "session", "session_id", "transport",
-                 "version", "will")
+    __slots__ = ("_aliases", "_buf", "_failed", "_max_in", "_need", "_out", "_pending",
+                 "_slowed", "authz", "broker", "cert_der", "certificate_id", "client_id",
+                 "closing", "connected", "created", "keepalive", "last_rx", "max_out",
+                 "peer_ip", "problem_info", "session", "session_id", "transport", "v5",
+                 "version", "will", "will_on_disconnect")
 
     def __init__(self, broker: BrokerPort):
         self.broker = broker
@@ -102,6 +134,12 @@ class Connection(asyncio.Protocol):
         self.session_id = ""
         self.version = 0
         self.will: codec.Will | None = None
+        self.will_on_disconnect = False  # MQTT 5 DISCONNECT 0x04: send the will all the same
+        self.v5 = False  # the client speaks MQTT 5
+        self.problem_info = True  # MQTT 5 Request Problem Information: reason strings wanted
+        self.max_out = MAX_PACKET_5  # the MQTT 5 client's Maximum Packet Size
+        self._max_in = MAX_PACKET
+        self._aliases: dict[int, str] = {}  # MQTT 5 topic aliases the client set
         self.connected = False
         self.closing = False
         self.keepalive = 0.0
@@ -162,7 +200,7 @@ class Connection(asyncio.Protocol):
         need = 0
         try:
             while end - pos >= 2:
-                header = codec.frame_header(data, pos, MAX_PACKET)
+                header = codec.frame_header(data, pos, self._max_in)
                 if header is None:
                     break
                 start, length = header
@@ -177,7 +215,9 @@ class Connection(asyncio.Protocol):
                     break
         except MalformedPacket as e:
             log.debug("client %r: malformed packet: %s", self.client_id, e)
-            self.drop(lifecycle.CLIENT_ERROR)
+            if self.v5 and not self.connected and not self.closing:
+                self.send(codec5.connack(False, e.code))  # [MQTT-4.13.1-1]
+            self.drop(lifecycle.CLIENT_ERROR, e.code)
             return
         except Exception:
             self.fail("handling its packet")
@@ -203,6 +243,25 @@ class Connection(asyncio.Protocol):
 
     # --- output ------------------------------------------------------------------------------
 
+    def send_publish(self, topic: bytes, payload: bytes, qos: int, retain: bool, dup: bool,
+                     packet_id: int, props: MessageProps | None) -> bool:
+        """Queue a PUBLISH encoded for this client's protocol; False if it is not sent: expired
+        (whatever the receiver's protocol, as AWS expires it), or larger than the MQTT 5
+        client's Maximum Packet Size (discarded, [MQTT-3.1.2-25])."""
+        if not self.v5:
+            if props is not None and props.expired(self.broker.loop.time()):
+                return False
+            self.send(codec.publish(topic, payload, qos, retain, dup, packet_id))
+            return True
+        block = P.EMPTY if props is None else props.block(self.broker.loop.time())
+        if block is None:
+            return False
+        packet = codec5.publish(topic, payload, qos, retain, dup, packet_id, block)
+        if len(packet) > self.max_out:
+            return False
+        self.send(packet)
+        return True
+
     def send(self, data: bytes) -> None:
         """Queue bytes; everything queued in one loop iteration goes out in one TLS write."""
         out = self._out
@@ -223,10 +282,15 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         return transport is None or transport.get_write_buffer_size() > self.broker.high_water
 
-    def drop(self, reason: str) -> None:
-        """Close the connection (after what is queued) and account for it exactly once."""
+    def drop(self, reason: str, code: int | None = None) -> None:
+        """Close the connection (after what is queued) and account for it exactly once. An
+        MQTT 5 client is sent a DISCONNECT with `code` (by default the code for `reason`)."""
         if self.closing:
             return
+        if self.v5 and self.connected and reason != lifecycle.CLIENT_INITIATED_DISCONNECT:
+            code = _DISCONNECT_CODES.get(reason) if code is None else code
+            if code is not None:
+                self.send(codec5.disconnect(code))
         self.flush()
         self.closing = True
         self._cancel_pending()
@@ -259,13 +323,19 @@ class Connection(asyncio.Protocol):
         if kind != codec.PUBLISH:
             expected = codec.CLIENT_FLAGS.get(kind)
             if expected is None:  # a packet only servers send, or reserved type 0 or 15
+                if kind == 15 and self.v5:  # AUTH: AWS IoT does not support it
+                    raise ProtocolError("AUTH is not supported")
                 raise MalformedPacket(f"unexpected packet type {kind}")
             if flags != expected:  # [MQTT-2.2.2-2]
                 raise MalformedPacket(f"packet type {kind} with reserved flags {flags:#x}")
         if not self.connected:
             if kind != codec.CONNECT:  # [MQTT-3.1.0-1]
                 raise MalformedPacket("first packet is not CONNECT")
-            self._connect(codec.decode_connect(body))
+            # Answer a malformed MQTT 5 CONNECT as MQTT 5 ("MQTT", level 5).
+            self.v5 = body[:7] == b"\x00\x04MQTT\x05"
+            self._connect(codec5.decode_any_connect(body))
+        elif self.v5:
+            self._packet5(kind, flags, body)
         elif kind == codec.PUBLISH:
             self._publish(flags, body)
         elif kind == codec.PUBACK:
@@ -291,19 +361,35 @@ class Connection(asyncio.Protocol):
 
     def _connect(self, packet: codec.Connect) -> None:
         broker = self.broker
-        if packet.protocol_name != "MQTT" or packet.protocol_level != 4:
-            self.send(codec.connack(False, codec.UNACCEPTABLE_PROTOCOL_VERSION))
+        level = packet.protocol_level
+        if packet.protocol_name != "MQTT" or level not in (4, 5):
+            # MQTT 3.1.1 [MQTT-3.1.2-2]: return code 0x01 to a level it does not serve (the
+            # CONNACK of levels 3 and 4); MQTT 5 section 3.1.2.2: reason code 0x84 in an MQTT 5
+            # CONNACK to a later level.
+            self.send(codec5.connack(False, codec5.UNSUPPORTED_PROTOCOL_VERSION)
+                      if level > 5 and packet.protocol_name == "MQTT"
+                      else codec.connack(False, codec.UNACCEPTABLE_PROTOCOL_VERSION))
             self.drop(lifecycle.CLIENT_ERROR)
             return
+        if self.v5:
+            self._max_in = MAX_PACKET_5
+            if P.AUTH_METHOD in packet.properties:  # AWS IoT does not support AUTH
+                self._refuse(codec5.BAD_AUTHENTICATION_METHOD)
+                return
         client_id = packet.client_id
-        if not client_id and packet.clean_session:
-            client_id = uuid.uuid4().hex
+        if not client_id and (packet.clean_session or self.v5):
+            client_id = uuid.uuid4().hex  # MQTT 5: returned as Assigned Client Identifier
         if not client_id or len(client_id.encode()) > MAX_CLIENT_ID_BYTES:
+            if self.v5:
+                self._refuse(codec5.CLIENT_IDENTIFIER_NOT_VALID)
+                return
             self.send(codec.connack(False, codec.IDENTIFIER_REJECTED))
             self.drop(lifecycle.CLIENT_ERROR)
             return
+        persistent = (packet.properties.get(P.SESSION_EXPIRY, 0) > 0 if self.v5
+                      else not packet.clean_session)
         attributes = tuple(name for name, present in (
-            ("PersistentConnect", not packet.clean_session), ("LastWill", packet.will))
+            ("PersistentConnect", persistent), ("LastWill", packet.will))
             if present)
         self.client_id = client_id
         epoch = broker.authority.epoch
@@ -350,11 +436,14 @@ class Connection(asyncio.Protocol):
         self.authz = Authorizer(broker.authority, self.cert_der, client_id, attributes,
                                 broker.arn_prefix, principal, epoch)
         self.authz.on_failed = self._close_soon  # it has logged why
-        # Unknown or inactive certificate, or iot:Connect denied: AWS IoT hangs up, no CONNACK.
+        # Unknown or inactive certificate, or iot:Connect denied: AWS IoT hangs up, no CONNACK
+        # (MQTT 3.1.1); CONNACK 0x87 Not authorized (MQTT 5, "MQTT reason codes").
         if not self.authz.allowed("iot:Connect", "client", client_id):
             log.info("client %r (certificate %s) refused: %s", client_id,
                      self.certificate_id[:12], "not authorized" if self.authz.active
                      else "certificate not registered or not ACTIVE")
+            if self.v5:
+                self.send(codec5.connack(False, codec5.NOT_AUTHORIZED))
             self.drop(lifecycle.AUTH_ERROR)
             return
         will = packet.will
@@ -362,19 +451,51 @@ class Connection(asyncio.Protocol):
         # "MQTT retained messages"): a will that would do so is refused like an invalid one.
         if will is not None and (topic_name_error(will.topic) or (
                 will.retain and will.topic.startswith("$"))):
-            self.drop(lifecycle.CLIENT_ERROR)
+            self._refuse(codec5.TOPIC_NAME_INVALID)
+            return
+        if will is not None and will.qos == 2 and self.v5:
+            self._refuse(codec5.QOS_NOT_SUPPORTED)  # [MQTT-3.2.2-12]
             return
         self.authz.on_revoked = self._revoked
         self.will = will
-        self.keepalive = 1.5 * (min(max(packet.keepalive, broker.min_keepalive), MAX_KEEPALIVE)
-                                if packet.keepalive else MAX_KEEPALIVE)
+        keepalive = (min(max(packet.keepalive, broker.min_keepalive), MAX_KEEPALIVE)
+                     if packet.keepalive else MAX_KEEPALIVE)
+        self.keepalive = 1.5 * keepalive
         self.session_id = str(uuid.uuid4())
-        session_present = broker.attach(self, packet.clean_session)
-        self.connected = True
-        self.send(codec.connack(session_present, codec.ACCEPTED))
+        if not self.v5:
+            expiry = 0.0 if packet.clean_session else broker.session_expiry
+            session_present = broker.attach(self, packet.clean_session, expiry)
+            self.connected = True
+            self.send(codec.connack(session_present, codec.ACCEPTED))
+        else:
+            props = packet.properties
+            requested = props.get(P.SESSION_EXPIRY, 0)
+            # AWS: a Session Expiry Interval above the account's maximum is lowered to it
+            # and the CONNACK says so ("MQTT 5 properties").
+            expiry = min(requested, broker.session_expiry)
+            self.problem_info = bool(props.get(P.REQUEST_PROBLEM_INFO, 1))
+            self.max_out = min(props.get(P.MAXIMUM_PACKET_SIZE, MAX_PACKET_5), MAX_PACKET_5)
+            session_present = broker.attach(self, packet.clean_session, expiry)
+            assert self.session is not None
+            self.session.window = min(props.get(P.RECEIVE_MAXIMUM, MAX_INFLIGHT), MAX_INFLIGHT)
+            self.connected = True
+            answer: dict[int, object] = dict(CONNACK_PROPERTIES)
+            if expiry != requested:
+                answer[P.SESSION_EXPIRY] = int(expiry)
+            if client_id != packet.client_id:
+                answer[P.ASSIGNED_CLIENT_ID] = client_id
+            if keepalive != packet.keepalive:  # [MQTT-3.2.2-21]: the client uses ours
+                answer[P.SERVER_KEEP_ALIVE] = keepalive
+            self.send(codec5.connack(session_present, codec5.SUCCESS, answer))
         broker.on_connected(self)
         if session_present and self.session is not None:
             self.session.resume()
+
+    def _refuse(self, code: int) -> None:
+        """Refuse a CONNECT: MQTT 5 clients get a CONNACK with `code`, MQTT 3.1.1 ones none."""
+        if self.v5:
+            self.send(codec5.connack(False, code))
+        self.drop(lifecycle.CLIENT_ERROR)
 
     def _revoked(self) -> None:
         # Called from inside an authorization check: close once the current work is done.
@@ -432,6 +553,138 @@ class Connection(asyncio.Protocol):
         for topic_filter in filters:
             self.broker.unsubscribe(self.session, topic_filter)
         self.send(codec.unsuback(packet_id))
+
+    # --- MQTT 5 ------------------------------------------------------------------------------
+
+    def _packet5(self, kind: int, flags: int, body: bytes) -> None:
+        if kind == codec.PUBLISH:
+            self._publish5(codec5.decode_publish(flags, body))
+        elif kind == codec.PUBACK:
+            packet_id, _ = codec5.decode_ack(body)
+            if self.session is not None:
+                self.session.acknowledge(packet_id)
+        elif kind == codec.PINGREQ:
+            codec.expect_empty(body, "PINGREQ")
+            self.send(codec.PINGRESP_PACKET)
+        elif kind == codec.SUBSCRIBE:
+            self._subscribe5(*codec5.decode_subscribe(body))
+        elif kind == codec.UNSUBSCRIBE:
+            self._unsubscribe5(*codec5.decode_unsubscribe(body))
+        elif kind == codec.DISCONNECT:
+            self._disconnect5(*codec5.decode_disconnect(body))
+        elif kind == codec.CONNECT:  # [MQTT-3.1.0-2]
+            raise ProtocolError("second CONNECT")
+        else:  # PUBREC, PUBREL, PUBCOMP: AWS IoT does not support QoS 2; ignored
+            codec5.decode_ack(body, kind)
+
+    def _reason(self, text: str) -> str | None:
+        return text if self.problem_info else None
+
+    def _publish5(self, packet: codec5.Publish) -> None:
+        qos, topic, props = packet.qos, packet.topic, packet.props
+        if qos == 2:  # above the Maximum QoS of CONNACK [MQTT-3.2.2-11]
+            self.drop(lifecycle.CLIENT_ERROR, codec5.QOS_NOT_SUPPORTED)
+            return
+        alias = props.get(P.TOPIC_ALIAS)
+        if alias is not None:
+            if not 0 < alias <= TOPIC_ALIAS_MAX:  # [MQTT-3.3.2-9], [MQTT-3.3.2-10]
+                self.drop(lifecycle.CLIENT_ERROR, codec5.TOPIC_ALIAS_INVALID)
+                return
+            if topic:
+                self._aliases[alias] = topic
+            else:
+                known = self._aliases.get(alias)
+                if known is None:  # an alias never set [MQTT-3.3.4-?]: protocol error
+                    raise ProtocolError("topic alias not set")
+                topic = known
+        elif not topic:
+            raise ProtocolError("PUBLISH without topic name or alias")
+        error = topic_name_error(topic)
+        if not error and packet.retain and topic.startswith("$"):
+            error = "is a reserved topic: RETAIN is not allowed"  # "MQTT retained messages"
+        if error:
+            self._deny(packet, codec5.TOPIC_NAME_INVALID, f"topic {topic!r} {error}")
+            return
+        authz = self.authz
+        assert authz is not None
+        if not authz.allowed("iot:Publish", "topic", topic) or (
+                packet.retain and not authz.allowed("iot:RetainPublish", "topic", topic)):
+            log.info("client %r: publish to %r not authorized", self.client_id, topic)
+            self._deny(packet, codec5.NOT_AUTHORIZED, f"publish to {topic!r} is not authorized")
+            return
+        message = P.message_props(packet.forwarded, props.get(P.MESSAGE_EXPIRY),
+                                  self.broker.loop.time())
+        self.broker.publish_from(self, topic, packet.payload, qos, packet.retain, message)
+        if qos:
+            self.send(codec5.puback(packet.packet_id))
+
+    def _deny(self, packet: codec5.Publish, code: int, text: str) -> None:
+        """A refused publish: PUBACK with `code` for QoS 1 (the connection stays), DISCONNECT
+        with it for QoS 0, which has no acknowledgement."""
+        if packet.qos:
+            self.send(codec5.puback(packet.packet_id, code, self._reason(text)))
+        else:
+            self.drop(lifecycle.AUTH_ERROR if code == codec5.NOT_AUTHORIZED
+                      else lifecycle.CLIENT_ERROR, code)
+
+    def _subscribe5(self, packet_id: int, props: P.Properties,
+                    subscriptions: list[codec5.Subscription]) -> None:
+        if P.SUBSCRIPTION_ID in props:  # announced as unavailable in CONNACK
+            self.drop(lifecycle.CLIENT_ERROR, codec5.SUBSCRIPTION_IDS_NOT_SUPPORTED)
+            return
+        if any(s.qos == 2 for s in subscriptions):
+            return  # AWS IoT: no SUBACK when QoS 2 is requested
+        authz, session = self.authz, self.session
+        assert authz is not None and session is not None
+        codes: list[int] = []
+        granted: list[codec5.Subscription] = []
+        for i, sub in enumerate(subscriptions):
+            shared = sub.topic_filter.startswith("$share/")
+            if shared and sub.no_local:  # [MQTT-3.8.3-4]
+                raise ProtocolError("No Local on a shared subscription")
+            if i >= MAX_FILTERS_PER_SUBSCRIBE:
+                codes.append(codec5.QUOTA_EXCEEDED)
+            elif topic_filter_error(sub.topic_filter):
+                codes.append(codec5.TOPIC_FILTER_INVALID)
+            elif not authz.allowed("iot:Subscribe", "topicfilter", sub.topic_filter):
+                codes.append(codec5.NOT_AUTHORIZED)
+            else:
+                codes.append(sub.qos)
+                granted.append(sub)
+        fresh = []
+        for sub in granted:
+            options = sub.qos | (0x04 if sub.no_local else 0) | (
+                0x08 if sub.retain_as_published else 0)
+            fresh.append(self.broker.subscribe(session, sub.topic_filter, options))
+        self.send(codec5.suback(packet_id, codes))
+        for sub, new in zip(granted, fresh, strict=True):
+            # Retain Handling: 0 send retained messages, 1 only for a new subscription, 2 never.
+            if sub.retain_handling == 0 or (sub.retain_handling == 1 and new):
+                self.broker.send_retained(self, sub.topic_filter, sub.qos)
+
+    def _unsubscribe5(self, packet_id: int, filters: list[str]) -> None:
+        assert self.session is not None
+        codes = []
+        for topic_filter in filters:
+            if topic_filter_error(topic_filter):
+                codes.append(codec5.TOPIC_FILTER_INVALID)
+                continue
+            self.broker.unsubscribe(self.session, topic_filter)
+            codes.append(codec5.SUCCESS)
+        self.send(codec5.unsuback(packet_id, codes))
+
+    def _disconnect5(self, reason: int, props: P.Properties) -> None:
+        session = self.session
+        expiry = props.get(P.SESSION_EXPIRY)
+        if expiry is not None and session is not None:
+            if not session.expiry and expiry:  # [MQTT-3.14.2-2]
+                raise ProtocolError("DISCONNECT sets a Session Expiry Interval CONNECT had at 0")
+            session.expiry = min(expiry, self.broker.session_expiry)
+        if reason == codec5.DISCONNECT_WITH_WILL:
+            self.will_on_disconnect = True
+        else:
+            self.will = None
+        self.drop(lifecycle.CLIENT_INITIATED_DISCONNECT)
 
 
 def _server_name(transport: asyncio.Transport) -> str | None:

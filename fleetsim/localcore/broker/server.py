@@ -1,4 +1,4 @@
-"""The MQTT 3.1.1 broker of local core: mutual TLS, IoT policies, AWS IoT semantics.
+"""The MQTT broker of local core (MQTT 3.1.1 and 5): mutual TLS, IoT policies, AWS IoT semantics.
 
 `Broker` owns the listening socket, the client-id → connection table, sessions, the subscription
 trie with a per-topic route cache, retained messages, lifecycle events and the reserved-topic
@@ -19,10 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fleetsim.localcore.broker import codec, lifecycle, memory
+from fleetsim.localcore.broker.codec5 import SERVER_SHUTTING_DOWN
 from fleetsim.localcore.broker.connection import Connection
+from fleetsim.localcore.broker.properties import MessageProps, message_props
 from fleetsim.localcore.broker.router import Request, Router
 from fleetsim.localcore.broker.session import Session
-from fleetsim.localcore.broker.topics import SubscriptionTrie, has_wildcard
+from fleetsim.localcore.broker.shared import SharedGroup
+from fleetsim.localcore.broker.topics import SubscriptionTrie, has_wildcard, split_shared
 from fleetsim.localcore.principal import Authority, UnknownCertificateHook
 from fleetsim.runtime import cancel_and_wait
 
@@ -42,7 +45,7 @@ class Message:
     retain: bool
     client_id: str | None  # None for messages published by local core itself
     principal_id: str | None
-
+    props: MessageProps | None = None  # an MQTT 5 publisher's properties
 
 
 class Broker:
@@ -71,8 +74,11 @@ class Broker:
         self.clients: dict[str, Connection] = {}
         self._offline: dict[str, Session] = {}
         self._trie = SubscriptionTrie()
-        self._routes: dict[str, list[tuple[Session, int]]] = {}
-        self._retained: dict[str, tuple[bytes, int]] = {}
+        self._routes: dict[str, list[tuple[Session | SharedGroup, int]]] = {}
+        self._groups: dict[tuple[str, str], SharedGroup] = {}
+        self._retained: dict[str, tuple[bytes, int, MessageProps | None]] = {}
+        # MQTT 5 wills waiting for their Will Delay Interval: client id -> (due, conn, will)
+        self._delayed_wills: dict[str, tuple[float, Connection, codec.Will]] = {}
         self._versions: dict[str, int] = {}
         self.router = Router()
         # Called with every message routed, after delivery; must be cheap and must not route.
@@ -111,7 +117,7 @@ class Broker:
             self._server.close()
         for conn in list(self.connections):
             conn.will = None
-            conn.drop(lifecycle.SERVER_INITIATED_DISCONNECT)
+            conn.drop(lifecycle.SERVER_INITIATED_DISCONNECT, SERVER_SHUTTING_DOWN)
             if conn.transport is not None:
                 conn.transport.abort()
         self.connections.clear()
@@ -137,19 +143,22 @@ class Broker:
         (it exists from the TCP accept on, before the handshake)."""
         self._released += 1
 
-    def attach(self, conn: Connection, clean_session: bool) -> bool:
-        """Bind a newly authorized connection to its session; True if a session was resumed."""
+    def attach(self, conn: Connection, clean_start: bool, expiry: float) -> bool:
+        """Bind a newly authorized connection to its session (ending `expiry` seconds after a
+        disconnect; 0: at once); True if a session was resumed."""
         client_id = conn.client_id
         previous = self.clients.get(client_id)
         if previous is not None:
             previous.drop(lifecycle.DUPLICATE_CLIENTID)  # AWS: the new connection wins
+        self._delayed_wills.pop(client_id, None)  # reconnected within the Will Delay Interval
         session = self._offline.pop(client_id, None)
-        if session is not None and clean_session:
+        if session is not None and clean_start:
             self._discard(session)
             session = None
         present = session is not None
         if session is None:
-            session = Session(client_id, persistent=not clean_session)
+            session = Session(client_id, expiry)
+        session.expiry = expiry
         session.conn = conn
         session.authz = conn.authz
         conn.session = session
@@ -171,13 +180,18 @@ class Broker:
         if self.clients.get(conn.client_id) is conn:
             del self.clients[conn.client_id]
         will, conn.will = conn.will, None
-        if will is not None and reason in lifecycle.SENDS_WILL:
-            self._publish_will(conn, will)
         session = conn.session
+        if will is not None and (reason in lifecycle.SENDS_WILL or conn.will_on_disconnect):
+            # MQTT 5 Will Delay Interval: sent when it passes or the session ends, if earlier.
+            delay = min(will.delay, session.expiry) if session is not None else 0
+            if delay > 0:
+                self._delayed_wills[conn.client_id] = (self.loop.time() + delay, conn, will)
+            else:
+                self._publish_will(conn, will)
         if session is not None:
             session.conn = None
             if session.persistent:
-                session.expires_at = self.loop.time() + self.session_expiry
+                session.expires_at = self.loop.time() + session.expiry
                 self._offline[session.client_id] = session
             else:
                 self._discard(session)
@@ -187,16 +201,16 @@ class Broker:
                 qos=1)
 
     def publish_from(self, conn: Connection, topic: str, payload: bytes, qos: int,
-                     retain: bool) -> None:
+                     retain: bool, props: MessageProps | None = None) -> None:
         """A client publish that passed its checks: to subscribers, and to the feature that
         registered its topic, if any (see `router.py` for what each delivery implies)."""
         found = self.router.match(topic) if topic[:1] == "$" else None
         if found is None:
-            self.route(topic, payload, qos, retain, conn)
+            self.route(topic, payload, qos, retain, conn, props)
             return
         route, params = found
         if route.delivery == "broadcast":
-            self.route(topic, payload, qos, retain, conn)
+            self.route(topic, payload, qos, retain, conn, props)
             reply: _Broadcast | _ToRequester = self._broadcast
         else:
             reply = _ToRequester(self, conn, qos, route.delivery == "subscribed_requester")
@@ -220,35 +234,64 @@ class Broker:
             if unsubscribed_qos is None:
                 return
             granted = unsubscribed_qos
-        qos = min(qos, granted, 1)
+        qos = min(qos, granted & 3, 1)
         encoded = codec.encode_topic(topic)
         if qos:
             session.send_qos1(encoded, payload)
         else:
-            conn.send(codec.publish(encoded, payload))
+            conn.send_publish(encoded, payload, 0, False, False, 0, None)
 
     def _publish_will(self, conn: Connection, will: codec.Will) -> None:
         authz = conn.authz
         if authz is None or not authz.allowed("iot:Publish", "topic", will.topic) or (
                 will.retain and not authz.allowed("iot:RetainPublish", "topic", will.topic)):
             return
-        self.route(will.topic, will.payload, min(will.qos, 1), will.retain, conn)
+        # AWS: a will's Message Expiry Interval starts when the broker sends it.
+        props = message_props(will.forwarded, will.expiry, self.loop.time())
+        self.route(will.topic, will.payload, min(will.qos, 1), will.retain, conn, props)
 
     # --- subscriptions -----------------------------------------------------------------------
 
-    def subscribe(self, session: Session, topic_filter: str, qos: int) -> None:
-        session.subscriptions[topic_filter] = qos
-        self._trie.add(topic_filter, session, qos)
+    def subscribe(self, session: Session, topic_filter: str, options: int) -> bool:
+        """Add or replace a subscription (`options`: QoS in bits 0-1, MQTT 5's No Local bit 2,
+        Retain As Published bit 3); True if it is new."""
+        new = topic_filter not in session.subscriptions
+        session.subscriptions[topic_filter] = options
+        shared = split_shared(topic_filter)
+        if shared is None:
+            self._trie.add(topic_filter, session, options)
+        else:
+            group = self._groups.get(shared)
+            if group is None:
+                group = self._groups[shared] = SharedGroup(shared)
+                self._trie.add(shared[1], group, 1)
+            group.members[session] = options
         self._routes.clear()
+        return new
 
-    def unsubscribe(self, session: Session, topic_filter: str) -> None:
-        if session.subscriptions.pop(topic_filter, None) is not None:
+    def unsubscribe(self, session: Session, topic_filter: str) -> bool:
+        """Remove a subscription; True if it existed."""
+        if session.subscriptions.pop(topic_filter, None) is None:
+            return False
+        self._remove(session, topic_filter)
+        self._routes.clear()
+        return True
+
+    def _remove(self, session: Session, topic_filter: str) -> None:
+        shared = split_shared(topic_filter)
+        if shared is None:
             self._trie.remove(topic_filter, session)
-            self._routes.clear()
+            return
+        group = self._groups.get(shared)
+        if group is not None:
+            group.members.pop(session, None)
+            if not group.members:
+                del self._groups[shared]
+                self._trie.remove(shared[1], group)
 
     def _discard(self, session: Session) -> None:
         for topic_filter in session.subscriptions:
-            self._trie.remove(topic_filter, session)
+            self._remove(session, topic_filter)
         if session.subscriptions:
             self._routes.clear()
         session.subscriptions.clear()
@@ -256,8 +299,9 @@ class Broker:
         session.pending.clear()
 
     def send_retained(self, conn: Connection, topic_filter: str, granted: int) -> None:
-        # AWS: only a filter equal to the retained message's topic receives it on subscribe.
-        if has_wildcard(topic_filter):
+        # AWS: only a filter equal to the retained message's topic receives it on subscribe,
+        # and shared subscriptions never do.
+        if has_wildcard(topic_filter) or topic_filter.startswith("$share/"):
             return
         retained = self._retained.get(topic_filter)
         session = conn.session
@@ -265,22 +309,25 @@ class Broker:
             return
         if not conn.authz.allowed("iot:Receive", "topic", topic_filter):
             return
-        payload, qos = retained
+        payload, qos, props = retained
+        if props is not None and props.expired(self.loop.time()):
+            del self._retained[topic_filter]  # AWS: an expired retained message is not sent
+            return
         topic = codec.encode_topic(topic_filter)
-        if min(qos, granted):
-            session.send_qos1(topic, payload, retain=True)
+        if min(qos, granted & 3):
+            session.send_qos1(topic, payload, True, props)
         else:
-            conn.send(codec.publish(topic, payload, 0, retain=True))
+            conn.send_publish(topic, payload, 0, True, False, 0, props)
 
     # --- routing -----------------------------------------------------------------------------
 
     def route(self, topic: str, payload: bytes, qos: int, retain: bool,
-              origin: Connection | None) -> None:
+              origin: Connection | None, props: MessageProps | None = None) -> None:
         """Deliver a message that is allowed into the broker to every subscriber allowed to
         receive it; store or clear it as retained; hand it to `on_message`."""
         if retain:
             if payload:
-                self._retained[topic] = (payload, qos)
+                self._retained[topic] = (payload, qos, props)
             else:
                 self._retained.pop(topic, None)
         targets = self._routes.get(topic)
@@ -290,36 +337,57 @@ class Broker:
                 self._routes.clear()
             self._routes[topic] = targets
         if targets:
-            self._deliver(topic, payload, qos, targets)
+            self._deliver(topic, payload, qos, targets, retain, origin, props)
         on_message = self.on_message
         if on_message is not None:
             try:
                 on_message(Message(topic, payload, qos, retain,
                                    origin.client_id if origin else None,
-                                   origin.certificate_id if origin else None))
+                                   origin.certificate_id if origin else None, props))
             except Exception:
                 log.exception("on_message failed on %s", topic)
 
     def _deliver(self, topic: str, payload: bytes, qos: int,
-                 targets: list[tuple[Session, int]]) -> None:
+                 targets: list[tuple[Session | SharedGroup, int]], retain: bool = False,
+                 origin: Connection | None = None, props: MessageProps | None = None) -> None:
         encoded = codec.encode_topic(topic)
-        packet = None  # one QoS 0 encoding serves every QoS 0 subscriber
-        for session, granted in targets:
+        packet = None  # one QoS 0 encoding serves every MQTT 3.1.1 QoS 0 subscriber
+        origin_session = origin.session if origin is not None else None
+        for target, granted in targets:
+            session = target
             try:
+                if type(target) is SharedGroup:
+                    picked = target.pick(qos)
+                    if picked is None:
+                        continue
+                    session, granted = picked
+                assert isinstance(session, Session)
+                if granted & 0x04 and session is origin_session:
+                    continue  # MQTT 5 No Local: not to the connection that published it
                 authz = session.authz
                 if authz is None or not authz.allowed("iot:Receive", "topic", topic):
                     continue  # AWS: a message the subscriber may not receive is not delivered
-                if qos and granted:
-                    session.send_qos1(encoded, payload)
+                keep_retain = retain and bool(granted & 0x08)  # MQTT 5 Retain As Published
+                if qos and granted & 3:
+                    if props is None and not keep_retain:
+                        session.send_qos1(encoded, payload)
+                    else:
+                        session.send_qos1(encoded, payload, keep_retain, props)
                     continue
                 conn = session.conn
                 if conn is None or conn.congested():
                     continue
-                if packet is None:
-                    packet = codec.publish(encoded, payload)
-                conn.send(packet)
+                if props is None and not keep_retain and not conn.v5:
+                    if packet is None:
+                        packet = codec.publish(encoded, payload)
+                    conn.send(packet)
+                else:
+                    conn.send_publish(encoded, payload, 0, keep_retain, False, 0, props)
             except Exception:  # costs this subscriber only: the others are still served
-                self._failed(session, f"delivering a message on {topic!r}")
+                if isinstance(session, Session):
+                    self._failed(session, f"delivering a message on {topic!r}")
+                else:
+                    log.exception("delivering a message on %r to a shared group failed", topic)
 
     def _failed(self, session: Session, what: str) -> None:
         conn = self.clients.get(session.client_id)
@@ -363,6 +431,13 @@ class Broker:
         for session in expired:
             del self._offline[session.client_id]
             self._discard(session)
+        due = [(c, w) for c, w in self._delayed_wills.items() if w[0] <= now]
+        for client_id, (_, conn, will) in due:
+            del self._delayed_wills[client_id]
+            try:
+                self._publish_will(conn, will)
+            except Exception:
+                log.exception("client %r: sending its delayed will failed", client_id)
         if self._trim_due(now):
             self._released_at_trim, self._trimmed_at = self._released, now
             self._trim_task = self.loop.create_task(self._release_memory())

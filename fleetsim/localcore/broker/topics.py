@@ -54,8 +54,31 @@ def topic_name_error(topic: str) -> str | None:
     return None
 
 
+SHARE_PREFIX = "$share/"
+MAX_SHARE_NAME = 128
+
+
+def split_shared(topic_filter: str) -> tuple[str, str] | None:
+    """(share name, topic filter) of a shared subscription `$share/<name>/<filter>`, or None
+    for a filter that is not one."""
+    if not topic_filter.startswith(SHARE_PREFIX):
+        return None
+    name, _, inner = topic_filter[len(SHARE_PREFIX):].partition("/")
+    return name, inner
+
+
 def topic_filter_error(topic_filter: str) -> str | None:
-    """Why this topic filter is invalid, or None."""
+    """Why this topic filter is invalid, or None. A shared subscription's share name must be
+    non-empty, without `/`, `+` or `#`, at most 128 characters; the two slashes it requires do
+    not count against the slash limit ("MQTT 5 supported features", Shared subscriptions)."""
+    shared = split_shared(topic_filter)
+    if shared is not None:
+        name, inner = shared
+        if not name or "+" in name or "#" in name or len(name) > MAX_SHARE_NAME:
+            return "has an invalid share name"
+        if not inner:
+            return "is a shared subscription without a topic filter"
+        return topic_filter_error(inner)
     error = _size_error(topic_filter)
     if error:
         return error
