@@ -23,7 +23,8 @@ import ssl
 import uuid
 from typing import Any, Protocol, cast
 
-from fleetsim.localcore.broker import codec, lifecycle
+from fleetsim.localcore.broker import activity, codec, lifecycle
+from fleetsim.localcore.broker.activity import Activity, ActivityHook
 from fleetsim.localcore.broker.authz import Authorizer
 from fleetsim.localcore.broker.codec import MalformedPacket
 from fleetsim.localcore.broker.session import Session
@@ -53,6 +54,7 @@ class BrokerPort(Protocol):
     high_water: int
     connections: set[Connection]
     unknown_certificate: UnknownCertificateHook | None
+    activity: ActivityHook | None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...
@@ -86,8 +88,8 @@ PRE_CONNECT_READ_INTERVAL_S = 0.25
 class Connection(asyncio.Protocol):
     __slots__ = ("_buf", "_failed", "_need", "_out", "_pending", "_slowed", "authz", "broker",
                  "cert_der", "certificate_id", "client_id", "closing", "connected", "created",
-                 "keepalive", "last_rx", "peer_ip", "session", "session_id", "transport",
-                 "version", "will")
+                 "keepalive", "last_rx", "peer_ip", "peer_port", "session", "session_id",
+                 "transport", "version", "will")
 
     def __init__(self, broker: BrokerPort):
         self.broker = broker
@@ -95,6 +97,7 @@ class Connection(asyncio.Protocol):
         self.cert_der = b""
         self.certificate_id = ""
         self.peer_ip = ""
+        self.peer_port = 0
         self.client_id = ""
         self.authz: Authorizer | None = None
         self.session: Session | None = None
@@ -128,6 +131,7 @@ class Connection(asyncio.Protocol):
         self.certificate_id = hashlib.sha256(der).hexdigest()
         peer = transport.get_extra_info("peername")
         self.peer_ip = peer[0] if peer else ""
+        self.peer_port = int(peer[1]) if peer and len(peer) > 1 else 0
         self.broker.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -352,6 +356,7 @@ class Connection(asyncio.Protocol):
             log.info("client %r (certificate %s) refused: %s", client_id,
                      self.certificate_id[:12], "not authorized" if self.authz.active
                      else "certificate not registered or not ACTIVE")
+            self.tell(activity.CONNECT, activity.FAILURE, None, activity.AUTHORIZATION_FAILURE)
             self.drop(lifecycle.AUTH_ERROR)
             return
         will = packet.will
@@ -369,9 +374,25 @@ class Connection(asyncio.Protocol):
         session_present = broker.attach(self, packet.clean_session)
         self.connected = True
         self.send(codec.connack(session_present, codec.ACCEPTED))
+        self.tell(activity.CONNECT, activity.SUCCESS)
         broker.on_connected(self)
         if session_present and self.session is not None:
             self.session.resume()
+
+    def tell(self, event_type: str, status: str, topic: str | None = None,
+             reason: str | None = None) -> None:
+        """Hand what this client did to the broker's activity observer, if one is set."""
+        hook = self.broker.activity
+        if hook is None:
+            return
+        authz = self.authz
+        try:
+            hook(Activity(event_type, status, self.client_id, self.certificate_id, self.peer_ip,
+                          self.peer_port, authz.principal if authz is not None else None,
+                          topic, reason))
+        except Exception:  # an observer's fault never costs the client its work
+            log.exception("activity observer failed on %s of client %r", event_type,
+                          self.client_id)
 
     def _revoked(self) -> None:
         # Called from inside an authorization check: close once the current work is done.
@@ -398,8 +419,12 @@ class Connection(asyncio.Protocol):
                 retain and not authz.allowed("iot:RetainPublish", "topic", topic)):
             log.info("client %r: publish to %r not authorized; disconnecting", self.client_id,
                      topic)
+            self.tell(activity.PUBLISH_IN, activity.FAILURE, topic,
+                      activity.AUTHORIZATION_FAILURE)
             self.drop(lifecycle.AUTH_ERROR)
             return
+        if self.broker.activity is not None:
+            self.tell(activity.PUBLISH_IN, activity.SUCCESS, topic)
         self.broker.publish_from(self, topic, payload, qos, retain)
         if qos:
             self.send(codec.puback(packet_id))
@@ -415,7 +440,10 @@ class Connection(asyncio.Protocol):
             if (i >= MAX_FILTERS_PER_SUBSCRIBE or topic_filter_error(topic_filter)
                     or not authz.allowed("iot:Subscribe", "topicfilter", topic_filter)):
                 codes.append(codec.SUBACK_FAILURE)
+                self.tell(activity.SUBSCRIBE, activity.FAILURE, topic_filter,
+                          activity.AUTHORIZATION_FAILURE)
                 continue
+            self.tell(activity.SUBSCRIBE, activity.SUCCESS, topic_filter)
             codes.append(qos)
             granted.append((topic_filter, qos))
         for topic_filter, qos in granted:

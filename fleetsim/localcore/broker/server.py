@@ -18,7 +18,8 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fleetsim.localcore.broker import codec, lifecycle, memory
+from fleetsim.localcore.broker import activity, codec, lifecycle, memory
+from fleetsim.localcore.broker.activity import ActivityHook
 from fleetsim.localcore.broker.connection import Connection
 from fleetsim.localcore.broker.router import Request, Router
 from fleetsim.localcore.broker.session import Session
@@ -79,6 +80,9 @@ class Broker:
         self.on_message: Callable[[Message], None] | None = None
         # Offered, at CONNECT, each certificate the Authority does not know (JITP/JITR).
         self.unknown_certificate: UnknownCertificateHook | None = None
+        # Told every client action (connect, publish in and out, subscribe, disconnect) while
+        # set (AWS IoT logging); None costs the hot paths one attribute test.
+        self.activity: ActivityHook | None = None
         self._broadcast = _Broadcast(self)
         self._dirty: list[Connection] = []
         self._server: asyncio.Server | None = None
@@ -181,6 +185,8 @@ class Broker:
                 self._offline[session.client_id] = session
             else:
                 self._discard(session)
+        if self.activity is not None:
+            conn.tell(activity.DISCONNECT, activity.SUCCESS, None, reason)
         if lifecycle.wants_events(conn.client_id):
             self.publish_internal(*lifecycle.disconnected(
                 conn.client_id, conn.session_id, conn.certificate_id, reason, conn.version),
@@ -304,11 +310,14 @@ class Broker:
                  targets: list[tuple[Session, int]]) -> None:
         encoded = codec.encode_topic(topic)
         packet = None  # one QoS 0 encoding serves every QoS 0 subscriber
+        observed = self.activity is not None
         for session, granted in targets:
             try:
                 authz = session.authz
                 if authz is None or not authz.allowed("iot:Receive", "topic", topic):
                     continue  # AWS: a message the subscriber may not receive is not delivered
+                if observed:
+                    self._tell_out(session, topic)
                 if qos and granted:
                     session.send_qos1(encoded, payload)
                     continue
@@ -320,6 +329,11 @@ class Broker:
                 conn.send(packet)
             except Exception:  # costs this subscriber only: the others are still served
                 self._failed(session, f"delivering a message on {topic!r}")
+
+    def _tell_out(self, session: Session, topic: str) -> None:
+        conn = self.clients.get(session.client_id)
+        if conn is not None and conn.session is session:
+            conn.tell(activity.PUBLISH_OUT, activity.SUCCESS, topic)
 
     def _failed(self, session: Session, what: str) -> None:
         conn = self.clients.get(session.client_id)

@@ -9,6 +9,8 @@ from fleetsim.localcore.features import (
     certificates,
     endpoint,
     events,
+    iam,
+    iotlogging,
     policies,
     provisioning,
     registry,
@@ -27,4 +29,6 @@ FEATURES: tuple[Feature, ...] = (
     provisioning,
     s3,
     bulk,
+    iam,
+    iotlogging,
 )
