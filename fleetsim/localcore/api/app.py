@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from fleetsim.localcore.api.guard import Guard, guard_middleware
+from fleetsim.localcore.api.jsonproto import JsonService
 from fleetsim.localcore.api.operations import HttpHandlers, RawService
 from fleetsim.localcore.api.restjson import RestJsonService, dumps
 from fleetsim.localcore.api.sts import StsService
@@ -24,6 +25,8 @@ ServiceHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # SigV4 signing name -> botocore model name, for rest-json services.
 REST_JSON_SERVICES = {"iot": "iot", "iotdata": "iot-data", "iot-jobs-data": "iot-jobs-data"}
+# SigV4 signing name -> botocore model name, for json services.
+JSON_SERVICES = {"logs": "logs"}
 
 
 def credential_scope(request: web.Request) -> list[str] | None:
@@ -70,6 +73,9 @@ def build_services(handlers: HttpHandlers, account_id: str, default_region: str
         scope: RestJsonService(model, handlers.of(model), account_id, region_of).handle
         for scope, model in REST_JSON_SERVICES.items()
     }
+    services.update({
+        scope: JsonService(model, handlers.of(model), account_id, region_of).handle
+        for scope, model in JSON_SERVICES.items()})
     services["sts"] = StsService(account_id).handle
     for name, raw in handlers.raw_services().items():
         services[name] = _scoped(raw, account_id, region_of)

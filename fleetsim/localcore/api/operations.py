@@ -27,8 +27,9 @@ from fleetsim.localcore.scope import Scope
 
 S = TypeVar("S")
 
-# botocore model names of the rest-json services local core serves.
-SERVICES = ("iot", "iot-data", "iot-jobs-data")
+# botocore model names of the services local core serves from their models (rest-json and
+# json protocols).
+SERVICES = ("iot", "iot-data", "iot-jobs-data", "logs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,9 @@ class Operations:
 
     def iot_jobs_data(self, name: str) -> Callable[[Handler], Handler]:
         return self._register("iot-jobs-data", name)
+
+    def logs(self, name: str) -> Callable[[Handler], Handler]:
+        return self._register("logs", name)
 
 
 class HttpHandlers:

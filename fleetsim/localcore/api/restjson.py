@@ -54,6 +54,24 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), default=_json_default).encode()
 
 
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON; SerializationException if it is not."""
+    try:
+        return json.loads(raw)
+    except ValueError as e:
+        raise AwsError("SerializationException", f"Could not parse the request body: {e}"
+                       ) from e
+    except RecursionError as e:
+        raise AwsError("SerializationException", "Could not parse the request body: "
+                       "JSON nested too deeply") from e
+
+
+def error_statuses(shapes: dict[str, Any]) -> dict[str, int]:
+    """The HTTP status of each error shape of a service model (400 unless it says)."""
+    return {name: shape.get("error", {}).get("httpStatusCode", 400)
+            for name, shape in shapes.items() if shape.get("exception")}
+
+
 @dataclass(slots=True)
 class _Route:
     name: str
@@ -87,8 +105,7 @@ class RestJsonService:
         model = model or Loader().load_service_model(service, "service-2")
         self._shapes: dict[str, Any] = model["shapes"]
         self._validator = ShapeValidator(self._shapes)
-        self._error_status = {name: shape.get("error", {}).get("httpStatusCode", 400)
-                              for name, shape in self._shapes.items() if shape.get("exception")}
+        self._error_status = error_statuses(self._shapes)
         self._routes: dict[str, list[_Route]] = {}
         for name, op in model["operations"].items():
             route = self._compile(name, op)
@@ -248,29 +265,18 @@ class RestJsonService:
             member, kind = route.payload
             if kind == "structure":
                 if raw:
-                    params[member] = self._parse_json(raw)
+                    params[member] = parse_json(raw)
             elif raw:
                 params[member] = raw if kind == "blob" else raw.decode()
             return
         if not raw:
             return
-        body = self._parse_json(raw)
+        body = parse_json(raw)
         if not isinstance(body, dict):
             raise AwsError("SerializationException", "The request body must be a JSON object")
         for key, value in body.items():
             if key in route.body_members and value is not None:
                 params[key] = value
-
-    @staticmethod
-    def _parse_json(raw: bytes) -> Any:
-        try:
-            return json.loads(raw)
-        except ValueError as e:
-            raise AwsError("SerializationException", f"Could not parse the request body: {e}"
-                           ) from e
-        except RecursionError as e:
-            raise AwsError("SerializationException", "Could not parse the request body: "
-                           "JSON nested too deeply") from e
 
     def _validate(self, route: _Route, params: dict[str, Any]) -> None:
         if route.input_shape is None:

@@ -187,10 +187,13 @@ def validation_message(problems: list[str]) -> str:
 
 def validation_error_code(operation: dict[str, Any]) -> str:
     """The code an operation answers invalid input with: the validation error its model lists
-    (InvalidRequestException for most IoT operations, ValidationException for some)."""
+    (InvalidRequestException for most IoT operations, ValidationException for some,
+    InvalidParameterException for CloudWatch Logs)."""
     errors = {e["shape"] for e in operation.get("errors", ())}
     if "InvalidRequestException" in errors:
         return "InvalidRequestException"
     if "ValidationException" in errors:
         return "ValidationException"
+    if "InvalidParameterException" in errors:  # CloudWatch Logs
+        return "InvalidParameterException"
     return "InvalidRequestException"

@@ -11,6 +11,7 @@ from fleetsim.localcore.features import (
     events,
     iam,
     iotlogging,
+    logs,
     policies,
     provisioning,
     registry,
@@ -31,4 +32,5 @@ FEATURES: tuple[Feature, ...] = (
     bulk,
     iam,
     iotlogging,
+    logs,
 )

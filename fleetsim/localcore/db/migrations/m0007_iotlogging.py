@@ -1,4 +1,4 @@
-"""Version 6: AWS IoT logging (v1 and v2 options per region, v2 log levels per target) and
+"""Version 7: AWS IoT logging (v1 and v2 options per region, v2 log levels per target) and
 the IAM roles the labs create (global, as IAM is: no region column)."""
 
 from __future__ import annotations
