@@ -10,6 +10,7 @@ from bench import (
     broker_hardening,
     cleanup,
     fleet,
+    iotlogging,
     localcore,
     logs,
     provisioning,
@@ -19,7 +20,8 @@ from bench.report import print_table, write_json
 
 BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "broker-hardening": broker_hardening, "api-bodies": api_bodies,
-              "cleanup": cleanup, "provisioning": provisioning, "logs": logs}
+              "cleanup": cleanup, "provisioning": provisioning, "logs": logs,
+              "iotlogging": iotlogging}
 
 
 def main(argv: list[str] | None = None) -> int:
