@@ -12,6 +12,7 @@ from bench import (
     fleet,
     functions,
     indexing,
+    iotlogging,
     jit,
     localcore,
     logs,
@@ -24,7 +25,8 @@ from bench.report import print_table, write_json
 BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "broker-hardening": broker_hardening, "api-bodies": api_bodies,
               "cleanup": cleanup, "provisioning": provisioning, "jit": jit, "logs": logs,
-              "indexing": indexing, "functions": functions, "rules": rules}
+              "indexing": indexing, "functions": functions, "rules": rules,
+              "iotlogging": iotlogging}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -92,7 +92,7 @@ def test_virtual_hosted_style(core: RunningLocalCore) -> None:
 
 
 @pytest.mark.parametrize(("args", "operation"), [
-    (("iam", "list-roles"), "ListRoles"),                           # query
+    (("sns", "list-topics"), "ListTopics"),                         # query
     (("cloudformation", "list-stacks"), "ListStacks"),              # query
     (("dynamodb", "list-tables"), "ListTables"),                    # json
     (("apigateway", "get-rest-apis"), "GetRestApis"),               # rest-json

@@ -33,8 +33,9 @@ import ssl
 import uuid
 from typing import Any, Protocol, cast
 
-from fleetsim.localcore.broker import codec, codec5, lifecycle
+from fleetsim.localcore.broker import activity, codec, codec5, lifecycle
 from fleetsim.localcore.broker import properties as P
+from fleetsim.localcore.broker.activity import Activity, ActivityHook
 from fleetsim.localcore.broker.authz import Authorizer
 from fleetsim.localcore.broker.codec import MalformedPacket, ProtocolError
 from fleetsim.localcore.broker.properties import MessageProps
@@ -85,6 +86,7 @@ class BrokerPort(Protocol):
     high_water: int
     connections: set[Connection]
     unknown_certificate: UnknownCertificateHook | None
+    activity: ActivityHook | None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...
@@ -119,8 +121,8 @@ class Connection(asyncio.Protocol):
     __slots__ = ("_aliases", "_buf", "_failed", "_max_in", "_need", "_out", "_pending",
                  "_slowed", "authz", "broker", "cert_der", "certificate_id", "client_id",
                  "closing", "connected", "created", "keepalive", "last_rx", "max_out",
-                 "peer_ip", "problem_info", "session", "session_id", "transport", "v5",
-                 "version", "will", "will_on_disconnect")
+                 "peer_ip", "peer_port", "problem_info", "session", "session_id", "transport",
+                 "v5", "version", "will", "will_on_disconnect")
 
     def __init__(self, broker: BrokerPort):
         self.broker = broker
@@ -128,6 +130,7 @@ class Connection(asyncio.Protocol):
         self.cert_der = b""
         self.certificate_id = ""
         self.peer_ip = ""
+        self.peer_port = 0
         self.client_id = ""
         self.authz: Authorizer | None = None
         self.session: Session | None = None
@@ -167,6 +170,7 @@ class Connection(asyncio.Protocol):
         self.certificate_id = hashlib.sha256(der).hexdigest()
         peer = transport.get_extra_info("peername")
         self.peer_ip = peer[0] if peer else ""
+        self.peer_port = int(peer[1]) if peer and len(peer) > 1 else 0
         self.broker.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -442,6 +446,7 @@ class Connection(asyncio.Protocol):
             log.info("client %r (certificate %s) refused: %s", client_id,
                      self.certificate_id[:12], "not authorized" if self.authz.active
                      else "certificate not registered or not ACTIVE")
+            self.tell(activity.CONNECT, activity.FAILURE, None, activity.AUTHORIZATION_FAILURE)
             if self.v5:
                 self.send(codec5.connack(False, codec5.NOT_AUTHORIZED))
             self.drop(lifecycle.AUTH_ERROR)
@@ -487,6 +492,7 @@ class Connection(asyncio.Protocol):
             if keepalive != packet.keepalive:  # [MQTT-3.2.2-21]: the client uses ours
                 answer[P.SERVER_KEEP_ALIVE] = keepalive
             self.send(codec5.connack(session_present, codec5.SUCCESS, answer))
+        self.tell(activity.CONNECT, activity.SUCCESS)
         broker.on_connected(self)
         if session_present and self.session is not None:
             self.session.resume()
@@ -496,6 +502,21 @@ class Connection(asyncio.Protocol):
         if self.v5:
             self.send(codec5.connack(False, code))
         self.drop(lifecycle.CLIENT_ERROR)
+
+    def tell(self, event_type: str, status: str, topic: str | None = None,
+             reason: str | None = None) -> None:
+        """Hand what this client did to the broker's activity observer, if one is set."""
+        hook = self.broker.activity
+        if hook is None:
+            return
+        authz = self.authz
+        try:
+            hook(Activity(event_type, status, self.client_id, self.certificate_id, self.peer_ip,
+                          self.peer_port, authz.principal if authz is not None else None,
+                          topic, reason))
+        except Exception:  # an observer's fault never costs the client its work
+            log.exception("activity observer failed on %s of client %r", event_type,
+                          self.client_id)
 
     def _revoked(self) -> None:
         # Called from inside an authorization check: close once the current work is done.
@@ -522,8 +543,12 @@ class Connection(asyncio.Protocol):
                 retain and not authz.allowed("iot:RetainPublish", "topic", topic)):
             log.info("client %r: publish to %r not authorized; disconnecting", self.client_id,
                      topic)
+            self.tell(activity.PUBLISH_IN, activity.FAILURE, topic,
+                      activity.AUTHORIZATION_FAILURE)
             self.drop(lifecycle.AUTH_ERROR)
             return
+        if self.broker.activity is not None:
+            self.tell(activity.PUBLISH_IN, activity.SUCCESS, topic)
         self.broker.publish_from(self, topic, payload, qos, retain)
         if qos:
             self.send(codec.puback(packet_id))
@@ -539,7 +564,10 @@ class Connection(asyncio.Protocol):
             if (i >= MAX_FILTERS_PER_SUBSCRIBE or topic_filter_error(topic_filter)
                     or not authz.allowed("iot:Subscribe", "topicfilter", topic_filter)):
                 codes.append(codec.SUBACK_FAILURE)
+                self.tell(activity.SUBSCRIBE, activity.FAILURE, topic_filter,
+                          activity.AUTHORIZATION_FAILURE)
                 continue
+            self.tell(activity.SUBSCRIBE, activity.SUCCESS, topic_filter)
             codes.append(qos)
             granted.append((topic_filter, qos))
         for topic_filter, qos in granted:
@@ -610,8 +638,12 @@ class Connection(asyncio.Protocol):
         if not authz.allowed("iot:Publish", "topic", topic) or (
                 packet.retain and not authz.allowed("iot:RetainPublish", "topic", topic)):
             log.info("client %r: publish to %r not authorized", self.client_id, topic)
+            self.tell(activity.PUBLISH_IN, activity.FAILURE, topic,
+                      activity.AUTHORIZATION_FAILURE)
             self._deny(packet, codec5.NOT_AUTHORIZED, f"publish to {topic!r} is not authorized")
             return
+        if self.broker.activity is not None:
+            self.tell(activity.PUBLISH_IN, activity.SUCCESS, topic)
         message = P.message_props(packet.forwarded, props.get(P.MESSAGE_EXPIRY),
                                   self.broker.loop.time())
         self.broker.publish_from(self, topic, packet.payload, qos, packet.retain, message)
@@ -648,7 +680,10 @@ class Connection(asyncio.Protocol):
                 codes.append(codec5.TOPIC_FILTER_INVALID)
             elif not authz.allowed("iot:Subscribe", "topicfilter", sub.topic_filter):
                 codes.append(codec5.NOT_AUTHORIZED)
+                self.tell(activity.SUBSCRIBE, activity.FAILURE, sub.topic_filter,
+                          activity.AUTHORIZATION_FAILURE)
             else:
+                self.tell(activity.SUBSCRIBE, activity.SUCCESS, sub.topic_filter)
                 codes.append(sub.qos)
                 granted.append(sub)
         fresh = []

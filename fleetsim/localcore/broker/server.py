@@ -18,7 +18,8 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fleetsim.localcore.broker import codec, lifecycle, memory
+from fleetsim.localcore.broker import activity, codec, lifecycle, memory
+from fleetsim.localcore.broker.activity import ActivityHook
 from fleetsim.localcore.broker.codec5 import SERVER_SHUTTING_DOWN
 from fleetsim.localcore.broker.connection import Connection
 from fleetsim.localcore.broker.properties import MessageProps, message_props
@@ -85,6 +86,9 @@ class Broker:
         self.on_message: Callable[[Message], None] | None = None
         # Offered, at CONNECT, each certificate the Authority does not know (JITP/JITR).
         self.unknown_certificate: UnknownCertificateHook | None = None
+        # Told every client action (connect, publish in and out, subscribe, disconnect) while
+        # set (AWS IoT logging); None costs the hot paths one attribute test.
+        self.activity: ActivityHook | None = None
         self._broadcast = _Broadcast(self)
         self._dirty: list[Connection] = []
         self._server: asyncio.Server | None = None
@@ -195,6 +199,8 @@ class Broker:
                 self._offline[session.client_id] = session
             else:
                 self._discard(session)
+        if self.activity is not None:
+            conn.tell(activity.DISCONNECT, activity.SUCCESS, None, reason)
         if lifecycle.wants_events(conn.client_id):
             self.publish_internal(*lifecycle.disconnected(
                 conn.client_id, conn.session_id, conn.certificate_id, reason, conn.version),
@@ -353,6 +359,7 @@ class Broker:
         encoded = codec.encode_topic(topic)
         packet = None  # one QoS 0 encoding serves every MQTT 3.1.1 QoS 0 subscriber
         origin_session = origin.session if origin is not None else None
+        observed = self.activity is not None
         for target, granted in targets:
             session = target
             try:
@@ -367,6 +374,8 @@ class Broker:
                 authz = session.authz
                 if authz is None or not authz.allowed("iot:Receive", "topic", topic):
                     continue  # AWS: a message the subscriber may not receive is not delivered
+                if observed:
+                    self._tell_out(session, topic)
                 keep_retain = retain and bool(granted & 0x08)  # MQTT 5 Retain As Published
                 if qos and granted & 3:
                     if props is None and not keep_retain:
@@ -388,6 +397,11 @@ class Broker:
                     self._failed(session, f"delivering a message on {topic!r}")
                 else:
                     log.exception("delivering a message on %r to a shared group failed", topic)
+
+    def _tell_out(self, session: Session, topic: str) -> None:
+        conn = self.clients.get(session.client_id)
+        if conn is not None and conn.session is session:
+            conn.tell(activity.PUBLISH_OUT, activity.SUCCESS, topic)
 
     def _failed(self, session: Session, what: str) -> None:
         conn = self.clients.get(session.client_id)

@@ -8,7 +8,8 @@ code is refused with one sentence naming its directory.
 Versions: 0001 the first release's schema, 0002 regional resources and per-feature tables,
 0003 device shadows, 0004 provisioning templates and certificate ownership tokens, 0005 S3
 and bulk registration tasks, 0006 CloudWatch Logs (log groups, streams, events), 0007 the fleet
-indexing configuration, 0008 Lambda functions and their resource policies, 0009 topic rules.
+indexing configuration, 0008 Lambda functions and their resource policies, 0009 topic rules,
+0010 AWS IoT logging options and levels, and IAM roles.
 """
 
 from __future__ import annotations
