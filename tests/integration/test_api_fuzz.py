@@ -23,10 +23,8 @@ from fleetsim.localcore.features import FEATURES
 from fleetsim.localcore.launcher import RunningLocalCore
 from tests.conftest import start_core
 
-SIGNING_NAMES = {"iot": "iot", "iot-data": "iotdata", "iot-jobs-data": "iot-jobs-data"}
 AUTH = ("AWS4-HMAC-SHA256 Credential=KEY/20240101/us-east-1/{service}/aws4_request, "
         "SignedHeaders=host, Signature=00")
-MODELS = {name: Loader().load_service_model(name, "service-2") for name in SIGNING_NAMES}
 
 
 def implemented() -> list[tuple[str, str]]:
@@ -42,6 +40,13 @@ def implemented() -> list[tuple[str, str]]:
 
 
 OPERATIONS = implemented()
+MODELS = {name: Loader().load_service_model(name, "service-2")
+          for name in sorted({service for service, _ in OPERATIONS})}
+
+
+def signing_name(service: str) -> str:
+    metadata = MODELS[service]["metadata"]
+    return str(metadata.get("signingName", metadata["endpointPrefix"]))
 # A few examples per operation keep `make test` short; raise it for a longer hunt.
 EXAMPLES = int(os.environ.get("FLEETSIM_API_FUZZ_EXAMPLES", "6"))
 
@@ -117,8 +122,23 @@ def _text(value: Any) -> str:
 
 def build_request(service: str, operation: str, params: dict[str, Any]
                   ) -> tuple[str, str, dict[str, str], bytes]:
-    """(method, path?query, headers, body) of `params` placed as the operation's model says."""
+    """(method, path?query, headers, body) of `params` placed as the operation's model says
+    (its service's protocol: rest-json, json or query)."""
     model = MODELS[service]
+    metadata = model["metadata"]
+    auth = AUTH.format(service=signing_name(service))
+    if metadata["protocol"] == "json":
+        return "POST", "/", {
+            "Authorization": auth,
+            "X-Amz-Target": f"{metadata['targetPrefix']}.{operation}",
+            "Content-Type": f"application/x-amz-json-{metadata['jsonVersion']}"}, \
+            json.dumps(params).encode()
+    if metadata["protocol"] == "query":  # top-level members only: nested ones become junk text
+        form = [("Action", operation), ("Version", metadata["apiVersion"])]
+        form += [(member, _text(value)) for member, value in params.items()]
+        return "POST", "/", {"Authorization": auth,
+                             "Content-Type": "application/x-www-form-urlencoded"}, \
+            urlencode(form).encode()
     op = model["operations"][operation]
     shapes = model["shapes"]
     members = shapes[op["input"]["shape"]].get("members", {}) if "input" in op else {}
@@ -126,8 +146,7 @@ def build_request(service: str, operation: str, params: dict[str, Any]
     path, _, fixed_query = op["http"]["requestUri"].partition("?")
     query: list[tuple[str, str]] = [tuple(q.split("=", 1)) if "=" in q else (q, "")
                                     for q in fixed_query.split("&") if q]
-    headers = {"Authorization": AUTH.format(service=SIGNING_NAMES[service]),
-               "Content-Type": "application/json"}
+    headers = {"Authorization": auth, "Content-Type": "application/json"}
     body: dict[str, Any] = {}
     raw: bytes | None = None
     for member, value in params.items():
