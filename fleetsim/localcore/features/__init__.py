@@ -9,6 +9,7 @@ from fleetsim.localcore.features import (
     certificates,
     endpoint,
     events,
+    jobs,
     policies,
     provisioning,
     registry,
@@ -27,4 +28,5 @@ FEATURES: tuple[Feature, ...] = (
     provisioning,
     s3,
     bulk,
+    jobs,
 )

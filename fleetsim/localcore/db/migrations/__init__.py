@@ -7,7 +7,7 @@ code is refused with one sentence naming its directory.
 
 Versions: 0001 the first release's schema, 0002 regional resources and per-feature tables,
 0003 device shadows, 0004 provisioning templates and certificate ownership tokens, 0005 S3
-and bulk registration tasks.
+and bulk registration tasks, 0006 IoT Jobs (jobs, targets, executions, templates).
 """
 
 from __future__ import annotations
