@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import api_bodies, broker_hardening, cleanup, fleet, localcore, provisioning, shadows
+from bench import (
+    api_bodies,
+    broker_hardening,
+    cleanup,
+    fleet,
+    jobs,
+    localcore,
+    provisioning,
+    shadows,
+)
 from bench.report import print_table, write_json
 
 BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "broker-hardening": broker_hardening, "api-bodies": api_bodies,
-              "cleanup": cleanup, "provisioning": provisioning}
+              "cleanup": cleanup, "provisioning": provisioning, "jobs": jobs}
 
 
 def main(argv: list[str] | None = None) -> int:

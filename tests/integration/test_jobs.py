@@ -11,6 +11,7 @@ import json
 import shutil
 import ssl
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -243,7 +244,7 @@ async def test_presigned_document_from_s3_is_fresh_per_fetch(iot: Any, jobs_data
     iot.create_thing(thingName="ota-1")
     iot.create_job(jobId="ota", targets=[f"{ARN}:thing/ota-1"],
                    documentSource="https://s3.amazonaws.com/firmware/doc.json",
-                   presignedUrlConfig={"roleArn": f"arn:aws:iam::123456789012:role/x",
+                   presignedUrlConfig={"roleArn": "arn:aws:iam::123456789012:role/x",
                                        "expiresInSec": 300})
     assert json.loads(iot.get_job_document(jobId="ota", beforeSubstitution=True)["document"])[
         "url"].startswith("${aws:iot:s3-presigned-url:")
@@ -259,8 +260,7 @@ async def test_presigned_document_from_s3_is_fresh_per_fetch(iot: Any, jobs_data
 
 
 def _get(url: str) -> bytes:
-    import urllib.request
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (local core)
+    with urllib.request.urlopen(url, timeout=10) as response:
         return bytes(response.read())
 
 
