@@ -16,14 +16,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 from botocore.exceptions import ClientError
 
 from fleetsim.localcore.launcher import RunningLocalCore
 from tests.awscli import aws_json
 from tests.conftest import start_core
-from tests.helpers import ALLOW_ALL, aws_client, code_of
+from tests.device_testing import Connect, Device, devices
+from tests.device_testing import provision as provision_device
+from tests.helpers import aws_client, code_of
 
 pytestmark = pytest.mark.timeout(120)
 ARN = "arn:aws:iot:us-east-1:123456789012"
@@ -45,74 +46,25 @@ def jobs_data(core: RunningLocalCore) -> Any:
 
 
 def provision(iot: Any, tmp: Path, root_ca: Path, thing: str) -> ssl.SSLContext:
-    iot.create_thing(thingName=thing)
-    keys = iot.create_keys_and_certificate(setAsActive=True)
-    cert, key = tmp / f"{thing}.pem", tmp / f"{thing}.key"
-    cert.write_text(keys["certificatePem"])
-    key.write_text(keys["keyPair"]["PrivateKey"])
-    key.chmod(0o600)
-    iot.create_policy(policyName=f"{thing}-policy", policyDocument=ALLOW_ALL)
-    iot.attach_policy(policyName=f"{thing}-policy", target=keys["certificateArn"])
-    iot.attach_thing_principal(thingName=thing, principal=keys["certificateArn"])
-    ctx = ssl.create_default_context(cafile=str(root_ca))
-    ctx.load_cert_chain(cert, key)
-    return ctx
+    return provision_device(iot, tmp, root_ca, thing)[0]
 
 
-class Device:
-    """A stock MQTT client and what it received."""
+async def request(device: Device, topic: str, body: dict[str, Any]
+                  ) -> tuple[str, dict[str, Any]]:
+    """Publish a Jobs request; its /accepted or /rejected answer (never subscribed to)."""
+    await device.publish(topic, body)
+    got, payload = await device.expect(f"{topic}/accepted", f"{topic}/rejected")
+    return got.rpartition("/")[2], payload
 
-    def __init__(self, client: aiomqtt.Client):
-        self.client = client
-        self.received: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
-        self._reader = asyncio.create_task(self._read())
 
-    async def _read(self) -> None:
-        async for message in self.client.messages:
-            assert isinstance(message.payload, bytes)
-            await self.received.put((message.topic.value, json.loads(message.payload)))
-
-    async def expect(self, topic: str, timeout: float = 10.0) -> dict[str, Any]:
-        """The next message on `topic` (others before it are skipped)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            got, payload = await asyncio.wait_for(self.received.get(),
-                                                  max(0.01, deadline - time.monotonic()))
-            if got == topic:
-                return payload
-
-    async def request(self, topic: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """Publish a Jobs request; its /accepted or /rejected answer."""
-        await self.client.publish(topic, json.dumps(body).encode(), qos=1)
-        deadline = time.monotonic() + 10
-        while True:
-            got, payload = await asyncio.wait_for(self.received.get(),
-                                                  max(0.01, deadline - time.monotonic()))
-            if got in (f"{topic}/accepted", f"{topic}/rejected"):
-                return got.rpartition("/")[2], payload
-
-    def close(self) -> None:
-        self._reader.cancel()
+async def expect(device: Device, topic: str) -> dict[str, Any]:
+    return (await device.expect(topic))[1]
 
 
 @pytest.fixture
-async def connect(core: RunningLocalCore) -> AsyncIterator[Any]:
-    stack: list[tuple[aiomqtt.Client, Device]] = []
-
-    async def open_device(client_id: str, ctx: ssl.SSLContext, *filters: str) -> Device:
-        client = aiomqtt.Client(core.mqtt_host, core.mqtt_port, identifier=client_id,
-                                tls_context=ctx, timeout=10)
-        await client.__aenter__()
-        for topic_filter in filters:
-            await client.subscribe(topic_filter, qos=1)
-        device = Device(client)
-        stack.append((client, device))
-        return device
-
-    yield open_device
-    for client, device in reversed(stack):
-        device.close()
-        await client.__aexit__(None, None, None)
+async def connect(core: RunningLocalCore) -> AsyncIterator[Connect]:
+    async with devices(core) as open_device:
+        yield open_device
 
 
 async def call(fn: Any, **kwargs: Any) -> Any:
@@ -150,7 +102,7 @@ async def test_workshop_lab_by_hand(iot: Any, core: RunningLocalCore, connect: A
                eventConfigurations={"JOB_EXECUTION": {"Enabled": True}})
     base = f"$aws/things/{thing}/jobs"
 
-    verdict, empty = await agent.request(f"{base}/get", {"clientToken": "t0"})
+    verdict, empty = await request(agent, f"{base}/get", {"clientToken": "t0"})
     assert verdict == "accepted"
     assert empty["inProgressJobs"] == [] and empty["queuedJobs"] == []
     assert empty["clientToken"] == "t0" and isinstance(empty["timestamp"], int)
@@ -162,41 +114,41 @@ async def test_workshop_lab_by_hand(iot: Any, core: RunningLocalCore, connect: A
         f"{ARN}:thing/{thing}", "--document", "file://job-document.json")
     assert created == {"jobArn": f"{ARN}:job/468", "jobId": "468"}
 
-    notify = await agent.expect(f"{base}/notify")
+    notify = await expect(agent, f"{base}/notify")
     assert [j["jobId"] for j in notify["jobs"]["QUEUED"]] == ["468"]
     assert notify["jobs"]["QUEUED"][0]["versionNumber"] == 1
-    nxt = await agent.expect(f"{base}/notify-next")
+    nxt = await expect(agent, f"{base}/notify-next")
     assert nxt["execution"]["jobDocument"] == json.loads(WORKSHOP_DOCUMENT.read_text())
 
-    verdict, pending = await agent.request(f"{base}/get", {"clientToken": "t1"})
+    verdict, pending = await request(agent, f"{base}/get", {"clientToken": "t1"})
     assert verdict == "accepted" and pending["inProgressJobs"] == []
     assert [(j["jobId"], j["executionNumber"]) for j in pending["queuedJobs"]] == [("468", 1)]
 
-    verdict, described = await agent.request(f"{base}/468/get", {"clientToken": "t2"})
+    verdict, described = await request(agent, f"{base}/468/get", {"clientToken": "t2"})
     execution = described["execution"]
     assert verdict == "accepted" and described["clientToken"] == "t2"
     assert execution["jobId"] == "468" and execution["thingName"] == thing
     assert execution["status"] == "QUEUED" and execution["versionNumber"] == 1
     assert execution["jobDocument"] == json.loads(WORKSHOP_DOCUMENT.read_text())
 
-    verdict, started = await agent.request(f"{base}/468/update", {
+    verdict, started = await request(agent, f"{base}/468/update", {
         "status": "IN_PROGRESS", "expectedVersion": "1", "includeJobExecutionState": True,
         "statusDetails": {"step": "uptime"}, "clientToken": "t3"})
     assert verdict == "accepted"
     assert started["executionState"] == {"status": "IN_PROGRESS", "versionNumber": 2,
                                          "statusDetails": {"step": "uptime"}}
 
-    verdict, stale = await agent.request(f"{base}/468/update", {
+    verdict, stale = await request(agent, f"{base}/468/update", {
         "status": "SUCCEEDED", "expectedVersion": 1, "clientToken": "t4"})
     assert verdict == "rejected"
     assert stale["code"] == "VersionMismatch" and stale["clientToken"] == "t4"
     assert stale["executionState"]["status"] == "IN_PROGRESS"
     assert stale["executionState"]["versionNumber"] == 2
 
-    verdict, done = await agent.request(f"{base}/468/update", {
+    verdict, done = await request(agent, f"{base}/468/update", {
         "status": "SUCCEEDED", "expectedVersion": 2, "includeJobDocument": True})
     assert verdict == "accepted" and done["jobDocument"]["operation"] == "sys-info"
-    verdict, again = await agent.request(f"{base}/468/update", {"status": "IN_PROGRESS"})
+    verdict, again = await request(agent, f"{base}/468/update", {"status": "IN_PROGRESS"})
     assert verdict == "rejected" and again["code"] == "InvalidStateTransition"
 
     status, details = await eventually(
@@ -204,14 +156,18 @@ async def test_workshop_lab_by_hand(iot: Any, core: RunningLocalCore, connect: A
     assert status == "COMPLETED" and details["numberOfSucceededThings"] == 1
     assert details["numberOfQueuedThings"] == details["numberOfInProgressThings"] == 0
 
-    # The watcher saw notifications (ordinary messages) and the event, never an answer.
-    event = await watcher.expect("$aws/events/jobExecution/468/succeeded")
-    assert event["thingArn"] == f"{ARN}:thing/{thing}" and event["status"] == "SUCCEEDED"
-    seen = []
+    # The watcher saw the notifications (ordinary messages) and the event, never a request
+    # or an answer, though it subscribed to $aws/things/job-agent/jobs/#.
+    seen: list[str] = []
+    while "$aws/events/jobExecution/468/succeeded" not in seen:
+        topic, payload = await watcher.next(10)
+        seen.append(topic)
+    assert payload["thingArn"] == f"{ARN}:thing/{thing}" and payload["status"] == "SUCCEEDED"
+    await asyncio.sleep(0.5)
     while not watcher.received.empty():
         seen.append(watcher.received.get_nowait()[0])
-    assert not [t for t in seen if t.endswith(("/accepted", "/rejected"))]
-    assert not [t for t in seen if t.endswith(("/get", "/update"))]
+    assert f"{base}/notify" in seen and f"{base}/notify-next" in seen
+    assert not [t for t in seen if t.endswith(("/accepted", "/rejected", "/get", "/update"))]
 
 
 async def test_invalid_requests_get_the_documented_codes(iot: Any, core: RunningLocalCore,
@@ -220,15 +176,15 @@ async def test_invalid_requests_get_the_documented_codes(iot: Any, core: Running
     ctx = provision(iot, tmp_path, core.root_ca, thing)
     device = await connect(thing, ctx)
     base = f"$aws/things/{thing}/jobs"
-    await device.client.publish(f"{base}/get", b"{not json", qos=1)
-    bad_json = await device.expect(f"{base}/get/rejected")
+    await device.publish(f"{base}/get", b"{not json")
+    bad_json = await expect(device, f"{base}/get/rejected")
     assert bad_json["code"] == "InvalidJson"
-    verdict, missing = await device.request(f"{base}/nope/get", {"clientToken": "x"})
+    verdict, missing = await request(device, f"{base}/nope/get", {"clientToken": "x"})
     assert verdict == "rejected" and missing["code"] == "ResourceNotFound"
     assert missing["clientToken"] == "x"
-    verdict, invalid = await device.request(f"{base}/$next/update", {"status": "QUEUED"})
+    verdict, invalid = await request(device, f"{base}/$next/update", {"status": "QUEUED"})
     assert verdict == "rejected" and invalid["code"] == "ResourceNotFound"
-    verdict, none = await device.request(f"{base}/start-next", {"clientToken": "n"})
+    verdict, none = await request(device, f"{base}/start-next", {"clientToken": "n"})
     assert verdict == "accepted" and "execution" not in none and none["clientToken"] == "n"
 
 
@@ -278,7 +234,7 @@ async def test_continuous_job_reaches_a_thing_added_later(iot: Any, core: Runnin
     ctx = provision(iot, tmp_path, core.root_ca, late)
     device = await connect(late, ctx, f"$aws/things/{late}/jobs/notify-next")
     await call(iot.add_thing_to_thing_group, thingGroupName="fleet-eu", thingName=late)
-    nxt = await device.expect(f"$aws/things/{late}/jobs/notify-next")
+    nxt = await expect(device, f"$aws/things/{late}/jobs/notify-next")
     assert nxt["execution"]["jobId"] == "always"
     assert nxt["execution"]["status"] == "QUEUED"
     assert iot.describe_job(jobId="always")["job"]["status"] == "IN_PROGRESS"
