@@ -35,6 +35,8 @@ def migrate(db: sqlite3.Connection, default_region: str) -> None:
     db.execute("CREATE INDEX job_executions_by_thing "
                "ON job_executions (region, thing_name, status)")
     db.execute("CREATE INDEX job_executions_by_job ON job_executions (region, job_id, seq)")
+    db.execute("CREATE INDEX job_executions_by_status "
+               "ON job_executions (region, job_id, status)")
     db.execute("CREATE INDEX job_executions_timing ON job_executions (timeout_at) "
                "WHERE timeout_at IS NOT NULL")
     db.execute("""

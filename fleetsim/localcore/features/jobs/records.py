@@ -28,7 +28,7 @@ class JobRecord:
     updated: float
     completed: float | None
     rollout_state: dict[str, Any] | None
-    pending_targets: int = 0  # targets not given their execution yet
+    targets_waiting: bool = False  # targets not given their execution yet
 
     def option(self, name: str) -> Any:
         return self.config.get(name)

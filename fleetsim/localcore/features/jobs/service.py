@@ -132,7 +132,7 @@ class JobsService:
         if scheduling.get("endTime"):
             self.timers.arm(("end", job.region, job.job_id),
                             _now_iso_epoch(scheduling["endTime"], "endTime"))
-        if job.status == st.JOB_IN_PROGRESS and job.pending_targets:
+        if job.status == st.JOB_IN_PROGRESS and job.targets_waiting:
             self.timers.arm(("rollout", job.region, job.job_id), self._clock())
 
     def _fire(self, key: Hashable) -> None:
@@ -271,7 +271,7 @@ class JobsService:
             now, None, None)
         with self._db.transaction():
             self._store.insert_job(job)
-            job.pending_targets = self._store.add_targets(scope.region, job_id, things)
+            job.targets_waiting = self._store.add_targets(scope.region, job_id, things) > 0
         self._arm_job(job)
         if not scheduled:
             self._begin(job)
@@ -310,13 +310,13 @@ class JobsService:
 
     def _roll(self, job: JobRecord) -> None:
         """Queue the executions the rollout rate allows now, and arm the next tick."""
-        if job.status != st.JOB_IN_PROGRESS or not job.pending_targets:
+        if job.status != st.JOB_IN_PROGRESS or not job.targets_waiting:
             return
         config = self._rollout_config(job)
         now = self._clock()
         state = rollout.RolloutState.from_wire(job.rollout_state or
                                                rollout.start(config, now).to_wire())
-        counts = self.counts(job)
+        counts = self.counts(job) if config.base_per_minute is not None else {}
         count, state = rollout.due(config, state, now, sum(counts.values()),
                                    counts.get(st.SUCCEEDED, 0), self._minute)
         queued: list[ExecutionRecord] = []
@@ -327,10 +327,10 @@ class JobsService:
                     queued.append(e)
             job.rollout_state = state.to_wire()
             self._store.save_job(job)
-        job.pending_targets = self._store.pending_count(job.region, job.job_id)
+        job.targets_waiting = self._store.has_targets(job.region, job.job_id)
         for e in queued:
             self._notify(job.region, e.thing_name)
-        if job.pending_targets:
+        if job.targets_waiting:
             self.timers.arm(("rollout", job.region, job.job_id),
                             rollout.next_at(config, state, self._minute))
         else:
@@ -383,7 +383,7 @@ class JobsService:
         job.updated = self._clock()
         with self._db.transaction():
             self._store.save_job(job)
-        if "jobExecutionsRolloutConfig" in changes and job.pending_targets:
+        if "jobExecutionsRolloutConfig" in changes and job.targets_waiting:
             self.timers.arm(("rollout", job.region, job.job_id), self._clock())
 
     def cancel_job(self, scope: Scope, job_id: str, force: bool, reason_code: str | None,
@@ -409,7 +409,7 @@ class JobsService:
         changed: list[ExecutionRecord] = []
         with self._db.transaction():
             self._store.drop_targets(job.region, job.job_id)
-            job.pending_targets = 0
+            job.targets_waiting = False
             self._store.save_job(job)
             after = 0
             while page := self._store.executions_of_job(job.region, job.job_id, after, 500):
@@ -463,7 +463,7 @@ class JobsService:
         if behavior == "STOP_ROLLOUT":
             with self._db.transaction():
                 self._store.drop_targets(job.region, job.job_id)
-            job.pending_targets = 0
+            job.targets_waiting = False
             if job.status == st.JOB_SCHEDULED:
                 job.status = st.JOB_IN_PROGRESS
             self._maybe_complete(job)
@@ -474,11 +474,10 @@ class JobsService:
         """A SNAPSHOT job is COMPLETED once every target was notified and every execution is
         terminal; a CONTINUOUS job runs on until canceled."""
         if job.target_selection != "SNAPSHOT" or job.status != st.JOB_IN_PROGRESS or \
-                self._store.pending_count(job.region, job.job_id):
+                self._store.has_targets(job.region, job.job_id) or \
+                self._store.has_pending_execution(job.region, job.job_id):
             return
         counts = self.counts(job)
-        if counts.get(st.QUEUED, 0) or counts.get(st.IN_PROGRESS, 0):
-            return
         now = self._clock()
         job.status, job.completed, job.updated = st.JOB_COMPLETED, now, now
         with self._db.transaction():
@@ -506,12 +505,15 @@ class JobsService:
     def thing_added(self, scope: Scope, thing: str) -> None:
         """A thing joined a group: every CONTINUOUS job in progress that targets one of its
         groups (or their ancestors) gets an execution on it at once."""
+        jobs = [j for j in self._store.jobs_in(st.JOB_IN_PROGRESS)
+                if j.region == scope.region and j.target_selection == "CONTINUOUS"]
+        if not jobs:
+            return
         groups = {scope.arn("thinggroup", g)
                   for g in self._registry.group_chain_of_thing(scope, thing)}
         now = self._clock()
-        for job in self._store.jobs_in(st.JOB_IN_PROGRESS):
-            if job.region != scope.region or job.target_selection != "CONTINUOUS" or \
-                    groups.isdisjoint(job.targets):
+        for job in jobs:
+            if groups.isdisjoint(job.targets):
                 continue
             with self._db.transaction():
                 e = self._new_execution(job, thing, now)
@@ -735,8 +737,8 @@ class JobsService:
         self._notify(job.region, e.thing_name)
         if notify_only or e.status not in st.TERMINAL:
             return
-        if job.status == st.JOB_IN_PROGRESS and criteria.abort_triggered(
-                job.option("abortConfig"), self.counts(job)):
+        if job.status == st.JOB_IN_PROGRESS and job.option("abortConfig") and \
+                criteria.abort_triggered(job.option("abortConfig"), self.counts(job)):
             self._cancel(job, False, None, None)
             return
         self._maybe_complete(job)

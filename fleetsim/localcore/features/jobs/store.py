@@ -17,13 +17,13 @@ _EXEC_COLS = ("region, job_id, thing_name, execution_number, status, status_deta
               "step_minutes, timeout_at, force_canceled, seq")
 
 
-def _job(row: sqlite3.Row, pending: int = 0) -> JobRecord:
+def _job(row: sqlite3.Row, waiting: bool = False) -> JobRecord:
     d = columns(row)
     for name in _JSON_JOB:
         d[name] = json.loads(d[name])
     d["rollout_state"] = json.loads(d["rollout_state"]) if d["rollout_state"] else None
     d["force_canceled"] = bool(d["force_canceled"])
-    return JobRecord(**d, pending_targets=pending)
+    return JobRecord(**d, targets_waiting=waiting)
 
 
 def _execution(row: sqlite3.Row) -> ExecutionRecord:
@@ -43,12 +43,13 @@ def _template(row: sqlite3.Row) -> TemplateRecord:
 class JobsStore:
     def __init__(self, db: Database):
         self.db = db
+        self._last_seq: int | None = None  # of job_executions
 
     # --- jobs --------------------------------------------------------------------------------
 
     def job(self, region: str, job_id: str) -> JobRecord | None:
         row = self.db.one("SELECT * FROM jobs WHERE region = ? AND job_id = ?", (region, job_id))
-        return None if row is None else _job(row, self.pending_count(region, job_id))
+        return None if row is None else _job(row, self.has_targets(region, job_id))
 
     def insert_job(self, job: JobRecord) -> None:
         seq = self.db.one("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs")[0]  # type: ignore[index]
@@ -89,7 +90,7 @@ class JobsStore:
     def jobs_in(self, *statuses: str) -> list[JobRecord]:
         marks = ", ".join("?" * len(statuses))
         rows = self.db.query(f"SELECT * FROM jobs WHERE status IN ({marks})", statuses)
-        return [_job(r, self.pending_count(r["region"], r["job_id"])) for r in rows]
+        return [_job(r, self.has_targets(r["region"], r["job_id"])) for r in rows]
 
     # --- targets waiting for their execution -------------------------------------------------
 
@@ -99,10 +100,10 @@ class JobsStore:
                            "VALUES (?, ?, ?, ?)", rows)
         return len(rows)
 
-    def pending_count(self, region: str, job_id: str) -> int:
-        row = self.db.one("SELECT COUNT(*) FROM job_targets WHERE region = ? AND job_id = ?",
-                          (region, job_id))
-        return int(row[0]) if row else 0
+    def has_targets(self, region: str, job_id: str) -> bool:
+        """Whether targets of the job wait for their execution."""
+        return self.db.one("SELECT 1 FROM job_targets WHERE region = ? AND job_id = ? LIMIT 1",
+                           (region, job_id)) is not None
 
     def take_targets(self, region: str, job_id: str, limit: int) -> list[str]:
         rows = self.db.query("SELECT position, thing_name FROM job_targets WHERE region = ? "
@@ -125,8 +126,11 @@ class JobsStore:
 
     def save_execution(self, e: ExecutionRecord) -> None:
         if not e.seq:
-            row = self.db.one("SELECT COALESCE(MAX(seq), 0) + 1 FROM job_executions")
-            e.seq = int(row[0]) if row else 1
+            if self._last_seq is None:  # once: the store is the only writer of the table
+                row = self.db.one("SELECT COALESCE(MAX(seq), 0) FROM job_executions")
+                self._last_seq = int(row[0]) if row else 0
+            self._last_seq += 1
+            e.seq = self._last_seq
         self.db.write(
             f"INSERT OR REPLACE INTO job_executions ({_EXEC_COLS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -160,6 +164,12 @@ class JobsStore:
         rows = self.db.query("SELECT status, COUNT(*) FROM job_executions WHERE region = ? AND "
                              "job_id = ? GROUP BY status", (region, job_id))
         return {r[0]: int(r[1]) for r in rows}
+
+    def has_pending_execution(self, region: str, job_id: str) -> bool:
+        """Whether an execution of the job is QUEUED or IN_PROGRESS."""
+        return self.db.one("SELECT 1 FROM job_executions WHERE region = ? AND job_id = ? AND "
+                           "status IN ('QUEUED', 'IN_PROGRESS') LIMIT 1",
+                           (region, job_id)) is not None
 
     def timed(self) -> list[ExecutionRecord]:
         """Executions with a running timer (to re-arm at start)."""
