@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 from botocore.exceptions import ClientError
 
@@ -384,3 +385,34 @@ def test_jobs_survive_a_restart(tmp_path: Path) -> None:
         assert iot.describe_job(jobId="slowly")["job"]["status"] == "IN_PROGRESS"
     finally:
         running.stop()
+
+
+def test_the_jobs_endpoint_serves_the_device_http_api(iot: Any,
+                                                      core: RunningLocalCore) -> None:
+    address = iot.describe_endpoint(endpointType="iot:Jobs")["endpointAddress"]
+    assert address == core.api_url.removeprefix("http://")
+    assert iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"] != address
+    iot.create_thing(thingName="http-device")
+    iot.create_job(jobId="over-http", targets=[f"{ARN}:thing/http-device"],
+                   document=WORKSHOP_DOCUMENT.read_text())
+    data = aws_client(f"http://{address}", "iot-jobs-data")
+    pending = data.get_pending_job_executions(thingName="http-device")
+    assert [j["jobId"] for j in pending["queuedJobs"]] == ["over-http"]
+
+
+async def test_the_device_policy_decides_which_jobs_topics_it_may_use(
+        iot: Any, core: RunningLocalCore, connect: Any, tmp_path: Path) -> None:
+    """A policy that lets a device use its own thing's jobs topics only: its own requests are
+    answered; a request for another thing is a denied publish, which closes an MQTT 3.1.1
+    connection."""
+    own = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"},
+        {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+         "Resource": f"{ARN}:topic/$aws/things/${{iot:Connection.Thing.ThingName}}/jobs/*"}]})
+    ctx, _, _ = provision_device(iot, tmp_path, core.root_ca, "scoped", policy=own)
+    device = await connect("scoped", ctx)
+    verdict, _ = await request(device, "$aws/things/scoped/jobs/get", {})
+    assert verdict == "accepted"
+    with pytest.raises(aiomqtt.MqttError):
+        await device.publish("$aws/things/someone-else/jobs/get", {})
+        await device.publish("$aws/things/someone-else/jobs/get", {})

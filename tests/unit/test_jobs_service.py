@@ -170,3 +170,40 @@ def test_version_mismatch_and_terminal_updates_are_refused(tmp_path: Path) -> No
     with pytest.raises(DeviceError) as e:
         world.service.update("us-east-1", "dev", "v", Update("SUCCEEDED"))
     assert e.value.code == "InvalidStateTransition"
+
+
+def _iso(t: float) -> str:
+    import datetime as dt
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M")
+
+
+def test_a_scheduled_job_starts_at_its_start_time_and_stops_its_rollout_at_its_end(
+        tmp_path: Path) -> None:
+    world = World(tmp_path, [f"t{i}" for i in range(10)])
+    start = (world.clock.now // 60 + 2) * 60  # a whole minute, 1-2 minutes ahead
+    create(world, "later", jobExecutionsRolloutConfig={"maximumPerMinute": 2},
+           schedulingConfig={"startTime": _iso(start), "endTime": _iso(start + 180)})
+    assert world.service.describe_job(SCOPE, "later")[0].status == st.JOB_SCHEDULED
+    world.advance(start - world.clock.now - 1)
+    assert world.count("later") == 0
+    world.advance(1)
+    job, _ = world.service.describe_job(SCOPE, "later")
+    assert job.status == st.JOB_IN_PROGRESS and world.count("later") == 1
+    # The end (STOP_ROLLOUT, 3 minutes in) stops the rollout: 1 at the start, then one each
+    # 30 s; the release due at the end's very instant does not happen.
+    world.advance(3600)
+    assert world.count("later") == 6
+    for i in range(6):
+        world.service.update("us-east-1", f"t{i}", "later", Update("SUCCEEDED"))
+    job, counts = world.service.describe_job(SCOPE, "later")
+    assert job.status == st.JOB_COMPLETED and counts == {st.SUCCEEDED: 6}
+
+
+def test_the_end_of_a_schedule_cancels_when_told_to(tmp_path: Path) -> None:
+    world = World(tmp_path, [f"t{i}" for i in range(10)])
+    end = (world.clock.now // 60 + 2) * 60
+    create(world, "cut", jobExecutionsRolloutConfig={"maximumPerMinute": 1},
+           schedulingConfig={"endTime": _iso(end), "endBehavior": "CANCEL"})
+    world.advance(end - world.clock.now + 1)
+    job, counts = world.service.describe_job(SCOPE, "cut")
+    assert job.status == st.JOB_CANCELED and counts == {st.CANCELED: 2}

@@ -12,6 +12,7 @@ policy's decision (the broker checks iot:Publish on the request and iot:Receive 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,7 @@ from fleetsim.localcore.features.jobs.service import DeviceError, JobsService, U
 from fleetsim.localcore.features.jobs.states import TERMINAL
 
 Body = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 def _parse(payload: bytes) -> Body:
@@ -77,7 +79,7 @@ class JobsTopics:
         # No InvalidTopic: the broker refuses a publish to any other reserved topic (it is not
         # among the topics "Reserved topics" lets clients publish to), so none arrives here.
 
-    def _wrap(self, answer: Callable[[Request, Body], Body | None]
+    def _wrap(self, answer: Callable[[Request, Body], Body]
               ) -> Callable[[Request, Reply], Any]:
         async def handle(request: Request, reply: Reply) -> None:
             body: Body = {}
@@ -85,11 +87,13 @@ class JobsTopics:
                 body = _parse(request.payload)
                 accepted = answer(request, body)
             except DeviceError as e:
-                state = payloads.state(e.execution) if e.execution is not None else None
-                reply.publish(f"{request.topic}/rejected", json.dumps(payloads.error(
-                    e.code, e.message, _token(body), self._clock(), state)).encode())
+                self._reject(request, reply, body, e)
                 return
-            if accepted is None:
+            except Exception:  # this request fails; the connection and local core carry on
+                log.exception("jobs: %s failed", request.topic)
+                self._reject(request, reply, body, DeviceError(
+                    "InternalError", "There was an internal error during the processing of "
+                    "the request."))
                 return
             accepted = {"timestamp": int(self._clock()), **accepted}
             token = _token(body)
@@ -97,6 +101,11 @@ class JobsTopics:
                 accepted["clientToken"] = token
             reply.publish(f"{request.topic}/accepted", json.dumps(accepted).encode())
         return handle
+
+    def _reject(self, request: Request, reply: Reply, body: Body, e: DeviceError) -> None:
+        state = payloads.state(e.execution) if e.execution is not None else None
+        reply.publish(f"{request.topic}/rejected", json.dumps(payloads.error(
+            e.code, e.message, _token(body), self._clock(), state)).encode())
 
     def _get(self, request: Request, body: Body) -> Body:
         in_progress, queued = self._service.pending(self._region, request.params["thingName"])
