@@ -14,6 +14,7 @@ from bench import (
     indexing,
     iotlogging,
     jit,
+    jobs,
     localcore,
     logs,
     provisioning,
@@ -26,7 +27,7 @@ BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "broker-hardening": broker_hardening, "api-bodies": api_bodies,
               "cleanup": cleanup, "provisioning": provisioning, "jit": jit, "logs": logs,
               "indexing": indexing, "functions": functions, "rules": rules,
-              "iotlogging": iotlogging}
+              "iotlogging": iotlogging, "jobs": jobs}
 
 
 def main(argv: list[str] | None = None) -> int:

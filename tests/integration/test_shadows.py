@@ -7,18 +7,17 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import ssl
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 from botocore.exceptions import ClientError
 
 from fleetsim.localcore.launcher import RunningLocalCore
-from tests.helpers import ALLOW_ALL, aws_client, code_of
+from tests.device_testing import Connect, devices, provision
+from tests.helpers import aws_client, code_of
 
 pytestmark = pytest.mark.timeout(90)
 ARN = "arn:aws:iot:us-east-1:123456789012"
@@ -29,64 +28,10 @@ def data(core: RunningLocalCore) -> Any:
     return aws_client(core.api_url, "iot-data")
 
 
-def provision(iot: Any, tmp: Path, root_ca: Path, thing: str,
-              policy: str = ALLOW_ALL) -> tuple[ssl.SSLContext, Path, Path]:
-    iot.create_thing(thingName=thing)
-    keys = iot.create_keys_and_certificate(setAsActive=True)
-    cert, key = tmp / f"{thing}.pem", tmp / f"{thing}.key"
-    cert.write_text(keys["certificatePem"])
-    key.write_text(keys["keyPair"]["PrivateKey"])
-    key.chmod(0o600)
-    iot.create_policy(policyName=f"{thing}-policy", policyDocument=policy)
-    iot.attach_policy(policyName=f"{thing}-policy", target=keys["certificateArn"])
-    iot.attach_thing_principal(thingName=thing, principal=keys["certificateArn"])
-    ctx = ssl.create_default_context(cafile=str(root_ca))
-    ctx.load_cert_chain(cert, key)
-    return ctx, cert, key
-
-
-class Device:
-    """An aiomqtt client and what it received, by topic."""
-
-    def __init__(self, client: aiomqtt.Client):
-        self.client = client
-        self.received: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for message in self.client.messages:
-            assert isinstance(message.payload, bytes)
-            await self.received.put((message.topic.value, json.loads(message.payload)))
-
-    async def next(self, timeout: float = 5.0) -> tuple[str, dict[str, Any]]:
-        return await asyncio.wait_for(self.received.get(), timeout)
-
-    async def publish(self, topic: str, document: dict[str, Any] | bytes) -> None:
-        payload = document if isinstance(document, bytes) else json.dumps(document).encode()
-        await self.client.publish(topic, payload, qos=1)
-
-    def close(self) -> None:
-        self._reader.cancel()
-
-
 @pytest.fixture
-async def connect(core: RunningLocalCore) -> AsyncIterator[Any]:
-    stack: list[tuple[aiomqtt.Client, Device]] = []
-
-    async def open_device(client_id: str, ctx: ssl.SSLContext, *filters: str) -> Device:
-        client = aiomqtt.Client(core.mqtt_host, core.mqtt_port, identifier=client_id,
-                                tls_context=ctx, timeout=10)
-        await client.__aenter__()
-        for topic_filter in filters:
-            await client.subscribe(topic_filter, qos=1)
-        device = Device(client)
-        stack.append((client, device))
-        return device
-
-    yield open_device
-    for client, device in reversed(stack):
-        device.close()
-        await client.__aexit__(None, None, None)
+async def connect(core: RunningLocalCore) -> AsyncIterator[Connect]:
+    async with devices(core) as open_device:
+        yield open_device
 
 
 def shadow_topic(thing: str, suffix: str, name: str | None = None) -> str:

@@ -14,6 +14,7 @@ from fleetsim.localcore.features import (
     indexing,
     iotlogging,
     jit,
+    jobs,
     logs,
     policies,
     provisioning,
@@ -41,4 +42,5 @@ FEATURES: tuple[Feature, ...] = (
     indexing,
     functions,
     rules,
+    jobs,
 )

@@ -9,7 +9,8 @@ Versions: 0001 the first release's schema, 0002 regional resources and per-featu
 0003 device shadows, 0004 provisioning templates and certificate ownership tokens, 0005 S3
 and bulk registration tasks, 0006 CloudWatch Logs (log groups, streams, events), 0007 the fleet
 indexing configuration, 0008 Lambda functions and their resource policies, 0009 topic rules,
-0010 AWS IoT logging options and levels, and IAM roles.
+0010 AWS IoT logging options and levels, and IAM roles, 0011 IoT Jobs (jobs,
+targets, executions, templates).
 """
 
 from __future__ import annotations

@@ -15,14 +15,12 @@ stopped resumes at its next unprocessed line when local core starts again."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 from fleetsim.localcore.errors import AwsError, found, invalid
 from fleetsim.localcore.features.bulk import report
@@ -194,17 +192,8 @@ class BulkService:
         return found(task, f"Task {task_id} cannot be found.")
 
     def _presigned(self, region: str, bucket: str, key: str) -> str:
-        """A SigV4-style presigned GET of the report on local core's API (local core does not
-        verify the signature, only the expiry)."""
-        now = time.gmtime(self._clock())
-        date, stamp = time.strftime("%Y%m%d", now), time.strftime("%Y%m%dT%H%M%SZ", now)
-        path = f"/{bucket}/{quote(key)}"
-        credential = quote(f"local/{date}/{region}/s3/aws4_request", safe="")
-        signature = hashlib.sha256(f"{path}{stamp}".encode()).hexdigest()
-        return (f"{self._api_url()}{path}?X-Amz-Algorithm=AWS4-HMAC-SHA256"
-                f"&X-Amz-Credential={credential}&X-Amz-Date={stamp}"
-                f"&X-Amz-Expires={LINK_SECONDS}&X-Amz-SignedHeaders=host"
-                f"&X-Amz-Signature={signature}")
+        return str(self._services.get("s3").presigned_get(self._api_url(), region, bucket, key,
+                                                          LINK_SECONDS))
 
 
 def report_bucket(account_id: str, region: str) -> str:

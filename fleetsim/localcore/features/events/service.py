@@ -1,7 +1,8 @@
-"""Registry events: the event configuration (Describe/UpdateEventConfigurations, per region)
-and the `$aws/events/...` messages published, through the broker, for what the registry and
-the certificates feature announce on the bus, while their type is enabled (all are disabled
-by default, as on AWS). Events are published for the region the broker serves."""
+"""Registry and jobs events: the event configuration (Describe/UpdateEventConfigurations, per
+region) and the `$aws/events/...` messages published, through the broker, for what the
+registry, the certificates and the jobs features announce on the bus, while their type is
+enabled (all are disabled by default, as on AWS). Events are published for the region the
+broker serves."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from fleetsim.localcore.errors import invalid
 from fleetsim.localcore.features.certificates.announcements import CertificateRegistered
 from fleetsim.localcore.features.events import payloads
 from fleetsim.localcore.features.events.store import EventsStore
+from fleetsim.localcore.features.jobs.announcements import (
+    JobEventOccurred,
+    JobExecutionEventOccurred,
+)
 from fleetsim.localcore.features.registry import announcements as r
 from fleetsim.localcore.scope import Scope
 
@@ -103,6 +108,17 @@ class EventsService:
         bus.subscribe(r.ThingAddedToGroup, lambda e: self._membership("ADDED", e))
         bus.subscribe(r.ThingRemovedFromGroup, lambda e: self._membership("REMOVED", e))
         bus.subscribe(CertificateRegistered, self._certificate_registered)
+        bus.subscribe(JobEventOccurred, self._job)
+        bus.subscribe(JobExecutionEventOccurred, self._job_execution)
+
+    def _job(self, e: JobEventOccurred) -> None:
+        if self._on(e.scope, "JOB"):
+            self._publish(payloads.job_event(e.operation, e.job_id, e.fields))
+
+    def _job_execution(self, e: JobExecutionEventOccurred) -> None:
+        if self._on(e.scope, "JOB_EXECUTION"):
+            self._publish(payloads.job_execution_event(e.operation, e.job_id, e.thing_arn,
+                                                       e.status, e.status_details))
 
     def _association(self, e: r.ThingCreated | r.ThingUpdated, operation: str,
                      type_name: str) -> None:

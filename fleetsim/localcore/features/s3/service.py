@@ -8,10 +8,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from fleetsim.localcore.features.s3.errors import (
     S3Error,
@@ -126,6 +128,21 @@ class S3Service:
     def read_object(self, bucket: str, key: str) -> bytes:
         """The whole body (for other features: bulk registration reads its input file)."""
         return self.object_path(self.head_object(bucket, key)).read_bytes()
+
+    def presigned_get(self, api_url: str, region: str, bucket: str, key: str,
+                      seconds: int) -> str:
+        """A SigV4-style presigned GET of an object on local core's API at `api_url`, valid for
+        `seconds` from now (for links other features hand out: bulk task reports, job
+        documents). Local core does not verify the signature, only the expiry."""
+        now = time.gmtime(self._clock())
+        date, stamp = time.strftime("%Y%m%d", now), time.strftime("%Y%m%dT%H%M%SZ", now)
+        path = f"/{bucket}/{quote(key)}"
+        credential = quote(f"local/{date}/{region}/s3/aws4_request", safe="")
+        signature = hashlib.sha256(f"{path}{stamp}{uuid.uuid4()}".encode()).hexdigest()
+        return (f"{api_url}{path}?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+                f"&X-Amz-Credential={credential}&X-Amz-Date={stamp}"
+                f"&X-Amz-Expires={seconds}&X-Amz-SignedHeaders=host"
+                f"&X-Amz-Signature={signature}")
 
     def delete_object(self, bucket: str, key: str) -> None:
         """Deleting a key that does not exist succeeds, as on S3."""
