@@ -266,3 +266,25 @@ async def test_expect_policy_outcomes_refuses_a_topic_the_observer_cannot_see(
     observer.topic_filters = ["other/#"]
     with pytest.raises(Exception, match="the observer does not subscribe to t/dev-"):
         await KINDS["expect_policy_outcomes"].run(ctx, ctx.scenario.steps[2])
+
+
+async def test_create_thing_group_nests_and_attaches_policies_undone_at_cleanup(
+        tmp_path: Path) -> None:
+    iot = FakeIot()
+    ctx = fake_context(tmp_path, """
+        name: t
+        steps:
+          - create_thing_group: {group: campus, policies: [base]}
+          - create_thing_group: {group: floor, parent: campus, policies: [deny, extra]}
+        """, iot)
+    await _run_all(ctx)
+    create = [p for op, p in iot.calls if op == "CreateThingGroup"]
+    assert create[1] == {"thingGroupName": "floor", "parentGroupName": "campus"}
+    floor = "arn:aws:iot:us-east-1:123456789012:thinggroup/floor"
+    assert [p for op, p in iot.calls if op == "AttachPolicy"][1:] == [
+        {"policyName": "deny", "target": floor}, {"policyName": "extra", "target": floor}]
+    iot.calls.clear()
+    report = await _clean(ctx, iot)
+    assert report.ok and report.removed == {"thing_group": 2, "policy_attachment": 3}
+    ops = iot.ops()
+    assert ops.index("DetachPolicy") < ops.index("DeleteThingGroup")
