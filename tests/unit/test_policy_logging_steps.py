@@ -88,6 +88,11 @@ async def test_iot_logging_restores_what_was_there_and_keeps_a_role_it_did_not_m
     assert iot.roles == {"lab-logging": ["arn:aws:iam::aws:policy/Other"]}
 
 
+def test_iot_logging_with_nothing_to_set_is_refused_at_load(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioInvalid, match="give default_level, disable_all or levels"):
+        fake_context(tmp_path, "name: t\nsteps: [{iot_logging: {role: r}}]\n")
+
+
 def _log(iot: FakeIot, group: str, at: float, **entry: Any) -> None:
     iot.log_events.setdefault(group, []).append(
         {"timestamp": int(at * 1000), "message": json.dumps(entry), "logStreamName": "s"})

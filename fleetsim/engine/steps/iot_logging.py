@@ -32,6 +32,7 @@ from fleetsim.engine.fanout import api_call
 from fleetsim.engine.provisioning import journaled
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.scenario.model import StepBase, Strict
+from fleetsim.scenario.semantics import Loc, Problem, Scope
 
 LOGGING_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AWSIoTLogging"
 # The trust policy the IAM console gives a role for the AWS service "IoT".
@@ -59,6 +60,11 @@ class IotLoggingStep(StepBase):
     levels: list[LogTarget] = Field(default_factory=list)
 
     scalar_field: ClassVar[str | None] = "default_level"
+
+    def check(self, scope: Scope, at: Loc) -> list[Problem]:
+        if self.default_level is None and not self.disable_all and not self.levels:
+            return [(at, "give default_level, disable_all or levels: there is nothing to set")]
+        return []
 
 
 async def _delete_role(clients: AwsClients, d: dict[str, Any]) -> None:
