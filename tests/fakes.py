@@ -25,6 +25,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from fleetsim.control.journal import Journal, read_entries, settle
+from fleetsim.device import DeviceError
 from fleetsim.device.behaviours.shadow import merge_state
 from fleetsim.engine.context import RunContext
 from fleetsim.engine.runner import build_devices
@@ -81,6 +82,10 @@ class FakeIot:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # by job id, as described
     # job id -> thing -> JobExecutionSummary (status, queuedAt, startedAt, lastUpdatedAt)
     job_executions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    logging_options: dict[str, Any] | None = None  # None: never configured
+    logging_levels: dict[tuple[str, str], str] = field(default_factory=dict)
+    roles: dict[str, list[str]] = field(default_factory=dict)  # role -> attached policy ARNs
+    log_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by log group
     _failures: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     def fail(self, op: str, code: str, message: str = "", times: int = 1) -> None:
@@ -231,6 +236,9 @@ class FakeIot:
             {"thingArn": self._arn("thing", thing), "jobExecutionSummary": dict(summary)}
             for thing, summary in self.job_executions.get(jobId, {}).items()]}
 
+    def _op_create_thing_group(self, thingGroupName: str, **_: Any) -> dict[str, Any]:
+        return self._op_describe_thing_group(thingGroupName)
+
     def _op_describe_thing_group(self, thingGroupName: str) -> dict[str, Any]:
         return {"thingGroupName": thingGroupName,
                 "thingGroupArn": self._arn("thinggroup", thingGroupName)}
@@ -245,6 +253,79 @@ class FakeIot:
 
     def _op_get_caller_identity(self) -> dict[str, Any]:
         return {"Account": ACCOUNT, "Arn": f"arn:aws:iam::{ACCOUNT}:user/test", "UserId": "x"}
+
+    # --- AWS IoT logging, IAM roles, CloudWatch Logs ------------------------------------------
+
+    def _op_get_v2_logging_options(self) -> dict[str, Any]:
+        if self.logging_options is None:
+            raise client_error("GetV2LoggingOptions", "NotConfiguredException", status=404)
+        return dict(self.logging_options)
+
+    def _op_set_v2_logging_options(self, **options: Any) -> dict[str, Any]:
+        self.logging_options = {**(self.logging_options or {}), **options}
+        return {}
+
+    def _op_list_v2_logging_levels(self, **_: Any) -> dict[str, Any]:
+        return {"logTargetConfigurations": [
+            {"logTarget": {"targetType": t, "targetName": n}, "logLevel": level}
+            for (t, n), level in self.logging_levels.items()]}
+
+    def _op_set_v2_logging_level(self, logTarget: dict[str, str], logLevel: str
+                                 ) -> dict[str, Any]:
+        self.logging_levels[(logTarget["targetType"], logTarget["targetName"])] = logLevel
+        return {}
+
+    def _op_delete_v2_logging_level(self, targetType: str, targetName: str) -> dict[str, Any]:
+        self.logging_levels.pop((targetType, targetName), None)
+        return {}
+
+    def _op_create_role(self, RoleName: str, **_: Any) -> dict[str, Any]:
+        if RoleName in self.roles:
+            raise client_error("CreateRole", "EntityAlreadyExists", status=409)
+        self.roles[RoleName] = []
+        return self._op_get_role(RoleName)
+
+    def _op_get_role(self, RoleName: str) -> dict[str, Any]:
+        if RoleName not in self.roles:
+            raise client_error("GetRole", "NoSuchEntity", status=404)
+        return {"Role": {"RoleName": RoleName,
+                         "Arn": f"arn:aws:iam::{ACCOUNT}:role/{RoleName}"}}
+
+    def _op_attach_role_policy(self, RoleName: str, PolicyArn: str) -> dict[str, Any]:
+        self.roles[RoleName].append(PolicyArn)
+        return {}
+
+    def _op_list_attached_role_policies(self, RoleName: str) -> dict[str, Any]:
+        return {"AttachedPolicies": [{"PolicyArn": a, "PolicyName": a.rsplit("/", 1)[-1]}
+                                     for a in self.roles.get(RoleName, [])]}
+
+    def _op_detach_role_policy(self, RoleName: str, PolicyArn: str) -> dict[str, Any]:
+        self.roles[RoleName].remove(PolicyArn)
+        return {}
+
+    def _op_list_role_policies(self, RoleName: str) -> dict[str, Any]:
+        return {"PolicyNames": []}
+
+    def _op_delete_role(self, RoleName: str) -> dict[str, Any]:
+        if self.roles.pop(RoleName, None) is None:
+            raise client_error("DeleteRole", "NoSuchEntity", status=404)
+        return {}
+
+    def _op_filter_log_events(self, logGroupName: str, startTime: int = 0,
+                              filterPattern: str | None = None, **_: Any) -> dict[str, Any]:
+        """Events of `log_events[logGroupName]` since `startTime`; a pattern is a JSON
+        `{$.field = value}` (enough for tests) or a word the message must hold."""
+        if logGroupName not in self.log_events:
+            raise client_error("FilterLogEvents", "ResourceNotFoundException")
+        events = [e for e in self.log_events[logGroupName] if e["timestamp"] >= startTime]
+        if filterPattern:
+            field_, _, value = filterPattern.strip("{} ").partition(" = ")
+            if field_.startswith("$."):
+                events = [e for e in events
+                          if str(json.loads(e["message"]).get(field_[2:])) == value]
+            else:
+                events = [e for e in events if filterPattern in e["message"].split()]
+        return {"events": events}
 
     # --- iot-data: shadows -------------------------------------------------------------------
 
@@ -303,9 +384,16 @@ class FakeSession:
         self.responder = responder
         self.fail_publish: Exception | None = None
         self.drops = 0  # connections lost through drop()
+        # topic or filter -> the DeviceError kind a publish to it / a subscription to it
+        # raises, as a broker's denial does ("disconnected_by_server", "suback_refused")
+        self.refused: dict[str, str] = {}
+        self.policy: object | None = "reconnect"  # a refusal's disconnect is repaired at once
+        self.timeout = 10.0
         self._handler: Callable[[Any], None] | None = None
 
     async def subscribe(self, topic_filter: str, qos: int = 0) -> int:
+        if topic_filter in self.refused:
+            raise DeviceError(self.refused[topic_filter], topic_filter)
         self.subscriptions.append(topic_filter)
         return qos
 
@@ -320,6 +408,10 @@ class FakeSession:
     def _record(self, topic: str, payload: bytes | str | None, qos: int) -> None:
         if self.fail_publish is not None:
             raise self.fail_publish
+        if topic in self.refused:
+            if self.refused[topic] == "disconnected_by_server":
+                self.drops += 1
+            raise DeviceError(self.refused[topic], topic)
         data = payload.encode() if isinstance(payload, str) else (payload or b"")
         try:
             parsed: Any = json.loads(data)
@@ -411,7 +503,7 @@ def fake_context(tmp_path: Path, scenario_yaml: str, iot: FakeIot | None = None,
                       Journal.for_run(runs, "test", described, scenario.name),
                       Journal.persistent(runs, scenario.name, described),
                       metrics or Metrics(), tmp_path / "identities",
-                      devices=build_devices(scenario))
+                      devices=build_devices(scenario), logs=iot, iam=iot)
 
 
 def journal_kinds(ctx: RunContext) -> list[str]:

@@ -17,7 +17,8 @@ from botocore.exceptions import ClientError
 from fleetsim.control.clients import AwsClients
 from fleetsim.control.journal import Entry, settle
 
-GONE = {"ResourceNotFoundException"}
+# IAM answers NoSuchEntity where AWS IoT answers ResourceNotFoundException.
+GONE = {"ResourceNotFoundException", "NoSuchEntity"}
 # AWS detaches asynchronously: a delete right after a detach may still see the attachment.
 RETRY_LATER = {"DeleteConflictException", "InvalidRequestException", "CertificateStateException"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,10 @@ class RunContext:
     background: dict[str, list[asyncio.Task[Any]]] = field(default_factory=dict)
 
     s3: Any = None  # bulk registration's files
+    logs: Any = None  # CloudWatch Logs (filter_log_events)
+    iam: Any = None  # IAM (the logging role)
+    # When the run started (epoch seconds): the start of the window its log searches cover.
+    started: float = field(default_factory=time.time)
     shards: int = 1  # N of --shard K/N
     # Resources several steps may touch (a shadow), journaled by the first one only.
     journaled: set[tuple[str, ...]] = field(default_factory=set)

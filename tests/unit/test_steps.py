@@ -65,6 +65,12 @@ EXAMPLES: dict[str, tuple[str, bool]] = {  # kind -> (step YAML, needs connected
     "wait_job": ("wait_job: {timeout: 0s}", False),
     "register_ca": ("register_ca: {ca: certs/ca}", False),
     "jit_connect": ("jit_connect: {fleet: f, ca: certs/ca, subject: {country: DE}}", False),
+    "iot_logging": ("iot_logging: {default_level: WARN, levels: [{target_type: THING_GROUP, "
+                    "target_name: g, level: DEBUG}]}", False),
+    "filter_log_events": ("filter_log_events: {pattern: '{$.logLevel = ERROR}', "
+                          "expect: {at_most: 0}, timeout: 0s}", False),
+    "expect_policy_outcomes": ("expect_policy_outcomes: {fleet: f, subscribe: {allowed: [t]}}",
+                               True),
 }
 # What must exist before the example runs (kinds whose example needs an earlier step).
 SETUP = {
@@ -85,6 +91,7 @@ SETUP = {
     # The CA is registered and devices come online against local core:
     # tests/integration/test_jit_scenarios.py.
     "register_ca": None, "jit_connect": None,
+    "iot_logging": [], "filter_log_events": [],
 }
 
 

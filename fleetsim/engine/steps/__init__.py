@@ -24,7 +24,10 @@ from fleetsim.engine.steps import (
     disconnect,
     events,
     expect,
+    expect_policy_outcomes,
+    filter_log_events,
     fleet_provision,
+    iot_logging,
     jit_connect,
     job_agent,
     observe,
@@ -57,7 +60,8 @@ def _registry(*kinds: AnyStepKind) -> dict[str, AnyStepKind]:
 
 
 KINDS: dict[str, AnyStepKind] = _registry(
-    search_index.KIND,  # before events: clean-up restores the events configuration last
+    # before events: clean-up restores the events configuration last
+    search_index.KIND, iot_logging.KIND,
     events.KIND, observe.KIND, create_things.KIND, create_keys_and_certificate.KIND,
     create_certificate_from_csr.KIND, provision.KIND, create_policy.KIND, attach_policy.KIND,
     attach_thing_principal.KIND, update_things.KIND, connect.KIND, publish.KIND,
@@ -65,7 +69,8 @@ KINDS: dict[str, AnyStepKind] = _registry(
     wait.KIND, expect.KIND, create_thing_group.KIND, create_thing_type.KIND,
     register_thing.KIND, bulk_register.KIND, create_provisioning_template.KIND,
     fleet_provision.KIND, add_to_thing_group.KIND, create_job.KIND, job_agent.KIND,
-    wait_job.KIND, register_ca.KIND, jit_connect.KIND,
+    wait_job.KIND, register_ca.KIND, jit_connect.KIND, expect_policy_outcomes.KIND,
+    filter_log_events.KIND,
 )
 STEP_MODELS: StepModels = step_models(k.model for k in KINDS.values())
 # Every journal entry kind a step records, each once (clean-up undoes them phase by phase).
