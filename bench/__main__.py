@@ -7,6 +7,7 @@ import sys
 
 from bench import (
     api_bodies,
+    broker_aliases,
     broker_hardening,
     cleanup,
     fleet,
@@ -27,7 +28,7 @@ BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "broker-hardening": broker_hardening, "api-bodies": api_bodies,
               "cleanup": cleanup, "provisioning": provisioning, "jit": jit, "logs": logs,
               "indexing": indexing, "functions": functions, "rules": rules,
-              "iotlogging": iotlogging, "jobs": jobs}
+              "iotlogging": iotlogging, "jobs": jobs, "broker-aliases": broker_aliases}
 
 
 def main(argv: list[str] | None = None) -> int:

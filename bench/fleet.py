@@ -143,7 +143,7 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
     ctx_cpu = w.cpu
 
     sessions = [DeviceSession(i, target, metrics, tls=c, timeout=args.connect_timeout,
-                              protocol=args.protocol)
+                              protocol=args.protocol[0])
                 for i, c in zip(identities, contexts, strict=True)]
     del contexts
     w = Window()
@@ -201,25 +201,28 @@ def _run_worker(args: argparse.Namespace) -> None:
 
 # --- the orchestrator ----------------------------------------------------------------------
 
-def _one(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+def _one(n: int, args: argparse.Namespace, tmp: Path, protocol: str) -> dict[str, Any]:
     state, ids = tmp / f"core-{n}", tmp / f"ids-{n}"
-    t = time.perf_counter()
-    provision(state, ids, n)
-    provision_s = time.perf_counter() - t
-    core = start_core(state, tmp / f"core-{n}.log")
+    provision_s = 0.0
+    if not ids.exists():  # one fleet per N, whatever the protocol
+        t = time.perf_counter()
+        provision(state, ids, n)
+        provision_s = time.perf_counter() - t
+    core = start_core(state, tmp / f"core-{n}-{protocol}.log")
     try:
         core_cpu0 = cpu_seconds(core.pid)
-        result_file = tmp / f"result-{n}.json"
+        result_file = tmp / f"result-{n}-{protocol}.json"
         cmd = [sys.executable, "-m", "bench.fleet", "--worker", "--identities", str(ids),
                "--core-info", str(state / INFO_FILE), "--result", str(result_file),
                "--telemetry", str(args.telemetry), "--interval", str(args.interval),
-               "--idle", str(args.idle), "--qos", str(args.qos), "--protocol", args.protocol,
+               "--idle", str(args.idle), "--qos", str(args.qos), "--protocol", protocol,
                "--concurrency", str(args.concurrency),
                "--observe-share", str(args.observe_share),
                "--connect-timeout", str(args.connect_timeout)]
         subprocess.run(cmd, check=True, cwd=ROOT, timeout=args.worker_timeout)
         result = json.loads(result_file.read_text())
         result["provision_s_untimed"] = provision_s
+        result["protocol"] = protocol
         result["local_core_cpu_s"] = cpu_seconds(core.pid) - core_cpu0
         return result
     finally:
@@ -245,8 +248,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=5.0, help="seconds between messages")
     p.add_argument("--idle", type=float, default=5.0, help="seconds of idle measurement")
     p.add_argument("--qos", type=int, default=0, choices=(0, 1))
-    p.add_argument("--protocol", default="mqtt3.1.1", choices=("mqtt3.1.1", "mqtt5"),
-                   help="the devices' MQTT version (mqtt5: telemetry with topic aliases)")
+    p.add_argument("--protocol", nargs="+", default=["mqtt3.1.1"],
+                   choices=("mqtt3.1.1", "mqtt5"),
+                   help="the devices' MQTT version(s) (mqtt5: telemetry with topic aliases); "
+                        "with both, each N runs on each, one after the other, on one "
+                        "provisioned fleet")
     p.add_argument("--concurrency", type=int, default=200, help="connects in flight")
     p.add_argument("--observe-share", type=float, default=0.1,
                    help="share of devices whose messages the observer subscribes to")
@@ -267,9 +273,11 @@ def _collect(args: argparse.Namespace) -> dict[str, Any]:
         if k not in ("worker", "identities", "core_info", "result", "out")}, "runs": {}}
     with tempfile.TemporaryDirectory(prefix="fleetsim-bench-") as tmp:
         for n in args.devices:
-            print(f"fleet bench: {n} devices ...", flush=True)
-            report["runs"][str(n)] = run = _one(n, args, Path(tmp))
-            print(json.dumps(_summary(run)), flush=True)
+            for protocol in args.protocol:
+                print(f"fleet bench: {n} devices, {protocol} ...", flush=True)
+                key = str(n) if len(args.protocol) == 1 else f"{n} {protocol}"
+                report["runs"][key] = run = _one(n, args, Path(tmp), protocol)
+                print(json.dumps(_summary(run)), flush=True)
     report["elapsed_s"] = round(time.perf_counter() - started, 1)
     return report
 
@@ -294,6 +302,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fleet-telemetry", type=float, default=25.0, metavar="S",
                         help="fleet bench: seconds of steady telemetry")
     parser.add_argument("--fleet-qos", type=int, default=0, choices=(0, 1))
+    parser.add_argument("--fleet-protocol", nargs="+", default=["mqtt3.1.1"],
+                        choices=("mqtt3.1.1", "mqtt5"),
+                        help="fleet bench: MQTT version(s), each N on each")
 
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
@@ -301,7 +312,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
     mine = _parser().parse_args([
         "--devices", *(["500"] if quick else [str(n) for n in args.fleet_devices]),
         "--telemetry", "10" if quick else str(args.fleet_telemetry),
-        "--qos", str(args.fleet_qos)])
+        "--qos", str(args.fleet_qos), "--protocol", *args.fleet_protocol])
     report = _collect(mine)
     return report, _rows(report)
 
@@ -315,7 +326,8 @@ def _rows(report: dict[str, Any]) -> list[Any]:
         cpu_connect = c["cpu_ms_per_connect_incl_tls_context"]
         kb = r["memory"]["kb_per_connected_device"]
         rows += [
-            Row(f"{n} dev: connected", c["ok"], "devices", f"{n}", c["ok"] == int(n)),
+            Row(f"{n} dev: connected", c["ok"], "devices", f"{r['devices']}",
+                c["ok"] == r["devices"]),
             Row(f"{n} dev: connects/s", c["connects_per_s"], "/s"),
             Row(f"{n} dev: connect p99", c["latency"].get("p99_ms"), "ms"),
             Row(f"{n} dev: CPU per connect", cpu_connect, "ms", "<= 3", cpu_connect <= 3,

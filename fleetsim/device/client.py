@@ -26,7 +26,7 @@ import os
 import ssl
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -292,8 +292,9 @@ class FleetClient(aiomqtt.Client):
                 topic, properties = "", known[1]
             elif len(self._aliases) < self._alias_max:
                 alias = len(self._aliases) + 1
-                properties = Properties(PacketTypes.PUBLISH)
-                properties.TopicAlias = alias
+                fresh = Properties(PacketTypes.PUBLISH)
+                fresh.TopicAlias = alias
+                properties = cast(Properties, PackedProperties(fresh))
                 self._aliases[topic] = (alias, properties)
         self._writing = True
         try:
@@ -304,6 +305,21 @@ class FleetClient(aiomqtt.Client):
             raise MqttCodeError(info.rc, "Could not publish message")
         if self._writer_fd is None:
             self._write()
+
+
+class PackedProperties:
+    """A PUBLISH's properties, packed once. paho packs the Properties of every PUBLISH anew
+    (`Properties.pack` scans all of MQTT 5's property names, tens of microseconds), which made
+    an MQTT 5 telemetry message cost ~40% more CPU than a 3.1.1 one; `pack` is all paho's
+    publish path asks of it."""
+
+    __slots__ = ("_packed",)
+
+    def __init__(self, properties: Properties):
+        self._packed: bytes = properties.pack()
+
+    def pack(self) -> bytes:
+        return self._packed
 
 
 class _ErrorKeeper:

@@ -245,6 +245,34 @@ async def test_subscribe_reason_codes_and_subscription_identifiers_refused(env: 
     assert await client.read() == (0xE0, b"\xa1\x00")
 
 
+async def test_subscriptions_beyond_the_per_connection_quota_are_refused(env: Env):
+    """"AWS IoT Core message broker and protocol limits and quotas": 50 subscriptions per
+    connection. MQTT 5 gets 0x97 per filter over it, MQTT 3.1.1 0x80; replacing a filter
+    held already is not a new subscription."""
+    device5, device3 = env.device("quota5"), env.device("quota3")
+    client5, _ = await raw5(env, device5)
+    client3 = await RawClient.open(env.port, device3)
+    assert (await client3.connect("quota3") or (0, b""))[1] == b"\x00\x00"
+    for k in range(6):  # 48 subscriptions, 8 per SUBSCRIBE
+        filters = [(f"q/{k}/{i}", 0) for i in range(8)]
+        await client5.send(codec5.encode_subscribe(k + 1, filters))
+        assert (await client5.read() or (0, b""))[1][3:] == bytes(8)
+        await client3.send(codec.encode_subscribe(k + 1, filters))
+        assert (await client3.read() or (0, b""))[1][2:] == bytes(8)
+    filters = [("q/0/0", 1), ("q/x", 0), ("q/y", 0), ("q/z", 0), ("q/x", 0)]
+    await client5.send(codec5.encode_subscribe(9, filters))
+    assert (await client5.read() or (0, b""))[1][3:] == bytes([1, 0, 0, 0x97, 0])
+    await client3.send(codec.encode_subscribe(9, filters))
+    assert (await client3.read() or (0, b""))[1][2:] == bytes([1, 0, 0, 0x80, 0])
+    unsubscribe = (10).to_bytes(2, "big") + b"\x00" + codec.encode_topic("q/x")
+    await client5.send(b"\xa2" + codec.encode_length(len(unsubscribe)) + unsubscribe)
+    assert (await client5.read() or (0, b""))[0] == 0xB0
+    await client5.send(codec5.encode_subscribe(11, [("q/z", 0)]))  # room again
+    assert (await client5.read() or (0, b""))[1][3:] == bytes([0])
+    await client5.close()
+    await client3.close()
+
+
 async def test_qos2_publish_gets_disconnect_qos_not_supported(env: Env):
     client, _ = await raw5(env, env.device("d"))
     await client.send(codec5.encode_publish("a", b"x", 2, packet_id=1))

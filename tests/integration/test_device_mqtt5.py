@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from fleetsim.device import DeviceError, DeviceSession
 from fleetsim.metrics import Metrics
@@ -58,8 +60,12 @@ async def test_takeover_is_counted_as_disconnect_session_taken_over(prov: Provis
     await first.__aexit__(None, None, None)
 
 
-async def test_telemetry_with_topic_aliases_reaches_a_3_1_1_subscriber(prov: Provisioner):
+async def test_telemetry_with_topic_aliases_reaches_a_3_1_1_subscriber(
+        prov: Provisioner, monkeypatch: pytest.MonkeyPatch):
     got: list[tuple[str, bytes]] = []
+    packs: list[object] = []  # paho's Properties.pack costs tens of microseconds each time
+    pack = Properties.pack
+    monkeypatch.setattr(Properties, "pack", lambda self: packs.append(self) or pack(self))
     async with DeviceSession(prov.device("watcher"), prov.target, Metrics()) as watcher, \
             DeviceSession(prov.device("sensor"), prov.target, Metrics(), protocol="mqtt5",
                           session_expiry=60) as sensor:
@@ -69,6 +75,8 @@ async def test_telemetry_with_topic_aliases_reaches_a_3_1_1_subscriber(prov: Pro
             sensor.publish_nowait("tele/sensor", str(i).encode())
         client: Any = sensor.client
         assert client._aliases["tele/sensor"][0] == 1  # sent once, then by alias
+        publish_packs = [p for p in packs if getattr(p, "packetType", None) == PacketTypes.PUBLISH]
+        assert len(publish_packs) == 1  # packed once for the five publishes
         for _ in range(100):
             if len(got) == 5:
                 break

@@ -54,6 +54,11 @@ MAX_PAYLOAD = 128 * 1024
 MAX_PACKET = MAX_PAYLOAD + 1024  # payload + topic (<= 256 bytes) + headers, with room to spare
 MAX_CLIENT_ID_BYTES = 128
 MAX_FILTERS_PER_SUBSCRIBE = 8
+# "AWS IoT Core message broker and protocol limits and quotas": subscriptions per connection,
+# 50 by default (adjustable); a SUBSCRIBE that would go beyond it is refused for the filters
+# over the quota (SUBACK 0x97 Quota exceeded to MQTT 5, 0x80 to MQTT 3.1.1); a filter the
+# session holds already is a replacement, not a new subscription.
+MAX_SUBSCRIPTIONS = 50
 MAX_KEEPALIVE = 1200  # AWS: keepalive 0 means 1200 s, values below 30 count as 30
 # MQTT 5 ("MQTT 5 properties"): the largest packet AWS IoT accepts and sends is 128 KB, and it
 # accepts at most 8 topic aliases ("MQTT 5 supported features", Topic aliases).
@@ -560,9 +565,11 @@ class Connection(asyncio.Protocol):
         assert authz is not None and session is not None
         codes: list[int] = []
         granted: list[tuple[str, int]] = []
+        room = _Room(session.subscriptions)
         for i, (topic_filter, qos) in enumerate(filters):
             if (i >= MAX_FILTERS_PER_SUBSCRIBE or topic_filter_error(topic_filter)
-                    or not authz.allowed("iot:Subscribe", "topicfilter", topic_filter)):
+                    or not authz.allowed("iot:Subscribe", "topicfilter", topic_filter)
+                    or not room.take(topic_filter)):
                 codes.append(codec.SUBACK_FAILURE)
                 self.tell(activity.SUBSCRIBE, activity.FAILURE, topic_filter,
                           activity.AUTHORIZATION_FAILURE)
@@ -670,6 +677,7 @@ class Connection(asyncio.Protocol):
         assert authz is not None and session is not None
         codes: list[int] = []
         granted: list[codec5.Subscription] = []
+        room = _Room(session.subscriptions)
         for i, sub in enumerate(subscriptions):
             shared = sub.topic_filter.startswith("$share/")
             if shared and sub.no_local:  # [MQTT-3.8.3-4]
@@ -682,6 +690,8 @@ class Connection(asyncio.Protocol):
                 codes.append(codec5.NOT_AUTHORIZED)
                 self.tell(activity.SUBSCRIBE, activity.FAILURE, sub.topic_filter,
                           activity.AUTHORIZATION_FAILURE)
+            elif not room.take(sub.topic_filter):
+                codes.append(codec5.QUOTA_EXCEEDED)
             else:
                 self.tell(activity.SUBSCRIBE, activity.SUCCESS, sub.topic_filter)
                 codes.append(sub.qos)
@@ -740,3 +750,22 @@ def _peer_chain(transport: asyncio.Transport) -> tuple[bytes, ...]:
         return tuple(ssl.PEM_cert_to_DER_cert(cert.public_bytes()) for cert in chain[1:])
     except (ssl.SSLError, ValueError, AttributeError):
         return ()
+
+
+class _Room:
+    """How many more subscriptions a session may take (`MAX_SUBSCRIPTIONS`) while one
+    SUBSCRIBE is answered: `take` a filter, False if it would be one too many."""
+
+    __slots__ = ("_held", "_taken")
+
+    def __init__(self, held: dict[str, int]):
+        self._held = held
+        self._taken: set[str] = set()
+
+    def take(self, topic_filter: str) -> bool:
+        if topic_filter in self._held or topic_filter in self._taken:
+            return True
+        if len(self._held) + len(self._taken) >= MAX_SUBSCRIPTIONS:
+            return False
+        self._taken.add(topic_filter)
+        return True

@@ -26,6 +26,7 @@ from fleetsim.localcore.features.indexing.document import (
     result,
 )
 from fleetsim.localcore.features.indexing.evaluate import Predicate, compile_query
+from fleetsim.localcore.features.indexing.names import NameLookup, matching
 from fleetsim.localcore.features.indexing.query import QueryError
 from fleetsim.localcore.features.indexing.store import IndexingStore
 from fleetsim.localcore.features.registry import announcements as r
@@ -61,6 +62,7 @@ class RegionIndex:
     status: str = "ACTIVE"  # ACTIVE | BUILDING | REBUILDING (DescribeIndex)
     entries: dict[str, ThingEntry] | None = None  # None: not built
     docs: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    names: NameLookup = field(default_factory=NameLookup)  # thingName: terms, no scan
     dynamic: dict[str, _Dynamic] = field(default_factory=dict)
 
 
@@ -105,12 +107,13 @@ class IndexingService:
         index.thing, index.group = thing, group
         if not thing.enabled:
             index.entries, index.docs, index.status = None, {}, "ACTIVE"
+            index.names = NameLookup()
             return
         if was == thing and index.entries is not None:
             return
         # AWS builds (or rebuilds) the index asynchronously: BUILDING until it is ready.
         index.status = "BUILDING" if index.entries is None else "REBUILDING"
-        index.entries, index.docs = None, {}
+        index.entries, index.docs, index.names = None, {}, NameLookup()
         try:
             asyncio.get_running_loop().call_soon(self._build, scope, index)
         except RuntimeError:
@@ -144,6 +147,7 @@ class IndexingService:
                 entry.shadows[s.shadow_name or ""] = ShadowState(s.state, s.delta, s.version)
         index.entries = entries
         index.docs = {name: self._fields(scope, index, e) for name, e in entries.items()}
+        index.names = NameLookup(entries)
         index.status = "ACTIVE"
         index.dynamic = {}
         for dynamic in self._services.registry.dynamic_groups(scope):
@@ -205,8 +209,10 @@ class IndexingService:
         entry = index.entries.get(name)
         if entry is None:
             index.docs.pop(name, None)
+            index.names.discard(name)
         else:
             index.docs[name] = self._fields(scope, index, entry)
+            index.names.add(name)
         if dynamic:
             for dyn in list(index.dynamic.values()):
                 self._place(scope, index, dyn, name)
@@ -250,6 +256,7 @@ class IndexingService:
             return
         index.entries.pop(e.thing.name, None)
         index.docs.pop(e.thing.name, None)
+        index.names.discard(e.thing.name)
         for dyn in index.dynamic.values():  # the registry dropped its memberships
             dyn.members.discard(e.thing.name)
 
@@ -354,12 +361,12 @@ class IndexingService:
                   ) -> tuple[RegionIndex, list[str]]:
         index = self._ready(scope, index_name)
         try:
-            predicate = compile_query(query)[1]
+            node, predicate = compile_query(query)
         except QueryError as e:
             raise _bad_query(e) from None
         if (index_name or THINGS) == GROUPS:
             return index, [g for g, doc in self._group_docs(scope).items() if predicate(doc)]
-        return index, [name for name, doc in index.docs.items() if predicate(doc)]
+        return index, matching(index.docs, index.names, node, predicate)
 
     def _group_docs(self, scope: Scope) -> dict[str, dict[str, list[Any]]]:
         registry = self._services.registry
