@@ -41,15 +41,26 @@ class RateCurve:
     def unlimited(self) -> bool:
         return self.start <= 0 and (self.end is None or self.end <= 0)
 
+    def share(self, k: int, n: int) -> tuple[RateCurve, float]:
+        """The K-th of N processes' part of this curve, and the seconds its first start waits:
+        each paces at 1/N of the rate, shifted by (K-1)/rate, so that their starts together
+        follow this curve (and interleave, instead of N starts at each instant)."""
+        if n == 1 or self.unlimited:
+            return self, 0.0
+        end = None if self.end is None else self.end / n
+        part = RateCurve(self.start / n, end, self.over, self.profile, self.steps)
+        first = self.rate_at(0.0)
+        return part, (k - 1) / first if first > 0 else 0.0
+
 
 class Pacer:
     def __init__(self, curve: RateCurve | None = None, jitter: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, offset: float = 0.0):
         self.curve = curve
         self.jitter = jitter
         self._clock = clock
         self._origin: float | None = None
-        self._next = 0.0  # seconds since origin of the next un-jittered start
+        self._next = offset  # seconds since origin of the next un-jittered start
 
     def _reserve(self, elapsed: float) -> float:
         """Seconds since origin at which the next start is due. A start that is late (the
