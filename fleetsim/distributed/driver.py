@@ -5,7 +5,8 @@ groups, types, templates, CAs, jobs, observe, wait, expect) once, in its own pro
 the whole fleet. Per-device steps run on N Ray actors (`ShardWorker`), each holding shard K/N
 of every fleet on its own event loop, in lock-step: a step starts on every shard together,
 and the next starts when all finished it, so the scenario means the same at N=1 and N=100.
-Rates are global: each shard paces at rate/N, offset by (K-1)/rate (`RateCurve.share`).
+Rates are global: shard K takes the K-th start of a step's schedule and every N-th after it
+(`Pacer(share=(K, N))`), so each paces at rate/N and together they keep to the rate.
 
 Every second the driver polls the shards (metrics snapshots, journal entries) and draws one
 live view from their merge; at the end it merges their final snapshots into one summary and
@@ -170,8 +171,9 @@ class Driver:
 
     async def _sharded(self, i: int, name: str) -> str:
         pending = asyncio.ensure_future(self.shards.call("run_step", i))
+        either: set[asyncio.Future[Any]] = {pending, self.failure}
         with _absorbing_cancel() as cancelled:
-            await asyncio.wait({pending, self.failure}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         if not pending.done():
             await self.shards.call("interrupt")
         reports: dict[int, StepReport] = await pending

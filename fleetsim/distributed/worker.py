@@ -86,7 +86,9 @@ class ShardWorker:
         described = describe_target(spec.target)
         header = {"target": described, "scenario": scenario.name}
         run_dir = shard_dir(spec.runs_dir / spec.run_id, spec.shard)
-        journal = TappedJournal(run_dir, {"run_id": spec.run_id, **header})
+        journal = TappedJournal(run_dir, {"run_id": spec.run_id, **header,
+                                          "shard": spec.shard, "shards": spec.shards,
+                                          "pid": os.getpid(), "host": socket.gethostname()})
         # One persistent journal for all (the driver renewed it if it had been cleaned):
         # every process appends whole lines to it.
         shared = persistent_dir(spec.runs_dir, scenario.name, described)

@@ -48,7 +48,7 @@ async def api_call(ctx: RunContext, op: str, subject: str = "", *, client: Any =
 
 def pacer_for(pacing: Pacing | None, share: tuple[int, int] = (1, 1)) -> Pacer:
     """The pacer of a step; `share` (K, N): this process is the K-th of N that split the
-    step's devices and its rate (a distributed run), so it paces at rate/N, offset by K."""
+    step's devices and its rate (a distributed run): it takes every N-th start."""
     if pacing is None:
         return Pacer()
     if pacing.ramp is not None:
@@ -56,8 +56,7 @@ def pacer_for(pacing: Pacing | None, share: tuple[int, int] = (1, 1)) -> Pacer:
         curve = RateCurve(r.start, r.end, r.over, r.profile, r.steps)
     else:
         curve = RateCurve(pacing.rate or 0.0)
-    part, offset = curve.share(*share)
-    return Pacer(part, pacing.jitter, offset=offset)
+    return Pacer(curve, pacing.jitter, share=share)
 
 
 async def for_each_device(ctx: RunContext, devices: list[Device],

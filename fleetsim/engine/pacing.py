@@ -41,34 +41,34 @@ class RateCurve:
     def unlimited(self) -> bool:
         return self.start <= 0 and (self.end is None or self.end <= 0)
 
-    def share(self, k: int, n: int) -> tuple[RateCurve, float]:
-        """The K-th of N processes' part of this curve, and the seconds its first start waits:
-        each paces at 1/N of the rate, shifted by (K-1)/rate, so that their starts together
-        follow this curve (and interleave, instead of N starts at each instant)."""
-        if n == 1 or self.unlimited:
-            return self, 0.0
-        end = None if self.end is None else self.end / n
-        part = RateCurve(self.start / n, end, self.over, self.profile, self.steps)
-        first = self.rate_at(0.0)
-        return part, (k - 1) / first if first > 0 else 0.0
-
 
 class Pacer:
+    """`share` (K, N): this pacer is the K-th of N processes that together keep to `curve`
+    (a distributed run): it takes the K-th start of the curve's schedule and every N-th
+    after it, so that their starts together are exactly one process's, interleaved."""
+
     def __init__(self, curve: RateCurve | None = None, jitter: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic, offset: float = 0.0):
+                 clock: Callable[[], float] = time.monotonic, share: tuple[int, int] = (1, 1)):
         self.curve = curve
         self.jitter = jitter
         self._clock = clock
         self._origin: float | None = None
-        self._next = offset  # seconds since origin of the next un-jittered start
+        k, self._stride = share
+        self._next = self._advance(0.0, k - 1)  # seconds since origin of the next start
+
+    def _advance(self, t: float, starts: int) -> float:
+        """When the curve's schedule is `starts` starts after one at `t`."""
+        if self.curve is None or self.curve.unlimited:
+            return t
+        for _ in range(starts):
+            t += 1.0 / max(self.curve.rate_at(t), 1e-6)
+        return t
 
     def _reserve(self, elapsed: float) -> float:
         """Seconds since origin at which the next start is due. A start that is late (the
         concurrency cap held it back) does not earn a burst to catch up."""
         due = max(self._next, elapsed)
-        if self.curve is not None and not self.curve.unlimited:
-            rate = max(self.curve.rate_at(due), 1e-6)
-            self._next = due + 1.0 / rate
+        self._next = self._advance(due, self._stride)
         return due
 
     async def slot(self) -> float:
