@@ -76,7 +76,9 @@ class Shards:
             raise error  # a bug in the worker: its traceback, not a lost worker
         shard.lost = f"{shard.describe()} died: {shard.devices} device(s) lost"
         if shard.last is not None:  # what it measured stays; what it held is gone
-            shard.last = {**shard.last, "gauges": {}}
+            steps = [{**s, "status": "partial", "detail": shard.lost}
+                     if s["status"] == "running" else s for s in shard.last["steps"]]
+            shard.last = {**shard.last, "gauges": {}, "steps": steps}
         print(f"\nfleetsim: {shard.lost}", file=sys.stderr)
         self.on_loss(shard, shard.lost)
 
