@@ -18,6 +18,7 @@ from bench import (
     logs,
     provisioning,
     rules,
+    scale_out,
     shadows,
 )
 from bench.report import print_table, write_json
@@ -26,7 +27,7 @@ BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "broker-hardening": broker_hardening, "api-bodies": api_bodies,
               "cleanup": cleanup, "provisioning": provisioning, "jit": jit, "logs": logs,
               "indexing": indexing, "functions": functions, "rules": rules,
-              "iotlogging": iotlogging}
+              "iotlogging": iotlogging, "ray": scale_out}
 
 
 def main(argv: list[str] | None = None) -> int:

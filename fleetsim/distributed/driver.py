@@ -27,7 +27,7 @@ from typing import Any, TextIO
 from fleetsim.control.journal import Journal, shard_dir
 from fleetsim.control.targets import describe_target
 from fleetsim.distributed.shards import Shard, Shards, lost_devices
-from fleetsim.distributed.worker import StepReport, WorkerSpec
+from fleetsim.distributed.worker import StepReport, WorkerSpec, process_usage
 from fleetsim.engine import devices as dev
 from fleetsim.engine.context import RunContext
 from fleetsim.engine.runner import (
@@ -62,10 +62,15 @@ class DistributedResult(RunResult):
     workers: int = 1
     lost: list[str] = field(default_factory=list)  # one sentence per worker lost
     merge_s: list[float] = field(default_factory=list)  # time of each live-view merge
+    usage: dict[str, dict[str, float]] = field(default_factory=dict)  # CPU, memory by process
 
     def distributed(self) -> dict[str, Any]:
         """What the JSON summary says of the workers."""
-        return {"workers": self.workers, "workers_lost": self.lost}
+        merges = sorted(self.merge_s) or [0.0]
+        return {"workers": self.workers, "workers_lost": self.lost, "usage": self.usage,
+                "live_view_merge_ms": {"count": len(self.merge_s),
+                                       "mean": 1000 * sum(merges) / len(merges),
+                                       "max": 1000 * merges[-1]}}
 
 
 def connect_ray(address: str | None) -> bool:
@@ -134,14 +139,15 @@ class Driver:
         self.result = result
         self.failure: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._losses: list[str] = []  # in the current step
-        self.shards = Shards(spec, options.workers, cpus=options.cpus, on_loss=self._lost)
+        self.shards = Shards(spec, options.workers, cpus=options.cpus, on_loss=self._lost,
+                             node=_node_id() if ctx.target.kind == "local" else None)
         self.mirror = Mirror(Path(spec.runs_dir) / spec.run_id, ctx.persistent_journal)
+        self.mirror.driver_node = _node_id()
 
     async def run(self) -> bool:
         """Start the workers and run the steps; True if the user interrupted the run."""
         for k, info in (await self.shards.call("start")).items():
             self.shards.shards[k - 1].info = info
-        self.mirror.driver_node = _node_id()
         names = step_names(self.scenario.steps)
         for i, step in enumerate(self.scenario.steps):
             self._losses = []
@@ -235,6 +241,9 @@ class Driver:
         """Every live worker disconnects its devices and closes; its final figures."""
         for k, (snapshot, entries) in (await self.shards.call("finish")).items():
             self._keep(k, snapshot, entries)
+        for k, usage in (await self.shards.call("usage")).items():
+            self.result.usage[f"worker {k}"] = usage
+        self.result.usage["driver"] = process_usage()
 
     def _keep(self, k: int, snapshot: dict[str, Any], entries: dict[str, Any]) -> None:
         shard = self.shards.shards[k - 1]

@@ -37,15 +37,21 @@ class Shards:
     """N Ray actors running `ShardWorker`; calls go to the live ones, and a call that finds its
     actor dead marks the shard lost (once) and tells `on_loss`."""
 
-    def __init__(self, spec: WorkerSpec, n: int, *, cpus: float, on_loss: OnLoss):
+    def __init__(self, spec: WorkerSpec, n: int, *, cpus: float, on_loss: OnLoss,
+                 node: str | None = None):
+        """`node`: the Ray node every worker must run on (local core listens on 127.0.0.1
+        only, so a run against it keeps its workers on the driver's machine)."""
         import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         actor_class = ray.remote(ShardWorker)
+        options: dict[str, Any] = {"num_cpus": cpus, "max_restarts": 0}
+        if node is not None:
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
         self.n = n
         self.on_loss = on_loss
         self.shards = [
-            Shard(k, n, actor_class.options(num_cpus=cpus, max_restarts=0)
-                  .remote(replace(spec, shard=k, shards=n)))
+            Shard(k, n, actor_class.options(**options).remote(replace(spec, shard=k, shards=n)))
             for k in range(1, n + 1)]
 
     @property

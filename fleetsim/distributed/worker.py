@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,10 +148,19 @@ class ShardWorker:
     async def pid(self) -> int:
         return os.getpid()
 
+    async def usage(self) -> dict[str, float]:
+        """CPU seconds and peak memory of this worker's process so far."""
+        return process_usage()
+
     def _context(self) -> RunContext:
         if self._ctx is None:
             raise RuntimeError("ShardWorker.start was not called")
         return self._ctx
+
+
+def process_usage() -> dict[str, float]:
+    self = resource.getrusage(resource.RUSAGE_SELF)
+    return {"cpu_s": round(self.ru_utime + self.ru_stime, 3), "max_rss_mb": self.ru_maxrss / 1024}
 
 
 def _node_id() -> str:
