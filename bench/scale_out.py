@@ -91,7 +91,7 @@ def _run(workdir: Path, state: Path, devices: int, workers: int | None,
     }
 
 
-def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[list[Any]]]:
+def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
     started = time.monotonic()
     data: dict[str, Any] = {"devices": args.ray_devices, "rate": RATE, "runs": [],
                             "errors": {}, "cpus": os.cpu_count()}

@@ -39,9 +39,10 @@ def test_shards_of_a_constant_rate_start_when_one_process_would(rate: float, n: 
     curve = RateCurve(rate)
     single = schedule_until(Pacer(curve), 2.0)
     assert shards_together(curve, n, 2.0) == pytest.approx(single, abs=1e-9)
-    if n > 1 and len(single) > n:  # each shard paces at rate/N
-        one = schedule_until(Pacer(curve, share=(2, n)), 2.0)
-        assert one[1] - one[0] == pytest.approx(n / rate)
+    if n > 1:  # each shard paces at rate/N
+        second = Pacer(curve, share=(2, n))
+        first, then = second._reserve(0.0), second._reserve(0.0)
+        assert (first, then - first) == pytest.approx((1 / rate, n / rate))
 
 
 @settings(deadline=None, max_examples=60)
@@ -138,3 +139,17 @@ def test_cleanup_reads_the_journals_of_every_shard(tmp_path: Path) -> None:
     assert things == ["t1", "t2", "t10"]
     assert json.loads((run_dir / "journal.jsonl").read_text().splitlines()[1])["name"] == \
         "shared"
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--workers", "2"], "add --ray"),
+    (["--ray", "--workers", "2", "--shard", "1/2"], "give one of them"),
+])
+def test_ray_options_that_do_not_go_together_are_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], says: str) -> None:
+    from fleetsim.cli import main
+
+    path = tmp_path / "plan.yaml"
+    path.write_text(SCENARIO)
+    assert main(["run", str(path), "--state-dir", str(tmp_path / "state"), *args]) != 0
+    assert says in capsys.readouterr().err
