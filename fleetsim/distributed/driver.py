@@ -195,26 +195,14 @@ class Driver:
         return await self._settle(i, name, reports)
 
     async def _settle(self, i: int, name: str, reports: dict[int, StepReport]) -> str:
-        """One status for the step across shards, as one process would give it: it fails
-        only if no device succeeded; a shard whose devices all failed is partial then."""
-        failed = [k for k, r in reports.items() if r.status == "failed"]
-        if not reports:
-            self._record(name, "failed", "; ".join(self._losses) or "no worker left")
-            return "failed"
-        if failed and len(failed) == len(reports):
-            status = "failed"
-        else:
-            for k in failed:
-                dropped = sum(len(f) for f in reports[k].failed.values())
-                await self.shards.call("settle_step", i, "partial",
-                                       f"{dropped} device(s) failed",
-                                       shards=[self.shards.shards[k - 1]])
-            partial = failed or any(r.status == "partial" for r in reports.values())
-            status = "partial" if partial else "ok"
-        if self._losses:
-            status = "failed" if self.scenario.on_worker_loss == "fail" else (
-                "partial" if status == "ok" else status)
-            self._record(name, status, "; ".join(self._losses))
+        status, partial = step_verdict(reports, bool(self._losses),
+                                       self.scenario.on_worker_loss)
+        for k in partial:
+            dropped = sum(len(f) for f in reports[k].failed.values())
+            await self.shards.call("settle_step", i, "partial", f"{dropped} device(s) failed",
+                                   shards=[self.shards.shards[k - 1]])
+        if self._losses or not reports:
+            self._record(name, status, "; ".join(self._losses) or "no worker left")
         return status
 
     def _record(self, name: str, status: str, detail: str) -> None:
@@ -252,6 +240,23 @@ class Driver:
 
     def merged(self) -> dict[str, Any]:
         return merge([self.metrics.snapshot(), *self.shards.snapshots()])
+
+
+def step_verdict(reports: dict[int, StepReport], lost: bool, on_loss: str
+                 ) -> tuple[str, list[int]]:
+    """One status for a per-device step across shards, as one process would give it (it
+    fails only if no device succeeded), and the shards whose own "failed" becomes "partial"
+    (all their devices failed, but others succeeded). `lost`: a worker died during it."""
+    if not reports:
+        return "failed", []
+    failed = [k for k, r in reports.items() if r.status == "failed"]
+    if len(failed) == len(reports):
+        return "failed", []
+    partial = bool(failed) or any(r.status == "partial" for r in reports.values())
+    status = "partial" if partial or lost else "ok"
+    if lost and on_loss == "fail":
+        status = "failed"
+    return status, failed
 
 
 class Mirror:

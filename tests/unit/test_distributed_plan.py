@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleetsim.control.journal import Journal, read_entries, settle, shard_dir
+from fleetsim.distributed.driver import step_verdict
+from fleetsim.distributed.worker import StepReport
 from fleetsim.engine.fanout import pacer_for
 from fleetsim.engine.pacing import Pacer, RateCurve
 from fleetsim.engine.steps import load_scenario
@@ -153,3 +155,25 @@ def test_ray_options_that_do_not_go_together_are_refused(
     path.write_text(SCENARIO)
     assert main(["run", str(path), "--state-dir", str(tmp_path / "state"), *args]) != 0
     assert says in capsys.readouterr().err
+
+
+def report(status: str, failed: int = 0) -> StepReport:
+    return StepReport(status, "", {"d": [(i, "timeout") for i in range(failed)]} if failed
+                      else {})
+
+
+@pytest.mark.parametrize(("statuses", "lost", "on_loss", "verdict"), [
+    (["ok", "ok"], False, "fail", ("ok", [])),
+    (["ok", "partial"], False, "fail", ("partial", [])),
+    # All of shard 2's devices failed, shard 1's did not: one process would say partial.
+    (["ok", "failed"], False, "fail", ("partial", [2])),
+    (["failed", "failed"], False, "fail", ("failed", [])),
+    (["ok"], True, "continue", ("partial", [])),
+    (["ok"], True, "fail", ("failed", [])),
+    ([], True, "continue", ("failed", [])),
+])
+def test_a_step_across_shards_fails_only_if_no_device_succeeded(
+        statuses: list[str], lost: bool, on_loss: str, verdict: tuple[str, list[int]]) -> None:
+    reports = {k: report(s, failed=3 if s == "failed" else 0)
+               for k, s in enumerate(statuses, start=1)}
+    assert step_verdict(reports, lost, on_loss) == verdict
