@@ -20,6 +20,7 @@ from bench import (
     logs,
     provisioning,
     rules,
+    scale_out,
     shadows,
 )
 from bench.report import print_table, write_json
@@ -28,7 +29,8 @@ BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "broker-hardening": broker_hardening, "api-bodies": api_bodies,
               "cleanup": cleanup, "provisioning": provisioning, "jit": jit, "logs": logs,
               "indexing": indexing, "functions": functions, "rules": rules,
-              "iotlogging": iotlogging, "jobs": jobs, "broker-aliases": broker_aliases}
+              "iotlogging": iotlogging, "jobs": jobs, "broker-aliases": broker_aliases,
+              "ray": scale_out}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,12 @@ def _run(args: argparse.Namespace) -> int:
     from fleetsim.commands.run import run_command
     from fleetsim.localcore.serve import private_directory
 
+    if args.ray is not None and args.workers is None:
+        args.workers = 2
+    if args.workers is not None and args.ray is None:
+        raise UserError("--workers splits the run across Ray processes: add --ray")
+    if args.workers is not None and args.shard is not None:
+        raise UserError("--shard and --ray both split the fleets: give one of them")
     private_directory(args.state_dir)  # it holds private keys
     return run_command(args)
 
@@ -64,6 +70,16 @@ def _shard(text: str) -> tuple[int, int]:
     if not 1 <= k <= n:
         raise argparse.ArgumentTypeError(f"shard {text}: K must be between 1 and N")
     return k, n
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} workers: give at least 1")
+    return value
 
 
 def _version() -> str:
@@ -107,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=_shard, metavar="K/N",
                    help="run only the K-th of N slices of every fleet (names stay global), "
                         "so several processes can split one fleet; merge with `report`")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run on a Ray cluster (its address, e.g. 10.0.0.5:6379; none: a local "
+                        "cluster started for the run), in --workers processes; needs the "
+                        "'ray' extra")
+    p.add_argument("--workers", type=_positive, metavar="N",
+                   help="with --ray: processes that split every fleet (default 2)")
     p.add_argument("--state-dir", type=state_dir_path, default=STATE_DIR,
                    help=f"where runs, identities and local core live (default {STATE_DIR})")
     port_arguments(p, when=" when the run starts local core")

@@ -42,6 +42,14 @@ async def _run(scenario: Scenario, target: Target | None, args: argparse.Namespa
         assert scenario.target.kind == "aws"
         target = await aws_target(scenario.target.region, scenario.target.profile,
                                   scenario.target.port)
+    if args.workers is not None:
+        from fleetsim.distributed.driver import RayOptions, run_distributed
+
+        return await run_distributed(
+            scenario, args.file, args.devices, target, RayOptions(args.ray, args.workers),
+            run_id=run_id, runs_dir=args.state_dir / "runs",
+            identities_dir=args.state_dir / "identities", keep=args.keep,
+            concurrency=args.concurrency)
     async with Progress(metrics):
         return await run_scenario(scenario, target, run_id=run_id,
                                   runs_dir=args.state_dir / "runs",
@@ -64,9 +72,18 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"local core: API {target.api_url}, MQTT {target.mqtt_host}:{target.mqtt_port}"
               + (" (started for this run)" if core.process else " (already running)"))
     metrics = Metrics()
+    stop_ray = False
+    if args.workers is not None:
+        from fleetsim.distributed.driver import connect_ray
+
+        stop_ray = connect_ray(args.ray)
     try:
         result = run_async(_run(scenario, target, args, run_id, metrics))
     finally:
+        if stop_ray:
+            import ray
+
+            ray.shutdown()
         if core is not None:
             core.stop()
     prune(args.state_dir / "runs")
@@ -90,6 +107,7 @@ def _report(result: RunResult, args: argparse.Namespace) -> int:
         print(f"Kept what the run created; remove it with `fleetsim cleanup --run "
               f"{result.run_id}`")
     extra = {"run_id": result.run_id, "scenario": result.scenario, "shard": args.shard,
+             **getattr(result, "distributed", lambda: {})(),
              "target": describe_target(result.target), "passed": result.passed,
              "interrupted": result.interrupted, "cleanup": cleanup,
              "journal": str(result.journal)}

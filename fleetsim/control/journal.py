@@ -49,7 +49,7 @@ class Journal:
     def persistent(cls, runs_dir: Path, scenario: str, target: dict[str, Any]) -> Journal:
         """One journal per scenario and target kind, shared by every run of it: what
         persistent fleets create stays until `fleetsim cleanup` removes it."""
-        run_dir = runs_dir / f"persistent-{scenario}-{target['kind']}"
+        run_dir = persistent_dir(runs_dir, scenario, target)
         if (run_dir / CLEANED_FILE).exists():
             # Everything it listed is gone: start a new one, keep the old for the record.
             (run_dir / JOURNAL_FILE).rename(run_dir / f"journal.{int(time.time())}.jsonl")
@@ -90,9 +90,29 @@ class Journal:
             (self.run_dir / CLEANED_FILE).write_text(str(time.time()))
 
 
+def persistent_dir(runs_dir: Path, scenario: str, target: dict[str, Any]) -> Path:
+    """Where the persistent journal of a scenario and target kind lives."""
+    return runs_dir / f"persistent-{scenario}-{target['kind']}"
+
+
+def shard_dir(run_dir: Path, shard: int) -> Path:
+    """Where the K-th process of a distributed run keeps its own journal, in its run's."""
+    return run_dir / f"shard-{shard}"
+
+
 def read_entries(run_dir: Path) -> list[Entry]:
+    """The run's entries, then those of its shards' journals (a distributed run), each file
+    in its order (`settle` applies each file's voids to the entries before them)."""
+    entries = _read_file(run_dir / JOURNAL_FILE)
+    for path in sorted(run_dir.glob(f"shard-*/{JOURNAL_FILE}"),
+                       key=lambda p: int(p.parent.name.removeprefix("shard-"))
+                       if p.parent.name.removeprefix("shard-").isdigit() else 0):
+        entries += _read_file(path)
+    return entries
+
+
+def _read_file(path: Path) -> list[Entry]:
     entries: list[Entry] = []
-    path = run_dir / JOURNAL_FILE
     if not path.exists():
         return entries
     for line in path.read_text(encoding="utf-8").splitlines():

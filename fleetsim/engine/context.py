@@ -78,6 +78,9 @@ class RunContext:
     # When the run started (epoch seconds): the start of the window its log searches cover.
     started: float = field(default_factory=time.time)
     shards: int = 1  # N of --shard K/N
+    # (K, N) in a distributed run (fleetsim run --ray): this process is the K-th of N that
+    # split every fleet, and paces at 1/N of every rate (fanout.pacer_for).
+    pace_share: tuple[int, int] = (1, 1)
     # Resources several steps may touch (a shadow), journaled by the first one only.
     journaled: set[tuple[str, ...]] = field(default_factory=set)
     # Jobs this run created (create_job), by job id: the CreateJob request, for wait_job.

@@ -46,7 +46,9 @@ async def api_call(ctx: RunContext, op: str, subject: str = "", *, client: Any =
     raise api_error(op, answer, subject) from answer
 
 
-def pacer_for(pacing: Pacing | None) -> Pacer:
+def pacer_for(pacing: Pacing | None, share: tuple[int, int] = (1, 1)) -> Pacer:
+    """The pacer of a step; `share` (K, N): this process is the K-th of N that split the
+    step's devices and its rate (a distributed run): it takes every N-th start."""
     if pacing is None:
         return Pacer()
     if pacing.ramp is not None:
@@ -54,7 +56,7 @@ def pacer_for(pacing: Pacing | None) -> Pacer:
         curve = RateCurve(r.start, r.end, r.over, r.profile, r.steps)
     else:
         curve = RateCurve(pacing.rate or 0.0)
-    return Pacer(curve, pacing.jitter)
+    return Pacer(curve, pacing.jitter, share=share)
 
 
 async def for_each_device(ctx: RunContext, devices: list[Device],
@@ -73,7 +75,7 @@ async def for_each_device(ctx: RunContext, devices: list[Device],
             failures.append(device.failed)
 
     concurrency = (pacing.concurrency if pacing and pacing.concurrency else ctx.concurrency)
-    await paced(devices, one, pacer_for(pacing), concurrency)
+    await paced(devices, one, pacer_for(pacing, ctx.pace_share), concurrency)
     if devices and len(failures) == len(devices):
         more = f" (and {len(failures) - 1} more devices)" if len(failures) > 1 else ""
         raise StepFailed(failures[0] + more)

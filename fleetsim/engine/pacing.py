@@ -43,21 +43,32 @@ class RateCurve:
 
 
 class Pacer:
+    """`share` (K, N): this pacer is the K-th of N processes that together keep to `curve`
+    (a distributed run): it takes the K-th start of the curve's schedule and every N-th
+    after it, so that their starts together are exactly one process's, interleaved."""
+
     def __init__(self, curve: RateCurve | None = None, jitter: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, share: tuple[int, int] = (1, 1)):
         self.curve = curve
         self.jitter = jitter
         self._clock = clock
         self._origin: float | None = None
-        self._next = 0.0  # seconds since origin of the next un-jittered start
+        k, self._stride = share
+        self._next = self._advance(0.0, k - 1)  # seconds since origin of the next start
+
+    def _advance(self, t: float, starts: int) -> float:
+        """When the curve's schedule is `starts` starts after one at `t`."""
+        if self.curve is None or self.curve.unlimited:
+            return t
+        for _ in range(starts):
+            t += 1.0 / max(self.curve.rate_at(t), 1e-6)
+        return t
 
     def _reserve(self, elapsed: float) -> float:
         """Seconds since origin at which the next start is due. A start that is late (the
         concurrency cap held it back) does not earn a burst to catch up."""
         due = max(self._next, elapsed)
-        if self.curve is not None and not self.curve.unlimited:
-            rate = max(self.curve.rate_at(due), 1e-6)
-            self._next = due + 1.0 / rate
+        self._next = self._advance(due, self._stride)
         return due
 
     async def slot(self) -> float:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from fleetsim.control.cleanup import CleanupReport, cleanup
-from fleetsim.control.clients import aws_clients
+from fleetsim.control.clients import AwsClients, aws_clients
 from fleetsim.control.journal import Journal, read_entries
 from fleetsim.control.targets import describe_target
 from fleetsim.engine import devices as dev
@@ -15,7 +17,7 @@ from fleetsim.engine.context import Device, RunContext
 from fleetsim.engine.steps import JOURNAL_KINDS, KINDS
 from fleetsim.errors import UserError
 from fleetsim.metrics.recorder import Metrics
-from fleetsim.scenario.model import Scenario
+from fleetsim.scenario.model import Scenario, StepBase
 from fleetsim.scenario.semantics import FLEET_NAMES
 from fleetsim.scenario.templating import Template
 from fleetsim.target import Target
@@ -61,6 +63,20 @@ def build_devices(scenario: Scenario, shard: Shard | None = None) -> dict[str, l
     return fleets
 
 
+@asynccontextmanager
+async def run_context(scenario: Scenario, target: Target, *, run_id: str, journal: Journal,
+                      persistent: Journal, identities_dir: Path, concurrency: int,
+                      metrics: Metrics, devices: dict[str, list[Device]],
+                      shards: int = 1, pace_share: tuple[int, int] = (1, 1),
+                      ) -> AsyncIterator[tuple[RunContext, AwsClients]]:
+    """The clients and the context of a run (or of one process of a distributed run)."""
+    async with aws_clients(target, max_connections=concurrency) as clients:
+        yield RunContext(run_id, scenario, target, clients.iot, clients.sts, clients.iot_data,
+                         journal, persistent, metrics, identities_dir / scenario.name,
+                         concurrency, devices, s3=clients.s3, logs=clients.logs,
+                         iam=clients.iam, shards=shards, pace_share=pace_share), clients
+
+
 async def run_scenario(scenario: Scenario, target: Target, *, run_id: str, runs_dir: Path,
                        identities_dir: Path, keep: bool = False, concurrency: int = 64,
                        metrics: Metrics | None = None, shard: Shard | None = None) -> RunResult:
@@ -70,59 +86,73 @@ async def run_scenario(scenario: Scenario, target: Target, *, run_id: str, runs_
     persistent = Journal.persistent(runs_dir, scenario.name, described)
     result = RunResult(run_id, scenario.name, target, metrics, journal.path)
     try:
-        async with aws_clients(target, max_connections=concurrency) as clients:
-            ctx = RunContext(run_id, scenario, target, clients.iot, clients.sts, clients.iot_data,
-                             journal,
-                             persistent, metrics, identities_dir / scenario.name, concurrency,
-                             build_devices(scenario, shard), s3=clients.s3,
-                             logs=clients.logs, iam=clients.iam,
-                             shards=shard[1] if shard else 1)
+        async with run_context(scenario, target, run_id=run_id, journal=journal,
+                               persistent=persistent, identities_dir=identities_dir,
+                               concurrency=concurrency, metrics=metrics,
+                               devices=build_devices(scenario, shard),
+                               shards=shard[1] if shard else 1) as (ctx, clients):
             try:
                 result.interrupted = await _run_steps(ctx)
             finally:
                 await dev.close_all(ctx)
                 if scenario.cleanup and not keep:
-                    result.cleanup = await cleanup(clients, read_entries(journal.run_dir),
-                                                   JOURNAL_KINDS)
-                    if result.cleanup.ok:
-                        journal.mark_cleaned()
+                    result.cleanup = await clean_up(clients, journal)
     finally:
         journal.close()
         persistent.close()
     return result
 
 
+async def clean_up(clients: AwsClients, journal: Journal) -> CleanupReport:
+    """Remove what the run's journal (and its shards' journals) lists; mark it cleaned."""
+    report = await cleanup(clients, read_entries(journal.run_dir), JOURNAL_KINDS)
+    if report.ok:
+        journal.mark_cleaned()
+    return report
+
+
+def step_names(steps: list[StepBase]) -> list[str]:
+    """How the summary names each step: its position, then its name or kind."""
+    width = len(str(len(steps)))
+    return [f"{i + 1:0{width}d}.{step.name or step.kind}" for i, step in enumerate(steps)]
+
+
+async def run_step(ctx: RunContext, name: str, step: StepBase) -> str:
+    """Run one step, recorded as `name`; its status: ok, partial (some devices dropped out),
+    failed or interrupted (Ctrl-C: the cancellation is absorbed, so that the caller still
+    disconnects, cleans up and reports)."""
+    failed_before = _failed_count(ctx)
+    try:
+        with ctx.metrics.step(name) as record:
+            await KINDS[step.kind].run(ctx, step)
+            dropped = _failed_count(ctx) - failed_before
+            if dropped:
+                record.status, record.detail = "partial", f"{dropped} device(s) failed"
+    except UserError as e:
+        record.detail = str(e)
+    except asyncio.CancelledError:
+        record.status, record.detail = "interrupted", "interrupted by the user"
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()  # the interruption is handled: let clean-up await normally
+    return record.status
+
+
+def mark_skipped(metrics: Metrics, names: list[str]) -> None:
+    for name in names:
+        with metrics.step(name) as record:
+            record.status = "skipped"
+
+
 async def _run_steps(ctx: RunContext) -> bool:
     """Run the steps until one fails; True if the user interrupted the run."""
-    steps = ctx.scenario.steps
-    width = len(str(len(steps)))
-    done = 0
-    interrupted = False
-    for i, step in enumerate(steps):
-        failed_before = _failed_count(ctx)
-        try:
-            with ctx.metrics.step(f"{i + 1:0{width}d}.{step.name or step.kind}") as record:
-                await KINDS[step.kind].run(ctx, step)
-                dropped = _failed_count(ctx) - failed_before
-                if dropped:
-                    record.status, record.detail = "partial", f"{dropped} device(s) failed"
-        except UserError as e:
-            record.detail = str(e)
-            break
-        except asyncio.CancelledError:
-            # Ctrl-C (see commands/run.py): stop here, but still disconnect, clean up, report.
-            record.status, record.detail = "interrupted", "interrupted by the user"
-            interrupted = True
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()  # the interruption is handled: let clean-up await normally
-            break
-        finally:
-            done = i + 1
-    for i, step in enumerate(steps[done:], start=done):
-        with ctx.metrics.step(f"{i + 1:0{width}d}.{step.name or step.kind}") as record:
-            record.status = "skipped"
-    return interrupted
+    names = step_names(ctx.scenario.steps)
+    for i, step in enumerate(ctx.scenario.steps):
+        status = await run_step(ctx, names[i], step)
+        if status in ("failed", "interrupted"):
+            mark_skipped(ctx.metrics, names[i + 1:])
+            return status == "interrupted"
+    return False
 
 
 def _failed_count(ctx: RunContext) -> int:

@@ -180,6 +180,26 @@ class Metrics:
                 merged.merge(hist)
         return merged
 
+    @classmethod
+    def from_snapshot(cls, snap: dict[str, Any]) -> Metrics:
+        """The metrics a snapshot was taken of (e.g. a merge of several processes'), to read
+        (a live view, a report) as one process's: `from_snapshot(s).snapshot() == s`."""
+        metrics = cls()
+        metrics.steps = {s["name"]: StepRecord(**s) for s in snap["steps"]}
+        for entry in snap["ops"]:
+            key = (entry["step"], entry["op"])
+            hist = Histogram.from_dict(entry["latency_us"])
+            if hist.count:
+                metrics.latency[key] = hist
+            if entry["errors"]:
+                metrics.op_errors[key] = dict(entry["errors"])
+        metrics.counters.update(snap["counters"])
+        metrics.gauges.update(snap["gauges"])
+        for name, points in snap["timeline"].items():
+            metrics.timeline[name].update({t: n for t, n in points})
+        metrics.checks = [Check(**c) for c in snap["checks"]]
+        return metrics
+
     def snapshot(self) -> dict[str, Any]:
         return _assemble([vars(s).copy() for s in self.steps.values()], self.latency,
                          self.op_errors, self.counters, self.gauges, self.timeline,
@@ -206,7 +226,9 @@ def _assemble(steps: list[dict[str, Any]], hists: dict[tuple[str, str], Histogra
     }
 
 
-_STATUS_RANK = {"failed": 3, "running": 2, "ok": 1, "skipped": 0}
+# A step's status in a merge is the worst of its processes'.
+_STATUS_RANK = {"failed": 5, "interrupted": 4, "running": 3, "partial": 2, "ok": 1,
+                "skipped": 0}
 
 
 def merge(snapshots: Iterable[dict[str, Any]]) -> dict[str, Any]:

@@ -138,6 +138,12 @@ class StepBase(Strict):
         may note in `scope` what this step makes true for the steps after it."""
         return []
 
+    def per_device(self) -> bool:
+        """Whether the step goes through a fleet's devices (so that each process of a
+        distributed run does its slice of them), rather than once for the whole run (then
+        the driver of a distributed run does it, once)."""
+        return False
+
 
 class FleetStep(StepBase):
     """A step that goes through a fleet's devices."""
@@ -145,12 +151,17 @@ class FleetStep(StepBase):
     fleet: str
     pacing: Pacing | None = None
 
+    def per_device(self) -> bool:
+        return True
+
 
 class Scenario(Strict):
     name: str
     description: str | None = None
     target: LocalTarget | AwsTarget = Field(default_factory=LocalTarget, discriminator="kind")
     cleanup: bool = True  # remove what the run created once it ends (fleetsim run --keep)
+    # A distributed run (fleetsim run --ray) whose worker dies: stop, or go on without it.
+    on_worker_loss: Literal["fail", "continue"] = "fail"
     fleets: list[Fleet] = Field(default_factory=list)
     # Validated as the union of the registered step kinds: see `scenario_model`.
     steps: list[StepBase] = Field(min_length=1)

@@ -33,6 +33,9 @@ class CreatePolicyStep(StepBase):
             problems += template_problems((*at, "document"), self.document, names)
         return problems
 
+    def per_device(self) -> bool:
+        return self.fleet is not None and "{" in self.policy
+
 
 ALREADY_EXISTS = frozenset({"ResourceAlreadyExistsException"})
 

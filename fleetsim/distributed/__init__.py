@@ -1,0 +1,1 @@
+"""Scale-out: one scenario across many processes (and machines) on Ray; see driver.py."""

@@ -1,0 +1,247 @@
+"""`fleetsim run --ray --workers N` on a local Ray cluster this module starts once (real Ray
+processes, local core over TLS): the same counts as one process, a lost worker reported and
+what it created still removed, `fleetsim cleanup` after a driver crash, Ctrl-C exits 130
+with the merged summary. (Global pacing: tests/unit/test_distributed_plan.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleetsim.cli import main
+from fleetsim.localcore.launcher import RunningLocalCore
+from tests.conftest import start_core
+from tests.crash_drill import env_for, resources
+
+ray = pytest.importorskip("ray")
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
+
+DEVICES = 12
+POLICY = """\
+  - create_policy:
+      policy: ray-test
+      document: {Version: "2012-10-17", Statement: [{Effect: Allow, Action: "iot:*",
+                                                     Resource: "*"}]}
+"""
+SAME = f"""\
+name: ray-same
+fleets:
+  - {{name: d, prefix: raysame, count: {DEVICES}, thing_name: "{{prefix}}-{{index:03d}}"}}
+steps:
+{POLICY}  - observe: {{topics: ["ray/#"]}}
+  - provision: {{fleet: d, policy: ray-test}}
+  - connect: {{fleet: d, pacing: {{rate: 50/s}}}}
+  - publish: {{fleet: d, topic: "ray/{{thing_name}}", payload: {{n: 1}}, count: 3}}
+  - expect:
+      messages: [{{topic: "ray/{{thing_name}}", fleet: d, count: 3}}]
+      things: [{{fleet: d, certificate_with_policy: true}}]
+  - disconnect: d
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """A local Ray cluster for the module (few CPUs: the machine is shared); its address."""
+    ray.init(num_cpus=4, include_dashboard=False, configure_logging=True,
+             logging_level="WARNING")
+    try:
+        yield str(ray.get_runtime_context().gcs_address)
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLocalCore]:
+    """In <state>/localcore: runs with --state-dir <state> find it and reuse it."""
+    running = start_core(tmp_path_factory.mktemp("ray") / "state" / "localcore")
+    yield running
+    running.stop()
+
+
+def run(core: RunningLocalCore, tmp_path: Path, yaml: str, *args: str) -> tuple[int, Any]:
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(yaml)
+    out = tmp_path / f"summary{len(list(tmp_path.glob('summary*')))}.json"
+    code = main(["run", str(scenario), "--state-dir", str(core.state_dir.parent),
+                 "--json", str(out), *args])
+    return code, json.loads(out.read_text())
+
+
+def counts(summary: dict[str, Any]) -> dict[str, Any]:
+    """What must not depend on how many processes ran the scenario."""
+    m = summary["metrics"]
+    return {"steps": {s["name"]: s["status"] for s in m["steps"]},
+            "ops": {(o["step"], o["op"]): (o["latency_us"]["count"], o["errors"])
+                    for o in m["ops"]},
+            "counters": m["counters"],
+            "checks": {c["name"]: c["passed"] for c in m["checks"]}}
+
+
+def test_two_and_three_workers_count_what_one_process_counts(
+        cluster: str, core: RunningLocalCore, tmp_path: Path) -> None:
+    code, alone = run(core, tmp_path, SAME)
+    assert code == 0
+    for workers in ("2", "3"):
+        code, spread = run(core, tmp_path, SAME, "--ray", cluster, "--workers", workers)
+        assert code == 0, spread["metrics"]["steps"]
+        assert counts(spread) == counts(alone)
+        assert spread["workers"] == int(workers) and spread["workers_lost"] == []
+        ops = counts(spread)["ops"]
+        assert ops[("4.connect", "mqtt.connect")][0] == DEVICES
+    assert sum(resources(core).values()) == 0
+
+
+def shard_journals(runs: Path, before: set[Path], shards: int,
+                   timeout: float = 60) -> list[tuple[Path, dict[str, Any]]]:
+    """The journals of every shard of the run not in `before`, once each has a line: their
+    paths and headers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for run_dir in (set(runs.iterdir()) - before) if runs.exists() else set():
+            paths = [run_dir / f"shard-{k}" / "journal.jsonl" for k in range(1, shards + 1)]
+            if all(p.exists() and p.stat().st_size for p in paths):
+                return [(p, json.loads(p.read_text().splitlines()[0])) for p in paths]
+        time.sleep(0.05)
+    raise AssertionError(f"no journals of {shards} shards within {timeout} s")
+
+
+def runs_now(core: RunningLocalCore) -> set[Path]:
+    runs = core.state_dir.parent / "runs"
+    return set(runs.iterdir()) if runs.exists() else set()
+
+
+def entries(path: Path) -> int:
+    return len(path.read_text().splitlines()) - 1
+
+
+def wait_until(condition: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+LOSS = f"""\
+name: ray-loss
+on_worker_loss: continue
+fleets:
+  - {{name: d, prefix: rayloss, count: {DEVICES}, thing_name: "{{prefix}}-{{index:03d}}"}}
+steps:
+{POLICY}  - provision: {{fleet: d, policy: ray-test, pacing: {{rate: 20/s}}}}
+  - wait: 3s
+  - connect: d
+  - disconnect: d
+"""
+
+
+def test_a_killed_worker_is_reported_and_the_run_goes_on_without_it(
+        cluster: str, core: RunningLocalCore, tmp_path: Path) -> None:
+    runs, before = core.state_dir.parent / "runs", runs_now(core)
+    killed: list[int] = []
+
+    def kill_worker_2() -> None:
+        path, header = shard_journals(runs, before, 2)[1]
+        wait_until(lambda: entries(path) >= 3)
+        os.kill(header["pid"], signal.SIGKILL)
+        killed.append(header["pid"])
+
+    killer = threading.Thread(target=kill_worker_2, daemon=True)
+    killer.start()
+    code, summary = run(core, tmp_path, LOSS, "--ray", cluster, "--workers", "2")
+    killer.join(5)
+    assert killed, "the worker was not killed"
+    assert code == 1  # the run went on, but lost devices: not a pass
+    [lost] = summary["workers_lost"]
+    assert lost.startswith("worker 2/2") and f"{DEVICES // 2} device(s) lost" in lost
+    assert f"pid {killed[0]}" in lost
+    m = summary["metrics"]
+    assert m["counters"]["devices.lost"] == DEVICES // 2
+    steps = {s["name"]: s for s in m["steps"]}
+    assert steps["4.connect"]["status"] == "ok"  # on the shard left
+    connects = next(o for o in m["ops"] if o["op"] == "mqtt.connect")
+    assert connects["latency_us"]["count"] == DEVICES // 2
+    assert any(s["status"] == "partial" and "worker 2/2" in s["detail"]
+               for s in steps.values())
+    # What the lost worker created before it died was journaled, and removed with the rest.
+    assert sum(resources(core).values()) == 0
+
+
+CRASH = f"""\
+name: ray-crash
+fleets:
+  - {{name: d, prefix: raycrash, count: {DEVICES}, thing_name: "{{prefix}}-{{index:03d}}"}}
+steps:
+{POLICY}  - provision: {{fleet: d, policy: ray-test}}
+  - connect: d
+  - wait: 600s
+"""
+PER_DEVICE = 5  # journal entries of a provisioned device (see tests/crash_drill.py)
+
+
+def spawn_driver(core: RunningLocalCore, tmp_path: Path, cluster: str,
+                 *args: str) -> subprocess.Popen[bytes]:
+    scenario = tmp_path / "crash.yaml"
+    scenario.write_text(CRASH)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fleetsim", "run", str(scenario), "--ray", cluster,
+         "--workers", "2", "--state-dir", str(core.state_dir.parent), *args],
+        cwd=tmp_path, env=env_for(core), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def provisioned(core: RunningLocalCore, driver: subprocess.Popen[bytes],
+                before: set[Path]) -> None:
+    """Returns once both shards journaled every device's provisioning."""
+    try:
+        (one, _), (two, _) = shard_journals(core.state_dir.parent / "runs", before, 2)
+        wait_until(lambda: min(entries(one), entries(two)) >= PER_DEVICE * DEVICES // 2)
+    except AssertionError:
+        driver.kill()
+        output = driver.communicate()[0].decode()
+        raise AssertionError(f"the run did not provision; it said:\n{output[-3000:]}") from None
+
+
+def test_cleanup_after_the_driver_is_killed_removes_what_every_shard_made(
+        cluster: str, core: RunningLocalCore, tmp_path: Path) -> None:
+    before = runs_now(core)
+    driver = spawn_driver(core, tmp_path, cluster)
+    try:
+        provisioned(core, driver, before)
+    finally:
+        driver.kill()
+        driver.wait(30)
+    assert resources(core)["things"] == DEVICES
+    assert main(["cleanup", "--state-dir", str(core.state_dir.parent)]) == 0
+    assert sum(resources(core).values()) == 0
+
+
+def test_ctrl_c_on_the_driver_stops_every_shard_and_writes_the_merged_summary(
+        cluster: str, core: RunningLocalCore, tmp_path: Path) -> None:
+    out, before = tmp_path / "summary.json", runs_now(core)
+    driver = spawn_driver(core, tmp_path, cluster, "--json", str(out))
+    try:
+        provisioned(core, driver, before)
+        time.sleep(2)  # into connect or the wait
+        driver.send_signal(signal.SIGINT)
+        output, _ = driver.communicate(timeout=90)
+    finally:
+        driver.kill()
+    assert driver.returncode == 130, output.decode()[-2000:]
+    summary = json.loads(out.read_text())
+    assert summary["interrupted"] is True and summary["workers"] == 2
+    m = summary["metrics"]
+    assert {s["name"]: s["status"] for s in m["steps"]}["2.provision"] == "ok"
+    assert "interrupted" in {s["status"] for s in m["steps"]}
+    provision = [o for o in m["ops"] if o["op"] == "api.CreateThing"]
+    assert sum(o["latency_us"]["count"] for o in provision) == DEVICES
+    assert sum(resources(core).values()) == 0  # the run cleaned up after itself
