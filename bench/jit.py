@@ -21,9 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bench.fleet_provision import start_core
 from bench.provisioning import _fleetsim_run
-from bench.report import Row
+from bench.report import RESULTS_DIR, Row
 from bench.system import machine_info, raise_fd_limit, utc_now
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,15 +40,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _scenario(workdir: Path, devices: int, key_type: str) -> str:
+    """scenarios/jitp.yaml for `devices` devices powering up at once, its CA in the temp dir.
+
+    Edited as data, not as text: the register_ca and jit_connect steps must name the same CA
+    folder (a text edit that missed one made the devices' certificates come from a CA nobody
+    had registered, so no device was ever admitted)."""
     shutil.copytree(ROOT / "scenarios" / "workshop", workdir / "workshop")
-    text = (ROOT / "scenarios" / "jitp.yaml").read_text()
-    text = text.replace("    count: 1\n", f"    count: {devices}\n")
-    text = text.replace("key_type: rsa-2048                # openssl genrsa",
-                        f"key_type: {key_type}  # openssl genrsa")
-    text = text.replace("      ca: ../certs/jit-ca\n", "      ca: certs/jit-ca\n")
-    text = text.replace("      fleet: jitp\n      ca:",
-                        "      fleet: jitp\n      pacing: {concurrency: 1000}\n      ca:")
-    return text.replace("timeout: 30s", "timeout: 120s")
+    doc = yaml.safe_load((ROOT / "scenarios" / "jitp.yaml").read_text())
+    doc["fleets"][0].update(count=devices, key_type=key_type)
+    for step in doc["steps"]:
+        (kind, body), = step.items()
+        if kind in ("register_ca", "jit_connect"):
+            body["ca"] = "certs/jit-ca"
+        if kind == "jit_connect":
+            body["pacing"] = {"concurrency": devices}  # every device at once
+        if kind == "expect":
+            body["timeout"] = "120s"
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
@@ -65,6 +75,9 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
             data["errors"]["jitp"] = str(e)
         finally:
             core.stop()
+            RESULTS_DIR.mkdir(exist_ok=True)  # local core's log outlives the temp dir
+            shutil.copyfile(workdir / "localcore.log", RESULTS_DIR / "jit-localcore.log")
+            data["localcore_log"] = str(RESULTS_DIR / "jit-localcore.log")
     data["elapsed_s"] = round(time.perf_counter() - started, 1)
     return data, _rows(data)
 
