@@ -6,7 +6,9 @@ publishes `--rules-messages` QoS 0 messages to `bench/in` back to back. With N r
 rules match the topic and evaluate a WHERE clause that is false for every message (the
 evaluation is measured, not an action), and one sentinel rule republishes only the last
 message (v = -1) to `bench/done`, which the device subscribes to: the bus evaluates in order,
-so the sentinel arriving means every message went through every rule. Without rules the last
+so the sentinel arriving means every message went through every rule. The sentinel rule reads
+`bench/in` only: with `bench/+` it matched its own republished message and fed itself forever
+(as it would on AWS), which is why this bench used to time out whenever a rule existed. Without rules the last
 message goes to `bench/done` directly. CPU per rule evaluation = (local core's CPU with N rules
 - without rules) / (messages x N).
 """
@@ -45,7 +47,7 @@ async def _set_rules(api: ApiClient, count: int, existing: int) -> None:
             "SELECT temp, topic(2) AS t FROM 'bench/+' WHERE temp > 1000 AND kind = 'x'", []))
     if count:
         await api.call("POST", "/rules/bench_0", _rule(
-            "SELECT * FROM 'bench/+' WHERE v = -1",
+            "SELECT * FROM 'bench/in' WHERE v = -1",
             [{"republish": {"roleArn": ROLE, "topic": "bench/done"}}]))
 
 
