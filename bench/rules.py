@@ -8,9 +8,9 @@ evaluation is measured, not an action), and one sentinel rule republishes only t
 message (v = -1) to `bench/done`, which the device subscribes to: the bus evaluates in order,
 so the sentinel arriving means every message went through every rule. The sentinel rule reads
 `bench/in` only: with `bench/+` it matched its own republished message and fed itself forever
-(as it would on AWS), which is why this bench used to time out whenever a rule existed. Without rules the last
-message goes to `bench/done` directly. CPU per rule evaluation = (local core's CPU with N rules
-- without rules) / (messages x N).
+(as it would on AWS), which is why this bench used to time out whenever a rule existed.
+Without rules the last message goes to `bench/done` directly. CPU per rule evaluation =
+(local core's CPU with N rules - without rules) / (messages x N).
 """
 
 from __future__ import annotations
