@@ -15,6 +15,8 @@ Results: bench/results/jit.json.
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
 import tempfile
 import time
@@ -26,7 +28,7 @@ import yaml
 from bench.fleet_provision import start_core
 from bench.provisioning import _fleetsim_run
 from bench.report import RESULTS_DIR, Row
-from bench.system import machine_info, raise_fd_limit, utc_now
+from bench.system import CpuWindow, machine_info, raise_fd_limit, utc_now
 
 ROOT = Path(__file__).resolve().parent.parent
 PHASES = ("jit.first_attempt", "jit.registration", "jit.admitted", "jit.first_publish")
@@ -69,8 +71,16 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
         workdir = Path(tmp)
         core = start_core(workdir / "state" / "localcore", workdir / "localcore.log")
         try:
+            profile: dict[str, Any] | None = {} if getattr(args, "profile", False) else None
+            load0, window = os.getloadavg(), CpuWindow(core.pid)
+            children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            window.start(time.perf_counter())
             data["jitp"] = _fleetsim_run(core, workdir, "jitp", _scenario(
-                workdir, args.jit_devices, args.jit_key_type))
+                workdir, args.jit_devices, args.jit_key_type), profile)
+            window.stop(time.perf_counter())
+            data["cpu"] = _cpu(window, children0, load0)
+            if profile:
+                data["profiles"] = profile
         except Exception as e:
             data["errors"]["jitp"] = str(e)
         finally:
@@ -82,15 +92,30 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
     return data, _rows(data)
 
 
+def _cpu(core: CpuWindow, children0: resource.struct_rusage,
+         load0: tuple[float, float, float]) -> dict[str, Any]:
+    """CPU seconds of local core and of the `fleetsim run` process (the devices; with
+    --profile, py-spy's too) over the whole run, and how loaded the machine was: the figures
+    of one run are comparable with each other, runs on a shared machine less so."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    devices = (children.ru_utime - children0.ru_utime) + (children.ru_stime - children0.ru_stime)
+    return {"wall_s": round(core.wall, 1), "localcore_cpu_s": round(core.cpu, 1),
+            "devices_cpu_s": round(devices, 1), "loadavg_before": load0,
+            "loadavg_after": os.getloadavg(), "cpus": os.cpu_count()}
+
+
 def _rows(data: dict[str, Any]) -> list[Row]:
     jitp = data.get("jitp")
     if not jitp:
         return []
     n = data["devices"]
-    step = jitp["steps"].get("jit_connect", {})
-    until = step.get("duration_s")
+    online = jitp["ops"].get("jit_connect/jit.fleet_online")
+    until = None if online is None else round(online["p50_ms"] / 1000, 2)  # one figure
     rows = [Row(f"JITP, {n} devices at once: until all admitted and published", until, "s",
                 "< 30 s", None if until is None else until < 30)]
+    if "jit_connect" in jitp["steps"]:
+        rows.append(Row("  jit_connect step (with making the identities)",
+                        jitp["steps"]["jit_connect"]["duration_s"], "s"))
     for phase in PHASES:
         op = jitp["ops"].get(f"jit_connect/{phase}")
         if op:
@@ -101,4 +126,15 @@ def _rows(data: dict[str, Any]) -> list[Row]:
     attempts = jitp["counters"].get("jit.attempts")
     if attempts:
         rows.append(Row("  attempts per device (mean)", round(attempts / n, 2), ""))
+    for op in ("mqtt.connect", "api.DescribeCertificate", "api.ListCertificatesByCA"):
+        entry = jitp["ops"].get(f"jit_connect/{op}")
+        if entry:
+            failed = sum(entry["errors"].values())
+            rows.append(Row(f"  {op} calls", entry["count"] + failed, "", note=f"{failed} failed"))
+    cpu = data.get("cpu")
+    if cpu:
+        rows.append(Row("  CPU over the run: local core", cpu["localcore_cpu_s"], "s"))
+        rows.append(Row("  CPU over the run: devices (fleetsim run)", cpu["devices_cpu_s"], "s"))
+        rows.append(Row("  load average (1 min) before the run", cpu["loadavg_before"][0], "",
+                        note=f"after: {cpu['loadavg_after'][0]:.1f}; {cpu['cpus']} CPUs"))
     return rows
