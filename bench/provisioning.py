@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.fleet_provision import start_core
-from bench.report import Row
+from bench.profile import py_spy
+from bench.report import RESULTS_DIR, Row
 from bench.system import machine_info, raise_fd_limit, utc_now
 from fleetsim.control.clients import aws_clients
 from fleetsim.localcore.launcher import RunningLocalCore
@@ -150,19 +151,34 @@ async def _register_rate(core: RunningLocalCore, key_type: str, n: int,
             "p99_ms": hist.percentile(99) / 1000}
 
 
-def _fleetsim_run(core: RunningLocalCore, workdir: Path, name: str, text: str) -> dict[str, Any]:
-    """`fleetsim run` of scenario `text`; its wall time and per-step/per-op figures."""
+def _fleetsim_run(core: RunningLocalCore, workdir: Path, name: str, text: str,
+                  profile: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`fleetsim run` of scenario `text`; its wall time and per-step/per-op figures. With
+    `profile` (a dict), both local core and the run are recorded with py-spy (`bench.profile`)
+    and their hottest frames put in it under "localcore" and "devices"."""
     scenario, summary = workdir / f"{name}.yaml", workdir / f"{name}.json"
     scenario.write_text(text)
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "fleetsim", "run", str(scenario), "--json",
-                          str(summary), "--state-dir", str(core.state_dir.parent),
-                          "--concurrency", "200"],
-                         cwd=workdir, capture_output=True, text=True, timeout=1800,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    with subprocess.Popen([sys.executable, "-m", "fleetsim", "run", str(scenario), "--json",
+                           str(summary), "--state-dir", str(core.state_dir.parent),
+                           "--concurrency", "200"],
+                          cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}) as proc:
+        on = profile is not None
+        server: dict[str, Any] = {}
+        client: dict[str, Any] = {}
+        with py_spy(core.pid, RESULTS_DIR / f"{name}-localcore.collapsed", on, server), \
+                py_spy(proc.pid, RESULTS_DIR / f"{name}-devices.collapsed", on, client):
+            try:
+                _, stderr = proc.communicate(timeout=1800)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, stderr = proc.communicate()
+        if profile is not None:
+            profile.update(localcore=server, devices=client)
     wall = time.perf_counter() - started
     if not summary.exists():
-        raise RuntimeError(f"{name}: no summary; {out.stderr[-500:]}")
+        raise RuntimeError(f"{name}: no summary; {stderr[-500:]}")
     data = json.loads(summary.read_text())
     steps = {s["name"].split(".", 1)[1]: {"status": s["status"],
                                           "duration_s": round(s["duration_s"], 2),

@@ -11,6 +11,9 @@ queued only when the outermost transaction commits, and dropped if it rolls back
 reacts to what did not happen. A handler's
 exception is logged and the next handler runs. Announcements are frozen dataclasses; a handler
 subscribes to one exact type. `drain()` waits until the queue is empty (tests, shutdown).
+Delivery yields to the loop every `YIELD_EVERY` events: a handler whose events lead to more
+events (a topic rule republishing to a topic its own filter matches) must not starve the
+broker and the API while the queue never empties.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ log = logging.getLogger(__name__)
 
 E = TypeVar("E")
 Handler = Callable[[Any], Awaitable[None] | None]
+
+YIELD_EVERY = 256  # events delivered between two turns of the loop for everything else
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +107,13 @@ class Bus:
     async def _deliver(self) -> None:
         assert self._wake is not None and self._idle is not None
         while True:
+            delivered = 0
             while self._queue:
+                if delivered == YIELD_EVERY:
+                    delivered = 0
+                    await asyncio.sleep(0)
+                    continue  # the queue may have changed meanwhile
+                delivered += 1
                 event = self._queue.popleft()
                 for handler in list(self._handlers.get(type(event), ())):
                     try:

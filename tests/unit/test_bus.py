@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,3 +93,29 @@ async def test_events_of_a_transaction_go_out_on_commit_and_never_after_a_rollba
     assert seen == [1, 3]
     await bus.close()
     db.close()
+
+
+async def test_a_handler_that_feeds_itself_does_not_starve_the_loop() -> None:
+    """A topic rule that republishes to a topic its own filter matches feeds the bus forever
+    (as on AWS, where nothing stops it); the rest of local core (broker, API) must keep
+    running meanwhile, so delivery yields to the loop between batches."""
+    bus = Bus()
+    other_ran_at: list[int] = []
+    delivered = 0
+
+    def feed(e: Happened) -> None:
+        nonlocal delivered
+        delivered += 1
+        if e.n < 20_000:
+            bus.publish(Happened(e.n + 1))
+
+    async def other() -> None:
+        other_ran_at.append(delivered)
+
+    bus.subscribe(Happened, feed)
+    bus.publish(Happened(0))
+    await asyncio.sleep(0)  # delivery starts
+    task = asyncio.get_running_loop().create_task(other())
+    await bus.drain()
+    await task
+    assert other_ran_at[0] < 20_000  # ran while the chain was still going

@@ -1,27 +1,34 @@
 """`jit_connect`: a fleet whose certificates are signed by the scenario's CA comes online
 just in time (JITP or JITR), every device retrying until admitted.
 
-Per device: a key (the fleet's key type) and a certificate signed by the CA in `ca` (subject:
-the thing name as CN plus `subject`), with the CA after it in the chain as the workshop's
-`cat deviceCert.crt rootCA.pem` (`present_ca`); the identity saved (key 0600). Then CONNECT,
-refused while the certificate is not ACTIVE ("The connection was lost ... normal behaviour"),
-retried with exponential back-off and full jitter; with `watch_registry` the device's
-certificate is looked up (DescribeCertificate) after each refusal, so a device retries at once
-when it turns ACTIVE. Measured (µs): `jit.first_attempt` (the first, refused, CONNECT),
-`jit.registration` (from the first attempt until the registry shows the certificate ACTIVE:
-JITP's template, or JITR's rule and function), `jit.admitted` (until CONNACK), and
-`jit.first_publish` (until the first publish is acknowledged, with `publish`); counters
-`jit.attempts` and `jit.devices_by_attempts.<n>`.
+First the batch leaves the factory (not timed): per device a key (the fleet's key type), a
+certificate signed by the CA in `ca` (subject: the thing name as CN plus `subject`) with the CA
+after it in the chain as the workshop's `cat deviceCert.crt rootCA.pem` (`present_ca`), the
+identity saved (key 0600) and its TLS context. Then every device powers up at once (or as
+`pacing` says): CONNECT, refused while the certificate is not ACTIVE ("The connection was lost
+... normal behaviour"), retried as a device does, with exponential back-off and full jitter
+and nothing else (a device has no credentials to look itself up in the registry). With
+`watch_registry` one watcher lists the CA's certificates (ListCertificatesByCA) twice a second
+for the registration phase. Measured (µs): `jit.first_attempt` (the first, refused, CONNECT),
+`jit.registration` (from the first attempt until the watcher sees the certificate ACTIVE:
+JITP's template, or JITR's rule and function), `jit.admitted` (until CONNACK),
+`jit.first_publish` (until the first publish is acknowledged, with `publish`), and
+`jit.fleet_online` (one figure: from power-up until the last device is admitted and has
+published); counters `jit.attempts` and `jit.devices_by_attempts.<n>`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import ssl
 import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from botocore.exceptions import BotoCoreError, ClientError
+from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from fleetsim.control.errors import ApiError
@@ -33,9 +40,10 @@ from fleetsim.engine.context import Device, RunContext
 from fleetsim.engine.fanout import api_call, for_each_device
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.errors import UserError
-from fleetsim.pki import CertificateAuthority, certificate_pem, load_private_key
+from fleetsim.pki import CertificateAuthority, certificate_id, certificate_pem, load_private_key
 from fleetsim.pki.ca_store import load_or_create_ca
 from fleetsim.pki.certs import SUBJECT_OIDS, subject_name
+from fleetsim.runtime import cancel_and_wait
 from fleetsim.scenario.model import Duration, FleetStep, parse_duration
 from fleetsim.scenario.semantics import DEVICE_NAMES, Loc, Problem, Scope, template_problems
 from fleetsim.scenario.templating import Template
@@ -118,7 +126,46 @@ async def _status(ctx: RunContext, cert_id: str) -> dict[str, Any] | None:
     return description
 
 
+class RegistryWatcher:
+    """Watches the registry for the fleet, as an operator's console would: one
+    ListCertificatesByCA sweep (250 a page) every `interval` seconds, recording for each
+    device's certificate when it is first seen ACTIVE (`jit.registration`, to the sweep's
+    resolution) and its ARN. One sweep costs a few calls whatever the fleet's size; a call per
+    device and refusal (what the devices used to do) cost more than the devices' own TLS."""
+
+    def __init__(self, ctx: RunContext, ca_id: str, interval: float = 0.5):
+        self._ctx, self._ca_id, self._interval = ctx, ca_id, interval
+        self.started: dict[str, float] = {}  # certificate id -> its device's first attempt
+        self.arns: dict[str, str] = {}  # certificate id -> ARN, once seen ACTIVE
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(ClientError, BotoCoreError):  # counted; retried next
+                await self._sweep()
+            await asyncio.sleep(self._interval)
+
+    async def _sweep(self) -> None:
+        marker: str | None = None
+        while True:
+            with self._ctx.metrics.time("api.ListCertificatesByCA"):  # no api_call: its
+                page = await self._ctx.iot.list_certificates_by_ca(  # name would be by_c_a
+                    caCertificateId=self._ca_id, pageSize=250,
+                    **({"marker": marker} if marker else {}))
+            now = time.perf_counter()
+            for c in page.get("certificates", ()):
+                cert_id, start = c["certificateId"], self.started.get(c["certificateId"])
+                if c["status"] == "ACTIVE" and start is not None and cert_id not in self.arns:
+                    self.arns[cert_id] = c["certificateArn"]
+                    self._ctx.metrics.record("jit.registration", (now - start) * 1e6)
+            marker = page.get("nextMarker")
+            if not marker:
+                return
+
+
 async def run(ctx: RunContext, step: JitConnectStep) -> None:
+    """Two phases: the batch leaves the factory (every device's key, certificate and TLS
+    context made: not timed, since a real device has them before it powers up), then every
+    device powers up at once (or as `pacing` says) and retries until admitted."""
     ca, _ = load_or_create_ca(Path(step.ca), "unused")
     subject_t = {k: Template(v, DEVICE_NAMES) for k, v in step.subject.items()}
     client_id_t = Template(step.client_id, CLIENT_ID_NAMES)
@@ -126,8 +173,9 @@ async def run(ctx: RunContext, step: JitConnectStep) -> None:
     policy = ReconnectPolicy(base=step.retry_base, cap=step.retry_cap)
     factory, sni = dev.tls_factory(ctx), server_name(ctx.target)
     metrics = ctx.metrics
+    prepared: dict[int, tuple[ssl.SSLContext, str]] = {}  # device index -> (TLS, client id)
 
-    async def come_online(d: Device) -> None:
+    async def manufacture(d: Device) -> None:
         identity = await make_identity(ctx, d, ca, {k: t.render(d.names) for k, t in
                                                     subject_t.items()}, step.present_ca)
         assert identity.certificate_id is not None
@@ -135,10 +183,19 @@ async def run(ctx: RunContext, step: JitConnectStep) -> None:
         tls = factory.for_identity(identity)
         if sni and isinstance(tls, DeviceSSLContext):
             tls.server_name = sni
-        client_id = client_id_t.render(d.names | {"certificate_id": d.certificate_id})
+        prepared[d.index] = (tls, client_id_t.render(
+            d.names | {"certificate_id": d.certificate_id}))
+
+    await for_each_device(ctx, ctx.fleet_devices(step.fleet), manufacture)
+    watcher = RegistryWatcher(ctx, certificate_id(ca.cert.public_bytes(Encoding.DER)))
+
+    async def come_online(d: Device) -> None:
+        identity, (tls, client_id) = d.identity, prepared[d.index]
+        assert identity is not None and d.certificate_id is not None
         start = time.perf_counter()
-        attempts, active = 0, False
-        while True:
+        watcher.started[d.certificate_id] = start
+        attempts = 0
+        while True:  # as a device does: back-off with full jitter, no registry look-ups
             attempts += 1
             session = DeviceSession(identity, ctx.target, metrics, tls=tls, client_id=client_id,
                                     timeout=step.timeout)
@@ -153,26 +210,31 @@ async def run(ctx: RunContext, step: JitConnectStep) -> None:
                     raise UserError(f"{d.thing_name} was not admitted within "
                                     f"{step.give_up_after:g} s ({attempts} attempts, last: "
                                     f"{e.kind})") from e
-            if step.watch_registry and not active:
-                described = await _status(ctx, identity.certificate_id)
-                if described is not None and described["status"] == "ACTIVE":
-                    active = True
-                    d.certificate_arn = described["certificateArn"]
-                    metrics.record("jit.registration", (time.perf_counter() - start) * 1e6)
-                    continue  # admitted now: no back-off
             await asyncio.sleep(policy.delay(attempts - 1))
         metrics.record("jit.admitted", (time.perf_counter() - start) * 1e6)
         metrics.incr("jit.attempts", attempts)
         metrics.incr(f"jit.devices_by_attempts.{attempts}")
-        if d.certificate_arn is None:
-            described = await _status(ctx, identity.certificate_id)
-            d.certificate_arn = described["certificateArn"] if described else None
         if step.publish is not None and publish_t is not None:
             await dev.publish(ctx, d, step.publish.topic, publish_t.render(d.names).encode(),
                               step.publish.qos)
             metrics.record("jit.first_publish", (time.perf_counter() - start) * 1e6)
 
-    await for_each_device(ctx, ctx.fleet_devices(step.fleet), come_online, step.pacing)
+    watching = asyncio.get_running_loop().create_task(watcher.run()) \
+        if step.watch_registry else None
+    began = time.perf_counter()
+    try:
+        await for_each_device(ctx, ctx.fleet_devices(step.fleet), come_online, step.pacing)
+        metrics.record("jit.fleet_online", (time.perf_counter() - began) * 1e6)
+    finally:
+        if watching is not None:
+            await cancel_and_wait(watching)
+    for d in ctx.fleet_devices(step.fleet):  # the registry's ARN, as later steps need it
+        assert d.certificate_id is not None
+        arn = watcher.arns.get(d.certificate_id)
+        if arn is None:
+            described = await _status(ctx, d.certificate_id)
+            arn = described["certificateArn"] if described else None
+        d.certificate_arn = arn
 
 
 KIND = StepKind(JitConnectStep, run)
