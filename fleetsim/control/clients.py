@@ -23,6 +23,8 @@ class AwsClients:
     sts: Any
     iot_data: Any  # device shadows (and the rest of AWS IoT's data plane API)
     s3: Any = None  # bulk registration's input files and reports
+    lambda_: Any = None  # functions that topic rules invoke (JITR)
+    logs: Any = None  # CloudWatch Logs: what functions and AWS IoT write
 
 
 @asynccontextmanager
@@ -43,4 +45,6 @@ async def aws_clients(target: Target, max_connections: int = 64) -> AsyncIterato
             if target.kind == "local" else config
         s3 = await stack.enter_async_context(session.client("s3", **{**extra,
                                                                       "config": s3_config}))
-        yield AwsClients(iot, sts, iot_data, s3)
+        lambda_ = await stack.enter_async_context(session.client("lambda", **extra))
+        logs = await stack.enter_async_context(session.client("logs", **extra))
+        yield AwsClients(iot, sts, iot_data, s3, lambda_, logs)

@@ -72,11 +72,16 @@ class RunContext:
     background: dict[str, list[asyncio.Task[Any]]] = field(default_factory=dict)
 
     s3: Any = None  # bulk registration's files
+    lambda_: Any = None  # functions a step deploys (deploy_function)
+    logs: Any = None  # CloudWatch Logs (a function's log group)
     shards: int = 1  # N of --shard K/N
     # Resources several steps may touch (a shadow), journaled by the first one only.
     journaled: set[tuple[str, ...]] = field(default_factory=set)
     # Jobs this run created (create_job), by job id: the CreateJob request, for wait_job.
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Values earlier steps made known for `${NAME}` placeholders in later steps' files (a
+    # deployed function's ARN, a registered CA's id), by NAME.
+    values: dict[str, str] = field(default_factory=dict)
 
     def journal_for(self, fleet: Fleet | None, shared: bool = False) -> Journal:
         """Where a resource is written down: resources of persistent fleets, and in a sharded

@@ -75,6 +75,7 @@ async def run_scenario(scenario: Scenario, target: Target, *, run_id: str, runs_
                              journal,
                              persistent, metrics, identities_dir / scenario.name, concurrency,
                              build_devices(scenario, shard), s3=clients.s3,
+                             lambda_=clients.lambda_, logs=clients.logs,
                              shards=shard[1] if shard else 1)
             try:
                 result.interrupted = await _run_steps(ctx)

@@ -65,6 +65,11 @@ EXAMPLES: dict[str, tuple[str, bool]] = {  # kind -> (step YAML, needs connected
     "wait_job": ("wait_job: {timeout: 0s}", False),
     "register_ca": ("register_ca: {ca: certs/ca}", False),
     "jit_connect": ("jit_connect: {fleet: f, ca: certs/ca, subject: {country: DE}}", False),
+    "deploy_function": ("deploy_function: {function: jitr, source: fn, "
+                        "role: 'arn:aws:iam::{account_id}:role/r', allow_rules: [JITRRule]}",
+                        False),
+    "create_topic_rule": ("create_topic_rule: {rule: JITRRule, payload: {sql: \"SELECT * FROM "
+                          "'a/b'\", actions: []}}", False),
 }
 # What must exist before the example runs (kinds whose example needs an earlier step).
 SETUP = {
@@ -85,6 +90,7 @@ SETUP = {
     # The CA is registered and devices come online against local core:
     # tests/integration/test_jit_scenarios.py.
     "register_ca": None, "jit_connect": None,
+    "deploy_function": None, "create_topic_rule": None,  # Lambda and rules: local core's
 }
 
 

@@ -9,9 +9,13 @@ retried with exponential back-off and full jitter; with `watch_registry` the dev
 certificate is looked up (DescribeCertificate) after each refusal, so a device retries at once
 when it turns ACTIVE. Measured (µs): `jit.first_attempt` (the first, refused, CONNECT),
 `jit.registration` (from the first attempt until the registry shows the certificate ACTIVE:
-JITP's template, or JITR's rule and function), `jit.admitted` (until CONNACK), and
+JITP's template, or JITR's rule and function; at the latest the admission, which proves it),
+`jit.admitted` (until CONNACK), and
 `jit.first_publish` (until the first publish is acknowledged, with `publish`); counters
-`jit.attempts` and `jit.devices_by_attempts.<n>`.
+`jit.attempts` and `jit.devices_by_attempts.<n>`. With `function` (JITR: the function the topic
+rule invokes), a certificate still PENDING_ACTIVATION after the second refusal sends the device
+to the function's log group (`/aws/lambda/<function>`): an error of the invocation that handled
+its certificate fails the device with that error (`jit.function_errors`), not a time-out.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from fleetsim.device.tls import DeviceSSLContext
 from fleetsim.engine import devices as dev
 from fleetsim.engine.context import Device, RunContext
 from fleetsim.engine.fanout import api_call, for_each_device
+from fleetsim.engine.function_logs import invocation_error
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.errors import UserError
 from fleetsim.pki import CertificateAuthority, certificate_pem, load_private_key
@@ -64,6 +69,10 @@ class JitConnectStep(FleetStep):
     give_up_after: Duration = 120.0
     timeout: Duration = 10.0  # per CONNECT
     watch_registry: bool = True
+    # JITR: the function the topic rule invokes. While a device's certificate stays
+    # PENDING_ACTIVATION its log group is read for the error of the invocation that handled the
+    # certificate; one found fails the device with it (the run reports it).
+    function: str | None = None
 
     needs_connection: ClassVar[bool] = False
     dir_fields: ClassVar[tuple[str, ...]] = ("ca",)
@@ -118,6 +127,16 @@ async def _status(ctx: RunContext, cert_id: str) -> dict[str, Any] | None:
     return description
 
 
+async def _function_failed(ctx: RunContext, function: str, d: Device, cert_id: str,
+                           since_ms: int) -> None:
+    """Fails the device if the JITR function's invocation for its certificate failed."""
+    error = await invocation_error(ctx, function, cert_id, since_ms)
+    if error is not None:
+        ctx.metrics.incr("jit.function_errors")
+        raise UserError(f"{d.thing_name}: the JITR function {function} failed for certificate "
+                        f"{cert_id[:12]}, which stays PENDING_ACTIVATION: {error}")
+
+
 async def run(ctx: RunContext, step: JitConnectStep) -> None:
     ca, _ = load_or_create_ca(Path(step.ca), "unused")
     subject_t = {k: Template(v, DEVICE_NAMES) for k, v in step.subject.items()}
@@ -136,7 +155,7 @@ async def run(ctx: RunContext, step: JitConnectStep) -> None:
         if sni and isinstance(tls, DeviceSSLContext):
             tls.server_name = sni
         client_id = client_id_t.render(d.names | {"certificate_id": d.certificate_id})
-        start = time.perf_counter()
+        start, started_ms = time.perf_counter(), int(time.time() * 1000)
         attempts, active = 0, False
         while True:
             attempts += 1
@@ -160,8 +179,16 @@ async def run(ctx: RunContext, step: JitConnectStep) -> None:
                     d.certificate_arn = described["certificateArn"]
                     metrics.record("jit.registration", (time.perf_counter() - start) * 1e6)
                     continue  # admitted now: no back-off
+                if described is not None and step.function and attempts >= 2:
+                    await _function_failed(ctx, step.function, d, identity.certificate_id,
+                                           started_ms)
             await asyncio.sleep(policy.delay(attempts - 1))
-        metrics.record("jit.admitted", (time.perf_counter() - start) * 1e6)
+        admitted_us = (time.perf_counter() - start) * 1e6
+        if step.watch_registry and not active and attempts > 1:
+            # ACTIVE between the last look and this CONNECT (JITR's function runs after the
+            # refusal): the admission proves it, so registration ended by now.
+            metrics.record("jit.registration", admitted_us)
+        metrics.record("jit.admitted", admitted_us)
         metrics.incr("jit.attempts", attempts)
         metrics.incr(f"jit.devices_by_attempts.{attempts}")
         if d.certificate_arn is None:
