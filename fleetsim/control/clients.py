@@ -23,7 +23,8 @@ class AwsClients:
     sts: Any
     iot_data: Any  # device shadows (and the rest of AWS IoT's data plane API)
     s3: Any = None  # bulk registration's input files and reports
-    logs: Any = None  # CloudWatch Logs: what AWS IoT logging wrote (filter-log-events)
+    lambda_: Any = None  # functions that topic rules invoke (JITR)
+    logs: Any = None  # CloudWatch Logs: what functions and AWS IoT logging wrote
     iam: Any = None  # roles AWS IoT assumes (the logging role)
 
 
@@ -45,6 +46,7 @@ async def aws_clients(target: Target, max_connections: int = 64) -> AsyncIterato
             if target.kind == "local" else config
         s3 = await stack.enter_async_context(session.client("s3", **{**extra,
                                                                       "config": s3_config}))
+        lambda_ = await stack.enter_async_context(session.client("lambda", **extra))
         logs = await stack.enter_async_context(session.client("logs", **extra))
         iam = await stack.enter_async_context(session.client("iam", **extra))
-        yield AwsClients(iot, sts, iot_data, s3, logs, iam)
+        yield AwsClients(iot, sts, iot_data, s3, lambda_, logs, iam)

@@ -73,7 +73,8 @@ class RunContext:
     background: dict[str, list[asyncio.Task[Any]]] = field(default_factory=dict)
 
     s3: Any = None  # bulk registration's files
-    logs: Any = None  # CloudWatch Logs (filter_log_events)
+    lambda_: Any = None  # functions a step deploys (deploy_function)
+    logs: Any = None  # CloudWatch Logs (filter_log_events, a function's log group)
     iam: Any = None  # IAM (the logging role)
     # When the run started (epoch seconds): the start of the window its log searches cover.
     started: float = field(default_factory=time.time)
@@ -85,6 +86,9 @@ class RunContext:
     journaled: set[tuple[str, ...]] = field(default_factory=set)
     # Jobs this run created (create_job), by job id: the CreateJob request, for wait_job.
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Values earlier steps made known for `${NAME}` placeholders in later steps' files (a
+    # deployed function's ARN, a registered CA's id), by NAME.
+    values: dict[str, str] = field(default_factory=dict)
 
     def journal_for(self, fleet: Fleet | None, shared: bool = False) -> Journal:
         """Where a resource is written down: resources of persistent fleets, and in a sharded

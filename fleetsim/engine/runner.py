@@ -73,8 +73,9 @@ async def run_context(scenario: Scenario, target: Target, *, run_id: str, journa
     async with aws_clients(target, max_connections=concurrency) as clients:
         yield RunContext(run_id, scenario, target, clients.iot, clients.sts, clients.iot_data,
                          journal, persistent, metrics, identities_dir / scenario.name,
-                         concurrency, devices, s3=clients.s3, logs=clients.logs,
-                         iam=clients.iam, shards=shards, pace_share=pace_share), clients
+                         concurrency, devices, s3=clients.s3, lambda_=clients.lambda_,
+                         logs=clients.logs, iam=clients.iam, shards=shards,
+                         pace_share=pace_share), clients
 
 
 async def run_scenario(scenario: Scenario, target: Target, *, run_id: str, runs_dir: Path,

@@ -71,6 +71,11 @@ EXAMPLES: dict[str, tuple[str, bool]] = {  # kind -> (step YAML, needs connected
                           "expect: {at_most: 0}, timeout: 0s}", False),
     "expect_policy_outcomes": ("expect_policy_outcomes: {fleet: f, subscribe: {allowed: [t]}}",
                                True),
+    "deploy_function": ("deploy_function: {function: jitr, source: fn, "
+                        "role: 'arn:aws:iam::{account_id}:role/r', allow_rules: [JITRRule]}",
+                        False),
+    "create_topic_rule": ("create_topic_rule: {rule: JITRRule, payload: {sql: \"SELECT * FROM "
+                          "'a/b'\", actions: []}}", False),
 }
 # What must exist before the example runs (kinds whose example needs an earlier step).
 SETUP = {
@@ -92,6 +97,7 @@ SETUP = {
     # tests/integration/test_jit_scenarios.py.
     "register_ca": None, "jit_connect": None,
     "iot_logging": [], "filter_log_events": [],
+    "deploy_function": None, "create_topic_rule": None,  # Lambda and rules: local core's
 }
 
 

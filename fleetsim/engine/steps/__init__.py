@@ -21,6 +21,8 @@ from fleetsim.engine.steps import (
     create_thing_group,
     create_thing_type,
     create_things,
+    create_topic_rule,
+    deploy_function,
     disconnect,
     events,
     expect,
@@ -70,7 +72,7 @@ KINDS: dict[str, AnyStepKind] = _registry(
     register_thing.KIND, bulk_register.KIND, create_provisioning_template.KIND,
     fleet_provision.KIND, add_to_thing_group.KIND, create_job.KIND, job_agent.KIND,
     wait_job.KIND, register_ca.KIND, jit_connect.KIND, expect_policy_outcomes.KIND,
-    filter_log_events.KIND,
+    filter_log_events.KIND, deploy_function.KIND, create_topic_rule.KIND,
 )
 STEP_MODELS: StepModels = step_models(k.model for k in KINDS.values())
 # Every journal entry kind a step records, each once (clean-up undoes them phase by phase).

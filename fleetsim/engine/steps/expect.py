@@ -23,11 +23,15 @@ from fleetsim.scenario.model import Duration, StepBase, Strict, parse_duration
 from fleetsim.scenario.semantics import DEVICE_NAMES, Loc, Problem, Scope, template_problems
 from fleetsim.scenario.templating import StructTemplate, Template
 
+THING_NAMES = DEVICE_NAMES | {"certificate_id"}
 SHADOW_POLL_S = 0.5  # how often shadow documents not yet as expected are read again
 
 
 class ThingExpectation(Strict):
     fleet: str
+    # Each device's thing, by name: a template (JITR's function names it after the
+    # certificate: "jitr-{certificate_id}").
+    thing: str = "{thing_name}"
     attributes: dict[str, str] = Field(default_factory=dict)  # templates per device
     thing_type: str | None = None
     groups: list[str] = Field(default_factory=list)  # static groups it belongs to (at least)
@@ -77,6 +81,8 @@ class ExpectStep(StepBase):
                 problems.append(((*at, "things", k, "fleet"), f"no fleet named {thing.fleet!r}"))
             problems += template_problems((*at, "things", k, "attributes"), thing.attributes,
                                           DEVICE_NAMES)
+            problems += template_problems((*at, "things", k, "thing"), thing.thing,
+                                          THING_NAMES)
         for k, shadow in enumerate(self.shadows):
             loc = (*at, "shadows", k)
             problems += scope.unknown_fleet(shadow.fleet, (*loc, "fleet"))
@@ -92,34 +98,34 @@ class CheckResult:
     detail: str
 
 
-async def _registry_problem(ctx: RunContext, exp: ThingExpectation, d: Device,
+async def _registry_problem(ctx: RunContext, exp: ThingExpectation, name: str,
                             attributes: dict[str, str], thing: dict[str, Any]) -> str | None:
     """How the thing differs from what is expected of it (None: it does not)."""
     attrs = thing.get("attributes", {})
     diff = {k: attrs.get(k) for k, v in attributes.items() if attrs.get(k) != v}
     if diff:
-        return f"{d.thing_name} has {diff}"
+        return f"{name} has {diff}"
     if exp.thing_type is not None and thing.get("thingTypeName") != exp.thing_type:
-        return f"{d.thing_name} has thing type {thing.get('thingTypeName')}"
+        return f"{name} has thing type {thing.get('thingTypeName')}"
     if exp.groups:
-        out = await api_call(ctx, "ListThingGroupsForThing", d.thing_name,
-                             thingName=d.thing_name)
+        out = await api_call(ctx, "ListThingGroupsForThing", name,
+                             thingName=name)
         groups = {g["groupName"] for g in out.get("thingGroups", [])}
         if not set(exp.groups) <= groups:
-            return f"{d.thing_name} is in groups {sorted(groups)}"
-    if exp.certificate_with_policy and not await _certified(ctx, d):
-        return f"{d.thing_name} has no ACTIVE certificate with a policy attached"
+            return f"{name} is in groups {sorted(groups)}"
+    if exp.certificate_with_policy and not await _certified(ctx, name):
+        return f"{name} has no ACTIVE certificate with a policy attached"
     return None
 
 
-async def _certified(ctx: RunContext, d: Device) -> bool:
-    out = await api_call(ctx, "ListThingPrincipals", d.thing_name, thingName=d.thing_name)
+async def _certified(ctx: RunContext, name: str) -> bool:
+    out = await api_call(ctx, "ListThingPrincipals", name, thingName=name)
     for principal in out.get("principals", []):
         if ":cert/" not in principal:
             continue
-        cert = await api_call(ctx, "DescribeCertificate", d.thing_name,
+        cert = await api_call(ctx, "DescribeCertificate", name,
                               certificateId=principal.rsplit("/", 1)[-1])
-        policies = await api_call(ctx, "ListAttachedPolicies", d.thing_name, target=principal)
+        policies = await api_call(ctx, "ListAttachedPolicies", name, target=principal)
         if cert["certificateDescription"]["status"] == "ACTIVE" and policies["policies"]:
             return True
     return False
@@ -128,14 +134,16 @@ async def _certified(ctx: RunContext, d: Device) -> bool:
 async def _check_things(ctx: RunContext, exp: ThingExpectation) -> CheckResult:
     devices = ctx.devices[exp.fleet]
     attributes_t = StructTemplate(exp.attributes, DEVICE_NAMES)
+    name_t = Template(exp.thing, THING_NAMES)
     missing, wrong = [], []
     for d in devices:
+        name = name_t.render(d.names | {"certificate_id": d.certificate_id or ""})
         try:
-            thing = await api_call(ctx, "DescribeThing", d.thing_name, thingName=d.thing_name)
+            thing = await api_call(ctx, "DescribeThing", name, thingName=name)
             attributes = {k: str(v) for k, v in attributes_t.render(d.names).items()}
-            problem = await _registry_problem(ctx, exp, d, attributes, thing)
+            problem = await _registry_problem(ctx, exp, name, attributes, thing)
         except ApiError as e:
-            missing.append(f"{d.thing_name} ({e.code})")
+            missing.append(f"{name} ({e.code})")
             continue
         if problem is not None:
             wrong.append(problem)

@@ -14,7 +14,11 @@ for the registration phase. Measured (µs): `jit.first_attempt` (the first, refu
 JITP's template, or JITR's rule and function), `jit.admitted` (until CONNACK),
 `jit.first_publish` (until the first publish is acknowledged, with `publish`), and
 `jit.fleet_online` (one figure: from power-up until the last device is admitted and has
-published); counters `jit.attempts` and `jit.devices_by_attempts.<n>`.
+published); counters `jit.attempts` and `jit.devices_by_attempts.<n>`. With `function` (JITR: the
+function the topic rule invokes), a certificate the watcher has not seen ACTIVE after the
+second refusal sends the device to the function's log group (`/aws/lambda/<function>`): an
+error of the invocation that handled its certificate fails the device with that error
+(`jit.function_errors`), not a time-out.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from fleetsim.device.tls import DeviceSSLContext
 from fleetsim.engine import devices as dev
 from fleetsim.engine.context import Device, RunContext
 from fleetsim.engine.fanout import api_call, for_each_device
+from fleetsim.engine.function_logs import invocation_error
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.errors import UserError
 from fleetsim.pki import CertificateAuthority, certificate_id, certificate_pem, load_private_key
@@ -72,6 +77,10 @@ class JitConnectStep(FleetStep):
     give_up_after: Duration = 120.0
     timeout: Duration = 10.0  # per CONNECT
     watch_registry: bool = True
+    # JITR: the function the topic rule invokes. While a device's certificate stays
+    # PENDING_ACTIVATION its log group is read for the error of the invocation that handled the
+    # certificate; one found fails the device with it (the run reports it).
+    function: str | None = None
 
     needs_connection: ClassVar[bool] = False
     dir_fields: ClassVar[tuple[str, ...]] = ("ca",)
@@ -162,6 +171,16 @@ class RegistryWatcher:
                 return
 
 
+async def _function_failed(ctx: RunContext, function: str, d: Device, cert_id: str,
+                           since_ms: int) -> None:
+    """Fails the device if the JITR function's invocation for its certificate failed."""
+    error = await invocation_error(ctx, function, cert_id, since_ms)
+    if error is not None:
+        ctx.metrics.incr("jit.function_errors")
+        raise UserError(f"{d.thing_name}: the JITR function {function} failed for certificate "
+                        f"{cert_id[:12]}, which stays PENDING_ACTIVATION: {error}")
+
+
 async def run(ctx: RunContext, step: JitConnectStep) -> None:
     """Two phases: the batch leaves the factory (every device's key, certificate and TLS
     context made: not timed, since a real device has them before it powers up), then every
@@ -192,7 +211,7 @@ async def run(ctx: RunContext, step: JitConnectStep) -> None:
     async def come_online(d: Device) -> None:
         identity, (tls, client_id) = d.identity, prepared[d.index]
         assert identity is not None and d.certificate_id is not None
-        start = time.perf_counter()
+        start, started_ms = time.perf_counter(), int(time.time() * 1000)
         watcher.started[d.certificate_id] = start
         attempts = 0
         while True:  # as a device does: back-off with full jitter, no registry look-ups
@@ -210,8 +229,16 @@ async def run(ctx: RunContext, step: JitConnectStep) -> None:
                     raise UserError(f"{d.thing_name} was not admitted within "
                                     f"{step.give_up_after:g} s ({attempts} attempts, last: "
                                     f"{e.kind})") from e
+            if step.function and attempts >= 2 and d.certificate_id not in watcher.arns:
+                await _function_failed(ctx, step.function, d, d.certificate_id, started_ms)
             await asyncio.sleep(policy.delay(attempts - 1))
-        metrics.record("jit.admitted", (time.perf_counter() - start) * 1e6)
+        admitted_us = (time.perf_counter() - start) * 1e6
+        if step.watch_registry and attempts > 1 and d.certificate_id not in watcher.arns:
+            # ACTIVE since the watcher's last sweep: the admission proves it, so registration
+            # ended by now (and the watcher no longer times this device).
+            watcher.started.pop(d.certificate_id, None)
+            metrics.record("jit.registration", admitted_us)
+        metrics.record("jit.admitted", admitted_us)
         metrics.incr("jit.attempts", attempts)
         metrics.incr(f"jit.devices_by_attempts.{attempts}")
         if step.publish is not None and publish_t is not None:

@@ -6,15 +6,16 @@ first use (`fleetsim.pki.ca_store`) or put there by the user. Then, as the works
 `register-ca-certificate --ca-certificate --verification-cert --set-as-active
 --allow-auto-registration [--registration-config]` - with a JITP template (`template`, its
 `${NAME}` placeholders replaced from `template_values` as the lab's `envsubst` does) it is JITP,
-without one JITR. Journaled before the call; clean-up deletes the things and certificates the CA
-admitted, then deactivates and deletes the CA.
+without one JITR. `export: NAME` makes the CA certificate's id `${NAME}` in later steps' files
+(a JITR topic rule on `$aws/events/certificates/registered/${NAME}`). Journaled before the
+call; clean-up deletes the things and certificates the CA admitted, then deactivates and
+deletes the CA.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -25,6 +26,7 @@ from fleetsim.control.cleanup import JournalKind, Phase
 from fleetsim.control.clients import AwsClients
 from fleetsim.engine.context import RunContext
 from fleetsim.engine.fanout import api_call
+from fleetsim.engine.placeholders import fill
 from fleetsim.engine.provisioning import journaled
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.errors import UserError
@@ -32,8 +34,6 @@ from fleetsim.pki import KeyType, certificate_id, certificate_pem, generate_key
 from fleetsim.pki.ca_store import load_or_create_ca
 from fleetsim.scenario.model import StepBase
 from fleetsim.scenario.semantics import Loc, Problem, Scope
-
-_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 async def _delete_ca(clients: AwsClients, d: dict[str, Any]) -> None:
@@ -79,6 +79,7 @@ class RegisterCaStep(StepBase):
     template: str | None = None  # a JITP template body file: --registration-config
     template_values: dict[str, str] = {}  # ${NAME} in the template -> value
     role_arn: str = "arn:aws:iam::123456789012:role/JITPRole"  # the registration config's
+    export: str | None = None  # ${NAME} that later steps' files use for the CA certificate id
 
     file_fields: ClassVar[tuple[str, ...]] = ("template",)
     dir_fields: ClassVar[tuple[str, ...]] = ("ca",)
@@ -91,12 +92,7 @@ class RegisterCaStep(StepBase):
 
 def template_body(path: str, values: dict[str, str]) -> str:
     """The template file with its ${NAME} placeholders filled; one missing is an error."""
-    text = Path(path).read_text()
-    missing = sorted({m for m in _PLACEHOLDER.findall(text) if m not in values})
-    if missing:
-        raise UserError(f"{path} uses ${{{missing[0]}}}: give its value in the register_ca "
-                        f"step's template_values ({', '.join(missing)} missing)")
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+    return fill(Path(path).read_text(), values, path, "the register_ca step's template_values")
 
 
 async def run(ctx: RunContext, step: RegisterCaStep) -> None:
@@ -111,7 +107,7 @@ async def run(ctx: RunContext, step: RegisterCaStep) -> None:
         "verificationCertificate": certificate_pem(verification).decode(),
         "setAsActive": True, "allowAutoRegistration": step.auto_registration}
     if step.template is not None:
-        body = template_body(step.template, step.template_values)
+        body = template_body(step.template, {**ctx.values, **step.template_values})
         try:
             json.loads(body)
         except ValueError as e:
@@ -120,6 +116,8 @@ async def run(ctx: RunContext, step: RegisterCaStep) -> None:
     ca_id = certificate_id(ca.cert.public_bytes(Encoding.DER))
     await journaled(ctx.journal, CA_CERTIFICATE.name, {"id": ca_id},
                     api_call(ctx, "RegisterCaCertificate", ca_id, **params))
+    if step.export:
+        ctx.values[step.export] = ca_id
 
 
 KIND = StepKind(RegisterCaStep, run, journals=(CA_CERTIFICATE,))

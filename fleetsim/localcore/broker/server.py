@@ -22,6 +22,7 @@ from fleetsim.localcore.broker import activity, codec, lifecycle, memory
 from fleetsim.localcore.broker.activity import ActivityHook
 from fleetsim.localcore.broker.codec5 import SERVER_SHUTTING_DOWN
 from fleetsim.localcore.broker.connection import Connection
+from fleetsim.localcore.broker.handshake import Handshakes
 from fleetsim.localcore.broker.properties import MessageProps, message_props
 from fleetsim.localcore.broker.router import Request, Router
 from fleetsim.localcore.broker.session import Session
@@ -90,6 +91,8 @@ class Broker:
         # set (AWS IoT logging); None costs the hot paths one attribute test.
         self.activity: ActivityHook | None = None
         self._broadcast = _Broadcast(self)
+        self.handshakes = Handshakes(ssl_context, lambda: Connection(self),
+                                     lambda: self.handshake_timeout)
         self._dirty: list[Connection] = []
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -105,9 +108,9 @@ class Broker:
 
     async def start(self, host: str, port: int) -> int:
         self._loop = asyncio.get_running_loop()
+        # The TLS handshake is run by `handshakes`, which logs the ones it refuses.
         self._server = await self._loop.create_server(
-            lambda: Connection(self), host, port, ssl=self.ssl_context,
-            ssl_handshake_timeout=self.handshake_timeout, backlog=2048)
+            self.handshakes.protocol, host, port, backlog=2048)
         self._sweeper = self._loop.create_task(self._sweep())
         return int(self._server.sockets[0].getsockname()[1])
 
@@ -119,6 +122,7 @@ class Broker:
         await self.router.close()
         if self._server is not None:
             self._server.close()
+        await self.handshakes.close()
         for conn in list(self.connections):
             conn.will = None
             conn.drop(lifecycle.SERVER_INITIATED_DISCONNECT, SERVER_SHUTTING_DOWN)
