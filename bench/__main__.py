@@ -15,6 +15,7 @@ from bench import (
     iotlogging,
     jit,
     jobs,
+    jobs_fleet,
     localcore,
     logs,
     provisioning,
@@ -27,7 +28,7 @@ BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "broker-hardening": broker_hardening, "api-bodies": api_bodies,
               "cleanup": cleanup, "provisioning": provisioning, "jit": jit, "logs": logs,
               "indexing": indexing, "functions": functions, "rules": rules,
-              "iotlogging": iotlogging, "jobs": jobs}
+              "iotlogging": iotlogging, "jobs": jobs, "jobs-fleet": jobs_fleet}
 
 
 def main(argv: list[str] | None = None) -> int:
