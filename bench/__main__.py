@@ -16,6 +16,7 @@ from bench import (
     iotlogging,
     jit,
     jobs,
+    jobs_fleet,
     localcore,
     logs,
     provisioning,
@@ -29,8 +30,8 @@ BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "broker-hardening": broker_hardening, "api-bodies": api_bodies,
               "cleanup": cleanup, "provisioning": provisioning, "jit": jit, "logs": logs,
               "indexing": indexing, "functions": functions, "rules": rules,
-              "iotlogging": iotlogging, "jobs": jobs, "broker-aliases": broker_aliases,
-              "ray": scale_out}
+              "iotlogging": iotlogging, "jobs": jobs, "jobs-fleet": jobs_fleet,
+              "broker-aliases": broker_aliases, "ray": scale_out}
 
 
 def main(argv: list[str] | None = None) -> int:

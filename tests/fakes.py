@@ -227,7 +227,8 @@ class FakeIot:
             "numberOfInProgressThings": statuses.count("IN_PROGRESS"),
             "numberOfSucceededThings": statuses.count("SUCCEEDED"),
             "numberOfFailedThings": statuses.count("FAILED")}
-        if job["status"] == "IN_PROGRESS" and not {"QUEUED", "IN_PROGRESS"} & set(statuses):
+        if job["status"] == "IN_PROGRESS" and not {"QUEUED", "IN_PROGRESS"} & set(statuses) \
+                and job.get("targetSelection") != "CONTINUOUS":  # which never completes
             job["status"] = "COMPLETED"  # every execution ended (none were still running)
         return {"job": job}
 

@@ -84,6 +84,14 @@ class FakeJobsService:
         self._notify_if_changed(thing, before)
         return execution
 
+    def retry(self, thing: str, job_id: str) -> None:
+        """A FAILED or TIMED_OUT execution queued again (jobExecutionsRetryConfig)."""
+        before = self._next(thing)
+        e = self.executions[(thing, job_id)]
+        e.started_at = None
+        e.set("QUEUED", None)
+        self._notify_if_changed(thing, before)
+
     def cancel(self, thing: str, job_id: str) -> None:
         before = self._next(thing)
         self.executions[(thing, job_id)].set("CANCELED", None)

@@ -40,6 +40,7 @@ from fleetsim.device.housekeeping import housekeeper
 from fleetsim.device.transport import open_tls
 
 log = logging.getLogger(__name__)
+DROPPED_BY_DEVICE = "dropped_by_device"  # the kind of a loss `lose_connection` caused
 MessageHandler = Callable[[aiomqtt.Message], None]
 
 
@@ -128,8 +129,9 @@ class FleetClient(aiomqtt.Client):
         return closed
 
     def lose_connection(self) -> None:
-        """Drop the connection as a network failure would (no DISCONNECT): reported lost."""
-        self._fail(ConnectionResetError("connection dropped by the device"))
+        """Drop the connection as a network failure would (no DISCONNECT): reported lost, as
+        `dropped_by_device` (the server did nothing)."""
+        self._fail(ConnectionResetError("connection dropped by the device"), DROPPED_BY_DEVICE)
 
     def force_close(self) -> None:
         self._abort()
@@ -214,14 +216,15 @@ class FleetClient(aiomqtt.Client):
         except Exception as e:  # as above
             self._fail(e)
 
-    def _fail(self, error: Exception) -> None:
+    def _fail(self, error: Exception, lost: int | str = paho.MQTT_ERR_CONN_LOST) -> None:
         was_connected = self._connected.done() and self._connected.exception() is None
         if not self._connected.done():
             self._connected.set_exception(aiomqtt.MqttError(str(error)))
         self._client._sock_close()
         if was_connected and not self._disconnected.done():
             self._disconnected.set_exception(aiomqtt.MqttError(str(error)))
-            self._report_lost(paho.MQTT_ERR_CONN_LOST)
+            self._disconnected.exception()  # retrieved: the loss is reported just below
+            self._report_lost(lost)
 
     # --- paho's MQTT callbacks --------------------------------------------------------------
 

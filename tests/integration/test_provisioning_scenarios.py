@@ -32,12 +32,14 @@ def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLocalCore]
     running.stop()
 
 
-def run(core: RunningLocalCore, scenario: Path, tmp_path: Path,
-        *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+def run(core: RunningLocalCore, scenario: Path, tmp_path: Path, *args: str,
+        env: dict[str, str] | None = None
+        ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     summary = tmp_path / "summary.json"
     out = subprocess.run([sys.executable, "-m", "fleetsim", "run", str(scenario), *args,
                           "--json", str(summary), "--state-dir", str(core.state_dir.parent)],
-                         cwd=tmp_path, env={**aws_env(core), "PYTHONPATH": str(ROOT)},
+                         cwd=tmp_path,
+                         env={**aws_env(core), "PYTHONPATH": str(ROOT), **(env or {})},
                          capture_output=True, text=True, timeout=110)
     return out, json.loads(summary.read_text()) if summary.exists() else {}
 

@@ -113,6 +113,24 @@ async def test_fail_and_reject(outcome: Any, history: list[str]) -> None:
     assert metrics.counters[f"jobs.outcome.{outcome}"] == 1
 
 
+@pytest.mark.parametrize("flow", ["notify-next", "workshop"])
+async def test_a_retried_execution_is_run_again(flow: Any) -> None:
+    """The service queues a FAILED execution again: the agent runs the new attempt."""
+    jobs = FakeJobsService()
+    metrics = Metrics()
+    jobs.queue("t1", "j1", {})
+    a, _ = agent(jobs, JobPlan("fail"), flow=flow, metrics=metrics)
+    await a.start()
+    await until(lambda: "j1" in a.finished)
+    jobs.retry("t1", "j1")
+    await until(lambda: jobs.executions[("t1", "j1")].history.count("FAILED") == 2)
+    a.close()
+    assert jobs.executions[("t1", "j1")].history == [
+        "IN_PROGRESS", "FAILED", "QUEUED", "IN_PROGRESS", "FAILED"]
+    assert metrics.counters["jobs.retried"] == 1 and metrics.counters["jobs.outcome.fail"] == 2
+    assert a.finished == {"j1": "FAILED"}
+
+
 async def test_workshop_reject_never_goes_in_progress() -> None:
     jobs = FakeJobsService()
     jobs.queue("t1", "j1", WORKSHOP_DOC)

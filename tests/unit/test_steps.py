@@ -441,7 +441,7 @@ async def test_create_job_for_a_group_inline_document_and_cleanup(tmp_path: Path
         "url": "${aws:iot:s3-presigned-url:https://s3.amazonaws.com/b/fw.bin}", "run": "test"}
     ctx.journal.close()
     iot.calls.clear()
-    iot.fail("CancelJob", "InvalidStateTransitionException")  # it had ended: delete anyway
+    iot.fail("CancelJob", "InvalidRequestException")  # it had ended: delete anyway
     report = await cleanup(AwsClients(iot, iot, iot), read_entries(ctx.journal.run_dir),
                            JOURNAL_KINDS)
     assert report.ok and iot.calls == [("CancelJob", {"jobId": "fleetsim-test", "force": True}),
@@ -482,9 +482,40 @@ async def test_wait_job_measures_latency_rate_statuses_and_abort(tmp_path: Path)
     assert m.counters["job.status.FAILED"] == 3 and m.counters["job.status.CANCELED"] == 1
     assert m.counters["job.aborted"] == 1 and m.counters["job.started"] == 5
     detail = m.steps["wait"].detail
-    assert "started per minute: 2 2 1 (maximumPerMinute 2)" in detail
+    assert "notified per minute: 2 2 2; started per minute: 2 2 1" in detail
+    assert "rollout rate 2.3/min against maximumPerMinute 2 (+15.4%)" in detail
     assert "aborted 130 s after creation" in detail
     assert [c.passed for c in m.checks] == [True, True]
+
+
+@pytest.mark.parametrize(("within", "passed"), [(2, True), (0.5, False)])
+async def test_wait_job_checks_the_rollout_rate_in_local_cores_minute(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, within: float, passed: bool) -> None:
+    """Against local core with a 6 s minute: 10 a minute is one notification every 0.6 s;
+    observed 1% faster. A retried execution (queued again) is not a rollout notification; a
+    CONTINUOUS job with nothing pending and no targets left to roll out to has settled."""
+    monkeypatch.setenv("FLEETSIM_LOCAL_JOBS_MINUTE_S", "6")
+    iot = FakeIot()
+    ctx = fake_context(tmp_path, f"""
+        name: t
+        steps: [{{wait_job: {{job_id: j, timeout: 5s, expect_rate_within: {within}}}}}]
+        """, iot)
+    created = 1_700_000_000.0
+    iot.jobs["j"] = {"jobId": "j", "status": "IN_PROGRESS", "targetSelection": "CONTINUOUS",
+                     "createdAt": created,
+                     "jobProcessDetails": {"numberOfSucceededThings": 21},
+                     "jobExecutionsRolloutConfig": {"maximumPerMinute": 10}}
+    iot.job_executions["j"] = {f"t{i}": {"status": "SUCCEEDED", "queuedAt": created + i * 0.594}
+                               for i in range(20)}
+    iot.job_executions["j"]["again"] = {"status": "SUCCEEDED", "queuedAt": created + 99,
+                                        "retryAttempt": 1}
+    with ctx.metrics.step("wait"):
+        await KINDS["wait_job"].run(ctx, ctx.scenario.steps[0])
+    detail = ctx.metrics.steps["wait"].detail
+    assert detail.startswith("job j: IN_PROGRESS; SUCCEEDED 21; notified per minute of 6 s: 11 9;")
+    assert "rollout rate 10.1/min against maximumPerMinute 10 (+1.0%)" in detail
+    assert [(c.name, c.passed) for c in ctx.metrics.checks] == [
+        (f"job j rolled out within {within:g}% of maximumPerMinute", passed)]
 
 
 def test_outcomes_are_assigned_exactly_and_by_seed() -> None:

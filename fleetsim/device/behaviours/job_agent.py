@@ -30,7 +30,9 @@ current state, whose version the agent adopts before trying once more.
 What it measures, besides the requests of `jobs_mqtt`: `jobs.execution` (from the moment the
 device first heard of the execution to its terminal update accepted), counters
 `jobs.outcome.<outcome>` (per execution the device finished its plan for), `jobs.dropped`
-(connections it dropped mid-job) and `jobs.resumed` (executions taken back IN_PROGRESS).
+(connections it dropped mid-job), `jobs.resumed` (executions taken back IN_PROGRESS) and
+`jobs.retried` (executions the service handed out again after the device had ended or
+abandoned them: a `jobExecutionsRetryConfig` retry, run as a new attempt with the same plan).
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class _Execution:
     job_id: str
     seen_at: float  # monotonic: when the device first heard of it
     version: int | None = None
+    started_at: int | None = None  # the service's startedAt of the attempt the device runs
     dropped: bool = False  # the connection was dropped during it (outcome `disconnect`)
 
 
@@ -188,14 +191,37 @@ class JobAgent:
     def _pick(self, pending: dict[str, Any]) -> str | None:
         """The next job to take from GetPendingJobExecutions: IN_PROGRESS ones first (ours, to
         take back), then queued ones, each in the order given."""
-        for key in ("inProgressJobs", "queuedJobs"):
+        for key, status in (("inProgressJobs", "IN_PROGRESS"), ("queuedJobs", "QUEUED")):
             for summary in pending.get(key) or []:
                 job_id = summary.get("jobId") if isinstance(summary, dict) else None
-                if isinstance(job_id, str) and job_id not in self.abandoned \
-                        and job_id not in self.finished:
+                if isinstance(job_id, str) and self._takes(job_id, status,
+                                                           summary.get("startedAt")):
                     self._seen(job_id)
                     return job_id
         return None
+
+    def _takes(self, job_id: str, status: Any, started_at: Any) -> bool:
+        """Whether to run this pending execution. One the device ended (or abandoned, outcome
+        `timeout`) that the service hands out again is a retry ("Job execution timeout and
+        retry configurations": a FAILED or TIMED_OUT execution is queued again): a new
+        attempt. An abandoned one still IN_PROGRESS since the start the device left it at is
+        not (a retry is queued again, then started anew: its startedAt differs)."""
+        if status in TERMINAL:
+            return False
+        if job_id in self.finished:
+            retried = True
+        elif job_id in self.abandoned:
+            known = self._executions.get(job_id)
+            retried = status == "QUEUED" or (known is not None and known.started_at is not None
+                                              and started_at != known.started_at)
+        else:
+            return True
+        if retried:
+            self.finished.pop(job_id, None)
+            self.abandoned.discard(job_id)
+            self._executions[job_id] = _Execution(job_id, self._clock())
+            self.metrics.incr("jobs.retried")
+        return retried
 
     async def _notify_next(self) -> None:
         while True:
@@ -205,7 +231,9 @@ class JobAgent:
                 body["stepTimeoutInMinutes"] = self.step_timeout
             answer = await self.jobs.request(START_NEXT, "start-next", body, self.timeout)
             execution = answer.get("execution")
-            if isinstance(execution, dict) and execution.get("jobId") not in self.abandoned:
+            if isinstance(execution, dict) and self._takes(
+                    str(execution.get("jobId")), execution.get("status"),
+                    execution.get("startedAt")):
                 await self._run(execution)
                 continue
             await self._wake.wait()  # a notify-next: the next execution changed
@@ -215,11 +243,13 @@ class JobAgent:
     async def _run(self, execution: dict[str, Any]) -> None:
         job_id = str(execution.get("jobId"))
         status = execution.get("status")
-        if status in TERMINAL or job_id in self.finished:
+        if status in TERMINAL or job_id in self.finished or job_id in self.abandoned:
             return
         known = self._seen(job_id)
         if isinstance(execution.get("versionNumber"), int):
             known.version = execution["versionNumber"]
+        if isinstance(execution.get("startedAt"), int):
+            known.started_at = execution["startedAt"]
         plan = self.plan(job_id)
         if plan.outcome == "reject":
             await self._finish(known, plan, "REJECTED", {"reason": "rejected by the device"})

@@ -42,7 +42,9 @@ async def _cancel_and_delete(c: Any, d: dict[str, Any]) -> bool:
         code = e.response.get("Error", {}).get("Code")
         if code in GONE:
             return False
-        if code != "InvalidStateTransitionException":
+        # CancelJob's errors (API reference, "CancelJob") name no InvalidStateTransition: a
+        # COMPLETED job is refused with InvalidRequestException.
+        if code not in ("InvalidRequestException", "InvalidStateTransitionException"):
             raise
     return await with_retry(lambda: c.iot.delete_job(jobId=d["job_id"], force=True))
 

@@ -32,7 +32,12 @@ def _job(job: JobRecord, counts: dict[str, int]) -> dict[str, Any]:
         "reasonCode": job.reason_code, "comment": job.comment, "targets": list(job.targets),
         "description": job.description, "createdAt": job.created,
         "lastUpdatedAt": job.updated, "completedAt": job.completed,
-        "jobProcessDetails": st.process_details(counts), "jobTemplateArn": job.template_arn,
+        # processingTargets: "The target devices to which the job execution is being rolled
+        # out. This value will be null after the job execution has finished rolling out to all
+        # the target devices." (API reference, "JobProcessDetails")
+        "jobProcessDetails": st.process_details(
+            counts, job.targets if job.targets_waiting else ()),
+        "jobTemplateArn": job.template_arn,
         "isConcurrent": False, **job.config})
 
 

@@ -635,8 +635,12 @@ class JobsService:
             if e.status == st.QUEUED:
                 self._set_status(e, st.IN_PROGRESS, self._clock(), step_timeout=step_timeout,
                                  job=job)
-            elif details or step_timeout is not None:
-                self._touch(e, job, step_timeout)
+            elif details:
+                # Already IN_PROGRESS: its step timer stays. The API reference's
+                # StartNextPendingJobExecution resets a step timer only "by calling
+                # UpdateJobExecution, setting the status to IN_PROGRESS, and specifying a new
+                # timeout value in field stepTimeoutInMinutes".
+                self._touch(e, job, None)
         self._after_change(job, e)
         return e
 
