@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 from botocore.loaders import Loader
 
-from fleetsim.localcore.api.operations import Bound
+from fleetsim.localcore.api.operations import Bound, Call
 from fleetsim.localcore.api.validation import ShapeValidator, validation_message
 from fleetsim.localcore.errors import AwsError
 from fleetsim.localcore.scope import Scope
@@ -95,8 +95,9 @@ class ModelService:
                                f"local core does not implement {self.service}:{operation}",
                                status=501)
             params = await read()
-            return render(await handler(Scope(self.account_id, self.region_of(request)),
-                                        params))
+            call = Call(handler.service, Scope(self.account_id, self.region_of(request)))
+            result = handler.handler(call, params)
+            return render(await result if handler.is_async else result)
         except AwsError as e:
             return self.error_response(e)
         except Exception:

@@ -65,11 +65,6 @@ class Bound:
     def __post_init__(self) -> None:
         object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.handler))
 
-    async def __call__(self, scope: Scope, params: dict[str, Any]) -> Any:
-        """The handler's answer to `params` in `scope` (awaited if it is a coroutine)."""
-        result = self.handler(Call(self.service, scope), params)
-        return await result if self.is_async else result
-
 
 class Operations:
     """The handlers one feature declares, by (service, operation)."""
