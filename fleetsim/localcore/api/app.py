@@ -15,6 +15,7 @@ from fleetsim.localcore.api.body import MAX_BODY_BYTES
 from fleetsim.localcore.api.guard import Guard, guard_middleware
 from fleetsim.localcore.api.jsonproto import JsonService
 from fleetsim.localcore.api.operations import HttpHandlers, RawService
+from fleetsim.localcore.api.queryproto import QueryService
 from fleetsim.localcore.api.restjson import RestJsonService, dumps
 from fleetsim.localcore.api.sts import StsService
 from fleetsim.localcore.api.unserved import not_served
@@ -29,6 +30,8 @@ REST_JSON_SERVICES = {"iot": "iot", "iotdata": "iot-data", "iot-jobs-data": "iot
                       "lambda": "lambda"}
 # SigV4 signing name -> botocore model name, for json services.
 JSON_SERVICES = {"logs": "logs"}
+# SigV4 signing name -> botocore model name, for query services (STS answers itself: sts.py).
+QUERY_SERVICES = {"iam": "iam"}
 # Request bodies larger than body.MAX_BODY_BYTES a service accepts: Lambda takes a 50 MB .zip
 # in base64 and 6 MB invocation payloads ("Lambda quotas").
 BODY_LIMITS = {"lambda": 70 * 1024 * 1024}
@@ -82,6 +85,9 @@ def build_services(handlers: HttpHandlers, account_id: str, default_region: str
     services.update({
         scope: JsonService(model, handlers.of(model), account_id, region_of).handle
         for scope, model in JSON_SERVICES.items()})
+    services.update({
+        scope: QueryService(model, handlers.of(model), account_id, region_of).handle
+        for scope, model in QUERY_SERVICES.items()})
     services["sts"] = StsService(account_id).handle
     for name, raw in handlers.raw_services().items():
         services[name] = _scoped(raw, account_id, region_of)

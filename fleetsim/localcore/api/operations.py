@@ -18,8 +18,9 @@ raised as `AwsError`.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from fleetsim.localcore.errors import invalid
@@ -27,9 +28,9 @@ from fleetsim.localcore.scope import Scope
 
 S = TypeVar("S")
 
-# botocore model names of the services local core serves from their models (rest-json and
-# json protocols).
-SERVICES = ("iot", "iot-data", "iot-jobs-data", "lambda", "logs")
+# botocore model names of the services local core serves from their models (rest-json, json
+# and query protocols).
+SERVICES = ("iot", "iot-data", "iot-jobs-data", "lambda", "logs", "iam")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,10 @@ def needed(params: dict[str, Any], member: str) -> Any:
 class Bound:
     handler: Handler
     service: Any
+    is_async: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.handler))
 
 
 class Operations:
@@ -89,6 +94,9 @@ class Operations:
 
     def logs(self, name: str) -> Callable[[Handler], Handler]:
         return self._register("logs", name)
+
+    def iam(self, name: str) -> Callable[[Handler], Handler]:
+        return self._register("iam", name)
 
 
 class HttpHandlers:

@@ -4,47 +4,35 @@
 as `<ErrorResponse><Error><Type/><Code/><Message/></Error><RequestId/></ErrorResponse>` with the
 code and HTTP status the model gives each error shape.
 
-A feature registers handlers by operation name: `handler(scope, params) -> dict | None`,
-raising `QueryError(shape_name, message)`; this front answers unknown actions and missing
-required members itself."""
+Handlers are declared with `Operations` (`@operations.iam("GetRole")`) like every other served
+service's and raise `AwsError` with the error shape's name (`NoSuchEntityException`); the
+answer carries the code that shape declares (`NoSuchEntity`). Input is checked against the
+operation's input shape before the handler runs and answered as IAM answers it: code
+`ValidationError`, "1 validation error detected: Value '...' at 'roleName' failed to satisfy
+constraint: ...", members named in lower camel case."""
 
 from __future__ import annotations
 
 import datetime
 import uuid
 from collections.abc import Callable
-from functools import cache
 from typing import Any
+from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
 from aiohttp import web
-from botocore.loaders import Loader
 
-from fleetsim.localcore.scope import Scope
+from fleetsim.localcore.api.body import read_capped
+from fleetsim.localcore.api.modelservice import ModelService, Params, scalar
+from fleetsim.localcore.api.operations import Bound
+from fleetsim.localcore.errors import AwsError
 
-QueryHandler = Callable[[Scope, dict[str, Any]], dict[str, Any] | None]
-
-
-class QueryError(Exception):
-    """An error the model declares, by shape name (`NoSuchEntityException`)."""
-
-    def __init__(self, shape: str, message: str):
-        super().__init__(message)
-        self.shape = shape
-        self.message = message
+VALIDATION_ERROR = "ValidationError"
 
 
-@cache
-def _model(service: str) -> dict[str, Any]:
-    return Loader().load_service_model(service, "service-2")
-
-
-def _error_code(service: str, shape: str) -> tuple[str, int, str]:
-    """(code, HTTP status, Sender|Receiver) of an error shape."""
-    declared = _model(service)["shapes"].get(shape, {}).get("error", {})
-    status = int(declared.get("httpStatusCode", 400))
-    return declared.get("code", shape), status, "Sender" if declared.get(
-        "senderFault", status < 500) else "Receiver"
+def _lower_camel(member: str) -> str:
+    """A member as the query protocol's validation messages name it: RoleName -> roleName."""
+    return member[:1].lower() + member[1:]
 
 
 def _timestamp(value: Any) -> str:
@@ -74,12 +62,11 @@ def _xml(shapes: dict[str, Any], shape_name: str, value: Any) -> str:
     return escape(str(value))
 
 
-def _params(form: dict[str, str], shapes: dict[str, Any], shape_name: str | None
-            ) -> dict[str, Any]:
+def _params(form: dict[str, str], shapes: dict[str, Any], shape_name: str | None) -> Params:
     """Top-level members of the input shape; lists (`X.member.N`) become lists, in order."""
     if shape_name is None:
         return {}
-    out: dict[str, Any] = {}
+    out: Params = {}
     for name, member in shapes[shape_name]["members"].items():
         kind = shapes[member["shape"]]["type"]
         if kind == "list":
@@ -89,66 +76,64 @@ def _params(form: dict[str, str], shapes: dict[str, Any], shape_name: str | None
             if items:
                 out[name] = [v for _, v in items]
         elif name in form:
-            value: Any = form[name]
-            if kind == "integer":
-                value = int(value) if value.lstrip("-").isdigit() else value
-            elif kind == "boolean":
-                value = value.lower() == "true"
-            out[name] = value
+            out[name] = scalar(form[name], kind)
     return out
 
 
-class QueryService:
-    def __init__(self, service: str, handlers: dict[str, QueryHandler]):
-        self._service = service
+class QueryService(ModelService):
+    """One query-protocol service (iam), served from its model."""
+
+    def __init__(self, service: str, handlers: dict[str, Bound], account_id: str,
+                 region_of: Callable[[web.Request], str],
+                 model: dict[str, Any] | None = None):
+        super().__init__(service, handlers, account_id, region_of, model, _lower_camel)
         self._handlers = handlers
+        self._ns = self.model["metadata"]["xmlNamespace"]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        form = dict(parse_qsl(request.query_string, keep_blank_values=True))
+        if request.method == "POST":
+            try:
+                body = await read_capped(request)
+            except AwsError as e:
+                return self.error_response(e)
+            form |= dict(parse_qsl(body.decode(errors="replace"), keep_blank_values=True))
+        action = form.get("Action", "")
+        operation = self.model["operations"].get(action)
+        if operation is None:
+            return self.error_response(AwsError(VALIDATION_ERROR,
+                                                f"Could not find operation {action}"))
+        input_shape = operation.get("input", {}).get("shape")
+
+        async def read() -> Params:
+            params = _params(form, self.shapes, input_shape)
+            self.validate(input_shape, VALIDATION_ERROR, params)
+            return params
+
+        return await self.answer(request, action, self._handlers.get(action), read,
+                                 lambda result: self._render(action, operation, result))
 
     def _response(self, status: int, body: str) -> web.Response:
         return web.Response(status=status, body=body.encode(), content_type="text/xml")
 
-    def error(self, shape: str, message: str) -> web.Response:
-        code, status, fault = _error_code(self._service, shape)
-        ns = _model(self._service)["metadata"]["xmlNamespace"]
-        return self._response(status, (
-            f'<ErrorResponse xmlns="{ns}"><Error><Type>{fault}</Type><Code>{escape(code)}'
-            f"</Code><Message>{escape(message)}</Message></Error><RequestId>{uuid.uuid4()}"
-            "</RequestId></ErrorResponse>"))
-
-    async def handle(self, request: web.Request, scope: Scope) -> web.StreamResponse:
-        form = dict(request.query)
-        if request.method == "POST":
-            form |= {k: str(v) for k, v in (await request.post()).items()}
-        model = _model(self._service)
-        action = form.get("Action", "")
-        operation = model["operations"].get(action)
-        handler = self._handlers.get(action)
-        if operation is None or handler is None:
-            return self._validation(f"Could not find operation {action}")
-        shapes = model["shapes"]
-        input_shape = operation.get("input", {}).get("shape")
-        params = _params(form, shapes, input_shape)
-        for required in shapes[input_shape].get("required", []) if input_shape else []:
-            if required not in params:
-                return self._validation(
-                    f"1 validation error detected: Value null at '{required[:1].lower()}"
-                    f"{required[1:]}' failed to satisfy constraint: Member must not be null")
-        try:
-            result = handler(scope, params)
-        except QueryError as e:
-            return self.error(e.shape, e.message)
-        ns = model["metadata"]["xmlNamespace"]
+    def _render(self, action: str, operation: dict[str, Any], result: Params | None
+                ) -> web.Response:
         output = operation.get("output")
         body = ""
         if output is not None:
             wrapper = output.get("resultWrapper", f"{action}Result")
-            body = f"<{wrapper}>{_xml(shapes, output['shape'], result or {})}</{wrapper}>"
+            body = f"<{wrapper}>{_xml(self.shapes, output['shape'], result or {})}</{wrapper}>"
         return self._response(200, (
-            f'<{action}Response xmlns="{ns}">{body}<ResponseMetadata><RequestId>'
+            f'<{action}Response xmlns="{self._ns}">{body}<ResponseMetadata><RequestId>'
             f"{uuid.uuid4()}</RequestId></ResponseMetadata></{action}Response>"))
 
-    def _validation(self, message: str) -> web.Response:
-        ns = _model(self._service)["metadata"]["xmlNamespace"]
-        return self._response(400, (
-            f'<ErrorResponse xmlns="{ns}"><Error><Type>Sender</Type><Code>ValidationError'
-            f"</Code><Message>{escape(message)}</Message></Error><RequestId>{uuid.uuid4()}"
-            "</RequestId></ErrorResponse>"))
+    def error_body(self, error: AwsError, status: int) -> web.Response:
+        """The code the error shape declares (`NoSuchEntityException` is `NoSuchEntity`), and
+        whether the sender or the service is at fault."""
+        declared = self.shapes.get(error.code, {}).get("error", {})
+        code = declared.get("code", error.code)
+        fault = "Sender" if declared.get("senderFault", status < 500) else "Receiver"
+        return self._response(status, (
+            f'<ErrorResponse xmlns="{self._ns}"><Error><Type>{fault}</Type><Code>{escape(code)}'
+            f"</Code><Message>{escape(error.message)}</Message></Error><RequestId>"
+            f"{uuid.uuid4()}</RequestId></ErrorResponse>"))

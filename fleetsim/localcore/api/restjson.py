@@ -10,9 +10,7 @@ compiled once from the model, so a request costs one regex match and one handler
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import json
-import logging
 import re
 import uuid
 from collections.abc import Callable
@@ -21,23 +19,14 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
-from botocore.loaders import Loader
 
 from fleetsim.localcore.api.body import MAX_BODY_BYTES, read_capped
-from fleetsim.localcore.api.operations import Bound, Call
-from fleetsim.localcore.api.validation import (
-    ShapeValidator,
-    validation_error_code,
-    validation_message,
-)
+from fleetsim.localcore.api.modelservice import ModelService, Params, scalar
+from fleetsim.localcore.api.operations import Bound
+from fleetsim.localcore.api.validation import validation_error_code
 from fleetsim.localcore.errors import AwsError
-from fleetsim.localcore.scope import Scope
-
-log = logging.getLogger(__name__)
 
 _LABEL = re.compile(r"(\{[^}]+\})")
-_INT_TYPES = {"integer", "long"}
-_FLOAT_TYPES = {"float", "double"}
 
 
 def _json_default(value: Any) -> Any:
@@ -66,12 +55,6 @@ def parse_json(raw: bytes) -> Any:
                        "JSON nested too deeply") from e
 
 
-def error_statuses(shapes: dict[str, Any]) -> dict[str, int]:
-    """The HTTP status of each error shape of a service model (400 unless it says)."""
-    return {name: shape.get("error", {}).get("httpStatusCode", 400)
-            for name, shape in shapes.items() if shape.get("exception")}
-
-
 @dataclass(slots=True)
 class _Route:
     name: str
@@ -88,36 +71,25 @@ class _Route:
     out_status_member: str | None
     status: int
     handler: Bound | None = None
-    is_async: bool = False
     literal_weight: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class RestJsonService:
+class RestJsonService(ModelService):
     """One rest-json service (iot, iot-data, iot-jobs-data, ...), served from its model."""
+
+    internal_failure = AwsError("InternalFailureException", "An unexpected error has occurred.")
 
     def __init__(self, service: str, handlers: dict[str, Bound], account_id: str,
                  region_of: Callable[[web.Request], str],
                  model: dict[str, Any] | None = None, max_body: int = MAX_BODY_BYTES):
-        self.service = service
+        super().__init__(service, handlers, account_id, region_of, model)
         self.max_body = max_body
-        self.account_id = account_id
-        self.region_of = region_of
-        model = model or Loader().load_service_model(service, "service-2")
-        self._shapes: dict[str, Any] = model["shapes"]
-        self._validator = ShapeValidator(self._shapes)
-        self._error_status = error_statuses(self._shapes)
         self._routes: dict[str, list[_Route]] = {}
-        for name, op in model["operations"].items():
+        for name, op in self.model["operations"].items():
             route = self._compile(name, op)
-            bound = handlers.get(name)
-            if bound is not None:
-                route.handler = bound
-                route.is_async = inspect.iscoroutinefunction(bound.handler)
+            route.handler = handlers.get(name)
             self._routes.setdefault(op["http"]["method"], []).append(route)
-        unknown = set(handlers) - set(model["operations"])
-        if unknown:
-            raise ValueError(f"handlers for operations {service} does not have: {unknown}")
         for routes in self._routes.values():
             routes.sort(key=lambda r: -r.literal_weight)
 
@@ -125,7 +97,7 @@ class RestJsonService:
 
     def _compile(self, name: str, op: dict[str, Any]) -> _Route:
         path = op["http"]["requestUri"].partition("?")[0]
-        input_shape = self._shapes[op["input"]["shape"]] if "input" in op else {"members": {}}
+        input_shape = self.shapes[op["input"]["shape"]] if "input" in op else {"members": {}}
         members: dict[str, Any] = input_shape.get("members", {})
         by_uri_name = {m.get("locationName", n): n for n, m in members.items()
                        if m.get("location") == "uri"}
@@ -139,7 +111,7 @@ class RestJsonService:
                 group = f"g{len(labels)}"
                 member = by_uri_name.get(label, label)
                 spec = members.get(member)
-                kind = self._shapes[spec["shape"]]["type"] if spec else "string"
+                kind = self.shapes[spec["shape"]]["type"] if spec else "string"
                 labels[group] = (member, kind)
                 pattern += f"(?P<{group}>{'.+' if greedy else '[^/]+'})"
             elif part:
@@ -147,13 +119,13 @@ class RestJsonService:
                 weight += len(part)
         query, headers, body = [], [], set()
         for member, spec in members.items():
-            shape = self._shapes[spec["shape"]]
+            shape = self.shapes[spec["shape"]]
             kind = shape["type"]
             location = spec.get("location")
             if location == "querystring":
                 is_list = kind == "list"
                 if is_list:
-                    kind = self._shapes[shape["member"]["shape"]]["type"]
+                    kind = self.shapes[shape["member"]["shape"]]["type"]
                 query.append((spec.get("locationName", member), member, kind, is_list))
             elif location == "header":
                 headers.append((spec.get("locationName", member), member, kind))
@@ -162,11 +134,11 @@ class RestJsonService:
         payload = None
         if "payload" in input_shape:
             pname = input_shape["payload"]
-            payload = (pname, self._shapes[members[pname]["shape"]]["type"])
+            payload = (pname, self.shapes[members[pname]["shape"]]["type"])
             body.discard(pname)
         out_headers, out_payload, out_status = [], None, None
         if "output" in op:
-            out_shape = self._shapes[op["output"]["shape"]]
+            out_shape = self.shapes[op["output"]["shape"]]
             for member, spec in out_shape.get("members", {}).items():
                 if spec.get("location") == "header":
                     out_headers.append((member, spec.get("locationName", member)))
@@ -174,7 +146,7 @@ class RestJsonService:
                     out_status = member
             if "payload" in out_shape:
                 pname = out_shape["payload"]
-                out_payload = (pname, self._shapes[out_shape["members"][pname]["shape"]]["type"])
+                out_payload = (pname, self.shapes[out_shape["members"][pname]["shape"]]["type"])
         return _Route(name, re.compile(pattern), labels, query, headers, frozenset(body),
                       payload, op.get("input", {}).get("shape"), validation_error_code(op),
                       out_headers,
@@ -187,7 +159,7 @@ class RestJsonService:
         for route in self._routes.get(method, ()):
             m = route.regex.fullmatch(path)
             if m is not None:
-                return route, {member: self._convert(unquote(v), kind)
+                return route, {member: scalar(unquote(v), kind)
                                for g, v in m.groupdict().items()
                                for member, kind in (route.labels[g],)}
         return None
@@ -201,30 +173,21 @@ class RestJsonService:
                 f"local core serves no {self.service} operation at {request.method} {raw_path}",
                 status=404))
         route, params = found
-        try:
-            if route.handler is None:
-                raise AwsError("NotImplementedException",
-                               f"local core does not implement {self.service}:{route.name}",
-                               status=501)
-            self._read_query(route, raw_query, params)
-            for header, member, kind in route.headers:
-                value = request.headers.get(header)
-                if value is not None:
-                    params[member] = self._convert(value, kind)
-            if route.body_members or route.payload:
-                await self._read_body(route, request, params)
-            self._validate(route, params)
-            call = Call(route.handler.service, Scope(self.account_id, self.region_of(request)))
-            result = route.handler.handler(call, params)
-            if route.is_async:
-                result = await result
-            return self._render(route, result)
-        except AwsError as e:
-            return self.error_response(e)
-        except Exception:
-            log.exception("%s:%s failed", self.service, route.name)
-            return self.error_response(AwsError("InternalFailureException",
-                                                "An unexpected error has occurred."))
+        return await self.answer(request, route.name, route.handler,
+                                 lambda: self._read(route, request, raw_query, params),
+                                 lambda result: self._render(route, result))
+
+    async def _read(self, route: _Route, request: web.Request, raw_query: str,
+                    params: Params) -> Params:
+        self._read_query(route, raw_query, params)
+        for header, member, kind in route.headers:
+            value = request.headers.get(header)
+            if value is not None:
+                params[member] = scalar(value, kind)
+        if route.body_members or route.payload:
+            await self._read_body(route, request, params)
+        self.validate(route.input_shape, route.error_code, params)
+        return params
 
     def _read_query(self, route: _Route, raw_query: str, params: dict[str, Any]) -> None:
         if not raw_query or not route.query:
@@ -235,29 +198,9 @@ class RestJsonService:
             if not values:
                 continue
             if is_list:
-                params[member] = [self._convert(v, kind) for v in values]
+                params[member] = [scalar(v, kind) for v in values]
             else:
-                params[member] = self._convert(values[0], kind)
-
-    @staticmethod
-    def _convert(value: str, kind: str) -> Any:
-        """A query string or header value as its member's type. A value that is not of that
-        type is kept as the string it is, for validation to name it."""
-        try:
-            if kind in _INT_TYPES:
-                return int(value)
-            if kind == "boolean":
-                return {"true": True, "false": False}.get(value, value)
-            if kind in _FLOAT_TYPES:
-                return float(value)
-            if kind == "timestamp":
-                try:
-                    return float(value)
-                except ValueError:
-                    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return value
-        return value
+                params[member] = scalar(values[0], kind)
 
     async def _read_body(self, route: _Route, request: web.Request,
                          params: dict[str, Any]) -> None:
@@ -278,13 +221,6 @@ class RestJsonService:
         for key, value in body.items():
             if key in route.body_members and value is not None:
                 params[key] = value
-
-    def _validate(self, route: _Route, params: dict[str, Any]) -> None:
-        if route.input_shape is None:
-            return
-        problems = self._validator.members(route.input_shape, params)
-        if problems:
-            raise AwsError(route.error_code, validation_message(problems))
 
     def _render(self, route: _Route, result: dict[str, Any] | None) -> web.Response:
         headers = {"x-amzn-RequestId": str(uuid.uuid4())}
@@ -314,14 +250,10 @@ class RestJsonService:
         return web.Response(status=status, body=dumps(result), headers=headers,
                             content_type="application/json")
 
-    def error_response(self, error: AwsError) -> web.Response:
-        status = error.status or self._error_status.get(error.code, 400)
-        body = {"message": error.message, **error.fields}
-        response = web.Response(status=status, body=dumps(body),
-                                content_type="application/json",
-                                headers={"x-amzn-ErrorType": error.code,
-                                         "x-amzn-RequestId": str(uuid.uuid4())})
-        if status == 413:
-            response.force_close()  # the rest of the body is not read
-        return response
+    def error_body(self, error: AwsError, status: int) -> web.Response:
+        return web.Response(status=status, body=dumps({"message": error.message,
+                                                       **error.fields}),
+                            content_type="application/json",
+                            headers={"x-amzn-ErrorType": error.code,
+                                     "x-amzn-RequestId": str(uuid.uuid4())})
 

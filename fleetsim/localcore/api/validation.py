@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 _INT = ("integer", "long")
@@ -56,10 +57,14 @@ def _type_ok(kind: str, value: Any) -> bool:
 
 
 class ShapeValidator:
-    """Validates values against the shapes of one service model."""
+    """Validates values against the shapes of one service model. Paths name members as
+    `member_name` writes them (as the model spells them unless it is given: the query protocol
+    writes them in lower camel case, 'roleName')."""
 
-    def __init__(self, shapes: dict[str, Any]):
+    def __init__(self, shapes: dict[str, Any],
+                 member_name: Callable[[str], str] | None = None):
         self._shapes = shapes
+        self._name = member_name or str
         self._patterns: dict[str, re.Pattern[str] | None] = {}
 
     def _pattern(self, text: str) -> re.Pattern[str] | None:
@@ -85,13 +90,15 @@ class ShapeValidator:
         if required:
             for name in shape.get("required", ()):
                 if value.get(name) is None:
-                    out.append(_problem(None, f"{path}{name}", "Member must not be null"))
+                    out.append(_problem(None, f"{path}{self._name(name)}",
+                                        "Member must not be null"))
         for name in [n for n, item in value.items() if item is None]:
             del value[name]
         for name, item in value.items():
             spec = members.get(name)
             if spec is not None:  # unknown members are ignored, as AWS does
-                self._value(spec["shape"], item, f"{path}{name}", out, depth + 1)
+                self._value(spec["shape"], item, f"{path}{self._name(name)}", out,
+                            depth + 1)
 
     def _value(self, shape_name: str, value: Any, path: str, out: list[str],
                depth: int) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-from fleetsim.localcore.api.queryproto import QueryService
 from fleetsim.localcore.features.context import FeatureContext
 from fleetsim.localcore.features.iam import api
 from fleetsim.localcore.features.iam.service import IamService
@@ -16,4 +15,4 @@ NAME = "iam"
 def install(ctx: FeatureContext) -> None:
     service = IamService(ctx.db, ctx.config.account_id, time.time)
     ctx.services.provide(NAME, service)
-    ctx.http.add_service("iam", QueryService("iam", api.handlers(service)).handle)
+    ctx.http.add(api.operations, service)

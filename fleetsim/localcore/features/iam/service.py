@@ -15,8 +15,8 @@ import secrets
 import string
 from collections.abc import Callable
 
-from fleetsim.localcore.api.queryproto import QueryError
 from fleetsim.localcore.db import Database
+from fleetsim.localcore.errors import AwsError
 from fleetsim.localcore.features.iam.store import IamStore, RoleRecord
 
 _ID_CHARS = string.ascii_uppercase + string.digits
@@ -24,18 +24,18 @@ _AWS_MANAGED = re.compile(r"arn:aws:iam::aws:policy/[\w+=,.@/-]+")
 DEFAULT_MAX_SESSION = 3600
 
 
-def _no_role(name: str) -> QueryError:
-    return QueryError("NoSuchEntityException", f"The role with name {name} cannot be found.")
+def _no_role(name: str) -> AwsError:
+    return AwsError("NoSuchEntityException", f"The role with name {name} cannot be found.")
 
 
 def _document(text: str) -> str:
     try:
         parsed = json.loads(text)
     except ValueError:
-        raise QueryError("MalformedPolicyDocumentException",
+        raise AwsError("MalformedPolicyDocumentException",
                          "This policy contains invalid Json") from None
     if not isinstance(parsed, dict):
-        raise QueryError("MalformedPolicyDocumentException",
+        raise AwsError("MalformedPolicyDocumentException",
                          "This policy contains invalid Json")
     return text
 
@@ -58,7 +58,7 @@ class IamService:
     def create_role(self, name: str, trust_policy: str, path: str | None,
                     description: str | None, max_session: int | None) -> RoleRecord:
         if self._store.role(name) is not None:
-            raise QueryError("EntityAlreadyExistsException",
+            raise AwsError("EntityAlreadyExistsException",
                              f"Role with name {name} already exists.")
         role = RoleRecord(name, "AROA" + "".join(secrets.choice(_ID_CHARS) for _ in range(17)),
                           path or "/", _document(trust_policy), description,
@@ -72,10 +72,10 @@ class IamService:
     def delete_role(self, name: str) -> None:
         self.role(name)
         if self._store.attached(name):
-            raise QueryError("DeleteConflictException",
+            raise AwsError("DeleteConflictException",
                              "Cannot delete entity, must detach all policies first.")
         if self._store.inline(name):
-            raise QueryError("DeleteConflictException",
+            raise AwsError("DeleteConflictException",
                              "Cannot delete entity, must delete policies first.")
         self._store.delete_role(name)
 
@@ -85,7 +85,7 @@ class IamService:
     def role_policy(self, role: str, name: str) -> str:
         document = self._store.inline(self.role(role).name).get(name)
         if document is None:
-            raise QueryError("NoSuchEntityException",
+            raise AwsError("NoSuchEntityException",
                              f"The role policy with name {name} cannot be found.")
         return document
 
@@ -99,7 +99,7 @@ class IamService:
     def attach(self, role: str, policy_arn: str) -> None:
         record = self.role(role)
         if not _AWS_MANAGED.fullmatch(policy_arn):
-            raise QueryError("NoSuchEntityException",
+            raise AwsError("NoSuchEntityException",
                              f"Policy {policy_arn} does not exist or is not attachable.")
         self._store.attach(record.name, policy_arn)
 
@@ -109,5 +109,5 @@ class IamService:
     def detach(self, role: str, policy_arn: str) -> None:
         record = self.role(role)
         if policy_arn not in self._store.attached(record.name):
-            raise QueryError("NoSuchEntityException", f"Policy {policy_arn} was not found.")
+            raise AwsError("NoSuchEntityException", f"Policy {policy_arn} was not found.")
         self._store.detach(record.name, policy_arn)
