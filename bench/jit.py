@@ -5,10 +5,13 @@
 
 `--jit-devices` devices of one CA power up at once (`scenarios/jitp.yaml` with the workshop's
 JITP template, EC P-256 keys by default: RSA key generation would dominate on small machines)
-and retry with back-off and jitter until admitted, then publish to ji/tp. Reported: time
-until every device is admitted and has published, p50/p99 of each phase (first attempt,
-registration until ACTIVE, admitted, first publish acknowledged), registrations per second
-and attempts per device. JITR needs the rules and Lambda features (not measured here yet).
+and retry with back-off and jitter until admitted, then publish to ji/tp. Then JITR the same
+way (`scenarios/jitr.yaml`: the workshop's function deployed, the topic rule on the CA's
+registration events; registration = until the function activated the certificate), with the
+function's invocations per second read back from its log group (REPORT lines). Reported per
+lab: time until every device is admitted and has published, p50/p99 of each phase (first
+attempt, registration until ACTIVE, admitted, first publish acknowledged), registrations per
+second and attempts per device, CPU of local core and of the devices.
 Results: bench/results/jit.json.
 """
 
@@ -41,24 +44,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--jit-key-type", choices=("ec-p256", "rsa-2048"), default="ec-p256")
 
 
-def _scenario(workdir: Path, devices: int, key_type: str) -> str:
-    """scenarios/jitp.yaml for `devices` devices powering up at once, its CA in the temp dir.
+def _scenario(workdir: Path, lab: str, devices: int, key_type: str) -> str:
+    """scenarios/<lab>.yaml for `devices` devices powering up at once, its CA (and function)
+    in the temp dir.
 
     Edited as data, not as text: the register_ca and jit_connect steps must name the same CA
     folder (a text edit that missed one made the devices' certificates come from a CA nobody
     had registered, so no device was ever admitted)."""
-    shutil.copytree(ROOT / "scenarios" / "workshop", workdir / "workshop")
-    doc = yaml.safe_load((ROOT / "scenarios" / "jitp.yaml").read_text())
+    if not (workdir / "workshop").exists():
+        shutil.copytree(ROOT / "scenarios" / "workshop", workdir / "workshop")
+    doc = yaml.safe_load((ROOT / "scenarios" / f"{lab}.yaml").read_text())
     doc["fleets"][0].update(count=devices, key_type=key_type)
     for step in doc["steps"]:
         (kind, body), = step.items()
         if kind in ("register_ca", "jit_connect"):
-            body["ca"] = "certs/jit-ca"
+            body["ca"] = f"certs/{lab}-ca"
+        if kind == "deploy_function":
+            shutil.copytree(ROOT / body["source"].removeprefix("../"), workdir / "function",
+                            ignore=shutil.ignore_patterns("__pycache__"))
+            body["source"] = "function"
         if kind == "jit_connect":
             body["pacing"] = {"concurrency": devices}  # every device at once
         if kind == "expect":
             body["timeout"] = "120s"
     return yaml.safe_dump(doc, sort_keys=False)
+
+
+def _invocations_per_s(core: Any, function: str) -> float | None:
+    """The function's invocations per second while it ran: REPORT lines in its log group."""
+    import boto3  # the bench's own client, as a user reads the log group
+
+    logs = boto3.client("logs", endpoint_url=core.api_url, region_name="us-east-1",
+                        aws_access_key_id="x", aws_secret_access_key="x")
+    stamps: list[int] = []
+    for page in logs.get_paginator("filter_log_events").paginate(
+            logGroupName=f"/aws/lambda/{function}", filterPattern='"REPORT RequestId"'):
+        stamps += [e["timestamp"] for e in page["events"]]
+    if len(stamps) < 2 or max(stamps) == min(stamps):
+        return None
+    return round(len(stamps) / ((max(stamps) - min(stamps)) / 1000), 1)
 
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
@@ -71,18 +95,13 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
         workdir = Path(tmp)
         core = start_core(workdir / "state" / "localcore", workdir / "localcore.log")
         try:
-            profile: dict[str, Any] | None = {} if getattr(args, "profile", False) else None
-            load0, window = os.getloadavg(), CpuWindow(core.pid)
-            children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            window.start(time.perf_counter())
-            data["jitp"] = _fleetsim_run(core, workdir, "jitp", _scenario(
-                workdir, args.jit_devices, args.jit_key_type), profile)
-            window.stop(time.perf_counter())
-            data["cpu"] = _cpu(window, children0, load0)
-            if profile:
-                data["profiles"] = profile
-        except Exception as e:
-            data["errors"]["jitp"] = str(e)
+            for lab in ("jitp", "jitr"):
+                try:
+                    data[lab] = _run_lab(args, core, workdir, lab)
+                except Exception as e:
+                    data["errors"][lab] = str(e)
+            if "jitr" in data:
+                data["jitr"]["invocations_per_s"] = _invocations_per_s(core, "jitr")
         finally:
             core.stop()
             RESULTS_DIR.mkdir(exist_ok=True)  # local core's log outlives the temp dir
@@ -90,6 +109,21 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
             data["localcore_log"] = str(RESULTS_DIR / "jit-localcore.log")
     data["elapsed_s"] = round(time.perf_counter() - started, 1)
     return data, _rows(data)
+
+
+def _run_lab(args: argparse.Namespace, core: Any, workdir: Path, lab: str) -> dict[str, Any]:
+    """`fleetsim run` of one lab's scenario, with the CPU it cost each side."""
+    profile: dict[str, Any] | None = {} if getattr(args, "profile", False) else None
+    load0, window = os.getloadavg(), CpuWindow(core.pid)
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    window.start(time.perf_counter())
+    result: dict[str, Any] = _fleetsim_run(core, workdir, lab, _scenario(
+        workdir, lab, args.jit_devices, args.jit_key_type), profile)
+    window.stop(time.perf_counter())
+    result["cpu"] = _cpu(window, children0, load0)
+    if profile:
+        result["profiles"] = profile
+    return result
 
 
 def _cpu(core: CpuWindow, children0: resource.struct_rusage,
@@ -105,13 +139,17 @@ def _cpu(core: CpuWindow, children0: resource.struct_rusage,
 
 
 def _rows(data: dict[str, Any]) -> list[Row]:
-    jitp = data.get("jitp")
+    return _lab_rows(data, "jitp", "JITP") + _lab_rows(data, "jitr", "JITR")
+
+
+def _lab_rows(data: dict[str, Any], lab: str, title: str) -> list[Row]:
+    jitp = data.get(lab)
     if not jitp:
         return []
     n = data["devices"]
     online = jitp["ops"].get("jit_connect/jit.fleet_online")
     until = None if online is None else round(online["p50_ms"] / 1000, 2)  # one figure
-    rows = [Row(f"JITP, {n} devices at once: until all admitted and published", until, "s",
+    rows = [Row(f"{title}, {n} devices at once: until all admitted and published", until, "s",
                 "< 30 s", None if until is None else until < 30)]
     if "jit_connect" in jitp["steps"]:
         rows.append(Row("  jit_connect step (with making the identities)",
@@ -131,7 +169,9 @@ def _rows(data: dict[str, Any]) -> list[Row]:
         if entry:
             failed = sum(entry["errors"].values())
             rows.append(Row(f"  {op} calls", entry["count"] + failed, "", note=f"{failed} failed"))
-    cpu = data.get("cpu")
+    if jitp.get("invocations_per_s"):
+        rows.append(Row("  Lambda invocations/s", jitp["invocations_per_s"], "1/s"))
+    cpu = jitp.get("cpu")
     if cpu:
         rows.append(Row("  CPU over the run: local core", cpu["localcore_cpu_s"], "s"))
         rows.append(Row("  CPU over the run: devices (fleetsim run)", cpu["devices_cpu_s"], "s"))
