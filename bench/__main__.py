@@ -16,6 +16,7 @@ from bench import (
     jit,
     localcore,
     logs,
+    peer,
     provisioning,
     rules,
     shadows,
@@ -26,7 +27,7 @@ BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "broker-hardening": broker_hardening, "api-bodies": api_bodies,
               "cleanup": cleanup, "provisioning": provisioning, "jit": jit, "logs": logs,
               "indexing": indexing, "functions": functions, "rules": rules,
-              "iotlogging": iotlogging}
+              "iotlogging": iotlogging, "peer": peer}
 
 
 def main(argv: list[str] | None = None) -> int:
