@@ -77,6 +77,8 @@ class RunContext:
     journaled: set[tuple[str, ...]] = field(default_factory=set)
     # Jobs this run created (create_job), by job id: the CreateJob request, for wait_job.
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Persistent identities' bulk check (engine/stored.py), loaded on first use.
+    stored: asyncio.Future[Any] | None = None
 
     def journal_for(self, fleet: Fleet | None, shared: bool = False) -> Journal:
         """Where a resource is written down: resources of persistent fleets, and in a sharded
