@@ -130,14 +130,14 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
 
     observer_id = IdentityStore(ids, OBSERVER_FLEET).load("bench-observer")
     observer_session = DeviceSession(observer_id, target, obs_metrics,
-                                     tls=factory.for_identity(observer_id), timeout=30)
+                                     tls=factory.device_tls(observer_id), timeout=30)
     await observer_session.__aenter__()
     observer = await Observer(observer_session, [TOPIC.format(shard=0, thing="#")],
                               obs_metrics).__aenter__()
 
     rss0 = _rss_kb()
     w = Window()
-    contexts = [factory.for_identity(i) for i in identities]
+    contexts = [factory.device_tls(i) for i in identities]
     w.stop()
     out["tls_context"] = {**w.per(n, "ms_each"), "wall_s": w.wall}
     ctx_cpu = w.cpu

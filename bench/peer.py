@@ -307,7 +307,7 @@ def _start_core(work: Path, pin: bool) -> Any:
 
     return spawn_local_core(work / "state" / "localcore", work / "localcore.log",
                             api_port=0, mqtt_port=0,
-                            prefix=taskset_prefix(CORE_CPU) if pin else ())
+                            prefix=taskset_prefix(CORE_CPU) if pin else (), tied=True)
 
 
 def collect(args: argparse.Namespace) -> dict[str, Any]:

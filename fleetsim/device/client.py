@@ -37,6 +37,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from fleetsim.device.errors import reason_kind
 from fleetsim.device.housekeeping import housekeeper
+from fleetsim.device.tls import DeviceTls
 from fleetsim.device.transport import open_tls
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,10 @@ class PublishRefused(MqttCodeError):
 
 class FleetClient(aiomqtt.Client):
     def __init__(self, *args: Any, on_lost: Callable[[int | ReasonCode | str], None],
-                 tls_context: ssl.SSLContext, **kwargs: Any):
-        super().__init__(*args, tls_context=tls_context, **kwargs)
+                 tls_context: ssl.SSLContext | DeviceTls, **kwargs: Any):
+        # paho only looks at the context's check_hostname: our sockets come from open_tls.
+        super().__init__(*args, tls_context=tls_context.context if isinstance(
+            tls_context, DeviceTls) else tls_context, **kwargs)
         self.v5 = kwargs.get("protocol") == aiomqtt.ProtocolVersion.V5
         self._refused: dict[int, ReasonCode] = {}  # MQTT 5 PUBACKs with a failure code
         self._alias_max = 0  # the server's Topic Alias Maximum
