@@ -34,7 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from fleetsim.device.identity import DeviceIdentity
+from fleetsim.device.identity import DeviceIdentity, IdentityDamaged
 from fleetsim.target import Target
 
 TlsVersion = Literal["1.2", "1.3"]
@@ -159,7 +159,11 @@ class DeviceTls:
     def _load(self) -> None:
         if self._pem is None:
             assert self._cert is not None and self._key is not None
-            self._shared.load_cert_chain(self._cert, self._key)
+            try:
+                self._shared.load_cert_chain(self._cert, self._key)
+            except ssl.SSLError as e:  # the store checks only the key's PEM armour
+                raise IdentityDamaged(self._key, "or its certificate is not a readable PEM "
+                                      "key pair") from e
             return
         with _in_memory_file(self._pem) as p:
             self._shared.load_cert_chain(p, p)
