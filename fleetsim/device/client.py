@@ -37,6 +37,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from fleetsim.device.errors import reason_kind
 from fleetsim.device.housekeeping import housekeeper
+from fleetsim.device.qos0 import try_write
 from fleetsim.device.tls import DeviceTls
 from fleetsim.device.transport import open_tls
 
@@ -288,6 +289,16 @@ class FleetClient(aiomqtt.Client):
         """Queue and write a QoS 0 PUBLISH now (into the kernel buffer, or queued behind what
         is waiting for it). MQTT 5: the topic goes once, then only its alias, for as many
         topics as the server accepts aliases."""
+        if not self.v5 and self._writer_fd is None:
+            try:
+                written = try_write(self._client, topic, payload, retain)
+            except OSError as e:
+                self._fail(e)
+                raise MqttCodeError(paho.MQTT_ERR_CONN_LOST, "Could not publish message") from e
+            if written:
+                if self._client.want_write():
+                    self._write()  # registers the writer for what the socket did not take
+                return
         properties = None
         if self._alias_max:
             known = self._aliases.get(topic)
