@@ -78,6 +78,20 @@ class FleetClient(aiomqtt.Client):
         # paho opens (and blocks on) its socket in _create_socket; give it ours, connected.
         self._client._create_socket = self._take_socket  # type: ignore[method-assign]
 
+    # aiomqtt builds an asyncio.Queue per client for `messages` (~3 KB with its deques and
+    # Event); devices with a message handler never use it, so it is made on first use.
+    @property
+    def _queue(self) -> asyncio.Queue[aiomqtt.Message]:
+        queue = self.__dict__.get("_lazy_queue")
+        if queue is None:
+            queue = self.__dict__["_lazy_queue"] = asyncio.Queue(self.__dict__["_queue_max"])
+        return queue
+
+    @_queue.setter
+    def _queue(self, queue: asyncio.Queue[aiomqtt.Message]) -> None:
+        self.__dict__["_queue_max"] = queue.maxsize  # aiomqtt's own, made in its __init__
+        self.__dict__.pop("_lazy_queue", None)
+
     def _take_socket(self) -> ssl.SSLSocket:
         sock, self._ready_socket = self._ready_socket, None
         if sock is None:
