@@ -19,6 +19,7 @@ from bench import (
     jobs_fleet,
     localcore,
     logs,
+    peer,
     provisioning,
     rules,
     scale_out,
@@ -31,7 +32,7 @@ BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "cleanup": cleanup, "provisioning": provisioning, "jit": jit, "logs": logs,
               "indexing": indexing, "functions": functions, "rules": rules,
               "iotlogging": iotlogging, "jobs": jobs, "jobs-fleet": jobs_fleet,
-              "broker-aliases": broker_aliases, "ray": scale_out}
+              "broker-aliases": broker_aliases, "ray": scale_out, "peer": peer}
 
 
 def main(argv: list[str] | None = None) -> int:

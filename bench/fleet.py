@@ -80,6 +80,34 @@ class Window:
                 f"sys_{label}": self.sys * 1000 / n}
 
 
+async def _connect_paced(sessions: list[Any], rate: float, concurrency: int) -> list[Any]:
+    """Start `rate` connects a second (at most `concurrency` in flight), as the connect step's
+    pacing does; returns the sessions connected, in order."""
+    from fleetsim.device import DeviceError
+
+    limit = asyncio.Semaphore(concurrency)
+    ok = [False] * len(sessions)
+
+    async def one(i: int) -> None:
+        try:
+            await sessions[i].__aenter__()
+            ok[i] = True
+        except DeviceError:
+            pass
+        finally:
+            limit.release()
+
+    tasks, start = [], time.monotonic()
+    for i in range(len(sessions)):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await limit.acquire()
+        tasks.append(asyncio.ensure_future(one(i)))
+    await asyncio.gather(*tasks)
+    return [s for s, connected in zip(sessions, ok, strict=True) if connected]
+
+
 async def _telemetry(sessions: list[Any], args: argparse.Namespace, shards: int) -> int:
     """Steady telemetry driven by the engine's own ticker (`publish_periodically`, as
     `fleetsim run` does it): each device once per interval, at a random phase."""
@@ -130,14 +158,14 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
 
     observer_id = IdentityStore(ids, OBSERVER_FLEET).load("bench-observer")
     observer_session = DeviceSession(observer_id, target, obs_metrics,
-                                     tls=factory.for_identity(observer_id), timeout=30)
+                                     tls=factory.device_tls(observer_id), timeout=30)
     await observer_session.__aenter__()
     observer = await Observer(observer_session, [TOPIC.format(shard=0, thing="#")],
                               obs_metrics).__aenter__()
 
     rss0 = _rss_kb()
     w = Window()
-    contexts = [factory.for_identity(i) for i in identities]
+    contexts = [factory.device_tls(i) for i in identities]
     w.stop()
     out["tls_context"] = {**w.per(n, "ms_each"), "wall_s": w.wall}
     ctx_cpu = w.cpu
@@ -147,7 +175,8 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
                 for i, c in zip(identities, contexts, strict=True)]
     del contexts
     w = Window()
-    connected = await connect_many(sessions, args.concurrency)
+    connected = await (_connect_paced(sessions, args.rate, args.concurrency) if args.rate
+                       else connect_many(sessions, args.concurrency))
     w.stop()
     n_ok = len(connected)
     out["connect"] = {
@@ -216,7 +245,7 @@ def _one(n: int, args: argparse.Namespace, tmp: Path, protocol: str) -> dict[str
                "--core-info", str(state / INFO_FILE), "--result", str(result_file),
                "--telemetry", str(args.telemetry), "--interval", str(args.interval),
                "--idle", str(args.idle), "--qos", str(args.qos), "--protocol", protocol,
-               "--concurrency", str(args.concurrency),
+               "--concurrency", str(args.concurrency), "--rate", str(args.rate),
                "--observe-share", str(args.observe_share),
                "--connect-timeout", str(args.connect_timeout)]
         subprocess.run(cmd, check=True, cwd=ROOT, timeout=args.worker_timeout)
@@ -254,6 +283,8 @@ def _parser() -> argparse.ArgumentParser:
                         "with both, each N runs on each, one after the other, on one "
                         "provisioned fleet")
     p.add_argument("--concurrency", type=int, default=200, help="connects in flight")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="connects started per second (0: as fast as --concurrency allows)")
     p.add_argument("--observe-share", type=float, default=0.1,
                    help="share of devices whose messages the observer subscribes to")
     p.add_argument("--connect-timeout", type=float, default=30.0)

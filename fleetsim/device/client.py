@@ -37,6 +37,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from fleetsim.device.errors import reason_kind
 from fleetsim.device.housekeeping import housekeeper
+from fleetsim.device.qos0 import try_write
+from fleetsim.device.tls import DeviceTls
 from fleetsim.device.transport import open_tls
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,10 @@ class PublishRefused(MqttCodeError):
 
 class FleetClient(aiomqtt.Client):
     def __init__(self, *args: Any, on_lost: Callable[[int | ReasonCode | str], None],
-                 tls_context: ssl.SSLContext, **kwargs: Any):
-        super().__init__(*args, tls_context=tls_context, **kwargs)
+                 tls_context: ssl.SSLContext | DeviceTls, **kwargs: Any):
+        # paho only looks at the context's check_hostname: our sockets come from open_tls.
+        super().__init__(*args, tls_context=tls_context.context if isinstance(
+            tls_context, DeviceTls) else tls_context, **kwargs)
         self.v5 = kwargs.get("protocol") == aiomqtt.ProtocolVersion.V5
         self._refused: dict[int, ReasonCode] = {}  # MQTT 5 PUBACKs with a failure code
         self._alias_max = 0  # the server's Topic Alias Maximum
@@ -74,6 +78,20 @@ class FleetClient(aiomqtt.Client):
         self._client._logger = _ErrorKeeper(self, self._logger)  # type: ignore[assignment]
         # paho opens (and blocks on) its socket in _create_socket; give it ours, connected.
         self._client._create_socket = self._take_socket  # type: ignore[method-assign]
+
+    # aiomqtt builds an asyncio.Queue per client for `messages` (~3 KB with its deques and
+    # Event); devices with a message handler never use it, so it is made on first use.
+    @property
+    def _queue(self) -> asyncio.Queue[aiomqtt.Message]:
+        queue = self.__dict__.get("_lazy_queue")
+        if queue is None:
+            queue = self.__dict__["_lazy_queue"] = asyncio.Queue(self.__dict__["_queue_max"])
+        return queue
+
+    @_queue.setter
+    def _queue(self, queue: asyncio.Queue[aiomqtt.Message]) -> None:
+        self.__dict__["_queue_max"] = queue.maxsize  # aiomqtt's own, made in its __init__
+        self.__dict__.pop("_lazy_queue", None)
 
     def _take_socket(self) -> ssl.SSLSocket:
         sock, self._ready_socket = self._ready_socket, None
@@ -288,6 +306,16 @@ class FleetClient(aiomqtt.Client):
         """Queue and write a QoS 0 PUBLISH now (into the kernel buffer, or queued behind what
         is waiting for it). MQTT 5: the topic goes once, then only its alias, for as many
         topics as the server accepts aliases."""
+        if not self.v5 and self._writer_fd is None:
+            try:
+                written = try_write(self._client, topic, payload, retain)
+            except OSError as e:
+                self._fail(e)
+                raise MqttCodeError(paho.MQTT_ERR_CONN_LOST, "Could not publish message") from e
+            if written:
+                if self._client.want_write():
+                    self._write()  # registers the writer for what the socket did not take
+                return
         properties = None
         if self._alias_max:
             known = self._aliases.get(topic)

@@ -7,6 +7,7 @@ Files per device in `<root>/<fleet>/`: `<thing>.key` (0600), `<thing>.crt`, `<th
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import multiprocessing
 import re
@@ -154,10 +155,8 @@ class IdentityStore:
                                     f"{self.directory}")
         info = _read_meta(meta, thing_name)
         key_pem = _read(key)
-        try:
-            load_private_key(key_pem)
-        except (ValueError, TypeError) as e:
-            raise IdentityDamaged(key, "is not a readable PEM private key") from e
+        if not _looks_like_key(key_pem):
+            raise IdentityDamaged(key, "is not a readable PEM private key")
         cert_pem = _read(crt) if info["certificate_id"] is not None or crt.exists() else None
         if cert_pem is not None:
             try:
@@ -183,6 +182,23 @@ class IdentityStore:
     def delete(self, thing_name: str) -> None:
         for p in self._paths(thing_name):
             p.unlink(missing_ok=True)
+
+
+_KEY_PEM = re.compile(rb"-----BEGIN ((?:EC |RSA )?PRIVATE KEY)-----\s+([A-Za-z0-9+/=\s]+?)"
+                      rb"-----END \1-----\s*")
+
+
+def _looks_like_key(pem: bytes) -> bool:
+    """Whole PEM armour around valid base64: what a truncated or overwritten file fails. The
+    key itself is parsed once, by OpenSSL as the device connects (parsing it here as well cost
+    ~0.3 ms a device, most of a 10,000-device start-up)."""
+    match = _KEY_PEM.fullmatch(pem)
+    if match is None:
+        return False
+    try:
+        return len(base64.b64decode(b"".join(match.group(2).split()), validate=True)) > 32
+    except ValueError:
+        return False
 
 
 def _read(path: Path) -> bytes:

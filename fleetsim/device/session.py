@@ -1,6 +1,6 @@
 """`DeviceSession`: one device's MQTT connection over mutual TLS, timed and classified.
 
-    async with DeviceSession(identity, target, metrics, tls=factory.for_identity(identity),
+    async with DeviceSession(identity, target, metrics, tls=factory.device_tls(identity),
                              reconnect=ReconnectPolicy(base=1, cap=30)) as s:
         await s.publish("dt/telemetry", encode({"temp": 21.5}, stamp=True), qos=1)
 
@@ -35,7 +35,7 @@ from fleetsim.device.errors import (
 )
 from fleetsim.device.identity import DeviceIdentity
 from fleetsim.device.reconnect import ReconnectPolicy, as_policy
-from fleetsim.device.tls import TlsContextFactory
+from fleetsim.device.tls import DeviceTls, TlsContextFactory
 from fleetsim.metrics import Metrics
 from fleetsim.target import Target
 
@@ -50,7 +50,7 @@ class DeviceSession:
     disconnects on exit. Failures raise `DeviceError` with the kind recorded."""
 
     def __init__(self, identity: DeviceIdentity, target: Target, metrics: Metrics | None = None,
-                 *, tls: ssl.SSLContext | None = None, client_id: str | None = None,
+                 *, tls: ssl.SSLContext | DeviceTls | None = None, client_id: str | None = None,
                  keepalive: int = 60, timeout: float = 10.0, clean_session: bool = True,
                  max_queued_incoming: int = 0,
                  reconnect: bool | ReconnectPolicy | None = None,
@@ -111,7 +111,7 @@ class DeviceSession:
 
     async def __aenter__(self) -> DeviceSession:
         if self._tls is None:
-            self._tls = TlsContextFactory(self.target).for_identity(self.identity)
+            self._tls = TlsContextFactory(self.target).device_tls(self.identity)
         self._ended = asyncio.get_running_loop().create_future()
         self._closing = False
         attempt = 0

@@ -14,6 +14,8 @@ import socket
 import ssl
 import time
 
+from fleetsim.device.tls import DeviceTls
+
 _DNS_TTL_S = 30.0
 _resolved: dict[tuple[str, int], tuple[float, tuple[int, tuple[object, ...]]]] = {}
 
@@ -53,7 +55,7 @@ def _wake(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-async def open_tls(host: str, port: int, context: ssl.SSLContext,
+async def open_tls(host: str, port: int, context: ssl.SSLContext | DeviceTls,
                    server_hostname: str | None = None) -> ssl.SSLSocket:
     """A connected, non-blocking TLS socket whose handshake is complete. The caller bounds the
     time (e.g. `asyncio.timeout`); on any failure or cancellation the socket is closed."""

@@ -89,6 +89,8 @@ class RunContext:
     # Values earlier steps made known for `${NAME}` placeholders in later steps' files (a
     # deployed function's ARN, a registered CA's id), by NAME.
     values: dict[str, str] = field(default_factory=dict)
+    # Persistent identities' bulk check (engine/stored.py), loaded on first use.
+    stored: asyncio.Future[Any] | None = None
 
     def journal_for(self, fleet: Fleet | None, shared: bool = False) -> Journal:
         """Where a resource is written down: resources of persistent fleets, and in a sharded

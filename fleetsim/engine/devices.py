@@ -16,6 +16,7 @@ from fleetsim.device import (
     TlsContextFactory,
 )
 from fleetsim.device.fleet import close_many
+from fleetsim.device.tls import DeviceTls
 from fleetsim.engine.context import Device, MessageHandler, RunContext
 from fleetsim.errors import UserError
 
@@ -59,16 +60,13 @@ def require_certificate(device: Device) -> str:
     return device.certificate_arn
 
 
-async def tls_contexts(ctx: RunContext, devices: list[Device]) -> dict[int, ssl.SSLContext]:
-    """SSL contexts of the devices that have a certificate, by device index. Devices without
+def tls_contexts(ctx: RunContext, devices: list[Device]) -> dict[int, DeviceTls]:
+    """TLS of the devices that have a certificate, by device index, on the run's shared
+    context (the certificate and key are loaded as each device connects). Devices without
     one are left to fail in `connect` with the reason."""
-    factory, contexts = tls_factory(ctx), {}
-    for n, d in enumerate(devices):
-        if d.identity is not None and d.certificate_arn is not None:
-            contexts[d.index] = factory.for_identity(d.identity)
-        if n % 100 == 99:
-            await asyncio.sleep(0)  # keep the progress view and the observer going
-    return contexts
+    factory = tls_factory(ctx)
+    return {d.index: factory.device_tls(d.identity) for d in devices
+            if d.identity is not None and d.certificate_arn is not None}
 
 
 def _session(device: Device) -> DeviceSession:
@@ -79,11 +77,12 @@ def _session(device: Device) -> DeviceSession:
 
 
 async def connect(ctx: RunContext, device: Device, client_id: str, timeout: float,
-                  reconnect: bool = False, tls: ssl.SSLContext | None = None) -> DeviceSession:
+                  reconnect: bool = False,
+                  tls: ssl.SSLContext | DeviceTls | None = None) -> DeviceSession:
     require_certificate(device)
     assert device.identity is not None
     session = DeviceSession(device.identity, ctx.target, ctx.metrics,
-                            tls=tls or tls_factory(ctx).for_identity(device.identity),
+                            tls=tls or tls_factory(ctx).device_tls(device.identity),
                             client_id=client_id, timeout=timeout, reconnect=reconnect,
                             protocol=device.fleet.protocol,
                             session_expiry=device.fleet.session_expiry)
@@ -171,7 +170,7 @@ async def start_observer(ctx: RunContext, client_id: str, identity: DeviceIdenti
     identity = identity.with_certificate(created["certificatePem"], created["certificateArn"])
     identity = IdentityStore(ctx.identities_dir, OBSERVER_FLEET).save(identity)
     session = DeviceSession(identity, ctx.target, ctx.metrics,
-                            tls=tls_factory(ctx).for_identity(identity), client_id=client_id,
+                            tls=tls_factory(ctx).device_tls(identity), client_id=client_id,
                             connected_gauge=OBSERVER_GAUGE)  # not a device of the fleet
     try:
         await session.__aenter__()

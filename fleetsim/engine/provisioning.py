@@ -24,6 +24,7 @@ from fleetsim.device.identity import remove_identity
 from fleetsim.engine import devices as dev
 from fleetsim.engine.context import Device, RunContext
 from fleetsim.engine.fanout import api_call
+from fleetsim.engine.stored import stored_state
 from fleetsim.pki import load_certificate, load_private_key, public_key_id
 
 T = TypeVar("T")
@@ -216,27 +217,41 @@ async def reuse_stored(ctx: RunContext, d: Device) -> bool:
     """A persistent device whose stored certificate is still ACTIVE and attached to its thing
     in the registry is ready as it is (counted as `identities.reused`); anything less (its
     certificate or thing gone, e.g. removed by hand) is provisioned again, counted as
-    `identities.reprovisioned`: an expected state, not an error."""
+    `identities.reprovisioned`: an expected state, not an error. Checked in bulk when the
+    persistent journal vouches for the attachment (engine/stored.py), else per device."""
     identity = dev.load_identity(ctx, d)
     if identity is None or identity.certificate_id is None:
         return False
-    try:
-        cert = await api_call(ctx, "DescribeCertificate", d.thing_name, expected=NOT_FOUND,
-                              certificateId=identity.certificate_id)
-        principals = await api_call(ctx, "ListThingPrincipals", d.thing_name,
-                                    expected=NOT_FOUND, thingName=d.thing_name)
-    except ApiError as e:
-        if e.code not in NOT_FOUND:
-            raise
-        ctx.metrics.incr("identities.reprovisioned")
-        return False
-    arn = cert["certificateDescription"]["certificateArn"]
-    if cert["certificateDescription"]["status"] != "ACTIVE" or arn not in principals["principals"]:
+    state = await stored_state(ctx)
+    if state.known(d.thing_name, identity.certificate_arn):
+        ready, arn = state.active(identity.certificate_id), identity.certificate_arn
+    else:
+        ready, arn = await _describe_stored(ctx, d, identity.certificate_id)
+    if not ready:
         ctx.metrics.incr("identities.reprovisioned")
         return False
     d.identity, d.certificate_id, d.certificate_arn = identity, identity.certificate_id, arn
     ctx.metrics.incr("identities.reused")
     return True
+
+
+async def _describe_stored(ctx: RunContext, d: Device,
+                           certificate_id: str) -> tuple[bool, str | None]:
+    """Whether the certificate is ACTIVE and attached to the device's thing, asked per device;
+    and its ARN."""
+    try:
+        cert = await api_call(ctx, "DescribeCertificate", d.thing_name, expected=NOT_FOUND,
+                              certificateId=certificate_id)
+        principals = await api_call(ctx, "ListThingPrincipals", d.thing_name,
+                                    expected=NOT_FOUND, thingName=d.thing_name)
+    except ApiError as e:
+        if e.code not in NOT_FOUND:
+            raise
+        return False, None
+    arn = cert["certificateDescription"]["certificateArn"]
+    ready = (cert["certificateDescription"]["status"] == "ACTIVE"
+             and arn in principals["principals"])
+    return ready, arn
 
 
 # ---- provisioning by template: what register-thing, a bulk task or a claim created ---------

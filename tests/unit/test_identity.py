@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from fleetsim.device.identity import DeviceIdentity, IdentityStore, KeyFactory
 from fleetsim.device.tls import AMAZON_TRUST_ROOTS, TlsContextFactory, trust_anchors_der
@@ -136,3 +137,52 @@ def test_aws_contexts_trust_only_amazon_roots_from_certifi() -> None:
     assert "Amazon Root CA 1" in subjects
     assert subjects <= AMAZON_TRUST_ROOTS
     assert len(ctx.get_ca_certs()) == len(subjects)
+
+
+def _server_context(tmp_path: Path, ca: CertificateAuthority) -> ssl.SSLContext:
+    """A TLS server on `ca` that requires a client certificate issued by it."""
+    from fleetsim.pki import private_key_pem
+
+    cert, key = ca.issue_server(["localhost"])
+    (tmp_path / "server.pem").write_bytes(certificate_pem(cert) + private_key_pem(key))
+    (tmp_path / "ca.pem").write_bytes(certificate_pem(ca.cert))
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "server.pem")
+    server.load_verify_locations(tmp_path / "ca.pem")
+    server.verify_mode = ssl.CERT_REQUIRED
+    return server
+
+
+def test_devices_on_one_shared_context_each_present_their_own_certificate(
+        tmp_path: Path, ca: CertificateAuthority) -> None:
+    """Both sockets are wrapped before either handshakes: each must still present the
+    certificate of the device it was wrapped for (OpenSSL copies it at SSL_new)."""
+    import asyncio
+    import socket
+    import threading
+
+    server = _server_context(tmp_path, ca)
+    factory = TlsContextFactory(Target.local("http://x", "localhost", 1, tmp_path / "ca.pem"))
+    stored = IdentityStore(tmp_path, "fleet-a").save(asyncio.run(issued(ca, "dev-a")))
+    in_memory = asyncio.run(issued(ca, "dev-b"))
+    devices = [factory.device_tls(stored), factory.device_tls(in_memory)]
+    assert devices[0].context is devices[1].context  # one SSLContext for the fleet
+    pairs = [socket.socketpair() for _ in devices]
+    clients = [d.wrap_socket(a, server_hostname="localhost", do_handshake_on_connect=False)
+               for d, (a, _) in zip(devices, pairs, strict=True)]
+    seen: list[bytes | None] = [None, None]
+
+    def serve(i: int) -> None:
+        with server.wrap_socket(pairs[i][1], server_side=True) as s:
+            seen[i] = s.getpeercert(binary_form=True)
+
+    for i in (1, 0):  # the other way round from the loads
+        thread = threading.Thread(target=serve, args=(i,))
+        thread.start()
+        clients[i].do_handshake()
+        thread.join(10)
+        clients[i].close()
+    for i, identity in enumerate((stored, in_memory)):
+        assert identity.certificate_pem is not None
+        assert seen[i] == x509.load_pem_x509_certificate(identity.certificate_pem).public_bytes(
+            serialization.Encoding.DER)

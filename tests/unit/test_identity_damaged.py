@@ -58,3 +58,26 @@ def test_damaged_files_are_named_with_what_to_do(store: IdentityStore, case: str
 def test_nothing_stored_is_not_damage(store: IdentityStore) -> None:
     with pytest.raises(FileNotFoundError):
         store.load("dev-1")
+
+
+def test_a_key_that_parses_only_as_armour_is_named_when_the_device_connects(
+        store: IdentityStore, tmp_path: Path) -> None:
+    """The store checks the key's PEM armour only (parsing every key cost most of a
+    10,000-device start-up); OpenSSL's parse at connect names the file in one sentence."""
+    import base64
+    import socket
+
+    from fleetsim.device.tls import TlsContextFactory
+    from fleetsim.target import Target
+
+    key = store.directory / "dev-0.key"
+    body = base64.encodebytes(bytes(range(121))).decode()
+    key.write_text(f"-----BEGIN EC PRIVATE KEY-----\n{body}-----END EC PRIVATE KEY-----\n")
+    identity = store.load("dev-0")  # armour and base64 are fine
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(certificate_pem(CertificateAuthority.create("other").cert))
+    tls = TlsContextFactory(Target.local("http://x", "127.0.0.1", 1, ca_file)).device_tls(identity)
+    a, b = socket.socketpair()
+    with a, b, pytest.raises(IdentityDamaged) as caught:
+        tls.wrap_socket(a, server_hostname="localhost", do_handshake_on_connect=False)
+    assert str(caught.value).startswith(f"stored identity file {key} or its certificate is not")

@@ -35,8 +35,7 @@ class ConnectStep(FleetStep):
 async def run(ctx: RunContext, step: ConnectStep) -> None:
     client_id_t = Template(step.client_id, CLIENT_ID_NAMES)
     devices = ctx.fleet_devices(step.fleet)
-    # Each device's SSLContext (~1 ms of CPU) is built before the ramp, not on its clock.
-    contexts = await dev.tls_contexts(ctx, devices)
+    contexts = dev.tls_contexts(ctx, devices)  # on one shared SSLContext
 
     async def open_session(d: Device) -> None:
         d.session = await dev.connect(ctx, d, client_id_t.render(d.names), step.timeout,
