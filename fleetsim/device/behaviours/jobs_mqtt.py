@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-from fleetsim.device.behaviours.replies import PendingRequests, reply_document
+from fleetsim.device.behaviours.replies import PendingRequests, RequestSession, reply_document
 from fleetsim.device.errors import DeviceError
 from fleetsim.metrics import Metrics
 
@@ -41,16 +41,7 @@ TERMINAL = frozenset({"SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT", "REMOVED",
 NOTIFY, NOTIFY_NEXT = "notify", "notify-next"
 
 
-class JobsSession(Protocol):
-    """What the Jobs client needs of a device's MQTT session (`DeviceSession` has it)."""
-
-    async def subscribe(self, topic_filter: str, qos: int = 0) -> int: ...
-
-    async def publish(self, topic: str, payload: bytes | str | None = None, qos: int = 0,
-                      retain: bool = False) -> None: ...
-
-    def publish_nowait(self, topic: str, payload: bytes | str | None = None,
-                       retain: bool = False) -> None: ...
+JobsSession = RequestSession  # what the Jobs client needs of a device's MQTT session
 
 
 def jobs_topic(thing: str) -> str:

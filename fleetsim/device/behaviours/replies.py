@@ -14,9 +14,22 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fleetsim.metrics import Metrics
+
+
+class RequestSession(Protocol):
+    """What a client of such an API needs of a device's MQTT session (`DeviceSession` has
+    it)."""
+
+    async def subscribe(self, topic_filter: str, qos: int = 0) -> int: ...
+
+    async def publish(self, topic: str, payload: bytes | str | None = None, qos: int = 0,
+                      retain: bool = False) -> None: ...
+
+    def publish_nowait(self, topic: str, payload: bytes | str | None = None,
+                       retain: bool = False) -> None: ...
 
 
 @dataclass

@@ -25,9 +25,14 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from fleetsim.device.behaviours.replies import PendingRequests, Request, reply_document
+from fleetsim.device.behaviours.replies import (
+    PendingRequests,
+    Request,
+    RequestSession,
+    reply_document,
+)
 from fleetsim.device.errors import DeviceError
 from fleetsim.metrics import Metrics
 
@@ -55,16 +60,7 @@ class ShadowRejected(DeviceError):
         self.code = code
 
 
-class ShadowSession(Protocol):
-    """What the reporter needs of a device's MQTT session (`DeviceSession` has it)."""
-
-    async def subscribe(self, topic_filter: str, qos: int = 0) -> int: ...
-
-    async def publish(self, topic: str, payload: bytes | str | None = None, qos: int = 0,
-                      retain: bool = False) -> None: ...
-
-    def publish_nowait(self, topic: str, payload: bytes | str | None = None,
-                       retain: bool = False) -> None: ...
+ShadowSession = RequestSession  # what the reporter needs of a device's MQTT session
 
 
 def shadow_topic(thing: str, shadow: str | None = None) -> str:
