@@ -152,16 +152,33 @@ def read_binary(body: bytes, pos: int) -> tuple[bytes, int]:
     return bytes(body[pos:pos + n]), pos + n
 
 
-def decode_connect(body: bytes) -> Connect:
-    name, pos = read_string(body, 0)
+def connect_header(body: bytes, pos: int) -> tuple[int, int, int, int]:
+    """(protocol level, connect flags, keep alive, position after them) of a CONNECT whose
+    protocol level is at `pos` (the same in MQTT 3.1.1 and MQTT 5)."""
     if pos + 4 > len(body):
         raise MalformedPacket("truncated CONNECT")
     level = body[pos]
     flags = body[pos + 1]
     (keepalive,) = _U16.unpack_from(body, pos + 2)
-    pos += 4
     if flags & 0x01:  # [MQTT-3.1.2-3]
         raise MalformedPacket("reserved CONNECT flag set")
+    return level, flags, keepalive, pos + 4
+
+
+def read_credentials(body: bytes, pos: int, flags: int) -> tuple[str | None, int]:
+    """(user name or None, position after the password) at the end of a CONNECT payload: the
+    password, if its flag is set, is read and left aside."""
+    username = None
+    if flags & 0x80:
+        username, pos = read_string(body, pos)
+    if flags & 0x40:
+        _, pos = read_binary(body, pos)
+    return username, pos
+
+
+def decode_connect(body: bytes) -> Connect:
+    name, pos = read_string(body, 0)
+    level, flags, keepalive, pos = connect_header(body, pos)
     if flags & 0x40 and not flags & 0x80:  # [MQTT-3.1.2-22]
         raise MalformedPacket("password flag without user name flag")
     client_id, pos = read_string(body, pos)
@@ -175,11 +192,7 @@ def decode_connect(body: bytes) -> Connect:
         will = Will(topic, payload, will_qos, bool(flags & 0x20))
     elif will_qos or flags & 0x20:  # [MQTT-3.1.2-13], [MQTT-3.1.2-15]
         raise MalformedPacket("will QoS/retain without will flag")
-    username = None
-    if flags & 0x80:
-        username, pos = read_string(body, pos)
-    if flags & 0x40:
-        _, pos = read_binary(body, pos)
+    username, pos = read_credentials(body, pos, flags)
     return Connect(name, level, client_id, bool(flags & 0x02), keepalive, will, username)
 
 

@@ -17,12 +17,14 @@ from fleetsim.localcore.broker.codec import (
     MalformedPacket,
     ProtocolError,
     Will,
+    connect_header,
     decode_connect,
     decode_publish_head,
     encode_topic,
     nonzero_packet_id,
     packet,
     read_binary,
+    read_credentials,
     read_string,
     read_strings,
 )
@@ -92,13 +94,7 @@ def decode_any_connect(body: bytes) -> Connect:
 
 
 def _decode_connect5(body: bytes, pos: int) -> Connect:
-    if pos + 4 > len(body):
-        raise MalformedPacket("truncated CONNECT")
-    flags = body[pos + 1]
-    (keepalive,) = _U16.unpack_from(body, pos + 2)
-    pos += 4
-    if flags & 0x01:  # [MQTT-3.1.2-3]
-        raise MalformedPacket("reserved CONNECT flag set")
+    _, flags, keepalive, pos = connect_header(body, pos)
     props, pos, _ = P.decode(body, pos, 1)
     client_id, pos = read_string(body, pos)
     will = None
@@ -113,11 +109,8 @@ def _decode_connect5(body: bytes, pos: int) -> Connect:
                     will_props.get(P.MESSAGE_EXPIRY), will_props.get(P.WILL_DELAY, 0))
     elif will_qos or flags & 0x20:  # [MQTT-3.1.2-11], [MQTT-3.1.2-13]
         raise MalformedPacket("will QoS/retain without will flag")
-    username = None
-    if flags & 0x80:
-        username, pos = read_string(body, pos)
-    if flags & 0x40:  # MQTT 5 allows a password without a user name
-        _, pos = read_binary(body, pos)
+    # MQTT 5 allows a password without a user name.
+    username, pos = read_credentials(body, pos, flags)
     if pos != len(body):
         raise MalformedPacket("bytes after the CONNECT payload")
     return Connect("MQTT", VERSION, client_id, bool(flags & 0x02), keepalive, will, username,
