@@ -25,7 +25,7 @@ from typing import Any
 from bench.api_client import ApiClient
 from bench.core_process import CoreProcess
 from bench.devices import DeviceFiles, provision
-from bench.mqtt_client import client_context, publish_packet
+from bench.mqtt_client import client_context, publish_packet, read_packet
 from bench.report import Row
 from bench.system import cpu_seconds, load_average, machine_info, pin_self, utc_now
 from fleetsim.localcore.broker import codec, codec5
@@ -49,18 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="broker-aliases bench: publishes per PINGREQ (default 50)")
 
 
-async def _read_packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    first = (await reader.readexactly(1))[0]
-    length, shift = 0, 0
-    while True:
-        byte = (await reader.readexactly(1))[0]
-        length |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            break
-        shift += 7
-    return first, await reader.readexactly(length)
-
-
 class _Publisher:
     def __init__(self, device: DeviceFiles, mode: str, root_ca: str, port: int, burst: int):
         self.device, self.mode, self.port, self.burst = device, mode, port, burst
@@ -75,7 +63,7 @@ class _Publisher:
         name, v5 = self.device.name, self.mode != "mqtt3.1.1"
         self.writer.write(codec5.encode_connect(name, 60) if v5 else
                           codec.encode_connect(name, 60))
-        kind, body = await _read_packet(self.reader)
+        kind, body = await read_packet(self.reader)
         if kind != 0x20 or body[1] != 0:
             raise ConnectionError(f"{name}: CONNACK {body!r}")
         topic = TOPIC.format(client=name)
@@ -93,7 +81,7 @@ class _Publisher:
         assert self.reader is not None and self.writer is not None
         while not stop.is_set():
             self.writer.write(self.packet)
-            while (await _read_packet(self.reader))[0] != PINGRESP:
+            while (await read_packet(self.reader))[0] != PINGRESP:
                 pass
             self.sent += self.burst
 

@@ -28,6 +28,7 @@ from typing import Any
 from bench.api_client import ApiClient
 from bench.core_process import CoreProcess
 from bench.devices import DeviceFiles, provision
+from bench.mqtt_client import client_context, read_packet
 from bench.report import Row
 from bench.system import cpu_seconds, machine_info, raise_fd_limit, rss_kb, utc_now
 from fleetsim.localcore.broker import codec
@@ -140,9 +141,7 @@ async def abandoned_handshakes(core: CoreProcess, rounds: int, per_round: int
 # --- dribbler -------------------------------------------------------------------------------
 
 def _context(device: DeviceFiles, root_ca: str) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=root_ca)
-    ctx.load_cert_chain(device.cert_path, device.key_path)
-    return ctx
+    return client_context(root_ca, device.cert_path, device.key_path)
 
 
 async def _open(port: int, ctx: ssl.SSLContext) -> tuple[asyncio.StreamReader,
@@ -151,23 +150,11 @@ async def _open(port: int, ctx: ssl.SSLContext) -> tuple[asyncio.StreamReader,
                                          server_hostname="127.0.0.1")
 
 
-async def _read_packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    first = (await reader.readexactly(1))[0]
-    length, shift = 0, 0
-    while True:
-        byte = (await reader.readexactly(1))[0]
-        length |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            break
-    return first, await reader.readexactly(length)
-
-
 async def _connected(port: int, ctx: ssl.SSLContext, client_id: str
                      ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     reader, writer = await _open(port, ctx)
     writer.write(codec.encode_connect(client_id, keepalive=1200))
-    first, body = await _read_packet(reader)
+    first, body = await read_packet(reader)
     assert first == 0x20 and body[1] == 0, f"CONNACK {body!r}"
     return reader, writer
 
@@ -177,7 +164,7 @@ async def _latencies(port: int, pub_ctx: ssl.SSLContext, sub_ctx: ssl.SSLContext
     """QoS 1 publish → delivery to a subscriber, one message at a time, paced 20 ms apart."""
     sub_r, sub_w = await _connected(port, sub_ctx, "latency-sub")
     sub_w.write(codec.encode_subscribe(1, [("bench/latency", 1)]))
-    await _read_packet(sub_r)  # SUBACK
+    await read_packet(sub_r)  # SUBACK
     pub_r, pub_w = await _connected(port, pub_ctx, "latency-pub")
     topic = codec.encode_topic("bench/latency")
     out = []
@@ -185,13 +172,13 @@ async def _latencies(port: int, pub_ctx: ssl.SSLContext, sub_ctx: ssl.SSLContext
         t = time.perf_counter()
         pub_w.write(codec.publish(topic, b"x", 1, packet_id=i % 65535 + 1))
         while True:
-            first, body = await asyncio.wait_for(_read_packet(sub_r), 10)
+            first, body = await asyncio.wait_for(read_packet(sub_r), 10)
             if first >> 4 == codec.PUBLISH:
                 break
         out.append(1000 * (time.perf_counter() - t))
         sub_w.write(codec.puback(int.from_bytes(body[2 + int.from_bytes(body[:2], "big"):][:2],
                                                 "big")))
-        await _read_packet(pub_r)  # PUBACK
+        await read_packet(pub_r)  # PUBACK
         await asyncio.sleep(0.02)
     for w in (sub_w, pub_w):
         w.close()

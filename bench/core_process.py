@@ -4,13 +4,16 @@ pinned to one CPU with `taskset`, killed at the end."""
 from __future__ import annotations
 
 import tempfile
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from bench.system import taskset_prefix
+from bench.system import machine_info, pin_self, taskset_prefix, utc_now
 from fleetsim.localcore.launcher import RunningLocalCore, spawn_local_core
+from fleetsim.runtime import run_async
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 30.0
@@ -82,3 +85,22 @@ class CoreProcess:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def measure_on_core(benchmark: str,
+                    measure: Callable[[CoreProcess], Coroutine[Any, Any, dict[str, Any]]]
+                    ) -> dict[str, Any]:
+    """The JSON data of `benchmark`: `measure`'s results against local core (its own process,
+    on CPU 0; this one on CPU 1), or, if it raised, the error and local core's last log lines,
+    with the machine, the start time and the seconds it took."""
+    placement = pin_self(1)
+    started = time.perf_counter()
+    data: dict[str, Any] = {"benchmark": benchmark, "started": utc_now(),
+                            "machine": machine_info(), "client_cpus": placement}
+    with CoreProcess(cpu=0) as core:
+        try:
+            data.update(run_async(measure(core)))
+        except Exception as e:  # the JSON still says what failed and where
+            data["errors"] = {benchmark: f"{type(e).__name__}: {e}; log: {core.log_tail()}"}
+    data["elapsed_s"] = round(time.perf_counter() - started, 1)
+    return data

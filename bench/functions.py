@@ -26,11 +26,9 @@ from typing import Any
 
 import aioboto3
 
-from bench.core_process import CoreProcess
+from bench.core_process import CoreProcess, measure_on_core
 from bench.report import Row
-from bench.system import machine_info, pin_self, utc_now
 from fleetsim.metrics.histogram import Histogram
-from fleetsim.runtime import run_async
 
 ROLE = "arn:aws:iam::123456789012:role/bench"
 SOURCE = """
@@ -129,16 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
-    placement = pin_self(1)
-    started = time.perf_counter()
-    data: dict[str, Any] = {"benchmark": "functions", "started": utc_now(),
-                            "machine": machine_info(), "client_cpus": placement}
-    with CoreProcess(cpu=0) as core:
-        try:
-            data.update(run_async(_measure(args, core)))
-        except Exception as e:  # the JSON still says what failed and where
-            data["errors"] = {"functions": f"{type(e).__name__}: {e}; log: {core.log_tail()}"}
-    data["elapsed_s"] = round(time.perf_counter() - started, 1)
+    data = measure_on_core("functions", lambda core: _measure(args, core))
     return data, _rows(data)
 
 

@@ -129,6 +129,19 @@ def split_frames(data: bytes) -> tuple[list[tuple[int, int, int]], bytes]:
     return frames, data[pos:] if pos < end else b""
 
 
+async def read_packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """(first byte, body) of the next packet on a stream."""
+    first = (await reader.readexactly(1))[0]
+    length, shift = 0, 0
+    while True:
+        byte = (await reader.readexactly(1))[0]
+        length |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            break
+        shift += 7
+    return first, await reader.readexactly(length)
+
+
 def client_context(root_ca: str, cert_path: str, key_path: str) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=root_ca)
     ctx.load_cert_chain(cert_path, key_path)

@@ -22,14 +22,13 @@ import time
 from typing import Any
 
 from bench.api_client import ApiClient
-from bench.core_process import CoreProcess
+from bench.core_process import CoreProcess, measure_on_core
 from bench.devices import provision
 from bench.mqtt_client import KEEPALIVE_S, client_context
 from bench.report import Row
 from bench.shadows import ShadowDevice
-from bench.system import CpuWindow, machine_info, pin_self, utc_now
+from bench.system import CpuWindow
 from fleetsim.localcore.broker import codec
-from fleetsim.runtime import run_async
 
 RULE_COUNTS = (0, 1, 10, 100)
 ROLE = "arn:aws:iam::123456789012:role/bench"
@@ -118,16 +117,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
-    placement = pin_self(1)
-    started = time.perf_counter()
-    data: dict[str, Any] = {"benchmark": "rules", "started": utc_now(),
-                            "machine": machine_info(), "client_cpus": placement}
-    with CoreProcess(cpu=0) as core:
-        try:
-            data.update(run_async(_measure(args, core)))
-        except Exception as e:  # the JSON still says what failed and where
-            data["errors"] = {"rules": f"{type(e).__name__}: {e}; log: {core.log_tail()}"}
-    data["elapsed_s"] = round(time.perf_counter() - started, 1)
+    data = measure_on_core("rules", lambda core: _measure(args, core))
     return data, _rows(data)
 
 

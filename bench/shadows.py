@@ -26,14 +26,13 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.api_client import ApiClient
-from bench.core_process import CoreProcess
+from bench.core_process import CoreProcess, measure_on_core
 from bench.devices import DeviceFiles, provision
 from bench.mqtt_client import KEEPALIVE_S, client_context, split_frames
 from bench.report import Row
-from bench.system import CpuWindow, machine_info, pin_self, raise_fd_limit, utc_now
+from bench.system import CpuWindow, raise_fd_limit
 from fleetsim.localcore.broker import codec
 from fleetsim.metrics.histogram import Histogram
-from fleetsim.runtime import run_async
 
 _U16 = struct.Struct(">H")
 ROUND_TRIPS_TARGET = "-"
@@ -236,16 +235,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
     raise_fd_limit()
-    placement = pin_self(1)
-    started = time.perf_counter()
-    data: dict[str, Any] = {"benchmark": "shadows", "started": utc_now(),
-                            "machine": machine_info(), "client_cpus": placement}
-    with CoreProcess(cpu=0) as core:
-        try:
-            data.update(run_async(_measure(args, core)))
-        except Exception as e:  # the JSON still says what failed and where
-            data["errors"] = {"shadows": f"{type(e).__name__}: {e}; log: {core.log_tail()}"}
-    data["elapsed_s"] = round(time.perf_counter() - started, 1)
+    data = measure_on_core("shadows", lambda core: _measure(args, core))
     return data, _rows(data)
 
 

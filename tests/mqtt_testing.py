@@ -234,9 +234,18 @@ async def subscribe(client: RawClient, *filters: tuple[str, int], packet_id: int
     return reply[1][2:]
 
 
-async def next_publish(client: RawClient, timeout: float = 3.0
-                       ) -> tuple[str, bytes, int, bool, bool, int] | None:
-    """(topic, payload, qos, retain, dup, packet id) of the next PUBLISH, skipping other
+def split_packet(packet: bytes) -> tuple[int, bytes]:
+    """(first byte, body) of `packet`, one whole packet (asserted)."""
+    header = codec.frame_header(packet, 0, 1 << 20)
+    assert header is not None
+    start, length = header
+    assert start + length == len(packet)
+    return packet[0], packet[start:]
+
+
+async def next_packet(client: RawClient, kind: int, timeout: float = 3.0
+                      ) -> tuple[int, bytes] | None:
+    """(first byte, body) of the next packet of type `kind` (MQTT 3.1.1 or 5), skipping other
     packets; None on timeout or close."""
     while True:
         try:
@@ -245,7 +254,17 @@ async def next_publish(client: RawClient, timeout: float = 3.0
             return None
         if packet is None:
             return None
-        first, body = packet
-        if first >> 4 == codec.PUBLISH:
-            topic, payload, qos, retain, pid = codec.decode_publish(first & 0x0F, body)
-            return topic, payload, qos, retain, bool(first & 0x08), pid
+        if packet[0] >> 4 == kind:
+            return packet
+
+
+async def next_publish(client: RawClient, timeout: float = 3.0
+                       ) -> tuple[str, bytes, int, bool, bool, int] | None:
+    """(topic, payload, qos, retain, dup, packet id) of the next PUBLISH, skipping other
+    packets; None on timeout or close."""
+    packet = await next_packet(client, codec.PUBLISH, timeout)
+    if packet is None:
+        return None
+    first, body = packet
+    topic, payload, qos, retain, pid = codec.decode_publish(first & 0x0F, body)
+    return topic, payload, qos, retain, bool(first & 0x08), pid

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -44,6 +44,19 @@ async def api_call(ctx: RunContext, op: str, subject: str = "", *, client: Any =
     except (ClientError, BotoCoreError) as e:
         raise api_error(op, e, subject) from e
     raise api_error(op, answer, subject) from answer
+
+
+async def api_pages(ctx: RunContext, op: str, subject: str = "", *, client: Any = None,
+                    expected: Any = frozenset(), **params: Any) -> AsyncIterator[dict[str, Any]]:
+    """Every page of a paginated AWS API call (`api_call` each, `nextToken` passed on until an
+    answer has none)."""
+    while True:
+        page = await api_call(ctx, op, subject, client=client, expected=expected, **params)
+        yield page
+        token = page.get("nextToken")
+        if not token:
+            return
+        params["nextToken"] = token
 
 
 def pacer_for(pacing: Pacing | None, share: tuple[int, int] = (1, 1)) -> Pacer:

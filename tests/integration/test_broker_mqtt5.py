@@ -23,6 +23,7 @@ from tests.mqtt_testing import (
     Device,
     Env,
     RawClient,
+    next_packet,
     next_publish,
     policy,
     pub,
@@ -107,15 +108,10 @@ async def raw5(env: Env, device: Device, props: dict[int, Any] | None = None
 
 
 async def next_publish5(client: RawClient, timeout: float = 3.0) -> codec5.Publish | None:
-    while True:
-        try:
-            packet = await client.read(timeout)
-        except TimeoutError:
-            return None
-        if packet is None:
-            return None
-        if packet[0] >> 4 == codec.PUBLISH:
-            return codec5.decode_server_publish(packet[0] & 0x0F, packet[1])
+    packet = await next_packet(client, codec.PUBLISH, timeout)
+    if packet is None:
+        return None
+    return codec5.decode_server_publish(packet[0] & 0x0F, packet[1])
 
 
 async def test_connack_announces_what_aws_supports(env: Env):

@@ -32,6 +32,15 @@ def jitp_template(policy: str) -> str:
     return (WORKSHOP / "jitp-templateBody.json").read_text().replace("${IOT_POLICY}", policy)
 
 
+def jitp_resources(iot: Any) -> None:
+    """The policy and thing group `jitp_template("jitp-policy")` names, made if missing (the
+    module shares one local core)."""
+    if not any(p["policyName"] == "jitp-policy" for p in iot.list_policies()["policies"]):
+        iot.create_policy(policyName="jitp-policy", policyDocument=ALLOW_ALL)
+    if not iot.list_thing_groups(namePrefixFilter="bulk-group")["thingGroups"]:
+        iot.create_thing_group(thingGroupName="bulk-group")
+
+
 def register_ca(core: RunningLocalCore, cwd: Path, name: str, *, auto: bool = True,
                 template: str | None = None, active: bool = True) -> tuple[CertificateAuthority,
                                                                            str]:
@@ -211,10 +220,7 @@ async def test_inactive_ca_and_missing_sni_are_refused(core: RunningLocalCore, i
 
 async def test_subject_missing_a_template_parameter_fails_provisioning(
         core: RunningLocalCore, iot: Any, tmp_path: Path) -> None:
-    if not any(p["policyName"] == "jitp-policy" for p in iot.list_policies()["policies"]):
-        iot.create_policy(policyName="jitp-policy", policyDocument=ALLOW_ALL)
-    if not iot.list_thing_groups(namePrefixFilter="bulk-group")["thingGroups"]:
-        iot.create_thing_group(thingGroupName="bulk-group")
+    jitp_resources(iot)
     ca, _ = register_ca(core, tmp_path, "nocountry", template=jitp_template("jitp-policy"))
     dev = device(core, tmp_path, ca, "nocountry-1")  # no C= in the subject
     assert await attempt(core, dev) is None
@@ -229,10 +235,7 @@ async def test_subject_missing_a_template_parameter_fails_provisioning(
 
 async def test_fifty_devices_of_one_ca_at_once_are_each_registered_once(
         core: RunningLocalCore, iot: Any, tmp_path: Path) -> None:
-    if not any(p["policyName"] == "jitp-policy" for p in iot.list_policies()["policies"]):
-        iot.create_policy(policyName="jitp-policy", policyDocument=ALLOW_ALL)
-    if not iot.list_thing_groups(namePrefixFilter="bulk-group")["thingGroups"]:
-        iot.create_thing_group(thingGroupName="bulk-group")
+    jitp_resources(iot)
     ca, ca_id = register_ca(core, tmp_path, "fifty", template=jitp_template("jitp-policy"))
     devices = [device(core, tmp_path, ca, f"fifty-{n:02d}", country="FR") for n in range(50)]
 

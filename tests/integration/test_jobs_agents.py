@@ -25,7 +25,13 @@ from fleetsim.metrics import Metrics
 from tests.conftest import start_core
 from tests.helpers import aws_client
 from tests.integration.test_device_session import Provisioner
-from tests.integration.test_provisioning_scenarios import SCENARIOS, checks, ops, run
+from tests.integration.test_provisioning_scenarios import (
+    SCENARIOS,
+    checks,
+    counters,
+    ops,
+    run,
+)
 
 pytestmark = pytest.mark.timeout(120)
 ARN = "arn:aws:iot:us-east-1:123456789012"
@@ -209,10 +215,6 @@ async def test_a_continuous_job_reaches_a_thing_added_to_the_group_later(
 
 
 # --- the scenarios ---------------------------------------------------------------------------
-
-def counters(summary: dict[str, Any]) -> dict[str, int]:
-    return dict(summary["metrics"]["counters"])
-
 
 def detail(summary: dict[str, Any], step: str) -> str:
     return next(s["detail"] for s in summary["metrics"]["steps"] if s["name"].endswith(step))

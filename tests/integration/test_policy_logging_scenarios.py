@@ -8,13 +8,18 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from fleetsim.localcore.launcher import RunningLocalCore
 from tests.helpers import aws_client
-from tests.integration.test_provisioning_scenarios import SCENARIOS, checks, core, run
+from tests.integration.test_provisioning_scenarios import (
+    SCENARIOS,
+    checks,
+    core,
+    counters,
+    run,
+)
 
 __all__ = ["core"]  # one local core for this module's tests
 
@@ -28,10 +33,6 @@ def variant(tmp_path: Path, name: str, old: str, new: str) -> Path:
     scenario = tmp_path / name
     scenario.write_text(text.replace(old, new))
     return scenario
-
-
-def counters(summary: dict[str, Any]) -> dict[str, int]:
-    return dict(summary["metrics"]["counters"])
 
 
 def test_thing_groups_lab(core: RunningLocalCore, tmp_path: Path) -> None:

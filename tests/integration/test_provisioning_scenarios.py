@@ -51,6 +51,10 @@ def ops(summary: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
+def counters(summary: dict[str, Any]) -> dict[str, int]:
+    return dict(summary["metrics"]["counters"])
+
+
 def checks(summary: dict[str, Any]) -> dict[str, bool]:
     return {c["name"]: c["passed"] for c in summary["metrics"]["checks"]}
 

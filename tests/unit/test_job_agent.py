@@ -19,7 +19,7 @@ from fleetsim.device.behaviours.job_agent import (
 from fleetsim.device.behaviours.jobs_mqtt import JobRejected, JobsClient
 from fleetsim.metrics import Metrics
 from tests.fakes import FakeSession
-from tests.jobs_double import FakeJobsService
+from tests.jobs_double import FakeExecution, FakeJobsService
 
 PREFIX = "$aws/things/t1/jobs"
 SUCCEED = JobPlan()
@@ -43,6 +43,17 @@ async def until(condition: Any, timeout: float = 2.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached"
         await asyncio.sleep(0.005)
+
+
+async def one_job_in_progress() -> tuple[FakeJobsService, FakeExecution, JobAgent, Metrics]:
+    """A started agent whose one job (j1, 0.05 s of work) is IN_PROGRESS."""
+    jobs = FakeJobsService()
+    metrics = Metrics()
+    execution = jobs.queue("t1", "j1", {})
+    a, _ = agent(jobs, JobPlan(seconds=0.05), metrics=metrics)
+    await a.start()
+    await until(lambda: execution.status == "IN_PROGRESS")
+    return jobs, execution, a, metrics
 
 
 def updates(jobs: FakeJobsService, job: str = "j1") -> list[dict[str, Any]]:
@@ -181,12 +192,7 @@ async def test_disconnect_mid_job_then_resume(flow: Any) -> None:
 
 
 async def test_version_mismatch_adopts_the_current_version_and_retries_once() -> None:
-    jobs = FakeJobsService()
-    metrics = Metrics()
-    execution = jobs.queue("t1", "j1", {})
-    a, _ = agent(jobs, JobPlan(seconds=0.05), metrics=metrics)
-    await a.start()
-    await until(lambda: execution.status == "IN_PROGRESS")
+    jobs, execution, a, metrics = await one_job_in_progress()
     execution.version += 5  # someone else updated it meanwhile
     await until(lambda: a.finished.get("j1") == "SUCCEEDED")
     a.close()
@@ -195,12 +201,7 @@ async def test_version_mismatch_adopts_the_current_version_and_retries_once() ->
 
 
 async def test_an_update_of_a_canceled_execution_is_rejected_and_not_retried() -> None:
-    jobs = FakeJobsService()
-    metrics = Metrics()
-    execution = jobs.queue("t1", "j1", {})
-    a, _ = agent(jobs, JobPlan(seconds=0.05), metrics=metrics)
-    await a.start()
-    await until(lambda: execution.status == "IN_PROGRESS")
+    jobs, _, a, metrics = await one_job_in_progress()
     jobs.cancel("t1", "j1")
     await until(lambda: "j1" in a.finished)
     await asyncio.sleep(0.05)

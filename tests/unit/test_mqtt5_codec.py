@@ -12,14 +12,7 @@ from hypothesis import strategies as st
 from fleetsim.localcore.broker import codec, codec5
 from fleetsim.localcore.broker import properties as P
 from fleetsim.localcore.broker.codec import MalformedPacket, ProtocolError
-
-
-def split(packet: bytes) -> tuple[int, bytes]:
-    header = codec.frame_header(packet, 0, 1 << 20)
-    assert header is not None
-    start, length = header
-    assert start + length == len(packet)
-    return packet[0], packet[start:]
+from tests.mqtt_testing import split_packet as split
 
 
 def test_connect_round_trip_with_properties_and_will():

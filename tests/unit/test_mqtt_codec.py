@@ -6,14 +6,7 @@ import pytest
 
 from fleetsim.localcore.broker import codec
 from fleetsim.localcore.broker.codec import MalformedPacket
-
-
-def split(packet: bytes) -> tuple[int, bytes]:
-    header = codec.frame_header(packet, 0, 1 << 20)
-    assert header is not None
-    start, length = header
-    assert start + length == len(packet)
-    return packet[0], packet[start:]
+from tests.mqtt_testing import split_packet as split
 
 
 @pytest.mark.parametrize("length", [0, 127, 128, 16383, 16384, 2097151, 2097152])

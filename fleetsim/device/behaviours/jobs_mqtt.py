@@ -25,13 +25,10 @@ What it measures (microseconds): `jobs.get`, `jobs.start_next`, `jobs.describe`,
 from __future__ import annotations
 
 import asyncio
-import json
-import secrets
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from fleetsim.device.behaviours.replies import PendingRequests, RequestSession, reply_document
 from fleetsim.device.errors import DeviceError
 from fleetsim.metrics import Metrics
 
@@ -44,16 +41,7 @@ TERMINAL = frozenset({"SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT", "REMOVED",
 NOTIFY, NOTIFY_NEXT = "notify", "notify-next"
 
 
-class JobsSession(Protocol):
-    """What the Jobs client needs of a device's MQTT session (`DeviceSession` has it)."""
-
-    async def subscribe(self, topic_filter: str, qos: int = 0) -> int: ...
-
-    async def publish(self, topic: str, payload: bytes | str | None = None, qos: int = 0,
-                      retain: bool = False) -> None: ...
-
-    def publish_nowait(self, topic: str, payload: bytes | str | None = None,
-                       retain: bool = False) -> None: ...
+JobsSession = RequestSession  # what the Jobs client needs of a device's MQTT session
 
 
 def jobs_topic(thing: str) -> str:
@@ -76,15 +64,6 @@ class JobRejected(DeviceError):
         self.execution_state: dict[str, Any] | None = state if isinstance(state, dict) else None
 
 
-@dataclass
-class _Request:
-    op: str
-    topic: str
-    step: str
-    started_ns: int
-    future: asyncio.Future[dict[str, Any]]
-
-
 Notification = Callable[[str, dict[str, Any]], None]
 
 
@@ -97,9 +76,7 @@ class JobsClient:
         self.qos = qos
         self.prefix = jobs_topic(thing)
         self.on_notification = on_notification
-        self._token = secrets.token_hex(4)
-        self._seq = 0
-        self._requests: dict[str, _Request] = {}
+        self._pending = PendingRequests(metrics)
 
     async def subscribe(self, suffixes: list[str]) -> None:
         for suffix in suffixes:
@@ -109,13 +86,9 @@ class JobsClient:
                       timeout: float = 10.0) -> dict[str, Any]:
         """Publish `body` (with a fresh clientToken) to `<prefix>/<suffix>` and wait for its
         `/accepted` document; `/rejected` raises `JobRejected`, no answer `TimeoutError`."""
-        self._seq += 1
-        token = f"{self._token}-{self._seq}"  # at most 64 bytes, as AWS requires
         topic = f"{self.prefix}/{suffix}"
-        payload = json.dumps({**body, "clientToken": token}, separators=(",", ":")).encode()
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._requests[token] = _Request(op, topic, self.metrics.active_step,
-                                         time.perf_counter_ns(), future)
+        token, payload = self._pending.add(op, topic, body, future)
         try:
             if self.qos == 0:
                 self.session.publish_nowait(topic, payload)
@@ -127,36 +100,27 @@ class JobsClient:
             raise TimeoutError(f"no answer on {topic}/accepted or /rejected within "
                                f"{timeout:g}s") from None
         finally:
-            self._requests.pop(token, None)
+            self._pending.pop(token)
 
     def on_message(self, topic: str, payload: bytes) -> None:
         """Every message the device receives; those on other topics are ignored."""
-        if not topic.startswith(self.prefix + "/"):
+        reply = reply_document(self.prefix, topic, payload)
+        if reply is None:
             return
-        try:
-            doc = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
-            return
-        if not isinstance(doc, dict):
-            return
-        suffix = topic[len(self.prefix) + 1:]
+        suffix, doc = reply
         if suffix in (NOTIFY, NOTIFY_NEXT):
             if self.on_notification is not None:
                 self.on_notification(suffix, doc)
             return
-        token = doc.get("clientToken")
-        request = self._requests.pop(token, None) if isinstance(token, str) else None
-        if request is None or request.future.done():
+        request = self._pending.answered(doc)
+        if request is None or request.future is None or request.future.done():
             return  # not ours (another client of the thing), or answered already
         if suffix.endswith("/accepted"):
-            micros = (time.perf_counter_ns() - request.started_ns) / 1000
-            self.metrics.record(request.op, micros, step=request.step)
+            self._pending.record_latency(request)
             request.future.set_result(doc)
         elif suffix.endswith("/rejected"):
             self.metrics.error(error_kind(doc.get("code")), request.op, request.step)
             request.future.set_exception(JobRejected(doc, request.topic))
 
     def close(self) -> None:
-        for request in self._requests.values():
-            request.future.cancel()
-        self._requests.clear()
+        self._pending.cancel()

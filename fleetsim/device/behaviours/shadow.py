@@ -22,13 +22,17 @@ What it measures (microseconds, like every operation in `fleetsim.metrics`):
 from __future__ import annotations
 
 import asyncio
-import json
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from fleetsim.device.behaviours.replies import (
+    PendingRequests,
+    Request,
+    RequestSession,
+    reply_document,
+)
 from fleetsim.device.errors import DeviceError
 from fleetsim.metrics import Metrics
 
@@ -56,16 +60,7 @@ class ShadowRejected(DeviceError):
         self.code = code
 
 
-class ShadowSession(Protocol):
-    """What the reporter needs of a device's MQTT session (`DeviceSession` has it)."""
-
-    async def subscribe(self, topic_filter: str, qos: int = 0) -> int: ...
-
-    async def publish(self, topic: str, payload: bytes | str | None = None, qos: int = 0,
-                      retain: bool = False) -> None: ...
-
-    def publish_nowait(self, topic: str, payload: bytes | str | None = None,
-                       retain: bool = False) -> None: ...
+ShadowSession = RequestSession  # what the reporter needs of a device's MQTT session
 
 
 def shadow_topic(thing: str, shadow: str | None = None) -> str:
@@ -98,14 +93,6 @@ def contains(state: Any, wanted: Any) -> bool:
                    (key in state and contains(state[key], value))
                    for key, value in wanted.items())
     return bool(state == wanted)
-
-
-@dataclass
-class _Request:
-    op: str
-    step: str  # the metrics step active when it was sent
-    started_ns: int
-    future: asyncio.Future[dict[str, Any]] | None  # None: nobody waits (a delta's answer)
 
 
 @dataclass
@@ -156,9 +143,7 @@ class ShadowReporter:
         self.version: int | None = None  # the document's latest version seen
         self.delta_version = -1  # the newest delta answered
         self._clock = clock
-        self._token = secrets.token_hex(4)
-        self._seq = 0
-        self._requests: dict[str, _Request] = {}
+        self._pending = PendingRequests(metrics)  # a delta's answer: nobody waits for it
         self._convergences: list[Convergence] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -203,19 +188,15 @@ class ShadowReporter:
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
-            if self._requests.pop(token, None) is not None:
+            if self._pending.pop(token) is not None:
                 self.metrics.error("timeout", op)
             raise TimeoutError(f"no answer on {self.prefix}/{verb}/accepted or /rejected "
                                f"within {timeout}s") from None
 
     def _send(self, op: str, verb: str, body: dict[str, Any],
               future: asyncio.Future[dict[str, Any]] | None) -> str:
-        self._seq += 1
-        token = f"{self._token}-{self._seq}"  # at most 64 bytes, as AWS requires
-        payload = json.dumps({**body, "clientToken": token}, separators=(",", ":")).encode()
-        self._requests[token] = _Request(op, self.metrics.active_step, time.perf_counter_ns(),
-                                         future)
         topic = f"{self.prefix}/{verb}"
+        token, payload = self._pending.add(op, topic, body, future)
         if self.qos == 0:
             try:
                 self.session.publish_nowait(topic, payload)
@@ -234,7 +215,7 @@ class ShadowReporter:
             self._fail(token, e)
 
     def _fail(self, token: str, error: DeviceError) -> None:
-        request = self._requests.pop(token, None)
+        request = self._pending.pop(token)
         if request is not None and request.future is not None and not request.future.done():
             request.future.set_exception(error)
 
@@ -267,15 +248,10 @@ class ShadowReporter:
 
     def on_message(self, topic: str, payload: bytes) -> None:
         """Every message the device receives; those on other topics are ignored."""
-        if not topic.startswith(self.prefix + "/"):
+        reply = reply_document(self.prefix, topic, payload)
+        if reply is None:
             return
-        try:
-            doc = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
-            return
-        if not isinstance(doc, dict):
-            return
-        suffix = topic[len(self.prefix) + 1:]
+        suffix, doc = reply
         if isinstance(doc.get("version"), int):
             self.version = max(self.version or 0, doc["version"])
         if suffix == "update/delta":
@@ -285,13 +261,11 @@ class ShadowReporter:
         elif suffix in ("update/rejected", "get/rejected"):
             self._on_rejected(topic, doc)
 
-    def _answered(self, doc: dict[str, Any]) -> _Request | None:
+    def _answered(self, doc: dict[str, Any]) -> Request | None:
         """The request of ours `doc` answers (its latency recorded), if any."""
-        token = doc.get("clientToken")
-        request = self._requests.pop(token, None) if isinstance(token, str) else None
+        request = self._pending.answered(doc)
         if request is not None:
-            micros = (time.perf_counter_ns() - request.started_ns) / 1000
-            self.metrics.record(request.op, micros, step=request.step)
+            self._pending.record_latency(request)
         return request
 
     def _on_accepted(self, suffix: str, doc: dict[str, Any]) -> None:
@@ -315,8 +289,7 @@ class ShadowReporter:
             request.future.set_result(doc)
 
     def _on_rejected(self, topic: str, doc: dict[str, Any]) -> None:
-        token = doc.get("clientToken")
-        request = self._requests.pop(token, None) if isinstance(token, str) else None
+        request = self._pending.answered(doc)
         if request is None:
             return
         code = doc.get("code")
@@ -345,10 +318,7 @@ class ShadowReporter:
 
     def close(self) -> None:
         """Stop: requests waiting for an answer are cancelled."""
-        for request in self._requests.values():
-            if request.future is not None:
-                request.future.cancel()
-        self._requests.clear()
+        self._pending.cancel()
         for c in self._convergences:
             c.future.cancel()
         self._convergences = []

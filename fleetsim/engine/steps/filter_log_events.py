@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 
 from fleetsim.control.errors import ApiError
 from fleetsim.engine.context import RunContext
-from fleetsim.engine.fanout import StepFailed, api_call
+from fleetsim.engine.fanout import StepFailed, api_pages
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.scenario.model import Duration, StepBase, Strict, parse_duration
 from fleetsim.scenario.semantics import Loc, Problem, Scope
@@ -75,15 +75,10 @@ async def search(ctx: RunContext, step: FilterLogEventsStep) -> list[dict[str, A
                               "startTime": int(ctx.started * 1000)}
     if step.pattern is not None:
         params["filterPattern"] = step.pattern
-    events: list[dict[str, Any]] = []
-    while True:
-        page = await api_call(ctx, "FilterLogEvents", step.log_group, client=ctx.logs,
-                              expected={"ResourceNotFoundException"}, **params)
-        events += page.get("events", [])
-        token = page.get("nextToken")
-        if not token:
-            return events
-        params["nextToken"] = token
+    return [event async for page in api_pages(ctx, "FilterLogEvents", step.log_group,
+                                              client=ctx.logs,
+                                              expected={"ResourceNotFoundException"}, **params)
+            for event in page.get("events", [])]
 
 
 def _entry(event: dict[str, Any]) -> Any:

@@ -28,7 +28,7 @@ from fleetsim.control.cleanup import JournalKind, Phase
 from fleetsim.control.clients import AwsClients
 from fleetsim.control.errors import ApiError
 from fleetsim.engine.context import RunContext
-from fleetsim.engine.fanout import api_call
+from fleetsim.engine.fanout import api_call, api_pages
 from fleetsim.engine.provisioning import journaled
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.scenario.model import StepBase, Strict
@@ -145,17 +145,12 @@ async def _set_options(ctx: RunContext, params: dict[str, Any], new_role: bool) 
 
 async def _current_levels(ctx: RunContext) -> dict[tuple[str, str], str]:
     levels: dict[tuple[str, str], str] = {}
-    token: str | None = None
-    while True:
-        page = await api_call(ctx, "ListV2LoggingLevels", **({"nextToken": token} if token
-                                                              else {}))
+    async for page in api_pages(ctx, "ListV2LoggingLevels"):
         for c in page.get("logTargetConfigurations", []):
             target = c["logTarget"]
             if target.get("targetName") is not None:
                 levels[(target["targetType"], target["targetName"])] = c["logLevel"]
-        token = page.get("nextToken")
-        if not token:
-            return levels
+    return levels
 
 
 async def run(ctx: RunContext, step: IotLoggingStep) -> None:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from fleetsim.control.cleanup import JournalKind, Phase
 from fleetsim.control.errors import ApiError
 from fleetsim.engine.context import RunContext
-from fleetsim.engine.fanout import api_call
+from fleetsim.engine.fanout import api_call, api_pages
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.errors import UserError
 from fleetsim.scenario.model import Duration, StepBase, parse_duration
@@ -106,23 +106,15 @@ def expected_names(ctx: RunContext, e: SearchExpectation) -> set[str] | None:
 
 async def _search(ctx: RunContext, step: SearchIndexStep) -> list[str] | None:
     """Every thing name the query answers; None while the index is not ready."""
-    names: list[str] = []
-    token: str | None = None
-    while True:
-        params: dict[str, Any] = {"indexName": step.index, "queryString": step.query}
-        if token:
-            params["nextToken"] = token
-        try:
-            answer = await api_call(ctx, "SearchIndex", expected={"IndexNotReadyException"},
-                                    **params)
-        except ApiError as e:
-            if e.code == "IndexNotReadyException":
-                return None
-            raise
-        names += [t["thingName"] for t in answer.get("things", [])]
-        token = answer.get("nextToken")
-        if not token:
-            return names
+    try:
+        return [t["thingName"] async for answer in api_pages(
+                    ctx, "SearchIndex", expected={"IndexNotReadyException"},
+                    indexName=step.index, queryString=step.query)
+                for t in answer.get("things", [])]
+    except ApiError as e:
+        if e.code == "IndexNotReadyException":
+            return None
+        raise
 
 
 async def run(ctx: RunContext, step: SearchIndexStep) -> None:

@@ -35,7 +35,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from fleetsim.engine.context import RunContext
-from fleetsim.engine.fanout import StepFailed, api_call
+from fleetsim.engine.fanout import StepFailed, api_call, api_pages
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.engine.steps.create_job import RUN_NAMES, job_id_of
 from fleetsim.errors import UserError
@@ -118,14 +118,9 @@ def _settled(job: dict[str, Any]) -> bool:
 
 
 async def _executions(ctx: RunContext, job_id: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"jobId": job_id, "maxResults": 250}
-    while True:
-        page = await api_call(ctx, "ListJobExecutionsForJob", job_id, **params)
-        out += [e.get("jobExecutionSummary", {}) for e in page.get("executionSummaries", [])]
-        if not page.get("nextToken"):
-            return out
-        params["nextToken"] = page["nextToken"]
+    return [e.get("jobExecutionSummary", {}) async for page in api_pages(
+                ctx, "ListJobExecutionsForJob", job_id, jobId=job_id, maxResults=250)
+            for e in page.get("executionSummaries", [])]
 
 
 @dataclass

@@ -152,16 +152,33 @@ def read_binary(body: bytes, pos: int) -> tuple[bytes, int]:
     return bytes(body[pos:pos + n]), pos + n
 
 
-def decode_connect(body: bytes) -> Connect:
-    name, pos = read_string(body, 0)
+def connect_header(body: bytes, pos: int) -> tuple[int, int, int, int]:
+    """(protocol level, connect flags, keep alive, position after them) of a CONNECT whose
+    protocol level is at `pos` (the same in MQTT 3.1.1 and MQTT 5)."""
     if pos + 4 > len(body):
         raise MalformedPacket("truncated CONNECT")
     level = body[pos]
     flags = body[pos + 1]
     (keepalive,) = _U16.unpack_from(body, pos + 2)
-    pos += 4
     if flags & 0x01:  # [MQTT-3.1.2-3]
         raise MalformedPacket("reserved CONNECT flag set")
+    return level, flags, keepalive, pos + 4
+
+
+def read_credentials(body: bytes, pos: int, flags: int) -> tuple[str | None, int]:
+    """(user name or None, position after the password) at the end of a CONNECT payload: the
+    password, if its flag is set, is read and left aside."""
+    username = None
+    if flags & 0x80:
+        username, pos = read_string(body, pos)
+    if flags & 0x40:
+        _, pos = read_binary(body, pos)
+    return username, pos
+
+
+def decode_connect(body: bytes) -> Connect:
+    name, pos = read_string(body, 0)
+    level, flags, keepalive, pos = connect_header(body, pos)
     if flags & 0x40 and not flags & 0x80:  # [MQTT-3.1.2-22]
         raise MalformedPacket("password flag without user name flag")
     client_id, pos = read_string(body, pos)
@@ -175,16 +192,13 @@ def decode_connect(body: bytes) -> Connect:
         will = Will(topic, payload, will_qos, bool(flags & 0x20))
     elif will_qos or flags & 0x20:  # [MQTT-3.1.2-13], [MQTT-3.1.2-15]
         raise MalformedPacket("will QoS/retain without will flag")
-    username = None
-    if flags & 0x80:
-        username, pos = read_string(body, pos)
-    if flags & 0x40:
-        _, pos = read_binary(body, pos)
+    username, pos = read_credentials(body, pos, flags)
     return Connect(name, level, client_id, bool(flags & 0x02), keepalive, will, username)
 
 
-def decode_publish(flags: int, body: bytes) -> tuple[str, bytes, int, bool, int]:
-    """(topic, payload, qos, retain, packet id or 0)."""
+def decode_publish_head(flags: int, body: bytes) -> tuple[str, int, int, int]:
+    """(topic, qos, packet id or 0, position after them) of a PUBLISH a client sent: the
+    fixed-header flags and variable header MQTT 3.1.1 and MQTT 5 share."""
     qos = (flags >> 1) & 0x03
     if qos == 3:  # [MQTT-3.3.1-4]
         raise MalformedPacket("PUBLISH with QoS 3")
@@ -195,8 +209,14 @@ def decode_publish(flags: int, body: bytes) -> tuple[str, bytes, int, bool, int]
             raise MalformedPacket("PUBLISH without packet id")
         (packet_id,) = _U16.unpack_from(body, pos)
         pos += 2
-        if not packet_id:  # [MQTT-2.3.1-1]
+        if not packet_id:  # [MQTT-2.3.1-1] (MQTT 5: [MQTT-2.2.1-3])
             raise MalformedPacket("PUBLISH with QoS > 0 and packet id 0")
+    return topic, qos, packet_id, pos
+
+
+def decode_publish(flags: int, body: bytes) -> tuple[str, bytes, int, bool, int]:
+    """(topic, payload, qos, retain, packet id or 0)."""
+    topic, qos, packet_id, pos = decode_publish_head(flags, body)
     return topic, body[pos:], qos, bool(flags & 0x01), packet_id
 
 
@@ -221,14 +241,20 @@ def decode_subscribe(body: bytes) -> tuple[int, list[tuple[str, int]]]:
 
 
 def decode_unsubscribe(body: bytes) -> tuple[int, list[str]]:
-    packet_id, pos = nonzero_packet_id(body), 2
-    filters: list[str] = []
-    while pos < len(body):
-        topic_filter, pos = read_string(body, pos)
-        filters.append(topic_filter)
+    packet_id = nonzero_packet_id(body)
+    filters = read_strings(body, 2)
     if not filters:  # [MQTT-3.10.3-2]
         raise MalformedPacket("UNSUBSCRIBE without filters")
     return packet_id, filters
+
+
+def read_strings(body: bytes, pos: int) -> list[str]:
+    """The strings from `pos` to the end of `body` (an UNSUBSCRIBE's topic filters)."""
+    strings: list[str] = []
+    while pos < len(body):
+        text, pos = read_string(body, pos)
+        strings.append(text)
+    return strings
 
 
 def packet_id_of(body: bytes) -> int:
@@ -281,30 +307,39 @@ def encode_topic(topic: str) -> bytes:
     return _U16.pack(len(raw)) + raw
 
 
+def packet(first: int, body: bytes) -> bytes:
+    """A packet: its first byte (type and flags), the remaining length, `body`."""
+    return bytes((first,)) + encode_length(len(body)) + body
+
+
 def publish(topic: bytes, payload: bytes, qos: int = 0, retain: bool = False, dup: bool = False,
-            packet_id: int = 0) -> bytes:
-    """A PUBLISH packet; `topic` is already length-prefixed (see `encode_topic`)."""
+            packet_id: int = 0, block: bytes = b"") -> bytes:
+    """A PUBLISH packet; `topic` is already length-prefixed (see `encode_topic`), `block` is
+    MQTT 5's property block (none in MQTT 3.1.1)."""
     first = 0x30 | (qos << 1) | (0x01 if retain else 0) | (0x08 if dup else 0)
-    if qos:
-        return b"".join((bytes((first,)), encode_length(len(topic) + 2 + len(payload)), topic,
-                         _U16.pack(packet_id), payload))
-    return b"".join((bytes((first,)), encode_length(len(topic) + len(payload)), topic, payload))
+    head = topic + _U16.pack(packet_id) if qos else topic
+    return b"".join((bytes((first,)), encode_length(len(head) + len(block) + len(payload)),
+                     head, block, payload))
 
 
 def encode_connect(client_id: str, keepalive: int = 60, clean_session: bool = True,
-                   will: Will | None = None) -> bytes:
-    """A CONNECT packet (for tests and tools: the broker never sends one)."""
+                   will: Will | None = None, *, level: int = 4, props: bytes = b"",
+                   will_props: bytes = b"") -> bytes:
+    """A CONNECT packet (for tests and tools: the broker never sends one); `props` and
+    `will_props` are MQTT 5's property blocks (level 5; none in MQTT 3.1.1)."""
     flags = 0x02 if clean_session else 0
-    body = encode_topic("MQTT") + bytes((4,))
     tail = encode_topic(client_id)
     if will is not None:
         flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
-        tail += encode_topic(will.topic) + _U16.pack(len(will.payload)) + will.payload
-    body += bytes((flags,)) + _U16.pack(keepalive) + tail
-    return b"\x10" + encode_length(len(body)) + body
+        tail += (will_props + encode_topic(will.topic) + _U16.pack(len(will.payload))
+                 + will.payload)
+    body = encode_topic("MQTT") + bytes((level, flags)) + _U16.pack(keepalive) + props + tail
+    return packet(0x10, body)
 
 
-def encode_subscribe(packet_id: int, filters: list[tuple[str, int]]) -> bytes:
-    """A SUBSCRIBE packet (for tests and tools)."""
-    body = _U16.pack(packet_id) + b"".join(encode_topic(f) + bytes((q,)) for f, q in filters)
-    return b"\x82" + encode_length(len(body)) + body
+def encode_subscribe(packet_id: int, filters: list[tuple[str, int]], props: bytes = b"") -> bytes:
+    """A SUBSCRIBE packet (for tests and tools); `filters`: (topic filter, QoS or MQTT 5's
+    options byte); `props` MQTT 5's property block (none in MQTT 3.1.1)."""
+    body = (_U16.pack(packet_id) + props
+            + b"".join(encode_topic(f) + bytes((q,)) for f, q in filters))
+    return packet(0x82, body)

@@ -17,12 +17,22 @@ from fleetsim.localcore.broker.codec import (
     MalformedPacket,
     ProtocolError,
     Will,
+    connect_header,
     decode_connect,
-    encode_length,
+    decode_publish_head,
     encode_topic,
+    nonzero_packet_id,
+    packet,
     read_binary,
+    read_credentials,
     read_string,
+    read_strings,
 )
+from fleetsim.localcore.broker.codec import encode_connect as _encode_connect
+from fleetsim.localcore.broker.codec import encode_subscribe as _encode_subscribe
+
+# MQTT 5's PUBLISH is MQTT 3.1.1's with a property block (`block`).
+from fleetsim.localcore.broker.codec import publish as publish
 
 VERSION = 5
 _U16 = struct.Struct(">H")
@@ -84,13 +94,7 @@ def decode_any_connect(body: bytes) -> Connect:
 
 
 def _decode_connect5(body: bytes, pos: int) -> Connect:
-    if pos + 4 > len(body):
-        raise MalformedPacket("truncated CONNECT")
-    flags = body[pos + 1]
-    (keepalive,) = _U16.unpack_from(body, pos + 2)
-    pos += 4
-    if flags & 0x01:  # [MQTT-3.1.2-3]
-        raise MalformedPacket("reserved CONNECT flag set")
+    _, flags, keepalive, pos = connect_header(body, pos)
     props, pos, _ = P.decode(body, pos, 1)
     client_id, pos = read_string(body, pos)
     will = None
@@ -105,11 +109,8 @@ def _decode_connect5(body: bytes, pos: int) -> Connect:
                     will_props.get(P.MESSAGE_EXPIRY), will_props.get(P.WILL_DELAY, 0))
     elif will_qos or flags & 0x20:  # [MQTT-3.1.2-11], [MQTT-3.1.2-13]
         raise MalformedPacket("will QoS/retain without will flag")
-    username = None
-    if flags & 0x80:
-        username, pos = read_string(body, pos)
-    if flags & 0x40:  # MQTT 5 allows a password without a user name
-        _, pos = read_binary(body, pos)
+    # MQTT 5 allows a password without a user name.
+    username, pos = read_credentials(body, pos, flags)
     if pos != len(body):
         raise MalformedPacket("bytes after the CONNECT payload")
     return Connect("MQTT", VERSION, client_id, bool(flags & 0x02), keepalive, will, username,
@@ -117,18 +118,7 @@ def _decode_connect5(body: bytes, pos: int) -> Connect:
 
 
 def decode_publish(flags: int, body: bytes) -> Publish:
-    qos = (flags >> 1) & 0x03
-    if qos == 3:  # [MQTT-3.3.1-4]
-        raise MalformedPacket("PUBLISH with QoS 3")
-    topic, pos = read_string(body, 0)
-    packet_id = 0
-    if qos:
-        if pos + 2 > len(body):
-            raise MalformedPacket("PUBLISH without packet id")
-        (packet_id,) = _U16.unpack_from(body, pos)
-        pos += 2
-        if not packet_id:  # [MQTT-2.2.1-3]
-            raise MalformedPacket("PUBLISH with QoS > 0 and packet id 0")
+    topic, qos, packet_id, pos = decode_publish_head(flags, body)
     props, pos, forwarded = P.decode(body, pos, 3)
     if P.SUBSCRIPTION_ID in props:  # [MQTT-3.3.4-6]: only servers send it
         raise ProtocolError("PUBLISH from a client with a Subscription Identifier")
@@ -136,7 +126,7 @@ def decode_publish(flags: int, body: bytes) -> Publish:
 
 
 def decode_subscribe(body: bytes) -> tuple[int, P.Properties, list[Subscription]]:
-    packet_id = _packet_id(body)
+    packet_id = nonzero_packet_id(body)
     props, pos, _ = P.decode(body, 2, 8)
     subscriptions: list[Subscription] = []
     while pos < len(body):
@@ -156,12 +146,9 @@ def decode_subscribe(body: bytes) -> tuple[int, P.Properties, list[Subscription]
 
 
 def decode_unsubscribe(body: bytes) -> tuple[int, list[str]]:
-    packet_id = _packet_id(body)
+    packet_id = nonzero_packet_id(body)
     _, pos, _ = P.decode(body, 2, 10)
-    filters: list[str] = []
-    while pos < len(body):
-        topic_filter, pos = read_string(body, pos)
-        filters.append(topic_filter)
+    filters = read_strings(body, pos)
     if not filters:  # [MQTT-3.10.3-2]
         raise ProtocolError("UNSUBSCRIBE without filters")
     return packet_id, filters
@@ -196,55 +183,33 @@ def decode_disconnect(body: bytes) -> tuple[int, P.Properties]:
     return reason, props
 
 
-def _packet_id(body: bytes) -> int:
-    if len(body) < 2:
-        raise MalformedPacket("missing packet id")
-    (packet_id,) = _U16.unpack_from(body, 0)
-    if not packet_id:  # [MQTT-2.2.1-3]
-        raise MalformedPacket("packet id 0")
-    return packet_id
-
-
 # --- what the broker sends ------------------------------------------------------------------
-
-def _packet(first: int, body: bytes) -> bytes:
-    return bytes((first,)) + encode_length(len(body)) + body
-
 
 def _reason_props(reason: str | None) -> bytes:
     return P.encode({P.REASON_STRING: reason}) if reason else P.EMPTY
 
 
 def connack(session_present: bool, code: int, props: P.Properties | None = None) -> bytes:
-    return _packet(0x20, bytes((1 if session_present else 0, code))
+    return packet(0x20, bytes((1 if session_present else 0, code))
                    + (P.encode(props) if props else P.EMPTY))
 
 
 def puback(packet_id: int, code: int = SUCCESS, reason: str | None = None) -> bytes:
     if code == SUCCESS and not reason:  # the short form (section 3.4.2.1)
         return b"\x40\x02" + _U16.pack(packet_id)
-    return _packet(0x40, _U16.pack(packet_id) + bytes((code,)) + _reason_props(reason))
+    return packet(0x40, _U16.pack(packet_id) + bytes((code,)) + _reason_props(reason))
 
 
 def suback(packet_id: int, codes: list[int], reason: str | None = None) -> bytes:
-    return _packet(0x90, _U16.pack(packet_id) + _reason_props(reason) + bytes(codes))
+    return packet(0x90, _U16.pack(packet_id) + _reason_props(reason) + bytes(codes))
 
 
 def unsuback(packet_id: int, codes: list[int]) -> bytes:
-    return _packet(0xB0, _U16.pack(packet_id) + P.EMPTY + bytes(codes))
+    return packet(0xB0, _U16.pack(packet_id) + P.EMPTY + bytes(codes))
 
 
 def disconnect(code: int, reason: str | None = None) -> bytes:
-    return _packet(0xE0, bytes((code,)) + _reason_props(reason))
-
-
-def publish(topic: bytes, payload: bytes, qos: int, retain: bool, dup: bool, packet_id: int,
-            block: bytes) -> bytes:
-    """A PUBLISH; `topic` is length-prefixed (`encode_topic`), `block` a property block."""
-    first = 0x30 | (qos << 1) | (0x01 if retain else 0) | (0x08 if dup else 0)
-    head = topic + _U16.pack(packet_id) if qos else topic
-    return b"".join((bytes((first,)), encode_length(len(head) + len(block) + len(payload)),
-                     head, block, payload))
+    return packet(0xE0, bytes((code,)) + _reason_props(reason))
 
 
 # --- what clients send (for tests and tools) ------------------------------------------------
@@ -252,23 +217,14 @@ def publish(topic: bytes, payload: bytes, qos: int, retain: bool, dup: bool, pac
 def encode_connect(client_id: str, keepalive: int = 60, clean_start: bool = True,
                    props: P.Properties | None = None, will: Will | None = None,
                    will_props: P.Properties | None = None) -> bytes:
-    flags = 0x02 if clean_start else 0
-    tail = encode_topic(client_id)
-    if will is not None:
-        flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
-        tail += (P.encode(will_props or {}) + encode_topic(will.topic)
-                 + _U16.pack(len(will.payload)) + will.payload)
-    body = (encode_topic("MQTT") + bytes((VERSION, flags)) + _U16.pack(keepalive)
-            + P.encode(props or {}) + tail)
-    return _packet(0x10, body)
+    return _encode_connect(client_id, keepalive, clean_start, will, level=VERSION,
+                           props=P.encode(props or {}), will_props=P.encode(will_props or {}))
 
 
 def encode_subscribe(packet_id: int, filters: list[tuple[str, int]],
                      props: P.Properties | None = None) -> bytes:
     """`filters`: (topic filter, options byte)."""
-    body = (_U16.pack(packet_id) + P.encode(props or {})
-            + b"".join(encode_topic(f) + bytes((o,)) for f, o in filters))
-    return _packet(0x82, body)
+    return _encode_subscribe(packet_id, filters, P.encode(props or {}))
 
 
 def encode_publish(topic: str, payload: bytes, qos: int = 0, retain: bool = False,

@@ -343,17 +343,15 @@ class Connection(asyncio.Protocol):
             # Answer a malformed MQTT 5 CONNECT as MQTT 5 ("MQTT", level 5).
             self.v5 = body[:7] == b"\x00\x04MQTT\x05"
             self._connect(codec5.decode_any_connect(body))
+        elif kind == codec.PINGREQ:  # the same in MQTT 3.1.1 and MQTT 5
+            codec.expect_empty(body, "PINGREQ")
+            self.send(codec.PINGRESP_PACKET)
         elif self.v5:
             self._packet5(kind, flags, body)
         elif kind == codec.PUBLISH:
             self._publish(flags, body)
         elif kind == codec.PUBACK:
-            packet_id = codec.decode_ack(body)
-            if self.session is not None:
-                self.session.acknowledge(packet_id)
-        elif kind == codec.PINGREQ:
-            codec.expect_empty(body, "PINGREQ")
-            self.send(codec.PINGRESP_PACKET)
+            self._acknowledged(codec.decode_ack(body))
         elif kind == codec.SUBSCRIBE:
             self._subscribe(*codec.decode_subscribe(body))
         elif kind == codec.UNSUBSCRIBE:
@@ -367,6 +365,11 @@ class Connection(asyncio.Protocol):
             self.drop(lifecycle.CLIENT_ERROR)
         else:  # PUBREC, PUBREL, PUBCOMP
             codec.decode_ack(body)  # AWS IoT does not support QoS 2 for MQTT 3: ignored
+
+    def _acknowledged(self, packet_id: int) -> None:
+        """The client's PUBACK of a QoS 1 message the broker sent it."""
+        if self.session is not None:
+            self.session.acknowledge(packet_id)
 
     def _connect(self, packet: codec.Connect) -> None:
         broker = self.broker
@@ -595,12 +598,7 @@ class Connection(asyncio.Protocol):
         if kind == codec.PUBLISH:
             self._publish5(codec5.decode_publish(flags, body))
         elif kind == codec.PUBACK:
-            packet_id, _ = codec5.decode_ack(body)
-            if self.session is not None:
-                self.session.acknowledge(packet_id)
-        elif kind == codec.PINGREQ:
-            codec.expect_empty(body, "PINGREQ")
-            self.send(codec.PINGRESP_PACKET)
+            self._acknowledged(codec5.decode_ack(body)[0])
         elif kind == codec.SUBSCRIBE:
             self._subscribe5(*codec5.decode_subscribe(body))
         elif kind == codec.UNSUBSCRIBE:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fleetsim.localcore.features.logs import delimited, json_pattern
-from fleetsim.localcore.features.logs.syntax import PatternError, compile_regex
+from fleetsim.localcore.features.logs.syntax import PatternError, compile_regex, read_quoted
 
 __all__ = ["Pattern", "PatternError", "compile_pattern"]
 
@@ -92,19 +92,13 @@ def _read_terms(text: str) -> list[tuple[str, str]]:
         if text[i] in "?-":
             prefix, i = text[i], i + 1
         if i < n and text[i] == '"':
-            j, chars = i + 1, []
-            while j < n and text[j] != '"':
-                if text[j] == "\\" and j + 1 < n:
-                    j += 1
-                chars.append(text[j])
-                j += 1
-            if j >= n:
+            quoted = read_quoted(text, i)
+            if quoted is None:
                 raise PatternError(f"Invalid filter pattern: the quoted term starting at "
                                    f"character {i + 1} has no closing '\"'")
-            term = "".join(chars)
+            term, i = quoted
             if not term:
                 raise PatternError("Invalid character(s) in term '\"\"'")
-            i = j + 1
         else:
             j = i
             while j < n and not text[j].isspace():

@@ -1,7 +1,8 @@
 """What JSON and space-delimited filter patterns share: the error, the scanner of their
-tokens, and the comparison of one value with a pattern's literal (a number, a string with `*`
-wildcards, or a `%regex%`), as "Filter pattern syntax for metric filters, subscription filters,
-filter log events, and Live Tail" describes them."""
+tokens, the quoted string (unstructured patterns' quoted terms too), and the comparison of one
+value with a pattern's literal (a number, a string with `*` wildcards, or a `%regex%`), as
+"Filter pattern syntax for metric filters, subscription filters, filter log events, and Live
+Tail" describes them."""
 
 from __future__ import annotations
 
@@ -18,6 +19,18 @@ class PatternError(ValueError):
 
 def invalid(reason: str) -> PatternError:
     return PatternError(f"Invalid filter pattern: {reason}")
+
+
+def read_quoted(text: str, start: int) -> tuple[str, int] | None:
+    """(the string, the index after its closing quote) of the double-quoted string at
+    `start` (a backslash takes the next character as it is); None without a closing quote."""
+    j, chars, n = start + 1, [], len(text)
+    while j < n and text[j] != '"':
+        if text[j] == "\\" and j + 1 < n:
+            j += 1
+        chars.append(text[j])
+        j += 1
+    return None if j >= n else ("".join(chars), j + 1)
 
 
 def compile_regex(text: str) -> re.Pattern[str]:
@@ -81,17 +94,12 @@ class Scanner:
                 self.i += len(op)
                 return Token("op", op, start + 2)
         if text[start] == '"':
-            j, chars = start + 1, []
-            while j < n and text[j] != '"':
-                if text[j] == "\\" and j + 1 < n:
-                    j += 1
-                chars.append(text[j])
-                j += 1
-            if j >= n:
+            quoted = read_quoted(text, start)
+            if quoted is None:
                 raise invalid(f"the string starting at character {start + 2} has no "
                               "closing '\"'")
-            self.i = j + 1
-            return Token("str", "".join(chars), start + 2)
+            string, self.i = quoted
+            return Token("str", string, start + 2)
         if text[start] == "%":
             end = text.find("%", start + 1)
             if end < 0:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fleetsim.localcore.bus import Bus
@@ -59,6 +60,11 @@ def validate_attributes(attributes: Any, where: str) -> dict[str, str]:
         raise invalid(f"{n} validation error{'s' if n > 1 else ''} detected: "
                       + "; ".join(problems))
     return attributes
+
+
+def _group_attributes(attributes: dict[str, str]) -> dict[str, str]:
+    """A thing group's attributes as a create gives them (validated)."""
+    return dict(validate_attributes(attributes, "thingGroupProperties.attributePayload.attributes"))
 
 
 def merged_attributes(current: dict[str, str], payload: dict[str, Any] | None,
@@ -249,18 +255,24 @@ class RegistryService:
         records = [self._store.get_thing_group(scope.region, n) for n in reversed(names)]
         return tuple(r for r in records if r is not None)
 
+    def _existing_group(self, scope: Scope, name: str,
+                        same: Callable[[ThingGroupRecord], bool]) -> ThingGroupRecord | None:
+        """The thing group `name` if it exists as a create asks for it again (AWS answers the
+        repeated create with it), None if there is none; one that differs is refused."""
+        existing = self._store.get_thing_group(scope.region, name)
+        if existing is None or same(existing):
+            return existing
+        raise already_exists(f"Thing Group {name} already exists with different properties",
+                             existing.group_id, scope.arn("thinggroup", name))
+
     def create_thing_group(self, scope: Scope, name: str, parent_name: str | None,
                            description: str | None, attributes: dict[str, str]
                            ) -> ThingGroupRecord:
-        attributes = dict(validate_attributes(
-            attributes, "thingGroupProperties.attributePayload.attributes"))
-        existing = self._store.get_thing_group(scope.region, name)
+        attributes = _group_attributes(attributes)
+        existing = self._existing_group(scope, name, lambda g: (
+            g.parent_name, g.description, g.attributes) == (parent_name, description, attributes))
         if existing is not None:
-            if (existing.parent_name, existing.description, existing.attributes) == \
-                    (parent_name, description, attributes):
-                return existing
-            raise already_exists(f"Thing Group {name} already exists with different "
-                                 "properties", existing.group_id, scope.arn("thinggroup", name))
+            return existing
         if parent_name:
             if self.require_group(scope, parent_name).dynamic:
                 # "Dynamic thing groups": they can't be part of a hierarchy.
@@ -290,15 +302,12 @@ class RegistryService:
                                    description: str | None, attributes: dict[str, str]
                                    ) -> ThingGroupRecord:
         self._indexing().check_dynamic_query(scope, query_string)
-        attributes = dict(validate_attributes(
-            attributes, "thingGroupProperties.attributePayload.attributes"))
-        existing = self._store.get_thing_group(scope.region, name)
+        attributes = _group_attributes(attributes)
+        existing = self._existing_group(scope, name, lambda g: (
+            g.query_string, g.description, g.attributes) == (query_string, description,
+                                                               attributes))
         if existing is not None:
-            if (existing.query_string, existing.description, existing.attributes) == \
-                    (query_string, description, attributes):
-                return existing
-            raise already_exists(f"Thing Group {name} already exists with different "
-                                 "properties", existing.group_id, scope.arn("thinggroup", name))
+            return existing
         group = self._store.create_thing_group(scope.region, name, None, description,
                                                attributes, query_string)
         self._bus.publish(a.ThingGroupCreated(scope, group, ()))
