@@ -1,12 +1,11 @@
 """Client TLS for devices (mutual TLS), as cheaply as Python's ssl allows.
 
-Devices share one `SSLContext` per factory (`TlsContextFactory.device_tls`): each device's
-certificate and key are loaded into it right before its socket is wrapped, and OpenSSL's
-SSL_new copies the context's certificate and key into the new connection (ssl_cert_dup), so
-the next device's load does not touch it. A device then costs its connection, not a context of
-its own (~21 KB and the context's set-up, 0.6 ms of the ~2 ms per device measured under load
-here); the load itself (`load_cert_chain`, ~1.5 ms, OpenSSL 3's PEM decoders) stays per connect.
-`for_identity` still builds a context of one's own, for callers that change it per device.
+Each device has a context of its own (`TlsContextFactory.device_tls`), its certificate and key
+loaded right before its socket is wrapped (`DeviceTls`), from files or from PEM kept in memory.
+One context shared by all devices (each chain loaded into it right before the wrap, relying on
+SSL_new copying it) was tried and saved ~21 KB per device, but in a full run a device that
+connected after the observer presented the observer's certificate (not understood yet), so it
+is not used. `for_identity` builds a loaded context at once.
 
 Measured on this machine (OpenSSL 3.0, CPU per context): `create_default_context(cafile=
 certifi)` + `load_cert_chain` 21.5 ms — parsing certifi's 117 roots dominates; a bare
@@ -93,7 +92,6 @@ class TlsContextFactory:
         self._min = _VERSIONS[min_version]
         self._max = _VERSIONS[max_version] if max_version else None
         self._alpn = target.alpn_protocols
-        self._shared: DeviceSSLContext | None = None
 
     def _bare(self) -> DeviceSSLContext:
         """A context that trusts the target's CA, without a client certificate."""
@@ -112,14 +110,13 @@ class TlsContextFactory:
         return ctx
 
     def device_tls(self, identity: DeviceIdentity) -> DeviceTls:
-        """The identity's TLS on the factory's shared context (see the module's docstring)."""
+        """The identity's TLS, its chain loaded as it connects (see the module's docstring)."""
         if identity.certificate_pem is None:
             raise ValueError(f"{identity.thing_name} has no certificate yet")
-        if self._shared is None:
-            self._shared = self._bare()
+        context = self._bare()
         if identity.cert_path is not None and identity.key_path is not None:
-            return DeviceTls(self._shared, identity.cert_path, identity.key_path)
-        return DeviceTls(self._shared, None, None,
+            return DeviceTls(context, identity.cert_path, identity.key_path)
+        return DeviceTls(context, None, None,
                          identity.certificate_pem + b"\n" + identity.private_key_pem)
 
     def for_identity(self, identity: DeviceIdentity) -> ssl.SSLContext:
@@ -133,45 +130,44 @@ class TlsContextFactory:
 
 
 class DeviceTls:
-    """One device's certificate and key (files, or PEM kept in memory) on a shared context.
+    """One device's certificate and key (files, or PEM kept in memory) and its context.
     Quacks like an `SSLContext` where `transport.open_tls` and paho need one: `wrap_socket`
-    loads the device's chain into the shared context and wraps at once, with nothing in
-    between that could let another device load its own (one event loop thread). `server_name`,
-    when set, is sent as SNI and verified instead of the host (see `DeviceSSLContext`)."""
+    loads the device's chain into the context and wraps at once. `server_name`, when set, is
+    sent as SNI and verified instead of the host (see `DeviceSSLContext`)."""
 
-    __slots__ = ("_cert", "_key", "_pem", "_shared", "server_name")
+    __slots__ = ("_cert", "_context", "_key", "_pem", "server_name")
 
-    def __init__(self, shared: DeviceSSLContext, cert_file: Path | None, key_file: Path | None,
+    def __init__(self, context: DeviceSSLContext, cert_file: Path | None, key_file: Path | None,
                  pem: bytes | None = None):
-        self._shared = shared
+        self._context = context
         self._cert, self._key, self._pem = cert_file, key_file, pem
         self.server_name: str | None = None
 
     @property
     def context(self) -> ssl.SSLContext:
-        """The shared context (holding whichever device's chain was loaded last)."""
-        return self._shared
+        """The device's context (its chain loaded once it has connected)."""
+        return self._context
 
     @property
     def check_hostname(self) -> bool:
-        return self._shared.check_hostname
+        return self._context.check_hostname
 
     def _load(self) -> None:
         if self._pem is None:
             assert self._cert is not None and self._key is not None
             try:
-                self._shared.load_cert_chain(self._cert, self._key)
+                self._context.load_cert_chain(self._cert, self._key)
             except ssl.SSLError as e:  # the store checks only the key's PEM armour
                 raise IdentityDamaged(self._key, "or its certificate is not a readable PEM "
                                       "key pair") from e
             return
         with _in_memory_file(self._pem) as p:
-            self._shared.load_cert_chain(p, p)
+            self._context.load_cert_chain(p, p)
 
     def wrap_socket(self, sock: Any, server_hostname: str | None = None,
                     do_handshake_on_connect: bool = True) -> ssl.SSLSocket:
         self._load()
-        return self._shared.wrap_socket(sock, server_hostname=self.server_name or server_hostname,
+        return self._context.wrap_socket(sock, server_hostname=self.server_name or server_hostname,
                                         do_handshake_on_connect=do_handshake_on_connect)
 
 

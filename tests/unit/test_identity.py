@@ -153,10 +153,10 @@ def _server_context(tmp_path: Path, ca: CertificateAuthority) -> ssl.SSLContext:
     return server
 
 
-def test_devices_on_one_shared_context_each_present_their_own_certificate(
+def test_devices_each_present_their_own_certificate(
         tmp_path: Path, ca: CertificateAuthority) -> None:
-    """Both sockets are wrapped before either handshakes: each must still present the
-    certificate of the device it was wrapped for (OpenSSL copies it at SSL_new)."""
+    """Both sockets are wrapped before either handshakes: each presents the certificate of
+    the device it was wrapped for, from a file or from PEM kept in memory."""
     import asyncio
     import socket
     import threading
@@ -166,7 +166,7 @@ def test_devices_on_one_shared_context_each_present_their_own_certificate(
     stored = IdentityStore(tmp_path, "fleet-a").save(asyncio.run(issued(ca, "dev-a")))
     in_memory = asyncio.run(issued(ca, "dev-b"))
     devices = [factory.device_tls(stored), factory.device_tls(in_memory)]
-    assert devices[0].context is devices[1].context  # one SSLContext for the fleet
+    assert devices[0].context is not devices[1].context  # a context per device
     pairs = [socket.socketpair() for _ in devices]
     clients = [d.wrap_socket(a, server_hostname="localhost", do_handshake_on_connect=False)
                for d, (a, _) in zip(devices, pairs, strict=True)]

@@ -35,7 +35,7 @@ class ConnectStep(FleetStep):
 async def run(ctx: RunContext, step: ConnectStep) -> None:
     client_id_t = Template(step.client_id, CLIENT_ID_NAMES)
     devices = ctx.fleet_devices(step.fleet)
-    contexts = dev.tls_contexts(ctx, devices)  # on one shared SSLContext
+    contexts = dev.tls_contexts(ctx, devices)
 
     async def open_session(d: Device) -> None:
         d.session = await dev.connect(ctx, d, client_id_t.render(d.names), step.timeout,
