@@ -131,16 +131,18 @@ class TlsContextFactory:
 
 class DeviceTls:
     """One device's certificate and key (files, or PEM kept in memory) and its context.
-    Quacks like an `SSLContext` where `transport.open_tls` and paho need one: `wrap_socket`
-    loads the device's chain into the context and wraps at once. `server_name`, when set, is
-    sent as SNI and verified instead of the host (see `DeviceSSLContext`)."""
+    Quacks like an `SSLContext` where `transport.open_tls` and paho need one: the first
+    `wrap_socket` loads the device's chain into the context (reconnects reuse it).
+    `server_name`, when set, is sent as SNI and verified instead of the host (see
+    `DeviceSSLContext`)."""
 
-    __slots__ = ("_cert", "_context", "_key", "_pem", "server_name")
+    __slots__ = ("_cert", "_context", "_key", "_loaded", "_pem", "server_name")
 
     def __init__(self, context: DeviceSSLContext, cert_file: Path | None, key_file: Path | None,
                  pem: bytes | None = None):
         self._context = context
         self._cert, self._key, self._pem = cert_file, key_file, pem
+        self._loaded = False
         self.server_name: str | None = None
 
     @property
@@ -166,7 +168,9 @@ class DeviceTls:
 
     def wrap_socket(self, sock: Any, server_hostname: str | None = None,
                     do_handshake_on_connect: bool = True) -> ssl.SSLSocket:
-        self._load()
+        if not self._loaded:
+            self._load()
+            self._loaded = True
         return self._context.wrap_socket(sock, server_hostname=self.server_name or server_hostname,
                                         do_handshake_on_connect=do_handshake_on_connect)
 
