@@ -6,7 +6,7 @@ TOOLS := .tools
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
 
-.PHONY: demo test bench lint tools clean
+.PHONY: demo test explore bench lint tools clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "fleetsim needs $(PYTHON) on PATH"; exit 1; }
@@ -31,7 +31,11 @@ demo: $(VENV)/.installed
 	$(BIN)/fleetsim run scenarios/api-provisioning.yaml --json .fleetsim/demo-summary.json
 
 test: $(VENV)/.installed $(TOOLS)/.installed
-	$(BIN)/pytest -q -n 3
+	$(BIN)/pytest -q -n 3 --hypothesis-profile=ci
+
+# The property-based tests with fresh random examples (make test draws the same ones each run).
+explore: $(VENV)/.installed
+	$(BIN)/pytest -q -n 3 --hypothesis-profile=explore $$(grep -rl '@given' tests)
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench

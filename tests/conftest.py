@@ -7,10 +7,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from fleetsim.localcore.launcher import RunningLocalCore, spawn_local_core
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# `make test` (and so CI) draws the same examples on every run, so that a red run is about the
+# change under test; `make explore` draws new ones, to find what the fixed draws miss.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
 
 
 def aws_env(core: RunningLocalCore) -> dict[str, str]:
