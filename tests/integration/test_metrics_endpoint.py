@@ -7,16 +7,18 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.test_run_cli import ephemeral_env
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+from tests.prometheus_testing import (
+    assert_histograms_consistent,
+    metrics_url,
+    scrape,
+    scrape_until,
+    total,
+)
 
 # Three sensors publish 5 messages a second each in the background; a probe device tries a
 # publish its policy allows and one it does not (on MQTT 3.1.1 AWS IoT closes the connection:
@@ -62,45 +64,6 @@ steps:
 """
 
 
-def scrape(url: str) -> Samples:
-    with urllib.request.urlopen(url, timeout=10) as r:
-        text = r.read().decode()
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    """The sum of `name`'s samples whose labels include `labels`."""
-    want = set(labels.items())
-    return sum(v for (n, got), v in samples.items() if n == name and want <= got)
-
-
-def scrape_until(url: str, ready: object, what: str, timeout: float = 60) -> Samples:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        samples = scrape(url)
-        if ready(samples):  # type: ignore[operator]
-            return samples
-        time.sleep(0.2)
-    raise AssertionError(f"no scrape showed {what} within {timeout} s")
-
-
-def assert_histograms_consistent(samples: Samples) -> int:
-    """Every series of the latency histogram: buckets never decrease, `_count` is the +Inf
-    bucket. Returns how many series there are."""
-    name = "fleetsim_operation_duration_seconds"
-    buckets: dict[frozenset[tuple[str, str]], list[tuple[float, float]]] = defaultdict(list)
-    for (n, labels), v in samples.items():
-        if n == name + "_bucket":
-            le = dict(labels)["le"]
-            buckets[frozenset(kv for kv in labels if kv[0] != "le")].append((float(le), v))
-    for series, points in buckets.items():
-        counts = [c for _, c in sorted(points)]
-        assert counts == sorted(counts), series
-        assert samples[(name + "_count", series)] == dict(points)[float("inf")], series
-    return len(buckets)
-
-
 @pytest.mark.timeout(180)
 def test_metrics_are_scraped_while_the_run_goes(tmp_path: Path) -> None:
     scenario = tmp_path / "metrics-scrape.yaml"
@@ -111,12 +74,7 @@ def test_metrics_are_scraped_while_the_run_goes(tmp_path: Path) -> None:
         cwd=tmp_path, env=ephemeral_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     try:
-        assert proc.stdout is not None
-        url = ""
-        for line in proc.stdout:
-            if line.startswith("metrics: "):
-                url = line.split()[1]
-                break
+        url = metrics_url(proc)
         assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics"), url
 
         before = scrape(url)  # during the first `wait`: nothing connected yet
