@@ -32,6 +32,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError("--workers splits the run across Ray processes: add --ray")
     if args.workers is not None and args.shard is not None:
         raise UserError("--shard and --ray both split the fleets: give one of them")
+    if args.metrics_host is not None and args.metrics_port is None:
+        raise UserError("--metrics-host is where --metrics-port listens: add --metrics-port")
     private_directory(args.state_dir)  # it holds private keys
     return run_command(args)
 
@@ -132,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=parse_port, metavar="PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics while the run "
                         "goes (0: a free port, printed)")
-    p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
+    p.add_argument("--metrics-host", metavar="HOST",
                    help="the address --metrics-port listens on (default 127.0.0.1)")
     p.add_argument("--state-dir", type=state_dir_path, default=STATE_DIR,
                    help=f"where runs, identities and local core live (default {STATE_DIR})")

@@ -57,7 +57,8 @@ async def _metrics_endpoint(args: argparse.Namespace,
     if args.metrics_port is None:
         yield
         return
-    async with MetricsServer(source, args.metrics_host, args.metrics_port) as server:
+    async with MetricsServer(source, args.metrics_host or "127.0.0.1",
+                             args.metrics_port) as server:
         print(f"metrics: {server.url} (Prometheus, while the run goes)", flush=True)
         yield
 

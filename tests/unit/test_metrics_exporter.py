@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from fleetsim.cli import main
 from fleetsim.errors import UserError
 from fleetsim.metrics.exporter import MetricsServer
 from fleetsim.metrics.recorder import Metrics
@@ -54,3 +56,22 @@ async def test_an_unknown_host_is_one_sentence() -> None:
     with pytest.raises(UserError, match=r"^--metrics-host no\.such\.host\.invalid: "):
         async with MetricsServer(Metrics, "no.such.host.invalid", 0):
             pass
+
+
+def test_metrics_host_without_a_port_is_one_sentence(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", str(tmp_path / "any.yaml"), "--metrics-host", "0.0.0.0",
+                 "--state-dir", str(tmp_path / "state")])
+    assert code == 1
+    assert capsys.readouterr().err == ("fleetsim: --metrics-host is where --metrics-port "
+                                       "listens: add --metrics-port\n")
+
+
+@pytest.mark.parametrize("port", ["-1", "65536", "nine"])
+def test_a_metrics_port_that_is_not_a_port_is_refused(port: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["run", "any.yaml", "--metrics-port", port])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --metrics-port:" in err and "Traceback" not in err
