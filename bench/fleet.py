@@ -10,6 +10,9 @@ the ramp (CPU each), the connect ramp (connects/s, connect latency percentiles, 
 RSS per connected device, idle CPU, steady telemetry (1 message per device per `--interval`
 seconds, QoS `--qos`) with CPU per message and end-to-end latency seen by an observer on a
 sampled wildcard, and the shutdown of every session. Results: bench/results/fleet.json.
+With `--metrics`, each N runs twice: as above, then with the Prometheus endpoint of
+`fleetsim run --metrics-port` served by the worker and scraped every second by this process,
+and the ratio of their CPU per message is reported.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +168,12 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
     observer = await Observer(observer_session, [TOPIC.format(shard=0, thing="#")],
                               obs_metrics).__aenter__()
 
+    if args.serve_metrics:  # what `fleetsim run --metrics-port` serves, scraped from outside
+        from fleetsim.metrics.exporter import MetricsServer
+
+        server = await MetricsServer(lambda: metrics).__aenter__()
+        Path(args.serve_metrics).write_text(server.url)
+
     rss0 = _rss_kb()
     w = Window()
     contexts = [factory.device_tls(i) for i in identities]
@@ -218,6 +229,8 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
     out["shutdown"] = {"sessions": n_ok + 1, "wall_s": w.wall, "cpu_s": w.cpu,
                        "dropped_without_disconnect": dropped}
     out["rusage_maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if args.serve_metrics:
+        await server.__aexit__(None, None, None)
     return out
 
 
@@ -230,7 +243,28 @@ def _run_worker(args: argparse.Namespace) -> None:
 
 # --- the orchestrator ----------------------------------------------------------------------
 
-def _one(n: int, args: argparse.Namespace, tmp: Path, protocol: str) -> dict[str, Any]:
+class Scraper(threading.Thread):
+    """Scrapes the URL the worker writes to `url_file`, once a second, until stopped."""
+
+    def __init__(self, url_file: Path) -> None:
+        super().__init__(daemon=True)
+        self.url_file, self.scrapes, self.failures, self.bytes = url_file, 0, 0, 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(1.0):
+            if not self.url_file.exists():
+                continue
+            try:
+                with urllib.request.urlopen(self.url_file.read_text(), timeout=5) as r:
+                    self.bytes = len(r.read())
+                self.scrapes += 1
+            except OSError:
+                self.failures += 1
+
+
+def _one(n: int, args: argparse.Namespace, tmp: Path, protocol: str,
+         metrics: bool = False) -> dict[str, Any]:
     state, ids = tmp / f"core-{n}", tmp / f"ids-{n}"
     provision_s = 0.0
     if not ids.exists():  # one fleet per N, whatever the protocol
@@ -248,8 +282,21 @@ def _one(n: int, args: argparse.Namespace, tmp: Path, protocol: str) -> dict[str
                "--concurrency", str(args.concurrency), "--rate", str(args.rate),
                "--observe-share", str(args.observe_share),
                "--connect-timeout", str(args.connect_timeout)]
-        subprocess.run(cmd, check=True, cwd=ROOT, timeout=args.worker_timeout)
+        url_file = tmp / f"metrics-url-{n}-{protocol}"
+        url_file.unlink(missing_ok=True)
+        scraper = Scraper(url_file)
+        if metrics:
+            cmd += ["--serve-metrics", str(url_file)]
+            scraper.start()
+        try:
+            subprocess.run(cmd, check=True, cwd=ROOT, timeout=args.worker_timeout)
+        finally:
+            scraper.done.set()
         result = json.loads(result_file.read_text())
+        if metrics:
+            result["metrics_endpoint"] = {"scrapes": scraper.scrapes,
+                                          "failed_scrapes": scraper.failures,
+                                          "last_scrape_bytes": scraper.bytes}
         result["provision_s_untimed"] = provision_s
         result["protocol"] = protocol
         result["local_core_cpu_s"] = cpu_seconds(core.pid) - core_cpu0
@@ -289,7 +336,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="share of devices whose messages the observer subscribes to")
     p.add_argument("--connect-timeout", type=float, default=30.0)
     p.add_argument("--worker-timeout", type=float, default=240.0)
+    p.add_argument("--metrics", action="store_true",
+                   help="each N again with the Prometheus endpoint scraped every second")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--serve-metrics", help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--identities", help=argparse.SUPPRESS)
     p.add_argument("--core-info", help=argparse.SUPPRESS)
@@ -301,14 +351,17 @@ def _collect(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     report: dict[str, Any] = {"bench": "fleet", "machine": _machine(), "parameters": {
         k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-        if k not in ("worker", "identities", "core_info", "result", "out")}, "runs": {}}
+        if k not in ("worker", "identities", "core_info", "result", "out", "serve_metrics")},
+        "runs": {}}
     with tempfile.TemporaryDirectory(prefix="fleetsim-bench-") as tmp:
         for n in args.devices:
             for protocol in args.protocol:
-                print(f"fleet bench: {n} devices, {protocol} ...", flush=True)
-                key = str(n) if len(args.protocol) == 1 else f"{n} {protocol}"
-                report["runs"][key] = run = _one(n, args, Path(tmp), protocol)
-                print(json.dumps(_summary(run)), flush=True)
+                for metrics in (False, True) if args.metrics else (False,):
+                    served = " +metrics" if metrics else ""
+                    print(f"fleet bench: {n} devices, {protocol}{served} ...", flush=True)
+                    key = (str(n) if len(args.protocol) == 1 else f"{n} {protocol}") + served
+                    report["runs"][key] = run = _one(n, args, Path(tmp), protocol, metrics)
+                    print(json.dumps(_summary(run)), flush=True)
     report["elapsed_s"] = round(time.perf_counter() - started, 1)
     return report
 
@@ -336,6 +389,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fleet-protocol", nargs="+", default=["mqtt3.1.1"],
                         choices=("mqtt3.1.1", "mqtt5"),
                         help="fleet bench: MQTT version(s), each N on each")
+    parser.add_argument("--fleet-metrics", action="store_true",
+                        help="fleet bench: each N again with the Prometheus endpoint "
+                             "(fleetsim run --metrics-port) scraped every second")
 
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
@@ -343,7 +399,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
     mine = _parser().parse_args([
         "--devices", *(["500"] if quick else [str(n) for n in args.fleet_devices]),
         "--telemetry", "10" if quick else str(args.fleet_telemetry),
-        "--qos", str(args.fleet_qos), "--protocol", *args.fleet_protocol])
+        "--qos", str(args.fleet_qos), "--protocol", *args.fleet_protocol,
+        *(["--metrics"] if getattr(args, "fleet_metrics", False) else [])])
     report = _collect(mine)
     return report, _rows(report)
 
@@ -369,6 +426,11 @@ def _rows(report: dict[str, Any]) -> list[Any]:
             Row(f"{n} dev: e2e p99", t["e2e_latency"].get("p99_ms"), "ms"),
             Row(f"{n} dev: shutdown", r["shutdown"]["wall_s"], "s"),
         ]
+        plain = report["runs"].get(n.removesuffix(" +metrics"))
+        if n.endswith(" +metrics") and plain:
+            ratio = t["cpu_ms_per_msg"] / max(plain["telemetry"]["cpu_ms_per_msg"], 1e-9)
+            rows.append(Row(f"{n} dev: CPU per message vs without", ratio, "x", "",
+                            None, f"{r['metrics_endpoint']['scrapes']} scrapes, 1/s"))
     return rows
 
 

@@ -32,6 +32,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError("--workers splits the run across Ray processes: add --ray")
     if args.workers is not None and args.shard is not None:
         raise UserError("--shard and --ray both split the fleets: give one of them")
+    if args.metrics_host is not None and args.metrics_port is None:
+        raise UserError("--metrics-host is where --metrics-port listens: add --metrics-port")
     private_directory(args.state_dir)  # it holds private keys
     return run_command(args)
 
@@ -96,7 +98,7 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     from fleetsim.localcore.serve import DEFAULT_STATE_DIR as DEFAULT_LOCAL_STATE_DIR
     from fleetsim.localcore.serve import add_arguments as add_serve_arguments
-    from fleetsim.localcore.serve import port_arguments, state_dir_path
+    from fleetsim.localcore.serve import parse_port, port_arguments, state_dir_path
 
     parser = argparse.ArgumentParser(
         prog="fleetsim",
@@ -129,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "'ray' extra")
     p.add_argument("--workers", type=_positive, metavar="N",
                    help="with --ray: processes that split every fleet (default 2)")
+    p.add_argument("--metrics-port", type=parse_port, metavar="PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics while the run "
+                        "goes (0: a free port, printed)")
+    p.add_argument("--metrics-host", metavar="HOST",
+                   help="the address --metrics-port listens on (default 127.0.0.1)")
     p.add_argument("--state-dir", type=state_dir_path, default=STATE_DIR,
                    help=f"where runs, identities and local core live (default {STATE_DIR})")
     port_arguments(p, when=" when the run starts local core")

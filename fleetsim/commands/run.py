@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import secrets
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator, Callable
 
 from fleetsim.control.journal import prune
 from fleetsim.control.targets import aws_target, describe_target
 from fleetsim.engine.runner import RunResult, run_scenario
 from fleetsim.engine.steps import load_scenario
 from fleetsim.localcore.launcher import RunningLocalCore, ensure_local_core, local_target
+from fleetsim.metrics.exporter import MetricsServer
 from fleetsim.metrics.progress import Progress
 from fleetsim.metrics.recorder import Metrics
 from fleetsim.metrics.report import render_summary, write_json, write_timeline_csv
@@ -42,6 +45,26 @@ async def _run(scenario: Scenario, target: Target | None, args: argparse.Namespa
         assert scenario.target.kind == "aws"
         target = await aws_target(scenario.target.region, scenario.target.profile,
                                   scenario.target.port)
+    live = [metrics]  # what a scrape reads: this process' metrics, or the shards' merge
+    async with _metrics_endpoint(args, lambda: live[0]):
+        return await _run_here_or_on_ray(scenario, target, args, run_id, metrics, live)
+
+
+@contextlib.asynccontextmanager
+async def _metrics_endpoint(args: argparse.Namespace,
+                            source: Callable[[], Metrics]) -> AsyncIterator[None]:
+    """`--metrics-port`: the Prometheus endpoint, served while the run goes."""
+    if args.metrics_port is None:
+        yield
+        return
+    async with MetricsServer(source, args.metrics_host or "127.0.0.1",
+                             args.metrics_port) as server:
+        print(f"metrics: {server.url} (Prometheus, while the run goes)", flush=True)
+        yield
+
+
+async def _run_here_or_on_ray(scenario: Scenario, target: Target, args: argparse.Namespace,
+                              run_id: str, metrics: Metrics, live: list[Metrics]) -> RunResult:
     if args.workers is not None:
         from fleetsim.distributed.driver import RayOptions, run_distributed
 
@@ -49,7 +72,7 @@ async def _run(scenario: Scenario, target: Target | None, args: argparse.Namespa
             scenario, args.file, args.devices, target, RayOptions(args.ray, args.workers),
             run_id=run_id, runs_dir=args.state_dir / "runs",
             identities_dir=args.state_dir / "identities", keep=args.keep,
-            concurrency=args.concurrency)
+            concurrency=args.concurrency, on_merge=lambda merged: live.__setitem__(0, merged))
     async with Progress(metrics):
         return await run_scenario(scenario, target, run_id=run_id,
                                   runs_dir=args.state_dir / "runs",

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -93,8 +94,10 @@ def connect_ray(address: str | None) -> bool:
 async def run_distributed(scenario: Scenario, scenario_file: Path, devices: int | None,
                           target: Target, options: RayOptions, *, run_id: str,
                           runs_dir: Path, identities_dir: Path, keep: bool = False,
-                          concurrency: int = 64, stream: TextIO | None = None
+                          concurrency: int = 64, stream: TextIO | None = None,
+                          on_merge: Callable[[Metrics], None] | None = None
                           ) -> DistributedResult:
+    """`on_merge` is handed each merge of the live view (what `--metrics-port` serves)."""
     metrics = Metrics()  # what the driver itself measures (its steps, the observer)
     described = describe_target(target)
     journal = Journal.for_run(runs_dir, run_id, described, scenario.name)
@@ -110,7 +113,7 @@ async def run_distributed(scenario: Scenario, scenario_file: Path, devices: int 
                                devices=build_devices(scenario)) as (ctx, clients):
             driver = Driver(ctx, spec, options, result)
             try:
-                async with LiveView(driver, stream) as live:
+                async with LiveView(driver, stream, on_merge) as live:
                     try:
                         result.interrupted = await driver.run()
                     finally:
@@ -290,14 +293,18 @@ class LiveView:
     """The run's one live line, from the merge of the driver's and every shard's snapshot,
     refreshed every second."""
 
-    def __init__(self, driver: Driver, stream: TextIO | None):
+    def __init__(self, driver: Driver, stream: TextIO | None,
+                 on_merge: Callable[[Metrics], None] | None = None):
         self.driver = driver
         self.progress = Progress(Metrics(), stream=stream or sys.stderr)
+        self.on_merge = on_merge
         self._task: asyncio.Task[None] | None = None
 
     def merge_now(self) -> None:
         start = time.perf_counter()
         self.progress.metrics = Metrics.from_snapshot(self.driver.merged())
+        if self.on_merge is not None:
+            self.on_merge(self.progress.metrics)
         self.driver.result.merge_s.append(time.perf_counter() - start)
 
     async def _run(self) -> None:

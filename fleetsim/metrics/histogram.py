@@ -9,6 +9,8 @@ histograms merge exactly by adding counts, whichever process recorded them.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
+from collections.abc import Sequence
 from typing import Any
 
 SUB_BITS = 7
@@ -78,6 +80,21 @@ class Histogram:
             if seen >= rank:
                 return min(max(_representative(index), self.min), self.max)
         return float(self.max)
+
+    def cumulative(self, bounds: Sequence[float]) -> list[int]:
+        """How many samples are at most each of `bounds` (ascending), as Prometheus' `le`
+        buckets count them: a bucket of this histogram counts towards the first bound its
+        highest value does not exceed, so each count is exact at bucket boundaries and within
+        one bucket (RELATIVE_PRECISION) of the exact one elsewhere."""
+        counts = [0] * (len(bounds) + 1)  # the last: above every bound
+        for index, n in self._buckets.items():
+            low, width = bucket_bounds(index)
+            counts[bisect_left(bounds, low + width - 1)] += n
+        total, cumulative = 0, []
+        for n in counts[:-1]:
+            total += n
+            cumulative.append(total)
+        return cumulative
 
     def merge(self, other: Histogram) -> Histogram:
         """Add `other`'s samples into this histogram (exact); returns self."""

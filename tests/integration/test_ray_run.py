@@ -22,6 +22,7 @@ from fleetsim.cli import main
 from fleetsim.localcore.launcher import RunningLocalCore
 from tests.conftest import start_core
 from tests.crash_drill import env_for, resources
+from tests.prometheus_testing import metrics_url, scrape_until, total
 
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
@@ -228,10 +229,14 @@ def test_cleanup_after_the_driver_is_killed_removes_what_every_shard_made(
 def test_ctrl_c_on_the_driver_stops_every_shard_and_writes_the_merged_summary(
         cluster: str, core: RunningLocalCore, tmp_path: Path) -> None:
     out, before = tmp_path / "summary.json", runs_now(core)
-    driver = spawn_driver(core, tmp_path, cluster, "--json", str(out))
+    driver = spawn_driver(core, tmp_path, cluster, "--json", str(out), "--metrics-port", "0")
     try:
+        url = metrics_url(driver)
         provisioned(core, driver, before)
-        time.sleep(2)  # into connect or the wait
+        # --metrics-port on the driver serves the merge of every shard's figures
+        scrape_until(url, lambda s: total(s, "fleetsim_devices_connected") == DEVICES
+                     and total(s, "fleetsim_connects_total") == DEVICES,
+                     f"{DEVICES} devices connected across the shards")
         driver.send_signal(signal.SIGINT)
         output, _ = driver.communicate(timeout=90)
     finally:
