@@ -43,6 +43,14 @@ def report_command(args: argparse.Namespace) -> int:
             summaries.append(read_summary(path))
         except (OSError, ValueError, KeyError) as e:
             raise UserError(f"{path} is not a fleetsim JSON summary ({e})") from e
+    try:
+        return _report(args, summaries)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"cannot report on {', '.join(map(str, args.files))}: a figure is "
+                        f"missing or malformed ({type(e).__name__}: {e})") from e
+
+
+def _report(args: argparse.Namespace, summaries: list[dict[str, Any]]) -> int:
     snapshots = [s["metrics"] for s in summaries]
     if args.merge:
         same = _same_run(args.files, summaries)
@@ -76,11 +84,7 @@ def _write_html(path: Path, *summaries: dict[str, Any], names: list[str] | None 
     """The HTML report of one summary, or the comparison of several (named `names`)."""
     from fleetsim.metrics.html import render_comparison_html, render_report
 
-    try:
-        page = (render_report(summaries[0]) if len(summaries) == 1
-                else render_comparison_html(summaries, names or []))
-    except (KeyError, ValueError, TypeError) as e:
-        raise UserError(f"cannot render these summaries as HTML: a figure is missing or "
-                        f"malformed ({type(e).__name__}: {e})") from e
+    page = (render_report(summaries[0]) if len(summaries) == 1
+            else render_comparison_html(summaries, names or []))
     write_atomic(path, page)
     print(f"HTML report written to {path}")

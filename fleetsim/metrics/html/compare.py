@@ -53,7 +53,9 @@ def _rows(per_run: Sequence[dict[str, Figure]]) -> list[Row]:
 
 
 def headline_rows(summaries: Sequence[dict[str, Any]]) -> list[Row]:
-    return _rows([{f.name: f for f in figures(s)} for s in summaries])
+    """The console comparison's figures, but latencies: they have a table of their own."""
+    return _rows([{f.name: f for f in figures(s) if not f.name.endswith(" ms")}
+                  for s in summaries])
 
 
 def step_rows(summaries: Sequence[dict[str, Any]]) -> list[Row]:
