@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from fleetsim.metrics.html import render_comparison_html, render_report
 from fleetsim.metrics.html.deltas import BETTER, SAME, WORSE, delta
 from fleetsim.metrics.html.page import plotly_js
 from fleetsim.metrics.html.series import cumulative, per_minute, per_second
-from fleetsim.metrics.html.tables import labs_table, render_table, steps_table
+from fleetsim.metrics.html.tables import Cell, Table, labs_table, render_table, steps_table
 from fleetsim.metrics.report import op_histograms, summary_document
 
 
@@ -126,6 +127,14 @@ def test_tables_escape_and_colour_status() -> None:
     assert '<td class="good">ok</td>' in html
 
 
+@given(st.text())
+def test_any_text_in_a_table_is_escaped(text: str) -> None:
+    html = render_table(Table(("h",), [[Cell(text)]]))
+    inner = html.split("<td>", 1)[1].rsplit("</td>", 1)[0]
+    assert "<" not in inner and ">" not in inner
+    assert unescape(inner) == text
+
+
 def test_labs_table_only_when_the_summary_has_labs() -> None:
     assert labs_table(sample()) is None
     labs = labs_table({"labs": [{"name": "JITP", "status": "passed", "seconds": 12.5,
@@ -195,6 +204,17 @@ def test_report_html_of_a_malformed_summary_is_one_sentence(
     err = capsys.readouterr().err
     assert err.startswith("fleetsim: ") and "Traceback" not in err
     assert not (tmp_path / "x.html").exists()
+
+
+def test_report_merge_html_renders_the_merged_run(tmp_path: Path) -> None:
+    for name, s in (("a", sample()), ("b", sample(connect_us=3000))):
+        write_json(tmp_path / f"{name}.json", s["metrics"], run_id=name)
+    assert main(["report", "--merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+                 "--html", str(tmp_path / "m.html")]) == 0
+    page = (tmp_path / "m.html").read_text()
+    assert f"merged from</th><td>{tmp_path / 'a.json'}, {tmp_path / 'b.json'}" in page
+    # 3 + 3 connects, in the operations table
+    assert re.search(r"<td>mqtt.connect</td><td class=\"num\">6</td>", page)
 
 
 def test_nan_free_percentages_for_tiny_bases() -> None:
