@@ -26,6 +26,7 @@ td.better { background: #e6f4ea; color: #137333; } td.worse { background: #fce8e
 td.same { color: #6b7280; }
 table.kv th { background: none; font-weight: 600; position: static; }
 .plots { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 8px; }
+.plots .wide { grid-column: 1 / -1; }
 .empty, .note { color: #6b7280; }
 pre { background: #f6f8fa; padding: 12px; overflow: auto; border: 1px solid #e1e4e8; }
 """

@@ -44,4 +44,4 @@ def to_div(fig: go.Figure) -> str:
     """The figure as a <div> and the script that draws it (plotly.js not included)."""
     return str(pio.to_html(fig, full_html=False, include_plotlyjs=False,
                            div_id=f"plot-{next(_ids)}", config=_CONFIG,
-                           default_height="340px"))
+                           default_height=f"{fig.layout.height or 320}px"))

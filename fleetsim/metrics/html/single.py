@@ -90,9 +90,10 @@ def latency_divs(snapshot: dict[str, Any]) -> list[str]:
             found.append(series.Series(op, s.x, s.y))
     if not found:
         return []
-    return [plots.to_div(plots.line_chart("Latency distribution (cumulative)", found,
-                                          "latency, ms (log)", "% of operations at or below",
-                                          log_x=True))]
+    fig = plots.line_chart("Latency distribution (cumulative)", found, "latency, ms (log)",
+                           "% of operations at or below", log_x=True)
+    fig.update_layout(height=480)  # room for a legend of many operations
+    return [f'<div class="wide">{plots.to_div(fig)}</div>']
 
 
 def render_report(summary: dict[str, Any]) -> str:
