@@ -6,7 +6,7 @@ TOOLS := .tools
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
 
-.PHONY: demo test explore bench lint tools clean
+.PHONY: demo test explore bench lint tools chromium clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "fleetsim needs $(PYTHON) on PATH"; exit 1; }
@@ -17,7 +17,8 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-# Clients we did not write, used by interop tests: mosquitto_pub/sub (Debian) and the AWS CLI
+# Clients we did not write, used by interop tests: mosquitto_pub/sub (Debian), Chromium (Debian;
+# the HTML report test drives it with Playwright, never `playwright install`) and the AWS CLI
 # (its own virtualenv, because it pins a botocore that aioboto3 does not accept).
 $(TOOLS)/.installed:
 	@command -v mosquitto_pub >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q mosquitto-clients; }
@@ -25,12 +26,16 @@ $(TOOLS)/.installed:
 	$(TOOLS)/bin/pip install -q awscli
 	touch $@
 
-tools: $(TOOLS)/.installed
+# Checked on every `make tools`/`make test` (not behind the stamp), so existing clones get it too.
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+
+tools: $(TOOLS)/.installed chromium
 
 demo: $(VENV)/.installed
 	$(BIN)/fleetsim run scenarios/api-provisioning.yaml --json .fleetsim/demo-summary.json
 
-test: $(VENV)/.installed $(TOOLS)/.installed
+test: $(VENV)/.installed $(TOOLS)/.installed chromium
 	$(BIN)/pytest -q -n 3 --hypothesis-profile=ci
 
 # The property-based tests with fresh random examples (make test draws the same ones each run).

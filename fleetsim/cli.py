@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, metavar="FILE", help="write the summary as JSON")
     p.add_argument("--timeline", type=Path, metavar="CSV",
                    help="write per-second throughput as CSV")
+    p.add_argument("--html", type=Path, metavar="FILE",
+                   help="write the report as one self-contained HTML page (tables, plots, "
+                        "the scenario)")
     p.add_argument("--keep", action="store_true",
                    help="keep what the run created (remove later with `fleetsim cleanup`)")
     p.add_argument("--concurrency", type=int, default=64,
@@ -152,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="merge the summaries (shards of one run) into one; without it, "
                         "several files are compared side by side")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the merged summary")
+    p.add_argument("--html", type=Path, metavar="FILE",
+                   help="write the report (one file) or the comparison (several; the first "
+                        "is the baseline) as one self-contained HTML page")
     p.set_defaults(func=_report)
 
     local = sub.add_parser("local", help="local core, the embedded stand-in for AWS IoT")

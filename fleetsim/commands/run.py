@@ -19,7 +19,13 @@ from fleetsim.localcore.launcher import RunningLocalCore, ensure_local_core, loc
 from fleetsim.metrics.exporter import MetricsServer
 from fleetsim.metrics.progress import Progress
 from fleetsim.metrics.recorder import Metrics
-from fleetsim.metrics.report import render_summary, write_json, write_timeline_csv
+from fleetsim.metrics.report import (
+    render_summary,
+    summary_document,
+    write_atomic,
+    write_json,
+    write_timeline_csv,
+)
 from fleetsim.runtime import raise_fd_limit, run_async
 from fleetsim.scenario import Scenario
 from fleetsim.target import Target
@@ -110,10 +116,10 @@ def run_command(args: argparse.Namespace) -> int:
         if core is not None:
             core.stop()
     prune(args.state_dir / "runs")
-    return _report(result, args)
+    return _report(result, args, args.file.read_text(encoding="utf-8", errors="replace"))
 
 
-def _report(result: RunResult, args: argparse.Namespace) -> int:
+def _report(result: RunResult, args: argparse.Namespace, scenario_text: str) -> int:
     snapshot = result.metrics.snapshot()
     verdict = "PASSED" if result.passed else ("INTERRUPTED" if result.interrupted else "FAILED")
     print(render_summary(snapshot, title=f"\nfleetsim run {result.run_id}: {result.scenario} "
@@ -133,10 +139,15 @@ def _report(result: RunResult, args: argparse.Namespace) -> int:
              **getattr(result, "distributed", lambda: {})(),
              "target": describe_target(result.target), "passed": result.passed,
              "interrupted": result.interrupted, "cleanup": cleanup,
-             "journal": str(result.journal)}
+             "journal": str(result.journal), "scenario_text": scenario_text}
     if args.json:
         write_json(args.json, snapshot, **extra)
         print(f"Summary written to {args.json}")
+    if args.html:
+        from fleetsim.metrics.html import render_report
+
+        write_atomic(args.html, render_report(summary_document(snapshot, **extra)))
+        print(f"HTML report written to {args.html}")
     if args.timeline:
         write_timeline_csv(args.timeline, snapshot)
     if result.interrupted:

@@ -1,4 +1,5 @@
-"""Reporters over a metrics snapshot: console summary, JSON file, timeline CSV."""
+"""Reporters over a metrics snapshot: console summary, JSON file, timeline CSV (the HTML
+report is `fleetsim.metrics.html`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +59,12 @@ def _is_number(value: Any) -> bool:
     return True
 
 
-def _ms(micros: float) -> str:
+def ms_text(micros: float) -> str:
     ms = micros / 1000
     return f"{ms:.1f}" if ms >= 100 else f"{ms:.2f}"
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.2f} s"
     minutes, secs = divmod(seconds, 60)
@@ -74,7 +76,7 @@ def render_summary(snapshot: dict[str, Any], title: str | None = None,
     """A readable end-of-run summary. `checks` (name, passed, detail) adds to the snapshot's."""
     out: list[str] = [title] if title else []
     if snapshot["steps"]:
-        rows = [(s["name"], s["status"], _duration(s["duration_s"])) for s in snapshot["steps"]]
+        rows = [(s["name"], s["status"], duration_text(s["duration_s"])) for s in snapshot["steps"]]
         out += ["Steps", _table(("step", "status", "duration"), rows)]
         # Details go below the table: a failure's sentence is too long for a column.
         out += [f"  {s['name']}: {s['detail']}" for s in snapshot["steps"] if s.get("detail")]
@@ -82,7 +84,7 @@ def render_summary(snapshot: dict[str, Any], title: str | None = None,
         rows = []
         for entry in snapshot["ops"]:
             h = Histogram.from_dict(entry["latency_us"])
-            latency = [_ms(h.percentile(p)) for p in PERCENTILES] + [_ms(h.max)]
+            latency = [ms_text(h.percentile(p)) for p in PERCENTILES] + [ms_text(h.max)]
             rows.append((entry["step"] or "-", entry["op"], h.count,
                          sum(entry["errors"].values()), *(latency if h.count else ["-"] * 4)))
         out += ["Operations (latency in ms)",
@@ -96,17 +98,9 @@ def render_summary(snapshot: dict[str, Any], title: str | None = None,
         counters: list[tuple[str, Any]] = list(snapshot["counters"].items())
         counters += [(k + " (now)", v) for k, v in snapshot["gauges"].items()]
         out += ["Counters", _table(("counter", "value"), counters)]
-    errors: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for entry in snapshot["ops"]:
-        where = entry["op"] + (f" @ {entry['step']}" if entry["step"] else "")
-        for kind, n in entry["errors"].items():
-            errors[kind].append((where, n))
+    errors = errors_by_kind(snapshot)
     if errors:
-        rows = [(kind, sum(n for _, n in places),
-                 ", ".join(f"{w} x{n}" for w, n in sorted(places, key=lambda p: -p[1])))
-                for kind, places in sorted(errors.items(), key=lambda e: -sum(
-                    n for _, n in e[1]))]
-        out += ["Errors", _table(("kind", "count", "where"), rows)]
+        out += ["Errors", _table(("kind", "count", "where"), errors)]
     all_checks = list(snapshot.get("checks", [])) + list(checks or [])
     if all_checks:
         rows = [("PASS" if c["passed"] else "FAIL", c["name"], c.get("detail", ""))
@@ -117,11 +111,32 @@ def render_summary(snapshot: dict[str, Any], title: str | None = None,
     return "\n".join(out) + "\n"
 
 
-def write_json(path: Path, snapshot: dict[str, Any], **extra: Any) -> None:
+def summary_document(snapshot: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """The machine-readable run summary; `extra` (e.g. scenario, target) goes alongside."""
-    data = {**extra, "throughput": throughput(snapshot), "metrics": snapshot}
+    return {**extra, "throughput": throughput(snapshot), "metrics": snapshot}
+
+
+def errors_by_kind(snapshot: dict[str, Any]) -> list[tuple[str, int, str]]:
+    """(kind, count, where: "op @ step xN, ...") for each kind of error, most frequent first."""
+    errors: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for entry in snapshot["ops"]:
+        where = entry["op"] + (f" @ {entry['step']}" if entry["step"] else "")
+        for kind, n in entry["errors"].items():
+            errors[kind].append((where, n))
+    return [(kind, sum(n for _, n in places),
+             ", ".join(f"{w} x{n}" for w, n in sorted(places, key=lambda p: -p[1])))
+            for kind, places in sorted(errors.items(), key=lambda e: -sum(n for _, n in e[1]))]
+
+
+def write_json(path: Path, snapshot: dict[str, Any], **extra: Any) -> None:
+    """`summary_document` written to `path` (atomically)."""
+    write_atomic(path, json.dumps(summary_document(snapshot, **extra), indent=1) + "\n")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """`text` in `path`, which is never seen half-written."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -138,38 +153,60 @@ def read_summary(path: Path) -> dict[str, Any]:
     return data
 
 
-def _figures(summary: dict[str, Any]) -> dict[str, str]:
-    """What `render_comparison` lines up: a summary's figures by name."""
+@dataclass(frozen=True)
+class Figure:
+    """One figure of a run, as comparisons line it up: `value` is None when it is no number,
+    `better` says which way is an improvement ("lower", "higher" or None: neither)."""
+
+    name: str
+    text: str
+    value: float | None = None
+    better: str | None = None
+
+
+def figures(summary: dict[str, Any]) -> list[Figure]:
+    """What comparisons (console and HTML) line up: a summary's headline figures."""
     snap = summary["metrics"]
     steps = snap["steps"]
-    out = {"run": str(summary.get("run_id", "-")),
-           "passed": {True: "yes", False: "no"}.get(bool(summary["passed"]), "-")
-           if isinstance(summary.get("passed"), bool) else "-"}
+    passed = summary.get("passed")
+    out = [Figure("run", str(summary.get("run_id", "-"))),
+           Figure("passed", {True: "yes", False: "no"}[passed] if isinstance(passed, bool)
+                  else "-")]
     if steps:
         end = max(s["started_at"] + s["duration_s"] for s in steps)
-        out["duration"] = _duration(end - min(s["started_at"] for s in steps))
-        out["steps failed"] = str(sum(1 for s in steps if s["status"] == "failed"))
-    out["errors"] = str(sum(sum(e["errors"].values()) for e in snap["ops"]))
+        seconds = end - min(s["started_at"] for s in steps)
+        failed = sum(1 for s in steps if s["status"] == "failed")
+        out += [Figure("duration", duration_text(seconds), seconds, "lower"),
+                Figure("steps failed", str(failed), failed, "lower")]
+    errors = sum(sum(e["errors"].values()) for e in snap["ops"])
+    out.append(Figure("errors", str(errors), errors, "lower"))
     for label, r in throughput(snap).items():
-        out[label.replace("_", " ") + "/s (mean)"] = f"{r['mean_per_s']:.1f}"
-    hists: dict[str, Histogram] = {}
-    for entry in snap["ops"]:
-        hists.setdefault(entry["op"], Histogram()).merge(Histogram.from_dict(entry["latency_us"]))
-    for op, h in sorted(hists.items()):
-        out[f"{op} ok"] = str(h.count)
+        out.append(Figure(label.replace("_", " ") + "/s (mean)", f"{r['mean_per_s']:.1f}",
+                          r["mean_per_s"], "higher"))
+    for op, h in sorted(op_histograms(snap).items()):
+        out.append(Figure(f"{op} ok", str(h.count), h.count, "higher"))
         if h.count:
-            out[f"{op} p50 ms"] = _ms(h.percentile(50))
-            out[f"{op} p99 ms"] = _ms(h.percentile(99))
+            for p in (50, 99):
+                micros = h.percentile(p)
+                out.append(Figure(f"{op} p{p} ms", ms_text(micros), micros / 1000, "lower"))
     return out
+
+
+def op_histograms(snapshot: dict[str, Any]) -> dict[str, Histogram]:
+    """Each operation's latency over every step that recorded it."""
+    hists: dict[str, Histogram] = {}
+    for entry in snapshot["ops"]:
+        hists.setdefault(entry["op"], Histogram()).merge(Histogram.from_dict(entry["latency_us"]))
+    return hists
 
 
 def render_comparison(summaries: Sequence[dict[str, Any]], names: Sequence[str]) -> str:
     """Summaries side by side: one row per figure, one column per summary."""
-    figures = [_figures(s) for s in summaries]
+    texts = [{f.name: f.text for f in figures(s)} for s in summaries]
     rows: list[str] = []
-    for f in figures:
-        rows += [k for k in f if k not in rows]
-    table = _table(("", *names), [(k, *(f.get(k, "-") for f in figures)) for k in rows])
+    for t in texts:
+        rows += [k for k in t if k not in rows]
+    table = _table(("", *names), [(k, *(t.get(k, "-") for t in texts)) for k in rows])
     return f"Comparison of {len(summaries)} summaries\n{table}\n"
 
 

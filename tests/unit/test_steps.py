@@ -481,6 +481,8 @@ async def test_wait_job_measures_latency_rate_statuses_and_abort(tmp_path: Path)
     assert m.histogram("job.in_progress_to_terminal").count == 5
     assert m.counters["job.status.FAILED"] == 3 and m.counters["job.status.CANCELED"] == 1
     assert m.counters["job.aborted"] == 1 and m.counters["job.started"] == 5
+    # executions that ended, on the timeline at their lastUpdatedAt (the HTML report's plot)
+    assert m.timeline["job.ended"] == {int(created) + q + 3: 1 for q in (0, 10, 70, 80, 125)}
     detail = m.steps["wait"].detail
     assert "notified per minute: 2 2 2; started per minute: 2 2 1" in detail
     assert "rollout rate 2.3/min against maximumPerMinute 2 (+15.4%)" in detail

@@ -6,8 +6,9 @@ of its executions is pending), or until a deadline; then list its executions
 What it records:
 - `job.queued_to_in_progress`, `job.in_progress_to_terminal`, `job.queued_to_terminal`:
   per execution, from its `queuedAt`, `startedAt` and (ended) `lastUpdatedAt`;
-- timeline series `job.queued` and `job.started` at the executions' `queuedAt`/`startedAt`
-  (per second; `--timeline` writes them); in the step's detail, the executions notified
+- timeline series `job.queued`, `job.started` and `job.ended` at the executions' `queuedAt`,
+  `startedAt` and (ended) `lastUpdatedAt` (per second; `--timeline` writes them, the HTML
+  report plots them per minute); in the step's detail, the executions notified
   (queued: what `maximumPerMinute` limits, "The maximum number of things that will be
   notified of a pending job, per minute") and started per minute since the job's creation,
   and the observed rollout rate against `maximumPerMinute` with its deviation;
@@ -171,6 +172,7 @@ def measure(ctx: RunContext, job: dict[str, Any], executions: list[dict[str, Any
             if queued is not None:
                 m.record("job.queued_to_in_progress", max(0.0, start - queued) * 1e6)
         if status in EXECUTION_ENDED and updated is not None:
+            m.incr_at("job.ended", updated)
             if start is not None:
                 m.record("job.in_progress_to_terminal", max(0.0, updated - start) * 1e6)
             if queued is not None:
