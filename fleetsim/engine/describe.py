@@ -15,13 +15,14 @@ NOT_FOUND = frozenset({"ResourceNotFoundException"})
 
 
 async def describe(ctx: RunContext, op: str, subject: str = "", *, client: Any = None,
-                   **params: Any) -> dict[str, Any] | None:
-    """The answer of a Describe/Get/List call, or None if the resource is not there
-    (ResourceNotFoundException is timed as an answer, not counted as an error)."""
+                   missing: Any = NOT_FOUND, **params: Any) -> dict[str, Any] | None:
+    """The answer of a Describe/Get/List call, or None if the resource is not there (an
+    error code of `missing`, by default ResourceNotFoundException, is timed as an answer, not
+    counted as an error)."""
     try:
-        return await api_call(ctx, op, subject, client=client, expected=NOT_FOUND, **params)
+        return await api_call(ctx, op, subject, client=client, expected=missing, **params)
     except ApiError as e:
-        if e.code in NOT_FOUND:
+        if e.code in missing:
             return None
         raise
 

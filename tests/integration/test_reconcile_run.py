@@ -28,7 +28,8 @@ steps:
       document:
         Version: "2012-10-17"
         Statement:
-          - {Effect: Allow, Action: "iot:Connect", Resource: "arn:aws:iot:*:*:client/${iot:ClientId}"}
+          - {Effect: Allow, Action: "iot:Connect",
+             Resource: "arn:aws:iot:*:*:client/${iot:ClientId}"}
   - create_thing_group: {group: rec-group, policies: [rec-policy]}
   - provision: {fleet: members, policy: rec-policy, attributes: {type: ws-device}}
   - add_to_thing_group: {fleet: members, group: rec-group}
