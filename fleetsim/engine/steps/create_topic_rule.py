@@ -34,6 +34,8 @@ from fleetsim.scenario.semantics import Loc, Problem, Scope
 
 TOPIC_RULE = JournalKind(
     "topic_rule", Phase.DELETE, lambda c, d: c.iot.delete_topic_rule(ruleName=d["name"]))
+# AWS IoT answers GetTopicRule for a rule that does not exist with UnauthorizedException.
+RULE_MISSING = frozenset({"UnauthorizedException", "ResourceNotFoundException"})
 _COMPARED = ("sql", "description", "actions", "errorAction", "ruleDisabled", "awsIotSqlVersion")
 
 
@@ -96,7 +98,8 @@ async def run(ctx: RunContext, step: CreateTopicRuleStep) -> None:
         if not ledger.plan:
             raise
         payload = None  # planning: values earlier steps export are not known yet
-    have = await describe(ctx, "GetTopicRule", step.rule, ruleName=step.rule)
+    have = await describe(ctx, "GetTopicRule", step.rule, missing=RULE_MISSING,
+                          ruleName=step.rule)
     if have is None:
         ledger.create(TOPIC_RULE.name, step.rule)
         if not ledger.plan:
