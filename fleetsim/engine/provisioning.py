@@ -384,9 +384,13 @@ def journal_registered(ctx: RunContext, d: Device, arns: dict[str, str],
     journal = ctx.journal_for(d.fleet)
     names = resource_names(arns)
     certificate_arn = next((a for a in arns.values() if ":cert/" in a), None)
+    ephemeral = journal is ctx.journal
     for cert_id in [] if certificate_journaled else names.get("cert", []):
         journal.record(CERTIFICATE.name, id=cert_id, arn=certificate_arn)
+    if names.get("cert"):  # what a template makes is always new (counted as created)
+        ctx.reconcile.create(CERTIFICATE.name, d.thing_name, ephemeral)
     for thing in names.get("thing", []):
+        ctx.reconcile.create(THING.name, thing, ephemeral)
         journal.record(THING.name, name=thing)
         if certificate_arn:
             journal.record(THING_PRINCIPAL.name, thing=thing, principal=certificate_arn)

@@ -31,6 +31,11 @@ steps:
           - {Effect: Allow, Action: "iot:Connect",
              Resource: "arn:aws:iot:*:*:client/${iot:ClientId}"}
   - create_thing_group: {group: rec-group, policies: [rec-policy]}
+  - create_topic_rule:
+      rule: rec_rule
+      payload:
+        sql: "SELECT * FROM 'rec/in'"
+        actions: [{republish: {topic: rec/out, roleArn: "arn:aws:iam::123456789012:role/r"}}]
   - provision: {fleet: members, policy: rec-policy, attributes: {type: ws-device}}
   - add_to_thing_group: {fleet: members, group: rec-group}
   - connect: members
@@ -93,7 +98,7 @@ def test_plan_then_reuse_then_exactly_the_drift_made_by_hand(core: RunningLocalC
     plan = json.loads((tmp_path / "p.json").read_text())
     assert plan["reconcile"]["created"] == {
         "certificate": 2, "policy": 1, "policy_attachment": 3, "thing": 2,
-        "thing_group": 1, "thing_group_membership": 2, "thing_principal": 2}
+        "thing_group": 1, "thing_group_membership": 2, "thing_principal": 2, "topic_rule": 1}
     assert plan["reconcile"]["drift"] == []
     mutating = [o["op"] for o in plan["metrics"]["ops"]
                 if not o["op"].startswith(("api.Describe", "api.List", "api.Get"))]
@@ -137,6 +142,11 @@ def test_an_inactive_persistent_certificate_is_drift_not_an_error(core: RunningL
     identity = stored(core, "rec-member-1")
     iot.update_certificate(certificateId=identity["certificate_id"], newStatus="INACTIVE")
     iot.remove_thing_from_thing_group(thingGroupName="rec-group", thingName="rec-member-0")
+    iot.update_thing(thingName="rec-member-1", attributePayload={  # "" removes an attribute
+        "attributes": {"type": ""}, "merge": True})
+    rule = iot.get_topic_rule(ruleName="rec_rule")["rule"]
+    iot.replace_topic_rule(ruleName="rec_rule", topicRulePayload={
+        "sql": "SELECT * FROM 'rec/elsewhere'", "actions": rule["actions"]})
 
     out = fleetsim(core, "run", str(scenario), "--plan")
     assert out.returncode == 0, out.stdout + out.stderr
@@ -147,11 +157,17 @@ def test_an_inactive_persistent_certificate_is_drift_not_an_error(core: RunningL
     assert described["certificateDescription"]["status"] == "INACTIVE"  # the plan left it
 
     second = run(core, scenario, tmp_path / "2.json", "--keep")
-    assert sorted((d["kind"], d["item"]) for d in second["reconcile"]["drift"]) == [
-        ("certificate", "INACTIVE (want ACTIVE)"), ("thing", "not in group rec-group")]
+    assert sorted((d["kind"], d["name"], d["item"]) for d in second["reconcile"]["drift"]) == [
+        ("certificate", identity["certificate_id"][:12] + "…", "INACTIVE (want ACTIVE)"),
+        ("thing", "rec-member-0", "not in group rec-group"),
+        ("thing", "rec-member-1", "attribute type is missing (want ws-device)"),
+        ("topic_rule", "rec_rule", "sql differs")]
+    assert all(d["fixed"] for d in second["reconcile"]["drift"])
     assert errors_of(second) == {}
     assert "identities.reprovisioned" not in second["metrics"]["counters"]
     described = iot.describe_certificate(certificateId=identity["certificate_id"])
     assert described["certificateDescription"]["status"] == "ACTIVE"
     groups = iot.list_thing_groups_for_thing(thingName="rec-member-0")["thingGroups"]
     assert [g["groupName"] for g in groups] == ["rec-group"]
+    assert iot.describe_thing(thingName="rec-member-1")["attributes"] == {"type": "ws-device"}
+    assert iot.get_topic_rule(ruleName="rec_rule")["rule"]["sql"] == "SELECT * FROM 'rec/in'"
