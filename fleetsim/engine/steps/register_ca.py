@@ -126,7 +126,7 @@ async def run(ctx: RunContext, step: RegisterCaStep) -> None:
     ca_id = certificate_id(ca.cert.public_bytes(Encoding.DER))
     if step.export:
         ctx.values[step.export] = ca_id
-    have = await describe(ctx, "DescribeCACertificate", ca_id, certificateId=ca_id)
+    have = await describe(ctx, "DescribeCaCertificate", ca_id, certificateId=ca_id)
     if have is None:
         ctx.reconcile.create(CA_CERTIFICATE.name, short(ca_id))
         if not ctx.reconcile.plan:
@@ -170,7 +170,7 @@ async def _reconcile(ctx: RunContext, ca_id: str, have: dict[str, Any], auto: bo
                               "newAutoRegistrationStatus": want_auto}
     if config is not None:
         update["registrationConfig"] = config
-    await api_call(ctx, "UpdateCACertificate", ca_id, **update)
+    await api_call(ctx, "UpdateCaCertificate", ca_id, **update)
 
 
 KIND = StepKind(RegisterCaStep, run, journals=(CA_CERTIFICATE,), plans=True)
