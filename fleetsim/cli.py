@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the scenario)")
     p.add_argument("--keep", action="store_true",
                    help="keep what the run created (remove later with `fleetsim cleanup`)")
+    p.add_argument("--plan", action="store_true",
+                   help="print what the run would create, change (drift) and remove, "
+                        "without doing it (only Describe/List/Get calls)")
     p.add_argument("--concurrency", type=int, default=64,
                    help="devices handled at once by each step (default 64)")
     p.add_argument("--shard", type=_shard, metavar="K/N",

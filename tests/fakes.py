@@ -78,6 +78,8 @@ class FakeIot:
     principals: dict[str, set[str]] = field(default_factory=dict)
     attached: dict[str, list[str]] = field(default_factory=dict)  # target -> policy names
     shadows: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    groups: set[str] = field(default_factory=set)  # thing group names
+    members: dict[str, set[str]] = field(default_factory=dict)  # thing -> its groups
     events: dict[str, Any] = field(default_factory=lambda: {"THING": {"Enabled": False}})
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # by job id, as described
     # job id -> thing -> JobExecutionSummary (status, queuedAt, startedAt, lastUpdatedAt)
@@ -124,6 +126,8 @@ class FakeIot:
         attributes = params.get("attributePayload", {}).get("attributes", {})
         self.things[thingName] = {"thingName": thingName, "attributes": dict(attributes),
                                   "version": 1}
+        if params.get("thingTypeName"):
+            self.things[thingName]["thingTypeName"] = params["thingTypeName"]
         return {"thingName": thingName, "thingArn": self._arn("thing", thingName),
                 "thingId": secrets.token_hex(16)}
 
@@ -174,7 +178,29 @@ class FakeIot:
                 "policyDocument": policyDocument, "policyVersionId": "1"}
 
     def _op_get_policy(self, policyName: str) -> dict[str, Any]:
-        return {"policyName": policyName, "policyDocument": self.policies[policyName]}
+        if policyName not in self.policies:
+            raise client_error("GetPolicy", "ResourceNotFoundException", status=404)
+        return {"policyName": policyName, "policyDocument": self.policies[policyName],
+                "defaultVersionId": "1"}
+
+    def _op_list_policy_versions(self, policyName: str) -> dict[str, Any]:
+        return {"policyVersions": [{"versionId": "1", "isDefaultVersion": True}]}
+
+    def _op_create_policy_version(self, policyName: str, policyDocument: str,
+                                  **_: Any) -> dict[str, Any]:
+        self.policies[policyName] = policyDocument
+        return {"policyVersionId": "2", "isDefaultVersion": True}
+
+    def _op_list_targets_for_policy(self, policyName: str, **_: Any) -> dict[str, Any]:
+        if policyName not in self.policies:
+            raise client_error("ListTargetsForPolicy", "ResourceNotFoundException",
+                               status=404)
+        return {"targets": [t for t, names in self.attached.items() if policyName in names]}
+
+    def _op_list_thing_principals(self, thingName: str, **_: Any) -> dict[str, Any]:
+        if thingName not in self.things:
+            raise client_error("ListThingPrincipals", "ResourceNotFoundException", status=404)
+        return {"principals": sorted(self.principals.get(thingName, set()))}
 
     def _op_attach_thing_principal(self, thingName: str, principal: str) -> dict[str, Any]:
         self.principals.setdefault(thingName, set()).add(principal)
@@ -238,9 +264,21 @@ class FakeIot:
             for thing, summary in self.job_executions.get(jobId, {}).items()]}
 
     def _op_create_thing_group(self, thingGroupName: str, **_: Any) -> dict[str, Any]:
+        self.groups.add(thingGroupName)
         return self._op_describe_thing_group(thingGroupName)
 
+    def _op_add_thing_to_thing_group(self, thingGroupName: str, thingName: str
+                                     ) -> dict[str, Any]:
+        self.members.setdefault(thingName, set()).add(thingGroupName)
+        return {}
+
+    def _op_list_thing_groups_for_thing(self, thingName: str, **_: Any) -> dict[str, Any]:
+        return {"thingGroups": [{"groupName": g, "groupArn": self._arn("thinggroup", g)}
+                                for g in sorted(self.members.get(thingName, set()))]}
+
     def _op_describe_thing_group(self, thingGroupName: str) -> dict[str, Any]:
+        if thingGroupName not in self.groups:
+            raise client_error("DescribeThingGroup", "ResourceNotFoundException", status=404)
         return {"thingGroupName": thingGroupName,
                 "thingGroupArn": self._arn("thinggroup", thingGroupName)}
 

@@ -13,8 +13,11 @@ from collections.abc import AsyncIterator, Callable
 
 from fleetsim.control.journal import prune
 from fleetsim.control.targets import aws_target, describe_target
+from fleetsim.engine.reconcile import render as render_reconcile
+from fleetsim.engine.reconcile import render_plan
 from fleetsim.engine.runner import RunResult, run_scenario
 from fleetsim.engine.steps import load_scenario
+from fleetsim.errors import UserError
 from fleetsim.localcore.launcher import RunningLocalCore, ensure_local_core, local_target
 from fleetsim.metrics.exporter import MetricsServer
 from fleetsim.metrics.progress import Progress
@@ -79,6 +82,12 @@ async def _run_here_or_on_ray(scenario: Scenario, target: Target, args: argparse
             run_id=run_id, runs_dir=args.state_dir / "runs",
             identities_dir=args.state_dir / "identities", keep=args.keep,
             concurrency=args.concurrency, on_merge=lambda merged: live.__setitem__(0, merged))
+    if args.plan:  # only Describe/List/Get calls: quick, and nothing to show progress of
+        return await run_scenario(scenario, target, run_id=run_id,
+                                  runs_dir=args.state_dir / "runs",
+                                  identities_dir=args.state_dir / "identities",
+                                  keep=args.keep, concurrency=args.concurrency, metrics=metrics,
+                                  shard=args.shard, plan=True)
     async with Progress(metrics):
         return await run_scenario(scenario, target, run_id=run_id,
                                   runs_dir=args.state_dir / "runs",
@@ -89,6 +98,8 @@ async def _run_here_or_on_ray(scenario: Scenario, target: Target, args: argparse
 
 def run_command(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.file, devices=args.devices)
+    if args.plan and args.workers is not None:
+        raise UserError("--plan describes the run from this process: drop --ray/--workers")
     shard = f"-shard{args.shard[0]}of{args.shard[1]}" if args.shard else ""
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario.name}{shard}-{secrets.token_hex(3)}"
     raise_fd_limit()
@@ -116,7 +127,31 @@ def run_command(args: argparse.Namespace) -> int:
         if core is not None:
             core.stop()
     prune(args.state_dir / "runs")
+    if result.plan:
+        return _report_plan(result, args, removes=scenario.cleanup and not args.keep)
     return _report(result, args, args.file.read_text(encoding="utf-8", errors="replace"))
+
+
+def _report_plan(result: RunResult, args: argparse.Namespace, removes: bool) -> int:
+    """What `--plan` found: the plan, and the steps it could not describe."""
+    assert result.reconcile is not None
+    snapshot = result.metrics.snapshot()
+    print(f"\nfleetsim run --plan {result.scenario} on {result.target.kind}")
+    print(render_plan(result.reconcile, removes), end="")
+    if result.unplanned:
+        print("  not described (they act when the scenario runs): "
+              + ", ".join(result.unplanned))
+    failed = [s for s in snapshot["steps"] if s["status"] == "failed"]
+    for step in failed:
+        print(f"  {step['name']}: {step['detail']}")
+    if args.json:
+        write_json(args.json, snapshot, run_id=result.run_id, scenario=result.scenario,
+                   target=describe_target(result.target), plan=True, passed=not failed,
+                   reconcile=result.reconcile.summary(), unplanned=result.unplanned,
+                   removes=removes and {k: t.count
+                                        for k, t in sorted(result.reconcile.removed.items())})
+        print(f"Plan written to {args.json}")
+    return 1 if failed else 0
 
 
 def _report(result: RunResult, args: argparse.Namespace, scenario_text: str) -> int:
@@ -124,6 +159,8 @@ def _report(result: RunResult, args: argparse.Namespace, scenario_text: str) -> 
     verdict = "PASSED" if result.passed else ("INTERRUPTED" if result.interrupted else "FAILED")
     print(render_summary(snapshot, title=f"\nfleetsim run {result.run_id}: {result.scenario} "
                                          f"on {result.target.kind} — {verdict}"))
+    if result.reconcile is not None:
+        print(render_reconcile(result.reconcile), end="")
     cleanup = None
     if result.cleanup is not None:
         cleanup = {"removed": result.cleanup.removed, "failed": result.cleanup.failed}
@@ -139,7 +176,8 @@ def _report(result: RunResult, args: argparse.Namespace, scenario_text: str) -> 
              **getattr(result, "distributed", lambda: {})(),
              "target": describe_target(result.target), "passed": result.passed,
              "interrupted": result.interrupted, "cleanup": cleanup,
-             "journal": str(result.journal), "scenario_text": scenario_text}
+             "journal": str(result.journal), "scenario_text": scenario_text,
+             "reconcile": result.reconcile.summary() if result.reconcile else None}
     if args.json:
         write_json(args.json, snapshot, **extra)
         print(f"Summary written to {args.json}")

@@ -17,6 +17,7 @@ from fleetsim.device import (
     Observer,
     TlsContextFactory,
 )
+from fleetsim.engine.reconcile import Ledger
 from fleetsim.metrics.recorder import Metrics
 from fleetsim.scenario.model import Fleet, Scenario
 from fleetsim.target import Target
@@ -91,6 +92,11 @@ class RunContext:
     values: dict[str, str] = field(default_factory=dict)
     # Persistent identities' bulk check (engine/stored.py), loaded on first use.
     stored: asyncio.Future[Any] | None = None
+    # What the run created, reused and found drifted (engine/reconcile.py); `plan` set by
+    # `fleetsim run --plan`, when steps only describe.
+    reconcile: Ledger = field(default_factory=Ledger)
+    # Listings several devices share (engine/describe.py `shared`), by key, made once.
+    listings: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
 
     def journal_for(self, fleet: Fleet | None, shared: bool = False) -> Journal:
         """Where a resource is written down: resources of persistent fleets, and in a sharded

@@ -23,12 +23,13 @@ from fleetsim.device import DeviceIdentity
 from fleetsim.device.identity import remove_identity
 from fleetsim.engine import devices as dev
 from fleetsim.engine.context import Device, RunContext
+from fleetsim.engine.describe import describe, policy_targets
 from fleetsim.engine.fanout import api_call
+from fleetsim.engine.reconcile import attribute_items, short, value_item
 from fleetsim.engine.stored import stored_state
 from fleetsim.pki import load_certificate, load_private_key, public_key_id
 
 T = TypeVar("T")
-NOT_FOUND = frozenset({"ResourceNotFoundException"})
 # Clock skew and second-granular creation dates: certificates created this long before the
 # first interrupted call are looked at too.
 WINDOW_SLACK_S = 60.0
@@ -138,16 +139,39 @@ async def journaled(journal: Journal, kind: str, data: dict[str, Any],
 
 async def create_thing(ctx: RunContext, d: Device, attributes: dict[str, str],
                        thing_type: str | None) -> None:
-    """Journaled by name before the call. (API reference, "CreateThing": made again with the
-    same name and configuration, it succeeds; with another configuration it answers
-    ResourceAlreadyExistsException, which voids the entry: the thing is not ours.)"""
-    params: dict[str, Any] = {"thingName": d.thing_name}
-    if attributes:
-        params["attributePayload"] = {"attributes": attributes}
+    """The thing as declared: described first (DescribeThing); absent, created (journaled
+    by name before the call); present with the attributes and type declared, reused; else
+    its drift (an attribute missing or different, another type) is fixed with UpdateThing,
+    which merges the attributes given (API reference, "UpdateThing": `merge`)."""
+    journal = ctx.journal_for(d.fleet)
+    ledger = ctx.reconcile
+    have = await describe(ctx, "DescribeThing", d.thing_name, thingName=d.thing_name)
+    if have is None:
+        if not ledger.plan:
+            params: dict[str, Any] = {"thingName": d.thing_name}
+            if attributes:
+                params["attributePayload"] = {"attributes": attributes}
+            if thing_type:
+                params["thingTypeName"] = thing_type
+            await journaled(journal, THING.name, {"name": d.thing_name},
+                            api_call(ctx, "CreateThing", d.thing_name, **params))
+        ledger.create(THING.name, d.thing_name, journal is ctx.journal)
+        ledger.fresh_thing(d.thing_name)  # planning too: what hangs off it is created
+        return
+    items = attribute_items(attributes, have.get("attributes") or {})
     if thing_type:
-        params["thingTypeName"] = thing_type
-    await journaled(ctx.journal_for(d.fleet), THING.name, {"name": d.thing_name},
-                    api_call(ctx, "CreateThing", d.thing_name, **params))
+        items += value_item("thing type", have.get("thingTypeName"), thing_type)
+    if not items:
+        ledger.reuse(THING.name, d.thing_name)
+        return
+    ledger.drifted(THING.name, d.thing_name, items)
+    if ledger.plan:
+        return
+    update: dict[str, Any] = {"thingName": d.thing_name,
+                              "attributePayload": {"attributes": attributes, "merge": True}}
+    if thing_type:
+        update["thingTypeName"] = thing_type
+    await api_call(ctx, "UpdateThing", d.thing_name, **update)
 
 
 def identity_base(ctx: RunContext, fleet: str, name: str) -> str:
@@ -173,10 +197,22 @@ async def issue_certificate(ctx: RunContext, journal: Journal, identity: DeviceI
     return out
 
 
+def _created_certificate(ctx: RunContext, d: Device) -> None:
+    """A device's new certificate (`plan`: one it would get): counted as created, and known
+    to have nothing attached to it yet."""
+    ctx.reconcile.create(CERTIFICATE.name, d.thing_name, ctx.journal_for(d.fleet) is ctx.journal)
+    if d.certificate_arn:
+        ctx.reconcile.fresh.add(d.certificate_arn)
+
+
 async def keys_and_certificate(ctx: RunContext, d: Device, set_as_active: bool) -> None:
     """create-keys-and-certificate: the service makes the key (RSA-2048 on AWS), so the
     certificate is known only once the call returns: a call interrupted by a kill -9 may
-    leave one certificate that cleanup cannot tell from others (use a CSR to avoid that)."""
+    leave one certificate that cleanup cannot tell from others (use a CSR to avoid that).
+    Ephemeral identities are new on every run, by design: never reused."""
+    if ctx.reconcile.plan:
+        _created_certificate(ctx, d)
+        return
     journal = ctx.journal_for(d.fleet)
     base = identity_base(ctx, d.fleet.name, d.thing_name)
     out = await api_call(ctx, "CreateKeysAndCertificate", d.thing_name,
@@ -186,72 +222,136 @@ async def keys_and_certificate(ctx: RunContext, d: Device, set_as_active: bool) 
     d.certificate_id, d.certificate_arn = out["certificateId"], out["certificateArn"]
     d.identity = dev.save_identity(ctx, d, out["keyPair"]["PrivateKey"].encode(),
                                    out["certificatePem"])
+    _created_certificate(ctx, d)
 
 
 async def certificate_from_csr(ctx: RunContext, d: Device, set_as_active: bool) -> None:
     """The device makes its own key (the fleet's key_type) and CSR; the key never leaves it."""
+    if ctx.reconcile.plan:
+        _created_certificate(ctx, d)
+        return
     identity = await ctx.keys.new_identity(d.fleet.name, d.index, d.thing_name,
                                            d.fleet.key_type)
     out = await issue_certificate(ctx, ctx.journal_for(d.fleet), identity, d.thing_name,
                                   set_as_active)
     d.certificate_id, d.certificate_arn = out["certificateId"], out["certificateArn"]
     d.identity = dev.save_identity(ctx, d, identity.private_key_pem, out["certificatePem"])
+    _created_certificate(ctx, d)
+
+
+def _principal_of(ctx: RunContext, d: Device) -> str | None:
+    """The device's certificate ARN; None when planning and it would get one only now."""
+    if ctx.reconcile.plan and d.certificate_arn is None:
+        return None
+    return dev.require_certificate(d)
 
 
 async def attach_policy(ctx: RunContext, d: Device, policy: str) -> None:
-    arn = dev.require_certificate(d)
-    await journaled(ctx.journal_for(d.fleet), POLICY_ATTACHMENT.name,
-                    {"policy": policy, "target": arn},
+    """`policy` attached to the device's certificate. A certificate this run made has nothing
+    attached: attached (created). An earlier run's (a reused persistent identity): the
+    policy's targets are listed first (once per policy and run); attached, reused; not, drift
+    (`policy P: not attached to certificate ab12…`), fixed by attaching it again."""
+    arn = _principal_of(ctx, d)
+    journal = ctx.journal_for(d.fleet)
+    if arn is not None and arn not in ctx.reconcile.fresh:
+        if arn in await policy_targets(ctx, policy):
+            ctx.reconcile.reuse(POLICY_ATTACHMENT.name, f"{policy} → {d.thing_name}")
+            return
+        ctx.reconcile.drifted(POLICY_ATTACHMENT.name, policy,
+                              [f"not attached to certificate {short(arn)}"])
+    else:
+        ctx.reconcile.create(POLICY_ATTACHMENT.name, f"{policy} → {d.thing_name}",
+                             journal is ctx.journal)
+    if arn is None or ctx.reconcile.plan:
+        return
+    await journaled(journal, POLICY_ATTACHMENT.name, {"policy": policy, "target": arn},
                     api_call(ctx, "AttachPolicy", d.thing_name, policyName=policy, target=arn))
 
 
 async def attach_thing_principal(ctx: RunContext, d: Device) -> None:
-    arn = dev.require_certificate(d)
-    await journaled(ctx.journal_for(d.fleet), THING_PRINCIPAL.name,
-                    {"thing": d.thing_name, "principal": arn},
-                    api_call(ctx, "AttachThingPrincipal", d.thing_name,
-                             thingName=d.thing_name, principal=arn))
+    """The device's certificate attached to its thing: as `attach_policy`, an earlier run's
+    certificate is looked for among the thing's principals (ListThingPrincipals) first."""
+    arn = _principal_of(ctx, d)
+    journal = ctx.journal_for(d.fleet)
+    if arn is not None and arn not in ctx.reconcile.fresh:
+        have = await describe(ctx, "ListThingPrincipals", d.thing_name, thingName=d.thing_name)
+        if have is not None and arn in have.get("principals", []):
+            ctx.reconcile.reuse(THING_PRINCIPAL.name, d.thing_name)
+            return
+        ctx.reconcile.drifted(THING_PRINCIPAL.name, d.thing_name,
+                              [f"certificate {short(arn)} is not attached"])
+    else:
+        ctx.reconcile.create(THING_PRINCIPAL.name, d.thing_name, journal is ctx.journal)
+    if arn is None or ctx.reconcile.plan:
+        return
+    await _attach_thing_principal(ctx, journal, d.thing_name, arn)
+
+
+async def _attach_thing_principal(ctx: RunContext, journal: Journal, thing: str,
+                                  arn: str) -> None:
+    await journaled(journal, THING_PRINCIPAL.name, {"thing": thing, "principal": arn},
+                    api_call(ctx, "AttachThingPrincipal", thing, thingName=thing, principal=arn))
+
+
+# What UpdateCertificate can set a stored certificate back to ACTIVE from (API reference,
+# "UpdateCertificate": PENDING_TRANSFER and PENDING_ACTIVATION are set by AWS IoT only, and a
+# REVOKED certificate stays revoked): anything else is provisioned afresh.
+REACTIVATABLE = frozenset({"ACTIVE", "INACTIVE"})
 
 
 async def reuse_stored(ctx: RunContext, d: Device) -> bool:
-    """A persistent device whose stored certificate is still ACTIVE and attached to its thing
-    in the registry is ready as it is (counted as `identities.reused`); anything less (its
-    certificate or thing gone, e.g. removed by hand) is provisioned again, counted as
-    `identities.reprovisioned`: an expected state, not an error. Checked in bulk when the
-    persistent journal vouches for the attachment (engine/stored.py), else per device."""
+    """A persistent device whose stored certificate is in the registry and whose thing is
+    there is reused (counted as `identities.reused`): an INACTIVE certificate is drift
+    (`certificate ab12…: INACTIVE (want ACTIVE)`), set ACTIVE again; a certificate no longer
+    attached to its thing is drift, attached again. Anything less (its certificate or thing
+    gone, or revoked) is provisioned again, counted as `identities.reprovisioned`: expected
+    states, not errors. Checked in bulk when the persistent journal vouches for the
+    attachment (engine/stored.py), else per device."""
     identity = dev.load_identity(ctx, d)
     if identity is None or identity.certificate_id is None:
         return False
+    cert_id = identity.certificate_id
     state = await stored_state(ctx)
-    if state.known(d.thing_name, identity.certificate_arn):
-        ready, arn = state.active(identity.certificate_id), identity.certificate_arn
+    status: str | None
+    arn: str | None
+    if state.known(d.thing_name, identity.certificate_arn) and cert_id in state.status:
+        status, arn, attached = state.status[cert_id], identity.certificate_arn, True
     else:
-        ready, arn = await _describe_stored(ctx, d, identity.certificate_id)
-    if not ready:
+        status, arn, attached = await _describe_stored(ctx, d, cert_id)
+    if status not in REACTIVATABLE or arn is None:
         ctx.metrics.incr("identities.reprovisioned")
         return False
-    d.identity, d.certificate_id, d.certificate_arn = identity, identity.certificate_id, arn
+    d.identity, d.certificate_id, d.certificate_arn = identity, cert_id, arn
     ctx.metrics.incr("identities.reused")
+    ledger = ctx.reconcile
+    if status == "ACTIVE":
+        ledger.reuse(CERTIFICATE.name, d.thing_name)
+    else:
+        ledger.drifted(CERTIFICATE.name, short(cert_id), [f"{status} (want ACTIVE)"])
+        if not ledger.plan:
+            await api_call(ctx, "UpdateCertificate", d.thing_name, certificateId=cert_id,
+                           newStatus="ACTIVE")
+    if not attached:
+        ledger.drifted(THING_PRINCIPAL.name, d.thing_name,
+                       [f"certificate {short(arn)} is not attached"])
+        if not ledger.plan:
+            await _attach_thing_principal(ctx, ctx.journal_for(d.fleet), d.thing_name, arn)
     return True
 
 
 async def _describe_stored(ctx: RunContext, d: Device,
-                           certificate_id: str) -> tuple[bool, str | None]:
-    """Whether the certificate is ACTIVE and attached to the device's thing, asked per device;
-    and its ARN."""
-    try:
-        cert = await api_call(ctx, "DescribeCertificate", d.thing_name, expected=NOT_FOUND,
-                              certificateId=certificate_id)
-        principals = await api_call(ctx, "ListThingPrincipals", d.thing_name,
-                                    expected=NOT_FOUND, thingName=d.thing_name)
-    except ApiError as e:
-        if e.code not in NOT_FOUND:
-            raise
-        return False, None
-    arn = cert["certificateDescription"]["certificateArn"]
-    ready = (cert["certificateDescription"]["status"] == "ACTIVE"
-             and arn in principals["principals"])
-    return ready, arn
+                           certificate_id: str) -> tuple[str | None, str | None, bool]:
+    """The certificate's status (None if it or the device's thing is gone), its ARN, and
+    whether it is attached to the thing, asked per device."""
+    cert = await describe(ctx, "DescribeCertificate", d.thing_name,
+                          certificateId=certificate_id)
+    principals = await describe(ctx, "ListThingPrincipals", d.thing_name,
+                                thingName=d.thing_name)
+    if cert is None or principals is None:
+        return None, None, False
+    desc = cert["certificateDescription"]
+    return desc["status"], desc["certificateArn"], desc["certificateArn"] in \
+        principals.get("principals", [])
 
 
 # ---- provisioning by template: what register-thing, a bulk task or a claim created ---------
@@ -284,9 +384,13 @@ def journal_registered(ctx: RunContext, d: Device, arns: dict[str, str],
     journal = ctx.journal_for(d.fleet)
     names = resource_names(arns)
     certificate_arn = next((a for a in arns.values() if ":cert/" in a), None)
+    ephemeral = journal is ctx.journal
     for cert_id in [] if certificate_journaled else names.get("cert", []):
         journal.record(CERTIFICATE.name, id=cert_id, arn=certificate_arn)
+    if names.get("cert"):  # what a template makes is always new (counted as created)
+        ctx.reconcile.create(CERTIFICATE.name, d.thing_name, ephemeral)
     for thing in names.get("thing", []):
+        ctx.reconcile.create(THING.name, thing, ephemeral)
         journal.record(THING.name, name=thing)
         if certificate_arn:
             journal.record(THING_PRINCIPAL.name, thing=thing, principal=certificate_arn)

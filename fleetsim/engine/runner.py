@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleetsim.control.cleanup import CleanupReport, cleanup
@@ -14,6 +15,7 @@ from fleetsim.control.journal import Journal, read_entries
 from fleetsim.control.targets import describe_target
 from fleetsim.engine import devices as dev
 from fleetsim.engine.context import Device, RunContext
+from fleetsim.engine.reconcile import Ledger
 from fleetsim.engine.steps import JOURNAL_KINDS, KINDS
 from fleetsim.errors import UserError
 from fleetsim.metrics.recorder import Metrics
@@ -34,6 +36,10 @@ class RunResult:
     journal: Path
     cleanup: CleanupReport | None = None
     interrupted: bool = False
+    reconcile: Ledger | None = None  # what the run created, reused, found drifted
+    plan: bool = False  # `--plan`: only described, nothing created or changed
+    # With `--plan`: steps that change the registry or devices but cannot say how beforehand.
+    unplanned: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -80,27 +86,37 @@ async def run_context(scenario: Scenario, target: Target, *, run_id: str, journa
 
 async def run_scenario(scenario: Scenario, target: Target, *, run_id: str, runs_dir: Path,
                        identities_dir: Path, keep: bool = False, concurrency: int = 64,
-                       metrics: Metrics | None = None, shard: Shard | None = None) -> RunResult:
+                       metrics: Metrics | None = None, shard: Shard | None = None,
+                       plan: bool = False) -> RunResult:
+    """Run the scenario; with `plan`, only its reconciling steps, describing what they
+    would do (nothing is created, changed or journaled: the run journal is a throw-away)."""
     metrics = metrics or Metrics()
     described = describe_target(target)
-    journal = Journal.for_run(runs_dir, run_id, described, scenario.name)
-    persistent = Journal.persistent(runs_dir, scenario.name, described)
-    result = RunResult(run_id, scenario.name, target, metrics, journal.path)
-    try:
-        async with run_context(scenario, target, run_id=run_id, journal=journal,
-                               persistent=persistent, identities_dir=identities_dir,
-                               concurrency=concurrency, metrics=metrics,
-                               devices=build_devices(scenario, shard),
-                               shards=shard[1] if shard else 1) as (ctx, clients):
-            try:
-                result.interrupted = await _run_steps(ctx)
-            finally:
-                await dev.close_all(ctx)
-                if scenario.cleanup and not keep:
-                    result.cleanup = await clean_up(clients, journal)
-    finally:
-        journal.close()
-        persistent.close()
+    with tempfile.TemporaryDirectory(prefix="fleetsim-plan-") as scratch:
+        journal = (Journal(Path(scratch) / run_id, {"run_id": run_id}) if plan
+                   else Journal.for_run(runs_dir, run_id, described, scenario.name))
+        persistent = Journal.persistent(runs_dir, scenario.name, described)
+        result = RunResult(run_id, scenario.name, target, metrics, journal.path, plan=plan)
+        try:
+            async with run_context(scenario, target, run_id=run_id, journal=journal,
+                                   persistent=persistent, identities_dir=identities_dir,
+                                   concurrency=concurrency, metrics=metrics,
+                                   devices=build_devices(scenario, shard),
+                                   shards=shard[1] if shard else 1) as (ctx, clients):
+                ctx.reconcile.plan = plan
+                result.reconcile = ctx.reconcile
+                try:
+                    if plan:
+                        result.unplanned = await _plan_steps(ctx)
+                    else:
+                        result.interrupted = await _run_steps(ctx)
+                finally:
+                    await dev.close_all(ctx)
+                    if scenario.cleanup and not keep and not plan:
+                        result.cleanup = await clean_up(clients, journal)
+        finally:
+            journal.close()
+            persistent.close()
     return result
 
 
@@ -154,6 +170,23 @@ async def _run_steps(ctx: RunContext) -> bool:
             mark_skipped(ctx.metrics, names[i + 1:])
             return status == "interrupted"
     return False
+
+
+async def _plan_steps(ctx: RunContext) -> list[str]:
+    """Run the steps that can plan (they only describe, `ctx.reconcile.plan`); the names of
+    the others that would touch the registry or devices, which a plan cannot describe."""
+    names = step_names(ctx.scenario.steps)
+    unplanned = []
+    for i, step in enumerate(ctx.scenario.steps):
+        if KINDS[step.kind].plans:
+            status = await run_step(ctx, names[i], step)
+            if status in ("failed", "interrupted"):
+                mark_skipped(ctx.metrics, names[i + 1:])
+                break
+        else:
+            mark_skipped(ctx.metrics, [names[i]])
+            unplanned.append(names[i])
+    return unplanned
 
 
 def _failed_count(ctx: RunContext) -> int:

@@ -167,7 +167,10 @@ async def test_create_things_calls_and_journals_each_device(tmp_path: Path) -> N
     assert sorted(p["thingName"] for op, p in iot.calls if op == "CreateThing") == \
         ["dev-0", "dev-1"]
     assert all(p["attributePayload"] == {"attributes": {"type": "ws"}}
-               and p["thingTypeName"] == "sensor" for _, p in iot.calls)
+               and p["thingTypeName"] == "sensor" for op, p in iot.calls if op == "CreateThing")
+    # each thing is described first: absent, so created
+    assert sorted(p["thingName"] for op, p in iot.calls if op == "DescribeThing") == \
+        ["dev-0", "dev-1"]
     entries = [e for e in read_entries(ctx.journal.run_dir) if e.kind == "thing"]
     assert sorted(e.data["name"] for e in entries) == ["dev-0", "dev-1"]
 
@@ -199,11 +202,12 @@ async def test_provision_makes_and_attaches_everything(tmp_path: Path) -> None:
         steps: [{provision: {fleet: f, policy: "{thing_name}-p"}}]
         """, iot)
     await KINDS["provision"].run(ctx, ctx.scenario.steps[0])
-    assert iot.ops() == ["CreateThing", "CreateCertificateFromCsr", "AttachPolicy",
-                         "AttachThingPrincipal"]
+    # the thing is described first; the new certificate has nothing attached: not described
+    assert iot.ops() == ["DescribeThing", "CreateThing", "CreateCertificateFromCsr",
+                         "AttachPolicy", "AttachThingPrincipal"]
     d = ctx.devices["f"][0]
     assert d.identity is not None and d.certificate_arn in iot.principals["dev-0"]
-    assert dict(iot.calls[2][1]) == {"policyName": "dev-0-p", "target": d.certificate_arn}
+    assert dict(iot.calls[3][1]) == {"policyName": "dev-0-p", "target": d.certificate_arn}
     # each written down before its call; the certificate by public key, then by id
     assert journal_kinds(ctx) == ["thing", "certificate", "certificate", "policy_attachment",
                                   "thing_principal"]
@@ -427,6 +431,7 @@ async def test_create_job_uploads_the_document_and_references_its_url(tmp_path: 
 
 async def test_create_job_for_a_group_inline_document_and_cleanup(tmp_path: Path) -> None:
     iot = FakeIot()
+    iot.groups.add("g")  # the job's target group exists
     ctx = fake_context(tmp_path, """
         name: t
         steps:

@@ -7,7 +7,8 @@ A step kind is one module of this package holding
 - its run function, `async def run(ctx: RunContext, step: <Model>) -> None`;
 - the journal kinds it records (`JournalKind`: how clean-up undoes each, in which phase),
   declared in that module or, when several steps record one, beside the code they share;
-- `KIND = StepKind(<Model>, run, journals=(...))`, listed in `fleetsim.engine.steps`.
+- `KIND = StepKind(<Model>, run, journals=(...), plans=...)`, listed in `fleetsim.engine.steps`
+  (`plans=True`: it reconciles what it declares and, planning, only describes).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ class StepKind(Generic[S]):
     run: Callable[[RunContext, S], Awaitable[None]]
     # Every kind of journal entry the step records (clean-up must know how to undo each).
     journals: tuple[JournalKind, ...] = ()
+    # The run function reconciles (engine/reconcile.py) and honours `ctx.reconcile.plan`:
+    # planning, it only describes. `fleetsim run --plan` runs only such steps.
+    plans: bool = False
 
     @property
     def name(self) -> str:

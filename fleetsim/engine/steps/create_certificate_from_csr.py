@@ -26,4 +26,4 @@ async def run(ctx: RunContext, step: CreateCertificateFromCsrStep) -> None:
                           step.pacing)
 
 
-KIND = StepKind(CreateCertificateFromCsrStep, run, journals=(prov.CERTIFICATE,))
+KIND = StepKind(CreateCertificateFromCsrStep, run, journals=(prov.CERTIFICATE,), plans=True)

@@ -162,6 +162,9 @@ async def run(ctx: RunContext, step: CreateJobStep) -> None:
     await journaled(ctx.journal, JOB.name, {"job_id": job_id},
                     api_call(ctx, "CreateJob", job_id, **params))
     ctx.jobs[job_id] = params
+    # A job is an event of its run, not a declared resource (its id carries {run_id}): it is
+    # always created, never reused.
+    ctx.reconcile.create(JOB.name, job_id)
 
 
 KIND = StepKind(CreateJobStep, run, journals=(JOB, bulk.S3_OBJECT, bulk.S3_BUCKET))

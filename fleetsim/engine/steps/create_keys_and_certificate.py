@@ -24,4 +24,4 @@ async def run(ctx: RunContext, step: CreateKeysAndCertificateStep) -> None:
                           step.pacing)
 
 
-KIND = StepKind(CreateKeysAndCertificateStep, run, journals=(prov.CERTIFICATE,))
+KIND = StepKind(CreateKeysAndCertificateStep, run, journals=(prov.CERTIFICATE,), plans=True)

@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
+from fleetsim.control.cleanup import JournalKind, Phase, with_retry
+from fleetsim.control.clients import AwsClients
 from fleetsim.control.errors import ApiError
+from fleetsim.control.journal import Journal
 from fleetsim.engine.context import RunContext
+from fleetsim.engine.describe import describe
 from fleetsim.engine.fanout import api_call, for_each_device
 from fleetsim.engine.provisioning import POLICY, journaled
+from fleetsim.engine.reconcile import json_equal
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.scenario.model import Fleet, StepBase
 from fleetsim.scenario.semantics import DEVICE_NAMES, Loc, Problem, Scope, template_problems
@@ -38,25 +43,72 @@ class CreatePolicyStep(StepBase):
 
 
 ALREADY_EXISTS = frozenset({"ResourceAlreadyExistsException"})
+# AWS IoT keeps at most five versions of a policy (API reference, "CreatePolicyVersion": "If
+# the policy has five versions, you must use DeletePolicyVersion to delete an existing
+# version before you create a new one").
+MAX_VERSIONS = 5
+
+
+async def _undo_version(c: AwsClients, d: dict[str, Any]) -> None:
+    """The version a drift fix made default: the one found before is default again, and the
+    fix's version deleted (the policy left as the run found it)."""
+    await c.iot.set_default_policy_version(policyName=d["policy"],
+                                           policyVersionId=d["previous"])
+    await with_retry(lambda: c.iot.delete_policy_version(policyName=d["policy"],
+                                                         policyVersionId=d["version"]))
+
+
+# Before DELETE: a policy with versions besides its default cannot be deleted.
+POLICY_VERSION = JournalKind("policy_version", Phase.DETACH, _undo_version)
 
 
 async def create_or_reuse_policy(ctx: RunContext, name: str, document: str,
                                  fleet: Fleet | None, shared: bool) -> None:
-    """A policy that already exists with the same document (made by an earlier run of a
-    persistent fleet, or by another shard) is used as it is: counted as `policies.reused`,
-    not as an error, and not journaled again (the entry written before the call is voided)."""
-    try:
-        await journaled(ctx.journal_for(fleet, shared), POLICY.name, {"name": name},
-                        api_call(ctx, "CreatePolicy", name, expected=ALREADY_EXISTS,
-                                 policyName=name, policyDocument=document))
-    except ApiError as e:
-        if e.code not in ALREADY_EXISTS:
-            raise
-        existing = await api_call(ctx, "GetPolicy", name, policyName=name)
-        if json.loads(existing["policyDocument"]) != json.loads(document):
-            raise ApiError("CreatePolicy", e.code, f"policy {name} already exists with a "
-                           "different document; delete it or choose another name", name) from e
+    """The policy as declared: absent, created (journaled); there with the same document
+    (made by an earlier run, a persistent fleet or another shard), reused: counted as
+    `policies.reused`, not an error, not journaled; there with another default document,
+    drift (`policy P: default version document differs`), fixed by a new version set as the
+    default (CreatePolicyVersion, setAsDefault)."""
+    journal = ctx.journal_for(fleet, shared)
+    ledger = ctx.reconcile
+    have = await describe(ctx, "GetPolicy", name, policyName=name)
+    if have is None and ledger.plan:
+        ledger.create(POLICY.name, name, journal is ctx.journal)
+        return
+    if have is None:
+        try:
+            await journaled(journal, POLICY.name, {"name": name},
+                            api_call(ctx, "CreatePolicy", name, expected=ALREADY_EXISTS,
+                                     policyName=name, policyDocument=document))
+            ledger.create(POLICY.name, name, journal is ctx.journal)
+            return
+        except ApiError as e:  # made meanwhile (another shard, another device's step)
+            if e.code not in ALREADY_EXISTS:
+                raise
+        have = await api_call(ctx, "GetPolicy", name, policyName=name)
+    if json_equal(have["policyDocument"], document):
+        ledger.reuse(POLICY.name, name)
         ctx.metrics.incr("policies.reused")
+        return
+    ledger.drifted(POLICY.name, name, ["default version document differs"])
+    if not ledger.plan:
+        await _new_default_version(ctx, journal, name, document,
+                                   str(have.get("defaultVersionId", "1")))
+
+
+async def _new_default_version(ctx: RunContext, journal: Journal, name: str, document: str,
+                               previous: str) -> None:
+    listed = await api_call(ctx, "ListPolicyVersions", name, policyName=name)
+    versions = listed.get("policyVersions", [])
+    if len(versions) >= MAX_VERSIONS:
+        oldest = min((v for v in versions if not v.get("isDefaultVersion")),
+                     key=lambda v: int(v["versionId"]))
+        await api_call(ctx, "DeletePolicyVersion", name, policyName=name,
+                       policyVersionId=oldest["versionId"])
+    out = await api_call(ctx, "CreatePolicyVersion", name, policyName=name,
+                         policyDocument=document, setAsDefault=True)
+    journal.record(POLICY_VERSION.name, policy=name, version=out["policyVersionId"],
+                   previous=previous)
 
 
 async def run(ctx: RunContext, step: CreatePolicyStep) -> None:
@@ -77,4 +129,4 @@ async def run(ctx: RunContext, step: CreatePolicyStep) -> None:
                           lambda d: create(d.names, per_device=True))
 
 
-KIND = StepKind(CreatePolicyStep, run, journals=(POLICY,))
+KIND = StepKind(CreatePolicyStep, run, journals=(POLICY, POLICY_VERSION), plans=True)

@@ -10,7 +10,9 @@ from pydantic import Field
 
 from fleetsim.control.cleanup import JournalKind, Phase
 from fleetsim.engine.context import RunContext
+from fleetsim.engine.describe import describe
 from fleetsim.engine.fanout import api_call
+from fleetsim.engine.reconcile import document_item, value_item
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.scenario.model import StepBase
 
@@ -30,11 +32,39 @@ class CreateProvisioningTemplateStep(StepBase):
 
 
 async def run(ctx: RunContext, step: CreateProvisioningTemplateStep) -> None:
-    await api_call(ctx, "CreateProvisioningTemplate", step.template,
-                   templateName=step.template, templateBody=Path(step.body).read_text(),
-                   provisioningRoleArn=step.role_arn, enabled=step.enabled,
-                   type="FLEET_PROVISIONING")
-    ctx.journal.record(PROVISIONING_TEMPLATE.name, name=step.template)
+    """Described first (DescribeProvisioningTemplate): absent, created; there as declared,
+    reused; else drift item by item: another body is fixed by a new template version set as
+    the default (CreateProvisioningTemplateVersion), another role or `enabled` with
+    UpdateProvisioningTemplate."""
+    ledger, name = ctx.reconcile, step.template
+    body = Path(step.body).read_text()
+    have = await describe(ctx, "DescribeProvisioningTemplate", name, templateName=name)
+    if have is None:
+        ledger.create(PROVISIONING_TEMPLATE.name, name)
+        if ledger.plan:
+            return
+        await api_call(ctx, "CreateProvisioningTemplate", name,
+                       templateName=name, templateBody=body,
+                       provisioningRoleArn=step.role_arn, enabled=step.enabled,
+                       type="FLEET_PROVISIONING")
+        ctx.journal.record(PROVISIONING_TEMPLATE.name, name=name)
+        return
+    body_items = document_item("template body", have.get("templateBody", ""), body)
+    settings = (value_item("provisioning role", have.get("provisioningRoleArn"), step.role_arn)
+                + value_item("enabled", have.get("enabled"), step.enabled))
+    if not body_items and not settings:
+        ledger.reuse(PROVISIONING_TEMPLATE.name, name)
+        return
+    ledger.drifted(PROVISIONING_TEMPLATE.name, name, body_items + settings)
+    if ledger.plan:
+        return
+    if body_items:
+        await api_call(ctx, "CreateProvisioningTemplateVersion", name, templateName=name,
+                       templateBody=body, setAsDefault=True)
+    if settings:
+        await api_call(ctx, "UpdateProvisioningTemplate", name, templateName=name,
+                       provisioningRoleArn=step.role_arn, enabled=step.enabled)
 
 
-KIND = StepKind(CreateProvisioningTemplateStep, run, journals=(PROVISIONING_TEMPLATE,))
+KIND = StepKind(CreateProvisioningTemplateStep, run, journals=(PROVISIONING_TEMPLATE,),
+                plans=True)

@@ -30,20 +30,31 @@ class CreateThingTypeStep(StepBase):
 
 
 async def run(ctx: RunContext, step: CreateThingTypeStep) -> None:
-    name = step.thing_type
+    """Absent, created; there and active, reused (someone's type, in use: left as it is);
+    deprecated (an earlier run's clean-up, within AWS's five minutes before deletion), made
+    again by undoing the deprecation: counted as created, and journaled, so this run's
+    clean-up deprecates it again."""
+    name, ledger = step.thing_type, ctx.reconcile
     props: dict[str, Any] = {"thingTypeProperties": {
         "searchableAttributes": step.searchable_attributes}} if step.searchable_attributes \
         else {}
     listed = await api_call(ctx, "ListThingTypes", name, thingTypeName=name)
     existing = [t for t in listed.get("thingTypes", []) if t["thingTypeName"] == name]
     if not existing:
+        ledger.create(THING_TYPE.name, name)
+        if ledger.plan:
+            return
         await api_call(ctx, "CreateThingType", name, thingTypeName=name, **props)
     elif existing[0].get("thingTypeMetadata", {}).get("deprecated"):
+        ledger.create(THING_TYPE.name, name)
+        if ledger.plan:
+            return
         await api_call(ctx, "DeprecateThingType", name, thingTypeName=name,
                        undoDeprecate=True)
     else:
-        return  # someone's type, in use: left as it is
+        ledger.reuse(THING_TYPE.name, name)
+        return
     ctx.journal.record(THING_TYPE.name, name=name)
 
 
-KIND = StepKind(CreateThingTypeStep, run, journals=(THING_TYPE,))
+KIND = StepKind(CreateThingTypeStep, run, journals=(THING_TYPE,), plans=True)

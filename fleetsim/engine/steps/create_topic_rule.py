@@ -6,9 +6,11 @@ The rule's payload (TopicRulePayload: `sql`, `description`, `actions`, `errorAct
 e.g. the workshop's `jitr-topic-rule.json`) or inline (`payload`); `sql` replaces the payload's
 statement. `${NAME}` placeholders anywhere in it are filled from `values` and from what earlier
 steps exported (`deploy_function`'s function ARN as the workshop's `${ARN_LAMBDA}`,
-`register_ca`'s CA certificate id). A rule of that name with the same payload (an earlier run)
-is reused; with another payload it is an error: it is not this scenario's to replace.
-Journaled before the call; clean-up deletes the rule.
+`register_ca`'s CA certificate id). The rule is described first (GetTopicRule): absent, created
+(journaled before the call; clean-up deletes it); there with the same payload (an earlier
+kept run), reused; with another, drift item by item (`topic_rule R: sql differs`), fixed with
+ReplaceTopicRule. Planning, a payload naming values that only earlier steps' runs make
+(`${ARN_LAMBDA}`) cannot be compared: an existing rule is then counted as reused.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from fleetsim.control.cleanup import JournalKind, Phase
-from fleetsim.control.errors import ApiError
 from fleetsim.engine.context import RunContext
+from fleetsim.engine.describe import describe
 from fleetsim.engine.fanout import api_call
 from fleetsim.engine.placeholders import fill
 from fleetsim.engine.provisioning import journaled
@@ -32,6 +34,8 @@ from fleetsim.scenario.semantics import Loc, Problem, Scope
 
 TOPIC_RULE = JournalKind(
     "topic_rule", Phase.DELETE, lambda c, d: c.iot.delete_topic_rule(ruleName=d["name"]))
+# AWS IoT answers GetTopicRule for a rule that does not exist with UnauthorizedException.
+RULE_MISSING = frozenset({"UnauthorizedException", "ResourceNotFoundException"})
 _COMPARED = ("sql", "description", "actions", "errorAction", "ruleDisabled", "awsIotSqlVersion")
 
 
@@ -78,29 +82,40 @@ def _json_safe(value: str) -> str:
     return json.dumps(value)[1:-1]
 
 
-def _same(existing: dict[str, Any], payload: dict[str, Any]) -> bool:
+def _differences(existing: dict[str, Any], payload: dict[str, Any]) -> list[str]:
+    """`sql differs`, ... for each field of the payload the rule holds otherwise."""
     defaults = {"description": "", "errorAction": None, "ruleDisabled": False,
                 "awsIotSqlVersion": "2015-10-08"}
-    return all(existing.get(k, defaults.get(k)) == payload.get(k, defaults.get(k))
-               for k in _COMPARED)
+    return [f"{k} differs" for k in _COMPARED
+            if existing.get(k, defaults.get(k)) != payload.get(k, defaults.get(k))]
 
 
 async def run(ctx: RunContext, step: CreateTopicRuleStep) -> None:
-    payload = rule_payload(step, ctx.values)
-    exists = frozenset({"ResourceAlreadyExistsException"})
+    ledger = ctx.reconcile
     try:
-        await journaled(ctx.journal, TOPIC_RULE.name, {"name": step.rule},
-                        api_call(ctx, "CreateTopicRule", step.rule, expected=exists,
-                                 ruleName=step.rule, topicRulePayload=payload))
-    except ApiError as e:
-        if e.code not in exists:
+        payload: dict[str, Any] | None = rule_payload(step, ctx.values)
+    except UserError:
+        if not ledger.plan:
             raise
-        existing = (await api_call(ctx, "GetTopicRule", step.rule, ruleName=step.rule))["rule"]
-        if not _same(existing, payload):
-            raise UserError(f"topic rule {step.rule} exists with another payload; delete it "
-                            f"(aws iot delete-topic-rule --rule-name {step.rule}) or choose "
-                            "another name") from e
+        payload = None  # planning: values earlier steps export are not known yet
+    have = await describe(ctx, "GetTopicRule", step.rule, missing=RULE_MISSING,
+                          ruleName=step.rule)
+    if have is None:
+        ledger.create(TOPIC_RULE.name, step.rule)
+        if not ledger.plan:
+            await journaled(ctx.journal, TOPIC_RULE.name, {"name": step.rule},
+                            api_call(ctx, "CreateTopicRule", step.rule, ruleName=step.rule,
+                                     topicRulePayload=payload))
+        return
+    items = _differences(have["rule"], payload) if payload is not None else []
+    if not items:
+        ledger.reuse(TOPIC_RULE.name, step.rule)
         ctx.metrics.incr("topic_rules.reused")
+        return
+    ledger.drifted(TOPIC_RULE.name, step.rule, items)
+    if not ledger.plan:
+        await api_call(ctx, "ReplaceTopicRule", step.rule, ruleName=step.rule,
+                       topicRulePayload=payload)
 
 
-KIND = StepKind(CreateTopicRuleStep, run, journals=(TOPIC_RULE,))
+KIND = StepKind(CreateTopicRuleStep, run, journals=(TOPIC_RULE,), plans=True)

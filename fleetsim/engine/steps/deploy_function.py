@@ -162,9 +162,11 @@ async def _create_or_update(ctx: RunContext, step: DeployFunctionStep, data: byt
                         _call(ctx, "CreateFunction", name, FunctionName=name,
                               Code={"ZipFile": data}, **wanted))
         ctx.metrics.incr("functions.created")
+        ctx.reconcile.create(FUNCTION.name, name)
         return
     config = existing["Configuration"]
     if config.get("CodeSha256") != code_sha256(data):
+        ctx.reconcile.drifted(FUNCTION.name, name, ["code differs (CodeSha256)"])
         await wait_ready(ctx, name)
         await _call(ctx, "UpdateFunctionCode", name, FunctionName=name, ZipFile=data)
         ctx.metrics.incr("functions.code_updated")
@@ -172,7 +174,9 @@ async def _create_or_update(ctx: RunContext, step: DeployFunctionStep, data: byt
         await wait_ready(ctx, name)
         await _call(ctx, "UpdateFunctionConfiguration", name, FunctionName=name, **wanted)
         ctx.metrics.incr("functions.configuration_updated")
+        ctx.reconcile.drifted(FUNCTION.name, name, ["configuration differs"])
     ctx.metrics.incr("functions.reused")
+    ctx.reconcile.reuse(FUNCTION.name, name)
 
 
 async def _allow(ctx: RunContext, name: str, rule: str, account: str) -> None:
@@ -195,6 +199,9 @@ async def _allow(ctx: RunContext, name: str, rule: str, account: str) -> None:
             raise UserError(f"function {name} has a permission {sid} for another source; "
                             f"remove it (aws lambda remove-permission --function-name {name} "
                             f"--statement-id {sid})") from e
+        ctx.reconcile.reuse(LAMBDA_PERMISSION.name, f"{name} {sid}")
+        return
+    ctx.reconcile.create(LAMBDA_PERMISSION.name, f"{name} {sid}")
 
 
 async def run(ctx: RunContext, step: DeployFunctionStep) -> None:

@@ -35,14 +35,26 @@ EVENTS = JournalKind(
 
 
 async def run(ctx: RunContext, step: EventsStep) -> None:
+    """Event types already as declared: reused, nothing journaled or changed. Else they are
+    set (counted as created: `events` names the types changed) and the configuration found
+    is journaled first, for clean-up to restore."""
     current = await api_call(ctx, "DescribeEventConfigurations")
     previous = current.get("eventConfigurations", {})
     wanted: dict[str, dict[str, Any]] = {}
     for types, enabled in ((step.disable, False), (step.enable, True)):
         for t in EVENT_TYPES if types == "all" else types:
             wanted[t] = {"Enabled": enabled}
+    changed = sorted(t for t, v in wanted.items()
+                     if bool(previous.get(t, {}).get("Enabled")) != v["Enabled"])
+    name = ", ".join(changed) if len(changed) <= 3 else f"{len(changed)} event types"
+    if not changed:
+        ctx.reconcile.reuse(EVENTS.name, "event configurations")
+        return
+    ctx.reconcile.create(EVENTS.name, name)
+    if ctx.reconcile.plan:
+        return
     ctx.journal.record(EVENTS.name, previous=previous)
     await api_call(ctx, "UpdateEventConfigurations", eventConfigurations=wanted)
 
 
-KIND = StepKind(EventsStep, run, journals=(EVENTS,))
+KIND = StepKind(EventsStep, run, journals=(EVENTS,), plans=True)

@@ -28,6 +28,7 @@ from fleetsim.control.cleanup import JournalKind, Phase
 from fleetsim.control.clients import AwsClients
 from fleetsim.control.errors import ApiError
 from fleetsim.engine.context import RunContext
+from fleetsim.engine.describe import describe
 from fleetsim.engine.fanout import api_call, api_pages
 from fleetsim.engine.provisioning import journaled
 from fleetsim.engine.steps.base import StepKind
@@ -101,8 +102,17 @@ LOGGING_OPTIONS = JournalKind("v2_logging_options", Phase.RESTORE, _restore_opti
 LOGGING_LEVEL = JournalKind("v2_logging_level", Phase.RESTORE, _restore_level)
 
 
-async def ensure_role(ctx: RunContext, name: str) -> tuple[str, bool]:
-    """The role's ARN, and whether this run created it."""
+async def ensure_role(ctx: RunContext, name: str) -> tuple[str | None, bool]:
+    """The role's ARN (None: planning, it would be created), and whether this run created
+    it. A role of that name already there is reused (GetRole first)."""
+    have = await describe(ctx, "GetRole", name, client=ctx.iam, missing={"NoSuchEntity"},
+                          RoleName=name)
+    if have is not None:
+        ctx.reconcile.reuse(IAM_ROLE.name, name)
+        return str(have["Role"]["Arn"]), False
+    ctx.reconcile.create(IAM_ROLE.name, name)
+    if ctx.reconcile.plan:
+        return None, True
     try:
         created = await journaled(ctx.journal, IAM_ROLE.name, {"name": name}, api_call(
             ctx, "CreateRole", name, client=ctx.iam, expected={"EntityAlreadyExists"},
@@ -154,19 +164,33 @@ async def _current_levels(ctx: RunContext) -> dict[tuple[str, str], str]:
 
 
 async def run(ctx: RunContext, step: IotLoggingStep) -> None:
+    """Each setting already as declared is reused (nothing journaled or changed); the others
+    are set, counted as created, what they were journaled first for clean-up to restore."""
+    ledger = ctx.reconcile
     if step.default_level is not None or step.disable_all:
         arn, new_role = await ensure_role(ctx, step.role)
         previous = await _previous_options(ctx)
-        ctx.journal.record(LOGGING_OPTIONS.name, previous=previous)
         params: dict[str, Any] = {"roleArn": arn, "disableAllLogs": step.disable_all}
         if step.default_level is not None:
             params["defaultLogLevel"] = step.default_level
-        await _set_options(ctx, params, new_role)
+        if previous is not None and all(previous.get(k) == v for k, v in params.items()):
+            ledger.reuse(LOGGING_OPTIONS.name, step.default_level or "disabled")
+        else:
+            ledger.create(LOGGING_OPTIONS.name, step.default_level or "disabled")
+            if not ledger.plan:
+                ctx.journal.record(LOGGING_OPTIONS.name, previous=previous)
+                await _set_options(ctx, params, new_role)
     if not step.levels:
         return
     current = await _current_levels(ctx)
     for t in step.levels:
         key = (t.target_type, t.target_name)
+        if current.get(key) == t.level:
+            ledger.reuse(LOGGING_LEVEL.name, f"{t.target_type} {t.target_name}")
+            continue
+        ledger.create(LOGGING_LEVEL.name, f"{t.target_type} {t.target_name}")
+        if ledger.plan:
+            continue
         if ("v2_logging_level", *key) not in ctx.journaled:  # the level before the run only
             ctx.journaled.add(("v2_logging_level", *key))
             ctx.journal.record(LOGGING_LEVEL.name, type=t.target_type, name=t.target_name,
@@ -176,4 +200,5 @@ async def run(ctx: RunContext, step: IotLoggingStep) -> None:
                        logLevel=t.level)
 
 
-KIND = StepKind(IotLoggingStep, run, journals=(IAM_ROLE, LOGGING_OPTIONS, LOGGING_LEVEL))
+KIND = StepKind(IotLoggingStep, run, journals=(IAM_ROLE, LOGGING_OPTIONS, LOGGING_LEVEL),
+                plans=True)

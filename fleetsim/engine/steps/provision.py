@@ -40,6 +40,13 @@ async def run(ctx: RunContext, step: ProvisionStep) -> None:
 
     async def one(d: Device) -> None:
         if persistent and await prov.reuse_stored(ctx, d):
+            # Its thing is there (reuse_stored saw it): described only for what it declares.
+            if step.attributes or step.thing_type:
+                await prov.create_thing(ctx, d, step.attributes, step.thing_type)
+            else:
+                ctx.reconcile.reuse(prov.THING.name, d.thing_name)
+            if policy_t is not None:
+                await prov.attach_policy(ctx, d, policy_t.render(d.names))
             return
         await prov.create_thing(ctx, d, step.attributes, step.thing_type)
         if step.certificate == "csr":
@@ -54,4 +61,5 @@ async def run(ctx: RunContext, step: ProvisionStep) -> None:
 
 
 KIND = StepKind(ProvisionStep, run, journals=(prov.THING, prov.CERTIFICATE,
-                                             prov.POLICY_ATTACHMENT, prov.THING_PRINCIPAL))
+                                             prov.POLICY_ATTACHMENT, prov.THING_PRINCIPAL),
+                plans=True)

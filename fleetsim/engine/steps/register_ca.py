@@ -25,13 +25,21 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from fleetsim.control.cleanup import JournalKind, Phase
 from fleetsim.control.clients import AwsClients
 from fleetsim.engine.context import RunContext
+from fleetsim.engine.describe import describe
 from fleetsim.engine.fanout import api_call
 from fleetsim.engine.placeholders import fill
 from fleetsim.engine.provisioning import journaled
+from fleetsim.engine.reconcile import document_item, short, value_item
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.errors import UserError
-from fleetsim.pki import KeyType, certificate_id, certificate_pem, generate_key
-from fleetsim.pki.ca_store import load_or_create_ca
+from fleetsim.pki import (
+    CertificateAuthority,
+    KeyType,
+    certificate_id,
+    certificate_pem,
+    generate_key,
+)
+from fleetsim.pki.ca_store import CA_CERT, load_or_create_ca
 from fleetsim.scenario.model import StepBase
 from fleetsim.scenario.semantics import Loc, Problem, Scope
 
@@ -96,28 +104,73 @@ def template_body(path: str, values: dict[str, str]) -> str:
 
 
 async def run(ctx: RunContext, step: RegisterCaStep) -> None:
+    """The CA is described first (DescribeCACertificate, by its id): absent, registered;
+    there as declared, reused; else drift item by item (`ca_certificate ID: INACTIVE (want
+    ACTIVE)`, its auto-registration, its registration template), fixed with
+    UpdateCACertificate."""
     folder = Path(step.ca)
+    if ctx.reconcile.plan and not (folder / CA_CERT).exists():
+        ctx.reconcile.create(CA_CERTIFICATE.name, f"a new CA in {folder}")
+        return  # planning makes no CA on disk either
     ca, made = load_or_create_ca(folder, step.common_name, step.key_type)
     if made:
         ctx.metrics.incr("ca.made")
-    code = (await api_call(ctx, "GetRegistrationCode"))["registrationCode"]
-    verification = ca.issue_device(generate_key("ec-p256").public_key(), code)
-    params: dict[str, Any] = {
-        "caCertificate": certificate_pem(ca.cert).decode(),
-        "verificationCertificate": certificate_pem(verification).decode(),
-        "setAsActive": True, "allowAutoRegistration": step.auto_registration}
+    config: dict[str, Any] | None = None
     if step.template is not None:
         body = template_body(step.template, {**ctx.values, **step.template_values})
         try:
             json.loads(body)
         except ValueError as e:
             raise UserError(f"{step.template} is not valid JSON once filled: {e}") from e
-        params["registrationConfig"] = {"templateBody": body, "roleArn": step.role_arn}
+        config = {"templateBody": body, "roleArn": step.role_arn}
     ca_id = certificate_id(ca.cert.public_bytes(Encoding.DER))
-    await journaled(ctx.journal, CA_CERTIFICATE.name, {"id": ca_id},
-                    api_call(ctx, "RegisterCaCertificate", ca_id, **params))
     if step.export:
         ctx.values[step.export] = ca_id
+    have = await describe(ctx, "DescribeCaCertificate", ca_id, certificateId=ca_id)
+    if have is None:
+        ctx.reconcile.create(CA_CERTIFICATE.name, short(ca_id))
+        if not ctx.reconcile.plan:
+            await _register(ctx, ca, ca_id, step.auto_registration, config)
+        return
+    await _reconcile(ctx, ca_id, have, step.auto_registration, config)
 
 
-KIND = StepKind(RegisterCaStep, run, journals=(CA_CERTIFICATE,))
+async def _register(ctx: RunContext, ca: CertificateAuthority, ca_id: str, auto: bool,
+                    config: dict[str, Any] | None) -> None:
+    code = (await api_call(ctx, "GetRegistrationCode"))["registrationCode"]
+    verification = ca.issue_device(generate_key("ec-p256").public_key(), code)
+    params: dict[str, Any] = {
+        "caCertificate": certificate_pem(ca.cert).decode(),
+        "verificationCertificate": certificate_pem(verification).decode(),
+        "setAsActive": True, "allowAutoRegistration": auto}
+    if config is not None:
+        params["registrationConfig"] = config
+    await journaled(ctx.journal, CA_CERTIFICATE.name, {"id": ca_id},
+                    api_call(ctx, "RegisterCaCertificate", ca_id, **params))
+
+
+async def _reconcile(ctx: RunContext, ca_id: str, have: dict[str, Any], auto: bool,
+                     config: dict[str, Any] | None) -> None:
+    desc = have["certificateDescription"]
+    want_auto = "ENABLE" if auto else "DISABLE"
+    items = value_item("status", desc.get("status"), "ACTIVE")
+    items += value_item("auto-registration", desc.get("autoRegistrationStatus"), want_auto)
+    held = have.get("registrationConfig") or {}
+    if config is not None:
+        items += document_item("registration template", held.get("templateBody") or "{}",
+                               config["templateBody"])
+        items += value_item("registration role", held.get("roleArn"), config["roleArn"])
+    if not items:
+        ctx.reconcile.reuse(CA_CERTIFICATE.name, short(ca_id))
+        return
+    ctx.reconcile.drifted(CA_CERTIFICATE.name, short(ca_id), items)
+    if ctx.reconcile.plan:
+        return
+    update: dict[str, Any] = {"certificateId": ca_id, "newStatus": "ACTIVE",
+                              "newAutoRegistrationStatus": want_auto}
+    if config is not None:
+        update["registrationConfig"] = config
+    await api_call(ctx, "UpdateCaCertificate", ca_id, **update)
+
+
+KIND = StepKind(RegisterCaStep, run, journals=(CA_CERTIFICATE,), plans=True)

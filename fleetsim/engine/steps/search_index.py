@@ -117,14 +117,29 @@ async def _search(ctx: RunContext, step: SearchIndexStep) -> list[str] | None:
         raise
 
 
+async def _indexing(ctx: RunContext, mode: str) -> None:
+    """Thing indexing as declared: already in `mode`, reused; else set (counted as created,
+    the configuration found journaled first for clean-up to restore)."""
+    current = await api_call(ctx, "GetIndexingConfiguration")
+    previous = current.get("thingIndexingConfiguration") or {"thingIndexingMode": "OFF"}
+    previous.pop("managedFields", None)
+    if previous.get("thingIndexingMode") == mode:
+        ctx.reconcile.reuse(INDEXING.name, mode)
+        return
+    ctx.reconcile.create(INDEXING.name, mode)
+    if ctx.reconcile.plan:
+        return
+    ctx.journal.record(INDEXING.name, previous=previous)
+    await api_call(ctx, "UpdateIndexingConfiguration", thingIndexingConfiguration={
+        **previous, "thingIndexingMode": mode})
+
+
 async def run(ctx: RunContext, step: SearchIndexStep) -> None:
+    """Indexing set as declared first; planning, that is all (the search is a check)."""
     if step.indexing is not None:
-        current = await api_call(ctx, "GetIndexingConfiguration")
-        previous = current.get("thingIndexingConfiguration") or {"thingIndexingMode": "OFF"}
-        previous.pop("managedFields", None)
-        ctx.journal.record(INDEXING.name, previous=previous)
-        await api_call(ctx, "UpdateIndexingConfiguration", thingIndexingConfiguration={
-            **previous, "thingIndexingMode": step.indexing})
+        await _indexing(ctx, step.indexing)
+    if ctx.reconcile.plan:
+        return
     wanted = expected_names(ctx, step.expect)
     deadline = time.monotonic() + step.timeout
     got: list[str] | None = None
@@ -148,4 +163,4 @@ async def run(ctx: RunContext, step: SearchIndexStep) -> None:
                     f"expected; missing {missing[:10]}, unexpected {extra[:10]}")
 
 
-KIND = StepKind(SearchIndexStep, run, journals=(INDEXING,))
+KIND = StepKind(SearchIndexStep, run, journals=(INDEXING,), plans=True)

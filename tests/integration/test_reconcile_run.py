@@ -1,0 +1,173 @@
+"""The reconciling control plane through `fleetsim run`, against a real local core over TLS:
+`--plan` on a fresh core lists the creates and changes nothing; a kept run re-run creates
+nothing and finds no drift; a policy detached by hand is reported as exactly that drift and
+attached again; an INACTIVE persistent certificate is drift, set ACTIVE again, not an error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleetsim.localcore.launcher import RunningLocalCore
+from tests.conftest import ROOT, aws_env, start_core
+from tests.helpers import aws_client
+
+SCENARIO = """\
+name: reconcile-test
+fleets:
+  - {name: members, prefix: rec-member, count: 2, identities: persistent}
+steps:
+  - create_policy:
+      policy: rec-policy
+      document:
+        Version: "2012-10-17"
+        Statement:
+          - {Effect: Allow, Action: "iot:Connect",
+             Resource: "arn:aws:iot:*:*:client/${iot:ClientId}"}
+  - create_thing_group: {group: rec-group, policies: [rec-policy]}
+  - create_topic_rule:
+      rule: rec_rule
+      payload:
+        sql: "SELECT * FROM 'rec/in'"
+        actions: [{republish: {topic: rec/out, roleArn: "arn:aws:iam::123456789012:role/r"}}]
+  - provision: {fleet: members, policy: rec-policy, attributes: {type: ws-device}}
+  - add_to_thing_group: {fleet: members, group: rec-group}
+  - connect: members
+  - disconnect: members
+"""
+
+
+@pytest.fixture
+def core(tmp_path: Path) -> Iterator[RunningLocalCore]:
+    running = start_core(tmp_path / "state" / "localcore")
+    yield running
+    running.stop()
+
+
+def fleetsim(core: RunningLocalCore, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fleetsim", *args, "--state-dir",
+                           str(core.state_dir.parent)], cwd=core.state_dir.parent.parent,
+                          capture_output=True, text=True, timeout=180,
+                          env={**aws_env(core), "PYTHONPATH": str(ROOT)})
+
+
+def run(core: RunningLocalCore, scenario: Path, summary: Path, *flags: str) -> dict[str, Any]:
+    out = fleetsim(core, "run", str(scenario), "--json", str(summary), *flags)
+    data: dict[str, Any] = json.loads(summary.read_text())
+    assert out.returncode == 0 and data["passed"], out.stdout + out.stderr
+    return data
+
+
+def registry(iot: Any) -> dict[str, Any]:
+    """What the registry holds, as far as the scenario could change it."""
+    certificates = iot.list_certificates()["certificates"]
+    return {"things": iot.list_things()["things"],
+            "policies": iot.list_policies()["policies"],
+            "groups": iot.list_thing_groups()["thingGroups"],
+            "certificates": [(c["certificateId"], c["status"]) for c in certificates],
+            "attached": {c["certificateId"]: iot.list_attached_policies(
+                target=c["certificateArn"])["policies"] for c in certificates}}
+
+
+def errors_of(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
+    return {o["op"]: o["errors"] for o in summary["metrics"]["ops"] if o.get("errors")}
+
+
+def stored(core: RunningLocalCore, thing: str) -> dict[str, str]:
+    identities = core.state_dir.parent / "identities" / "reconcile-test" / "members"
+    data: dict[str, str] = json.loads((identities / f"{thing}.json").read_text())
+    return data
+
+
+def test_plan_then_reuse_then_exactly_the_drift_made_by_hand(core: RunningLocalCore,
+                                                             tmp_path: Path) -> None:
+    scenario = tmp_path / "reconcile.yaml"
+    scenario.write_text(SCENARIO)
+    iot = aws_client(core.api_url)
+    before = registry(iot)
+
+    out = fleetsim(core, "run", str(scenario), "--plan", "--json", str(tmp_path / "p.json"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert registry(iot) == before  # nothing created or changed
+    plan = json.loads((tmp_path / "p.json").read_text())
+    assert plan["reconcile"]["created"] == {
+        "certificate": 2, "policy": 1, "policy_attachment": 3, "thing": 2,
+        "thing_group": 1, "thing_group_membership": 2, "thing_principal": 2, "topic_rule": 1}
+    assert plan["reconcile"]["drift"] == []
+    mutating = [o["op"] for o in plan["metrics"]["ops"]
+                if not o["op"].startswith(("api.Describe", "api.List", "api.Get"))]
+    assert mutating == []  # the plan only described
+    assert "create  thing" in out.stdout and "rec-member-0, rec-member-1" in out.stdout
+    assert "not described" in out.stdout and "connect" in out.stdout
+
+    first = run(core, scenario, tmp_path / "1.json", "--keep")
+    assert first["reconcile"]["created"]["thing"] == 2
+    assert first["reconcile"]["drift"] == []
+
+    second = run(core, scenario, tmp_path / "2.json", "--keep")
+    assert second["reconcile"]["created"] == {}
+    assert second["reconcile"]["drift"] == []
+    assert second["reconcile"]["reused"]["thing"] == 2
+    assert second["reconcile"]["reused"]["policy"] == 1
+    assert errors_of(second) == {}  # reuse is not an error
+
+    identity = stored(core, "rec-member-0")
+    iot.detach_policy(policyName="rec-policy", target=identity["certificate_arn"])
+    third = run(core, scenario, tmp_path / "3.json", "--keep")
+    assert third["reconcile"]["created"] == {}
+    cert = identity["certificate_id"][:12] + "…"
+    assert third["reconcile"]["drift"] == [{
+        "kind": "policy_attachment", "name": "rec-policy",
+        "item": f"not attached to certificate cert/{cert}", "fixed": True}]
+    attached = iot.list_attached_policies(target=identity["certificate_arn"])["policies"]
+    assert [p["policyName"] for p in attached] == ["rec-policy"]  # the attachment is back
+    assert errors_of(third) == {}
+
+    fourth = run(core, scenario, tmp_path / "4.json", "--keep")
+    assert fourth["reconcile"]["created"] == {} and fourth["reconcile"]["drift"] == []
+
+
+def test_an_inactive_persistent_certificate_is_drift_not_an_error(core: RunningLocalCore,
+                                                                  tmp_path: Path) -> None:
+    scenario = tmp_path / "reconcile.yaml"
+    scenario.write_text(SCENARIO)
+    run(core, scenario, tmp_path / "1.json", "--keep")
+    iot = aws_client(core.api_url)
+    identity = stored(core, "rec-member-1")
+    iot.update_certificate(certificateId=identity["certificate_id"], newStatus="INACTIVE")
+    iot.remove_thing_from_thing_group(thingGroupName="rec-group", thingName="rec-member-0")
+    iot.update_thing(thingName="rec-member-1", attributePayload={  # "" removes an attribute
+        "attributes": {"type": ""}, "merge": True})
+    rule = iot.get_topic_rule(ruleName="rec_rule")["rule"]
+    iot.replace_topic_rule(ruleName="rec_rule", topicRulePayload={
+        "sql": "SELECT * FROM 'rec/elsewhere'", "actions": rule["actions"]})
+
+    out = fleetsim(core, "run", str(scenario), "--plan")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"change certificate {identity['certificate_id'][:12]}…: INACTIVE (want ACTIVE)" \
+        in out.stdout
+    assert "change thing rec-member-0: not in group rec-group" in out.stdout
+    described = iot.describe_certificate(certificateId=identity["certificate_id"])
+    assert described["certificateDescription"]["status"] == "INACTIVE"  # the plan left it
+
+    second = run(core, scenario, tmp_path / "2.json", "--keep")
+    assert sorted((d["kind"], d["name"], d["item"]) for d in second["reconcile"]["drift"]) == [
+        ("certificate", identity["certificate_id"][:12] + "…", "INACTIVE (want ACTIVE)"),
+        ("thing", "rec-member-0", "not in group rec-group"),
+        ("thing", "rec-member-1", "attribute type is missing (want ws-device)"),
+        ("topic_rule", "rec_rule", "sql differs")]
+    assert all(d["fixed"] for d in second["reconcile"]["drift"])
+    assert errors_of(second) == {}
+    assert "identities.reprovisioned" not in second["metrics"]["counters"]
+    described = iot.describe_certificate(certificateId=identity["certificate_id"])
+    assert described["certificateDescription"]["status"] == "ACTIVE"
+    groups = iot.list_thing_groups_for_thing(thingName="rec-member-0")["thingGroups"]
+    assert [g["groupName"] for g in groups] == ["rec-group"]
+    assert iot.describe_thing(thingName="rec-member-1")["attributes"] == {"type": "ws-device"}
+    assert iot.get_topic_rule(ruleName="rec_rule")["rule"]["sql"] == "SELECT * FROM 'rec/in'"
