@@ -31,7 +31,7 @@ from bench.fleet_provision import FLEET, OBSERVER_FLEET, provision, start_core
 from bench.system import cpu_seconds
 from fleetsim.device.behaviours.telemetry import Stream, publish_periodically
 from fleetsim.device.payload import encode
-from fleetsim.localcore.serve import INFO_FILE
+from fleetsim.localcore.arguments import INFO_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "fleet.json"
