@@ -36,7 +36,7 @@ from bench.fleet_provision import FLEET, OBSERVER_FLEET, provision, start_core
 from bench.system import cpu_seconds
 from fleetsim.device.behaviours.telemetry import Stream, publish_periodically
 from fleetsim.device.payload import encode
-from fleetsim.localcore.serve import INFO_FILE
+from fleetsim.localcore.arguments import INFO_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "fleet.json"
@@ -155,10 +155,10 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
     identities = IdentityStore(ids, FLEET).load_all()
     target = Target.from_local_core_info(Path(args.core_info))
     metrics, obs_metrics = Metrics(), Metrics()
-    factory = TlsContextFactory(target)
+    factory = TlsContextFactory(target, share=args.tls[0] == "shared")
     shards = max(1, round(1 / args.observe_share))
     n = len(identities)
-    out: dict[str, Any] = {"devices": n,
+    out: dict[str, Any] = {"devices": n, "tls": args.tls[0],
                            "loop": type(asyncio.get_running_loop()).__module__}
 
     observer_id = IdentityStore(ids, OBSERVER_FLEET).load("bench-observer")
@@ -264,21 +264,22 @@ class Scraper(threading.Thread):
 
 
 def _one(n: int, args: argparse.Namespace, tmp: Path, protocol: str,
-         metrics: bool = False) -> dict[str, Any]:
+         tls: str = "shared", metrics: bool = False) -> dict[str, Any]:
     state, ids = tmp / f"core-{n}", tmp / f"ids-{n}"
     provision_s = 0.0
     if not ids.exists():  # one fleet per N, whatever the protocol
         t = time.perf_counter()
         provision(state, ids, n)
         provision_s = time.perf_counter() - t
-    core = start_core(state, tmp / f"core-{n}-{protocol}.log")
+    core = start_core(state, tmp / f"core-{n}-{protocol}-{tls}.log")
     try:
         core_cpu0 = cpu_seconds(core.pid)
-        result_file = tmp / f"result-{n}-{protocol}.json"
+        result_file = tmp / f"result-{n}-{protocol}-{tls}.json"
         cmd = [sys.executable, "-m", "bench.fleet", "--worker", "--identities", str(ids),
                "--core-info", str(state / INFO_FILE), "--result", str(result_file),
                "--telemetry", str(args.telemetry), "--interval", str(args.interval),
                "--idle", str(args.idle), "--qos", str(args.qos), "--protocol", protocol,
+               "--tls", tls,
                "--concurrency", str(args.concurrency), "--rate", str(args.rate),
                "--observe-share", str(args.observe_share),
                "--connect-timeout", str(args.connect_timeout)]
@@ -329,6 +330,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="the devices' MQTT version(s) (mqtt5: telemetry with topic aliases); "
                         "with both, each N runs on each, one after the other, on one "
                         "provisioned fleet")
+    p.add_argument("--tls", nargs="+", default=["shared"], choices=("shared", "per-device"),
+                   help="devices share a context per kind of key, or have one each; with "
+                        "both, each N runs with each, one after the other (compare within "
+                        "one invocation: this machine's load varies)")
     p.add_argument("--concurrency", type=int, default=200, help="connects in flight")
     p.add_argument("--rate", type=float, default=0.0,
                    help="connects started per second (0: as fast as --concurrency allows)")
@@ -356,12 +361,16 @@ def _collect(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fleetsim-bench-") as tmp:
         for n in args.devices:
             for protocol in args.protocol:
-                for metrics in (False, True) if args.metrics else (False,):
-                    served = " +metrics" if metrics else ""
-                    print(f"fleet bench: {n} devices, {protocol}{served} ...", flush=True)
-                    key = (str(n) if len(args.protocol) == 1 else f"{n} {protocol}") + served
-                    report["runs"][key] = run = _one(n, args, Path(tmp), protocol, metrics)
-                    print(json.dumps(_summary(run)), flush=True)
+                for tls in args.tls:
+                    for metrics in (False, True) if args.metrics else (False,):
+                        print(f"fleet bench: {n} devices, {protocol}, tls {tls}"
+                              f"{' +metrics' if metrics else ''} ...", flush=True)
+                        key = " ".join([str(n), *([protocol] if len(args.protocol) > 1 else []),
+                                        *([f"tls={tls}"] if len(args.tls) > 1 else []),
+                                        *(["+metrics"] if metrics else [])])
+                        report["runs"][key] = run = _one(n, args, Path(tmp), protocol, tls,
+                                                         metrics)
+                        print(json.dumps(_summary(run)), flush=True)
     report["elapsed_s"] = round(time.perf_counter() - started, 1)
     return report
 

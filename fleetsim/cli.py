@@ -24,7 +24,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from fleetsim.commands.run import run_command
-    from fleetsim.localcore.serve import private_directory
+    from fleetsim.localcore.arguments import private_directory
 
     if args.ray is not None and args.workers is None:
         args.workers = 2
@@ -96,9 +96,9 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fleetsim.localcore.serve import DEFAULT_STATE_DIR as DEFAULT_LOCAL_STATE_DIR
-    from fleetsim.localcore.serve import add_arguments as add_serve_arguments
-    from fleetsim.localcore.serve import parse_port, port_arguments, state_dir_path
+    from fleetsim.localcore.arguments import DEFAULT_STATE_DIR as DEFAULT_LOCAL_STATE_DIR
+    from fleetsim.localcore.arguments import add_arguments as add_serve_arguments
+    from fleetsim.localcore.arguments import parse_port, port_arguments, state_dir_path
 
     parser = argparse.ArgumentParser(
         prog="fleetsim",

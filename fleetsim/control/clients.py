@@ -11,6 +11,7 @@ from typing import Any
 import aioboto3
 from botocore.config import Config
 
+from fleetsim.control.lazy import LazyClient
 from fleetsim.target import Target
 
 # Local core accepts any credentials; fixed ones mean a local run needs no AWS account.
@@ -37,16 +38,18 @@ async def aws_clients(target: Target, max_connections: int = 64) -> AsyncIterato
     if target.kind == "local":
         extra.update(LOCAL_CREDENTIALS)
     async with AsyncExitStack() as stack:
+
+        def lazy(service: str, **kwargs: Any) -> LazyClient:
+            return LazyClient(service, lambda: stack.enter_async_context(
+                session.client(service, **kwargs)))
+
+        # The iot client is made at once (its paginators and `meta` are used); the others
+        # at their first call, and closed with the stack.
         iot = await stack.enter_async_context(session.client("iot", **extra))
-        sts = await stack.enter_async_context(session.client("sts", **extra))
         data_extra = {**extra, **target.data_boto3_kwargs()}
-        iot_data = await stack.enter_async_context(session.client("iot-data", **data_extra))
         # Local core serves S3 on its one API endpoint, addressed path-style (bucket in the path).
         s3_config = config.merge(Config(s3={"addressing_style": "path"})) \
             if target.kind == "local" else config
-        s3 = await stack.enter_async_context(session.client("s3", **{**extra,
-                                                                      "config": s3_config}))
-        lambda_ = await stack.enter_async_context(session.client("lambda", **extra))
-        logs = await stack.enter_async_context(session.client("logs", **extra))
-        iam = await stack.enter_async_context(session.client("iam", **extra))
-        yield AwsClients(iot, sts, iot_data, s3, lambda_, logs, iam)
+        yield AwsClients(iot, lazy("sts", **extra), lazy("iot-data", **data_extra),
+                         lazy("s3", **{**extra, "config": s3_config}), lazy("lambda", **extra),
+                         lazy("logs", **extra), lazy("iam", **extra))

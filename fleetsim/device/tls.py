@@ -1,19 +1,33 @@
 """Client TLS for devices (mutual TLS), as cheaply as Python's ssl allows.
 
-Each device has a context of its own (`TlsContextFactory.device_tls`), its certificate and key
-loaded right before its socket is wrapped (`DeviceTls`), from files or from PEM kept in memory.
-One context shared by all devices (each chain loaded into it right before the wrap, relying on
-SSL_new copying it) was tried and saved ~21 KB per device, but in a full run a device that
-connected after the observer presented the observer's certificate (not understood yet), so it
-is not used. `for_identity` builds a loaded context at once.
+Devices of a target share contexts, one per kind of key (`TlsContextFactory.device_tls`):
+each device's certificate and key are loaded into its kind's context right before its socket
+is wrapped (`DeviceTls.wrap_socket`, under a lock, with nothing in between), and OpenSSL's
+SSL_new copies the context's certificates and keys into the new connection, so the next
+device's load does not touch it. A device then costs its connection, not a context of its
+own: `python -m bench.fleet --devices 1000 --tls per-device shared` measured 61 -> 43 KB RSS
+per connected device, and a context of one's own cost 0.65-0.8 ms CPU to build; the load itself
+(`load_cert_chain`, ~1 ms of OpenSSL 3's PEM decoding) is paid at every connect, reconnects
+included.
+
+Why one context per kind of key: OpenSSL keeps a certificate and key per key type in a context
+(RSA, EC, Ed25519, ...; `SSL_CTX_use_certificate` replaces only its own type's), and SSL_new
+copies all of them. With one context for all, an EC P-256 observer loaded first and an RSA
+device (CreateKeysAndCertificate makes RSA 2048 keys) loaded after it left both in the
+device's connection; under TLS 1.2 OpenSSL sends the last one loaded, but under TLS 1.3 the
+client signs with the first of the server's signature algorithms it has a key for (ECDSA
+before RSA in OpenSSL's list), so the device presented the observer's certificate (issue 9).
+A key whose kind its PEM armour does not tell (`key_slot`, e.g. PKCS #8) gets a context of its
+own, loaded once. `for_identity` builds a loaded context of one's own at once, for callers
+that change it per device (just-in-time SNI, the claim certificate).
 
 Measured on this machine (OpenSSL 3.0, CPU per context): `create_default_context(cafile=
 certifi)` + `load_cert_chain` 21.5 ms — parsing certifi's 117 roots dominates; a bare
 `SSLContext` 0.17 ms; + one trust anchor as DER 0.35 ms; + `load_cert_chain` from files
 ~1.0 ms in all (from a memfd: the same; from a combined file: ~0.9 ms). So: parse the CA file
 once per target, keep only the roots that can anchor the target's chain, hand them to each
-context as DER. Building in threads does not help (OpenSSL 3's decoder locks contend: 2
-threads took twice the CPU for the same wall time), so build on the loop, ahead of a ramp.
+context as DER. Loading in threads does not help (OpenSSL 3's decoder locks contend: 2
+threads took twice the CPU for the same wall time), so devices load on the loop as they connect.
 """
 
 from __future__ import annotations
@@ -24,6 +38,7 @@ import re
 import ssl
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +58,8 @@ AMAZON_TRUST_ROOTS = frozenset({
     "Amazon Root CA 1", "Amazon Root CA 2", "Amazon Root CA 3", "Amazon Root CA 4",
     "Starfield Services Root Certificate Authority - G2",
 })
+_KEY_ARMOURS = {b"-----BEGIN RSA PRIVATE KEY-----": "rsa",
+                b"-----BEGIN EC PRIVATE KEY-----": "ec"}
 _PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
@@ -62,6 +79,17 @@ def trust_anchors_der(pem_bundle: bytes, only: frozenset[str] | None = None) -> 
     if not out:
         raise ValueError("no usable CA certificate in the server CA bundle")
     return b"".join(out)
+
+
+def key_slot(private_key_pem: bytes) -> str | None:
+    """The kind of key a PEM holds, as OpenSSL files certificates in a context: one
+    certificate and key per kind (RSA, EC, ...), and a load replaces only its own kind's. So
+    devices whose keys are of one kind can share a context; mixing kinds in one would leave
+    another device's certificate beside the loaded one, and TLS 1.3 picks among them by the
+    server's preference. None when the PEM's armour does not say (e.g. PKCS #8)."""
+    head = private_key_pem.lstrip()[:32]
+    return next((slot for armour, slot in _KEY_ARMOURS.items() if head.startswith(armour)),
+                None)
 
 
 class DeviceSSLContext(ssl.SSLContext):
@@ -85,13 +113,16 @@ class TlsContextFactory:
     """Builds client contexts for one target; the server CA file is read and parsed once."""
 
     def __init__(self, target: Target, min_version: TlsVersion = "1.2",
-                 max_version: TlsVersion | None = None):
+                 max_version: TlsVersion | None = None, *, share: bool = True):
         self.target = target
         only = AMAZON_TRUST_ROOTS if target.kind == "aws" and target.ca_file is None else None
         self._cadata = trust_anchors_der(target.server_ca_file.read_bytes(), only)
         self._min = _VERSIONS[min_version]
         self._max = _VERSIONS[max_version] if max_version else None
         self._alpn = target.alpn_protocols
+        # Contexts shared by devices, one per key type (see key_slot), each with its lock.
+        self._shared: dict[str, tuple[DeviceSSLContext, threading.Lock]] = {}
+        self._share = share  # False: a context per device (e.g. to compare in a bench)
 
     def _bare(self) -> DeviceSSLContext:
         """A context that trusts the target's CA, without a client certificate."""
@@ -110,14 +141,21 @@ class TlsContextFactory:
         return ctx
 
     def device_tls(self, identity: DeviceIdentity) -> DeviceTls:
-        """The identity's TLS, its chain loaded as it connects (see the module's docstring)."""
+        """The identity's TLS on the context its key type shares, or on one of its own when
+        the key's type is not known from its PEM (see the module's docstring)."""
         if identity.certificate_pem is None:
             raise ValueError(f"{identity.thing_name} has no certificate yet")
-        context = self._bare()
+        slot = key_slot(identity.private_key_pem) if self._share else None
+        if slot is None:
+            context, lock = self._bare(), None
+        else:
+            if slot not in self._shared:
+                self._shared[slot] = (self._bare(), threading.Lock())
+            context, lock = self._shared[slot]
         if identity.cert_path is not None and identity.key_path is not None:
-            return DeviceTls(context, identity.cert_path, identity.key_path)
+            return DeviceTls(context, identity.cert_path, identity.key_path, lock=lock)
         return DeviceTls(context, None, None,
-                         identity.certificate_pem + b"\n" + identity.private_key_pem)
+                         identity.certificate_pem + b"\n" + identity.private_key_pem, lock=lock)
 
     def for_identity(self, identity: DeviceIdentity) -> ssl.SSLContext:
         """From the identity's stored files, or from memory when it has none."""
@@ -130,25 +168,33 @@ class TlsContextFactory:
 
 
 class DeviceTls:
-    """One device's certificate and key (files, or PEM kept in memory) and its context.
-    Quacks like an `SSLContext` where `transport.open_tls` and paho need one: the first
-    `wrap_socket` loads the device's chain into the context (reconnects reuse it).
-    `server_name`, when set, is sent as SNI and verified instead of the host (see
-    `DeviceSSLContext`)."""
+    """One device's certificate and key (files, or PEM kept in memory) and the context it
+    connects with. Quacks like an `SSLContext` where `transport.open_tls` and paho need one.
+    On a shared context (`lock` given) every `wrap_socket` loads the device's chain and wraps
+    under the lock, with nothing in between: SSL_new copies the chain, and the context holds
+    whichever device's chain was loaded last. On a context of its own, the first `wrap_socket`
+    loads the chain and reconnects reuse it. `server_name`, when set, is sent as SNI and
+    verified instead of the host (see `DeviceSSLContext`)."""
 
-    __slots__ = ("_cert", "_context", "_key", "_loaded", "_pem", "server_name")
+    __slots__ = ("_cert", "_context", "_key", "_loaded", "_lock", "_pem", "server_name")
 
     def __init__(self, context: DeviceSSLContext, cert_file: Path | None, key_file: Path | None,
-                 pem: bytes | None = None):
+                 pem: bytes | None = None, *, lock: threading.Lock | None = None):
         self._context = context
         self._cert, self._key, self._pem = cert_file, key_file, pem
+        self._lock = lock
         self._loaded = False
         self.server_name: str | None = None
 
     @property
     def context(self) -> ssl.SSLContext:
-        """The device's context (its chain loaded once it has connected)."""
+        """The context sockets are wrapped with: not for wrapping directly (a shared one
+        holds whichever device's chain was loaded last); paho reads its check_hostname."""
         return self._context
+
+    @property
+    def shared(self) -> bool:
+        return self._lock is not None
 
     @property
     def check_hostname(self) -> bool:
@@ -168,11 +214,17 @@ class DeviceTls:
 
     def wrap_socket(self, sock: Any, server_hostname: str | None = None,
                     do_handshake_on_connect: bool = True) -> ssl.SSLSocket:
-        if not self._loaded:
+        name = self.server_name or server_hostname
+        if self._lock is None:
+            if not self._loaded:
+                self._load()
+                self._loaded = True
+            return self._context.wrap_socket(sock, server_hostname=name,
+                                             do_handshake_on_connect=do_handshake_on_connect)
+        with self._lock:  # Python's ssl lets other threads run while OpenSSL loads
             self._load()
-            self._loaded = True
-        return self._context.wrap_socket(sock, server_hostname=self.server_name or server_hostname,
-                                        do_handshake_on_connect=do_handshake_on_connect)
+            return self._context.wrap_socket(sock, server_hostname=name,
+                                             do_handshake_on_connect=do_handshake_on_connect)
 
 
 @contextlib.contextmanager

@@ -61,9 +61,9 @@ def require_certificate(device: Device) -> str:
 
 
 def tls_contexts(ctx: RunContext, devices: list[Device]) -> dict[int, DeviceTls]:
-    """TLS of the devices that have a certificate, by device index, on the run's shared
-    context (the certificate and key are loaded as each device connects). Devices without
-    one are left to fail in `connect` with the reason."""
+    """TLS of the devices that have a certificate, by device index, on the contexts the
+    run's devices share (one per kind of key; each device's certificate and key are loaded as
+    it connects). Devices without one are left to fail in `connect` with the reason."""
     factory = tls_factory(ctx)
     return {d.index: factory.device_tls(d.identity) for d in devices
             if d.identity is not None and d.certificate_arn is not None}

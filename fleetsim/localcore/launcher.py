@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetsim.errors import UserError
-from fleetsim.localcore.serve import INFO_FILE
+from fleetsim.localcore.arguments import INFO_FILE
 from fleetsim.localcore.statelock import state_dir_in_use
 from fleetsim.target import Target
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from fleetsim.errors import UserError
+from fleetsim.localcore.arguments import INFO_FILE
 from fleetsim.localcore.launcher import running_info, spawn_local_core
-from fleetsim.localcore.serve import INFO_FILE
 from tests.conftest import ROOT, start_core
 
 LONG_RUN = """\

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 
 from fleetsim.device.identity import DeviceIdentity, IdentityStore, KeyFactory
 from fleetsim.device.tls import AMAZON_TRUST_ROOTS, TlsContextFactory, trust_anchors_der
-from fleetsim.pki import CertificateAuthority, certificate_pem, load_private_key
+from fleetsim.pki import CertificateAuthority, KeyType, certificate_pem, load_private_key
 from fleetsim.target import Target
 
 
@@ -20,8 +20,9 @@ def ca() -> CertificateAuthority:
     return CertificateAuthority.create("test root")
 
 
-async def issued(ca: CertificateAuthority, name: str, index: int = 0) -> DeviceIdentity:
-    identity = await KeyFactory().new_identity("fleet-a", index, name)
+async def issued(ca: CertificateAuthority, name: str, index: int = 0,
+                 key_type: KeyType = "ec-p256") -> DeviceIdentity:
+    identity = await KeyFactory().new_identity("fleet-a", index, name, key_type)
     cert = ca.issue_device(load_private_key(identity.private_key_pem).public_key())
     return identity.with_certificate(certificate_pem(cert), arn=f"arn:aws:iot:::cert/{name}")
 
@@ -155,8 +156,10 @@ def _server_context(tmp_path: Path, ca: CertificateAuthority) -> ssl.SSLContext:
 
 def test_devices_each_present_their_own_certificate(
         tmp_path: Path, ca: CertificateAuthority) -> None:
-    """Both sockets are wrapped before either handshakes: each presents the certificate of
-    the device it was wrapped for, from a file or from PEM kept in memory."""
+    """All sockets are wrapped before any handshakes: each presents the certificate of the
+    device it was wrapped for, from a file or from PEM kept in memory, EC or RSA. Devices
+    with keys of one kind share a context; an RSA key next to an EC one on one context made
+    the RSA device present the EC device's certificate under TLS 1.3."""
     import asyncio
     import socket
     import threading
@@ -164,25 +167,58 @@ def test_devices_each_present_their_own_certificate(
     server = _server_context(tmp_path, ca)
     factory = TlsContextFactory(Target.local("http://x", "localhost", 1, tmp_path / "ca.pem"))
     stored = IdentityStore(tmp_path, "fleet-a").save(asyncio.run(issued(ca, "dev-a")))
-    in_memory = asyncio.run(issued(ca, "dev-b"))
-    devices = [factory.device_tls(stored), factory.device_tls(in_memory)]
-    assert devices[0].context is not devices[1].context  # a context per device
+    identities = [stored, asyncio.run(issued(ca, "dev-b", key_type="rsa-2048")),
+                  asyncio.run(issued(ca, "dev-c"))]
+    devices = [factory.device_tls(i) for i in identities]
+    assert devices[0].context is devices[2].context  # EC keys share one context
+    assert devices[1].context is not devices[0].context and devices[1].shared
     pairs = [socket.socketpair() for _ in devices]
     clients = [d.wrap_socket(a, server_hostname="localhost", do_handshake_on_connect=False)
                for d, (a, _) in zip(devices, pairs, strict=True)]
-    seen: list[bytes | None] = [None, None]
+    seen: list[bytes | None] = [None] * len(devices)
 
     def serve(i: int) -> None:
         with server.wrap_socket(pairs[i][1], server_side=True) as s:
             seen[i] = s.getpeercert(binary_form=True)
 
-    for i in (1, 0):  # the other way round from the loads
+    for i in reversed(range(len(devices))):  # the other way round from the loads
         thread = threading.Thread(target=serve, args=(i,))
         thread.start()
         clients[i].do_handshake()
+        assert clients[i].version() == "TLSv1.3"
         thread.join(10)
         clients[i].close()
-    for i, identity in enumerate((stored, in_memory)):
+    for i, identity in enumerate(identities):
         assert identity.certificate_pem is not None
         assert seen[i] == x509.load_pem_x509_certificate(identity.certificate_pem).public_bytes(
-            serialization.Encoding.DER)
+            serialization.Encoding.DER), identity.thing_name
+
+
+def test_key_slot_reads_the_kind_of_key_from_its_armour() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from fleetsim.device.tls import key_slot
+    from fleetsim.pki import generate_key, private_key_pem
+
+    assert key_slot(private_key_pem(generate_key("ec-p256"))) == "ec"
+    assert key_slot(b"\n" + private_key_pem(generate_key("rsa-2048"))) == "rsa"
+    pkcs8 = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    assert key_slot(pkcs8) is None  # not said by its armour: a context of its own
+    assert key_slot(b"") is None
+
+
+def test_a_key_of_unknown_kind_gets_a_context_of_its_own(
+        tmp_path: Path, ca: CertificateAuthority) -> None:
+    import asyncio
+    from dataclasses import replace
+
+    (tmp_path / "ca.pem").write_bytes(certificate_pem(ca.cert))
+    factory = TlsContextFactory(Target.local("http://x", "localhost", 1, tmp_path / "ca.pem"))
+    identity = asyncio.run(issued(ca, "dev-p8"))
+    pkcs8 = load_private_key(identity.private_key_pem).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    one, two = (factory.device_tls(replace(identity, private_key_pem=pkcs8)) for _ in "12")
+    assert one.context is not two.context and not one.shared

@@ -56,17 +56,6 @@ def host_name(value: str) -> str:
     return value.rsplit(":", 1)[0] if ":" in value else value
 
 
-def parse_credentials(text: str) -> dict[str, str]:
-    """`KEY:SECRET[,KEY:SECRET...]` as {key: secret}; ValueError naming what is wrong."""
-    out = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, secret = item.partition(":")
-        if not sep or not key or not secret:
-            raise ValueError(f"'{item}' is not KEY:SECRET")
-        out[key] = secret
-    return out
-
-
 @dataclass(frozen=True)
 class Guard:
     allowed_hosts: frozenset[str] = LOOPBACK_HOSTS
