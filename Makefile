@@ -28,7 +28,7 @@ $(TOOLS)/.installed:
 tools: $(TOOLS)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/fleetsim run scenarios/api-provisioning.yaml --json .fleetsim/demo-summary.json
+	$(BIN)/fleetsim run scenarios/workshop.yaml --json .fleetsim/demo-summary.json
 
 test: $(VENV)/.installed $(TOOLS)/.installed
 	$(BIN)/pytest -q -n 3

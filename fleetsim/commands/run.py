@@ -11,18 +11,20 @@ import time
 
 from fleetsim.control.journal import prune
 from fleetsim.control.targets import aws_target, describe_target
+from fleetsim.engine.labs import LabsRunResult, load_run, run_labs
 from fleetsim.engine.runner import RunResult, run_scenario
-from fleetsim.engine.steps import load_scenario
+from fleetsim.errors import UserError
 from fleetsim.localcore.launcher import RunningLocalCore, ensure_local_core, local_target
 from fleetsim.metrics.progress import Progress
 from fleetsim.metrics.recorder import Metrics
-from fleetsim.metrics.report import render_summary, write_json, write_timeline_csv
+from fleetsim.metrics.report import render_labs, render_summary, write_json, write_timeline_csv
 from fleetsim.runtime import raise_fd_limit, run_async
 from fleetsim.scenario import Scenario
+from fleetsim.scenario.labs import Labs
 from fleetsim.target import Target
 
 
-async def _run(scenario: Scenario, target: Target | None, args: argparse.Namespace,
+async def _run(scenario: Scenario | Labs, target: Target | None, args: argparse.Namespace,
                run_id: str, metrics: Metrics) -> RunResult:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
@@ -42,6 +44,12 @@ async def _run(scenario: Scenario, target: Target | None, args: argparse.Namespa
         assert scenario.target.kind == "aws"
         target = await aws_target(scenario.target.region, scenario.target.profile,
                                   scenario.target.port)
+    if isinstance(scenario, Labs):
+        async with Progress(metrics):
+            return await run_labs(scenario, target, run_id=run_id,
+                                  runs_dir=args.state_dir / "runs",
+                                  identities_dir=args.state_dir / "identities", keep=args.keep,
+                                  concurrency=args.concurrency, metrics=metrics)
     if args.workers is not None:
         from fleetsim.distributed.driver import RayOptions, run_distributed
 
@@ -59,7 +67,11 @@ async def _run(scenario: Scenario, target: Target | None, args: argparse.Namespa
 
 
 def run_command(args: argparse.Namespace) -> int:
-    scenario = load_scenario(args.file, devices=args.devices)
+    scenario = load_run(args.file, devices=args.devices)
+    if isinstance(scenario, Labs) and (args.workers is not None or args.shard):
+        raise UserError(f"{args.file} is made of labs, which run one after the other in one "
+                        "process: --ray and --shard split one scenario's fleets, so run a "
+                        "lab's own file with them")
     shard = f"-shard{args.shard[0]}of{args.shard[1]}" if args.shard else ""
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario.name}{shard}-{secrets.token_hex(3)}"
     raise_fd_limit()
@@ -111,6 +123,9 @@ def _report(result: RunResult, args: argparse.Namespace) -> int:
              "target": describe_target(result.target), "passed": result.passed,
              "interrupted": result.interrupted, "cleanup": cleanup,
              "journal": str(result.journal)}
+    if isinstance(result, LabsRunResult):
+        extra["labs"] = [lab.as_json() for lab in result.labs]
+        print(render_labs(extra["labs"]))
     if args.json:
         write_json(args.json, snapshot, **extra)
         print(f"Summary written to {args.json}")
