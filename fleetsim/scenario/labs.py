@@ -187,12 +187,30 @@ def _clashes(label: str, doc: YamlDocument, head: LabsFile, labs: list[Lab]) -> 
             k += 1
     owner: dict[str, tuple[int, str]] = {}
     problems: list[Located] = []
+    # A CA folder a lab registers -> the first lab that does. The same CA registered twice:
+    # "more than one CA certificate that has the same subject field and public key" is what
+    # AWS IoT answers with CertificateConflictException (API reference,
+    # "CertificateConflictException"); RegisterCACertificate may also refuse it outright
+    # (ResourceAlreadyExistsException).
+    cas: dict[str, int] = {}
     for k, lab in enumerate(labs):
+        at = ("labs", entry_of.get(k, 0), "include")
+        for step in lab.scenario.steps:
+            if step.kind != "register_ca":
+                continue
+            ca = str(getattr(step, "ca"))
+            if ca in cas and cas[ca] != k:
+                problems.append(located(
+                    label, doc.position(at), at,
+                    f"lab {lab.name!r} registers the CA in {ca} that lab "
+                    f"{labs[cas[ca]].name!r} registers too (one CA registered twice makes "
+                    "AWS IoT refuse its devices: CertificateConflictException); give it a CA "
+                    "folder of its own"))
+            cas.setdefault(ca, k)
         mine = thing_names(lab.scenario)
         taken = sorted(n for n in mine if n in owner and owner[n][0] != k)
         if taken:
             first = owner[taken[0]]
-            at = ("labs", entry_of.get(k, 0), "include")
             problems.append(located(
                 label, doc.position(at), at,
                 f"fleet {mine[taken[0]]!r} of lab {lab.name!r} makes thing(s) "
