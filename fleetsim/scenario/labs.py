@@ -196,9 +196,9 @@ def _clashes(label: str, doc: YamlDocument, head: LabsFile, labs: list[Lab]) -> 
     for k, lab in enumerate(labs):
         at = ("labs", entry_of.get(k, 0), "include")
         for step in lab.scenario.steps:
-            if step.kind != "register_ca":
+            ca = str(getattr(step, "ca", "")) if step.kind == "register_ca" else ""
+            if not ca:
                 continue
-            ca = str(getattr(step, "ca"))
             if ca in cas and cas[ca] != k:
                 problems.append(located(
                     label, doc.position(at), at,
