@@ -207,3 +207,27 @@ def test_readme_workshop_commands_work_verbatim(core: RunningLocalCore, tmp_path
     assert "group-member" in iot.list_things_in_thing_group(
         thingGroupName="building-one")["things"]
     assert (tmp_path / "my-first-thing.private.key").exists()
+
+
+def test_validate_checks_included_files_at_their_own_positions(tmp_path: Path) -> None:
+    (tmp_path / "labs").mkdir()
+    bad = tmp_path / "labs" / "bad.yaml"
+    bad.write_text("name: bad\nsteps:\n  - wait: soon\n")
+    top = tmp_path / "top.yaml"
+    top.write_text("name: top\nlabs:\n  - {name: Bad, include: labs/bad.yaml}\n"
+                   "  - {name: Gone, include: gone.yaml}\n")
+    out = subprocess.run([sys.executable, "-m", "fleetsim", "validate", str(top)],
+                         cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        f"{top}:4:27: labs[1].include: gone.yaml is not a readable file (looked for "
+        f"{tmp_path / 'gone.yaml'})",
+        f"{bad}:3:11: steps[0].wait.seconds: 'soon' is not a duration; write e.g. 10s, 500ms "
+        "or 2m"]
+    out = subprocess.run([sys.executable, "-m", "fleetsim", "validate",
+                          str(ROOT / "scenarios" / "workshop.yaml")], cwd=tmp_path,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "ok (9 labs, 78 steps, 8 fleets, 76 devices, target local)" in out.stdout
