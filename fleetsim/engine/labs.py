@@ -60,12 +60,14 @@ class LabOutcome:
 
 @dataclass
 class LabsRunResult(RunResult):
-    labs: list[LabOutcome] = field(default_factory=list)
+    labs: list[LabOutcome] = field(default_factory=list)  # the last one is Clean Up
+    kept: bool = False  # --keep or `cleanup: false`: Clean Up was not asked for
 
     @property
     def passed(self) -> bool:
-        return (not self.interrupted and bool(self.labs)
-                and all(lab.status == PASS for lab in self.labs))
+        asked = self.labs[:-1] if self.kept else self.labs
+        return not self.interrupted and bool(asked) and all(lab.status == PASS
+                                                            for lab in asked)
 
 
 def lab_run_id(run_id: str, n: int) -> str:
@@ -98,6 +100,7 @@ async def run_labs(labs: Labs, target: Target, *, run_id: str, runs_dir: Path,
         if labs.cleanup and not keep:
             await _clean_up(labs, target, journal, result, cleaning)
         else:
+            result.kept = True
             cleaning.detail = "kept what the run created (--keep or cleanup: false)"
     finally:
         journal.close()

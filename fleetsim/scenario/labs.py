@@ -114,7 +114,7 @@ def load_labs(path: Path, load_one: LoadOne, doc: YamlDocument | None = None,
     except ValidationError as e:
         problems += validation_problems(label, doc, e)
     extra: list[str] = []  # problems inside included files, already located there
-    labs: list[Lab] = []
+    labs: list[tuple[int, Lab]] = []  # each with the index of the entry that brought it
     if head is not None:
         here = path.resolve()
         seen: dict[str, int] = {}
@@ -137,15 +137,17 @@ def load_labs(path: Path, load_one: LoadOne, doc: YamlDocument | None = None,
                                         "include the labs it is part of"))
                 continue
             try:
-                labs += _entry_labs(entry, file, load_one, (*chain, here))
+                labs += [(i, lab) for lab in _entry_labs(entry, file, load_one,
+                                                          (*chain, here))]
             except ScenarioInvalid as e:
                 extra += e.problems
         if not problems and not extra:
-            problems += _clashes(label, doc, head, labs)
+            problems += _clashes(label, doc, labs)
     if problems or extra:
         raise ScenarioInvalid([p[2] for p in sorted(set(problems))] + extra)
     assert head is not None
-    return Labs(head.name, head.target, head.cleanup, tuple(labs), head.description)
+    return Labs(head.name, head.target, head.cleanup, tuple(lab for _, lab in labs),
+                head.description)
 
 
 def _entry_labs(entry: LabEntry, file: Path, load_one: LoadOne,
@@ -172,19 +174,12 @@ def thing_names(scenario: Scenario) -> dict[str, str]:
     return names
 
 
-def _clashes(label: str, doc: YamlDocument, head: LabsFile, labs: list[Lab]) -> list[Located]:
-    """Two labs whose fleets make things of the same name: the later lab would take over
-    (or fail to create) the earlier one's things, and clean-up could not tell them apart."""
-    if sum(f.count for lab in labs for f in lab.scenario.fleets) > MAX_NAMES_CHECKED:
+def _clashes(label: str, doc: YamlDocument, labs: list[tuple[int, Lab]]) -> list[Located]:
+    """Two labs whose fleets make things of the same name (the later lab would take over, or
+    fail to create, the earlier one's things, and clean-up could not tell them apart), or that
+    register the same CA; reported at the `include:` of the entry that brought the later."""
+    if sum(f.count for _, lab in labs for f in lab.scenario.fleets) > MAX_NAMES_CHECKED:
         return []
-    # labs of one entry (an included file of labs) are at that entry's position
-    entry_of = {}
-    k = 0
-    for i, entry in enumerate(head.labs):
-        while k < len(labs) and (labs[k].name == entry.name
-                                 or labs[k].name.startswith(f"{entry.name}: ")):
-            entry_of[k] = i
-            k += 1
     owner: dict[str, tuple[int, str]] = {}
     problems: list[Located] = []
     # A CA folder a lab registers -> the first lab that does. The same CA registered twice:
@@ -193,8 +188,8 @@ def _clashes(label: str, doc: YamlDocument, head: LabsFile, labs: list[Lab]) -> 
     # "CertificateConflictException"); RegisterCACertificate may also refuse it outright
     # (ResourceAlreadyExistsException).
     cas: dict[str, int] = {}
-    for k, lab in enumerate(labs):
-        at = ("labs", entry_of.get(k, 0), "include")
+    for k, (entry, lab) in enumerate(labs):
+        at = ("labs", entry, "include")
         for step in lab.scenario.steps:
             ca = str(getattr(step, "ca", "")) if step.kind == "register_ca" else ""
             if not ca:
@@ -203,7 +198,7 @@ def _clashes(label: str, doc: YamlDocument, head: LabsFile, labs: list[Lab]) -> 
                 problems.append(located(
                     label, doc.position(at), at,
                     f"lab {lab.name!r} registers the CA in {ca} that lab "
-                    f"{labs[cas[ca]].name!r} registers too (one CA registered twice makes "
+                    f"{labs[cas[ca]][1].name!r} registers too (one CA registered twice makes "
                     "AWS IoT refuse its devices: CertificateConflictException); give it a CA "
                     "folder of its own"))
             cas.setdefault(ca, k)
@@ -215,7 +210,7 @@ def _clashes(label: str, doc: YamlDocument, head: LabsFile, labs: list[Lab]) -> 
                 label, doc.position(at), at,
                 f"fleet {mine[taken[0]]!r} of lab {lab.name!r} makes thing(s) "
                 f"{', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''} that lab "
-                f"{labs[first[0]].name!r} (fleet {first[1]!r}) makes too; give one of the "
+                f"{labs[first[0]][1].name!r} (fleet {first[1]!r}) makes too; give one of the "
                 "fleets another prefix"))
         for n, fleet in mine.items():
             owner.setdefault(n, (k, fleet))

@@ -192,3 +192,27 @@ def test_the_labs_file_itself_is_checked(tmp_path: Path) -> None:
     top.write_text("name: top\nlabs: []\n")
     assert problems(top) == [f"{top}:2:7: labs: List should have at least 1 item after "
                              "validation, not 0"]
+
+
+def test_a_run_of_labs_passes_when_every_lab_asked_for_passed(tmp_path: Path) -> None:
+    from fleetsim.engine.labs import LabOutcome, LabsRunResult
+    from fleetsim.metrics.recorder import Metrics
+    from fleetsim.metrics.report import render_labs
+    from fleetsim.target import Target
+
+    def result(*statuses: str, kept: bool = False) -> LabsRunResult:
+        target = Target("local", "us-east-1", "127.0.0.1")
+        r = LabsRunResult("r", "top", target, Metrics(), tmp_path, kept=kept)
+        r.labs = [LabOutcome(f"L{i}", "f.yaml", 1, s, 1.0) for i, s in enumerate(statuses)]
+        return r
+
+    assert result("pass", "pass", "pass").passed
+    assert not result("pass", "fail", "pass").passed
+    assert not result("pass", "pass", "not_run").passed  # Clean Up asked for, not done
+    assert result("pass", "pass", "not_run", kept=True).passed  # --keep: not asked for
+    assert not result("fail", "not_run", "not_run", kept=True).passed
+    table = render_labs([lab.as_json() for lab in result("pass", "fail", "not_run").labs])
+    assert table.splitlines()[0] == "Labs (1/3 passed)"
+    assert [line.split()[:3] for line in table.splitlines()[2:]] == [
+        ["1", "L0", "PASS"], ["2", "L1", "FAIL"], ["3", "L2", "not"]]
+    assert table.splitlines()[4].split()[3:5] == ["run", "-"]
