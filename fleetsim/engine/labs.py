@@ -97,13 +97,15 @@ async def run_labs(labs: Labs, target: Target, *, run_id: str, runs_dir: Path,
                            identities_dir=identities_dir, concurrency=concurrency)
             if result.interrupted or (outcome.status == FAIL and lab.on_failure == "stop"):
                 break
-        if labs.cleanup and not keep:
-            await _clean_up(labs, target, journal, result, cleaning)
-        else:
-            result.kept = True
-            cleaning.detail = "kept what the run created (--keep or cleanup: false)"
     finally:
-        journal.close()
+        try:  # also after an unexpected error, as a single scenario's run does
+            if labs.cleanup and not keep:
+                await _clean_up(labs, target, journal, result, cleaning)
+            else:
+                result.kept = True
+                cleaning.detail = "kept what the run created (--keep or cleanup: false)"
+        finally:
+            journal.close()
     return result
 
 
