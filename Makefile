@@ -33,7 +33,7 @@ chromium:
 tools: $(TOOLS)/.installed chromium
 
 demo: $(VENV)/.installed
-	$(BIN)/fleetsim run scenarios/api-provisioning.yaml --json .fleetsim/demo-summary.json
+	$(BIN)/fleetsim run scenarios/workshop.yaml --json .fleetsim/demo-summary.json
 
 test: $(VENV)/.installed $(TOOLS)/.installed chromium
 	$(BIN)/pytest -q -n 3 --hypothesis-profile=ci

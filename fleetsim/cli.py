@@ -13,12 +13,14 @@ STATE_DIR = Path(".fleetsim")
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from fleetsim.engine.steps import load_scenario
+    from fleetsim.engine.labs import load_run
+    from fleetsim.scenario.labs import Labs
 
-    scenario = load_scenario(args.file, devices=args.devices)
-    devices = sum(f.count for f in scenario.fleets)
-    print(f"{args.file}: ok ({len(scenario.steps)} steps, {len(scenario.fleets)} fleets, "
-          f"{devices} devices, target {scenario.target.kind})")
+    scenario = load_run(args.file, devices=args.devices)
+    fleets = scenario.fleets
+    labs = f"{len(scenario.labs)} labs, " if isinstance(scenario, Labs) else ""
+    print(f"{args.file}: ok ({labs}{len(scenario.steps)} steps, {len(fleets)} fleets, "
+          f"{sum(f.count for f in fleets)} devices, target {scenario.target.kind})")
     return 0
 
 

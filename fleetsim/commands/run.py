@@ -13,16 +13,17 @@ from collections.abc import AsyncIterator, Callable
 
 from fleetsim.control.journal import prune
 from fleetsim.control.targets import aws_target, describe_target
+from fleetsim.engine.labs import LabsRunResult, load_run, run_labs
 from fleetsim.engine.reconcile import render as render_reconcile
 from fleetsim.engine.reconcile import render_plan
 from fleetsim.engine.runner import RunResult, run_scenario
-from fleetsim.engine.steps import load_scenario
 from fleetsim.errors import UserError
 from fleetsim.localcore.launcher import RunningLocalCore, ensure_local_core, local_target
 from fleetsim.metrics.exporter import MetricsServer
 from fleetsim.metrics.progress import Progress
 from fleetsim.metrics.recorder import Metrics
 from fleetsim.metrics.report import (
+    render_labs,
     render_summary,
     summary_document,
     write_atomic,
@@ -31,10 +32,11 @@ from fleetsim.metrics.report import (
 )
 from fleetsim.runtime import raise_fd_limit, run_async
 from fleetsim.scenario import Scenario
+from fleetsim.scenario.labs import Labs
 from fleetsim.target import Target
 
 
-async def _run(scenario: Scenario, target: Target | None, args: argparse.Namespace,
+async def _run(scenario: Scenario | Labs, target: Target | None, args: argparse.Namespace,
                run_id: str, metrics: Metrics) -> RunResult:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
@@ -72,8 +74,15 @@ async def _metrics_endpoint(args: argparse.Namespace,
         yield
 
 
-async def _run_here_or_on_ray(scenario: Scenario, target: Target, args: argparse.Namespace,
-                              run_id: str, metrics: Metrics, live: list[Metrics]) -> RunResult:
+async def _run_here_or_on_ray(scenario: Scenario | Labs, target: Target,
+                              args: argparse.Namespace, run_id: str, metrics: Metrics,
+                              live: list[Metrics]) -> RunResult:
+    if isinstance(scenario, Labs):
+        async with Progress(metrics):
+            return await run_labs(scenario, target, run_id=run_id,
+                                  runs_dir=args.state_dir / "runs",
+                                  identities_dir=args.state_dir / "identities", keep=args.keep,
+                                  concurrency=args.concurrency, metrics=metrics)
     if args.workers is not None:
         from fleetsim.distributed.driver import RayOptions, run_distributed
 
@@ -97,7 +106,11 @@ async def _run_here_or_on_ray(scenario: Scenario, target: Target, args: argparse
 
 
 def run_command(args: argparse.Namespace) -> int:
-    scenario = load_scenario(args.file, devices=args.devices)
+    scenario = load_run(args.file, devices=args.devices)
+    if isinstance(scenario, Labs) and (args.workers is not None or args.shard or args.plan):
+        raise UserError(f"{args.file} is made of labs, which run one after the other in one "
+                        "process, each on what the labs before it made: --ray, --shard and "
+                        "--plan work on one scenario, so give them a lab's own file")
     if args.plan and args.workers is not None:
         raise UserError("--plan describes the run from this process: drop --ray/--workers")
     shard = f"-shard{args.shard[0]}of{args.shard[1]}" if args.shard else ""
@@ -178,6 +191,9 @@ def _report(result: RunResult, args: argparse.Namespace, scenario_text: str) -> 
              "interrupted": result.interrupted, "cleanup": cleanup,
              "journal": str(result.journal), "scenario_text": scenario_text,
              "reconcile": result.reconcile.summary() if result.reconcile else None}
+    if isinstance(result, LabsRunResult):
+        extra["labs"] = [lab.as_json() for lab in result.labs]
+        print(render_labs(extra["labs"]))
     if args.json:
         write_json(args.json, snapshot, **extra)
         print(f"Summary written to {args.json}")

@@ -223,3 +223,17 @@ def write_timeline_csv(path: Path, snapshot: dict[str, Any]) -> None:
         first, last = min(seconds), max(seconds)
         for t in range(first, last + 1):
             writer.writerow([t, t - first, *(series[n].get(t, 0) for n in names)])
+
+
+LAB_STATUS = {"pass": "PASS", "fail": "FAIL", "not_run": "not run", "interrupted": "INTERRUPTED"}
+
+
+def render_labs(labs: Sequence[dict[str, Any]]) -> str:
+    """The per-lab table of a run made of labs (the summary's `labs`)."""
+    rows = [(i, lab["name"], LAB_STATUS.get(lab["status"], lab["status"]),
+             f"{lab['seconds']:.1f}" if lab["status"] != "not_run" else "-", lab["steps"],
+             lab.get("detail") or "")
+            for i, lab in enumerate(labs, 1)]
+    passed = sum(1 for lab in labs if lab["status"] == "pass")
+    return (f"Labs ({passed}/{len(labs)} passed)\n"
+            + _table(("#", "lab", "result", "seconds", "steps", "detail"), rows))

@@ -90,14 +90,12 @@ def _original_loc(loc: Loc, kept: list[int]) -> Loc:
     return loc
 
 
-def load_scenario(path: Path, models: StepModels, devices: int | None = None) -> Scenario:
-    """Parse and validate with the step kinds `models` (`fleetsim.engine.steps.load_scenario`
-    passes the registered ones); raises ScenarioInvalid listing every problem with its
-    position."""
+def parse_document(path: Path) -> YamlDocument:
+    """The file's YAML with positions; ScenarioInvalid at FILE:LINE:COL when it is not YAML."""
     label = str(path)
     text = read_text(path)
     try:
-        doc = YamlDocument(text)
+        return YamlDocument(text)
     except DocumentTooLarge as e:
         mark = e.problem_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -109,9 +107,41 @@ def load_scenario(path: Path, models: StepModels, devices: int | None = None) ->
     except yaml.YAMLError as e:  # e.g. a control character (a ReaderError, without a mark)
         raise ScenarioInvalid([f"{label}:1:1: not valid YAML: {e}"]) from e
 
-    def at(pos: Position, loc: Loc, msg: str) -> tuple[int, int, str]:
-        where = f"{_dotted(loc)}: " if loc else ""
-        return pos.line, pos.column, f"{label}:{pos.line}:{pos.column}: {where}{msg}"
+
+Located = tuple[int, int, str]  # line, column, "FILE:LINE:COL: what is wrong"
+
+
+def located(label: str, pos: Position, loc: Loc, msg: str) -> Located:
+    """A problem at `pos` of file `label`, about the value at `loc` (dotted in the message)."""
+    where = f"{_dotted(loc)}: " if loc else ""
+    return pos.line, pos.column, f"{label}:{pos.line}:{pos.column}: {where}{msg}"
+
+
+def validation_problems(label: str, doc: YamlDocument, err: ValidationError,
+                        kept: list[int] | None = None, skip_steps: bool = False
+                        ) -> list[Located]:
+    """pydantic's errors, each at the position of what it is about."""
+    problems = []
+    for e in err.errors():
+        if skip_steps and tuple(e["loc"]) == ("steps",):
+            continue  # "at least 1 step" when every step was refused: said elsewhere
+        loc, msg, at_key = _pydantic_message(e)
+        loc = _original_loc(loc, kept or [])
+        pos = doc.key_position(loc) if at_key else doc.position(loc)
+        problems.append(located(label, pos, loc, msg))
+    return problems
+
+
+def load_scenario(path: Path, models: StepModels, devices: int | None = None,
+                  doc: YamlDocument | None = None) -> Scenario:
+    """Parse and validate with the step kinds `models` (`fleetsim.engine.steps.load_scenario`
+    passes the registered ones); raises ScenarioInvalid listing every problem with its
+    position. `doc`: the file already parsed."""
+    label = str(path)
+    doc = doc if doc is not None else parse_document(path)
+
+    def at(pos: Position, loc: Loc, msg: str) -> Located:
+        return located(label, pos, loc, msg)
 
     problems = [at(pos, loc, f"key {loc[-1]!r} is written twice")
                 for loc, pos in doc.duplicate_keys()]
@@ -129,13 +159,7 @@ def load_scenario(path: Path, models: StepModels, devices: int | None = None) ->
     try:
         scenario = scenario_model(models).model_validate(data)
     except ValidationError as e:
-        for err in e.errors():
-            if shape_problems and tuple(err["loc"]) == ("steps",):
-                continue  # "at least 1 step" when every step was refused above: said there
-            loc, msg, at_key = _pydantic_message(err)
-            loc = _original_loc(loc, kept)
-            pos = doc.key_position(loc) if at_key else doc.position(loc)
-            problems.append(at(pos, loc, msg))
+        problems += validation_problems(label, doc, e, kept, skip_steps=bool(shape_problems))
     if scenario is not None and not shape_problems:
         for loc, msg in check_semantics(scenario):
             problems.append(at(doc.position(loc), loc, msg))
@@ -143,4 +167,3 @@ def load_scenario(path: Path, models: StepModels, devices: int | None = None) ->
         raise ScenarioInvalid([p[2] for p in sorted(set(problems))])
     assert scenario is not None
     return scenario
-

@@ -155,6 +155,13 @@ class FleetStep(StepBase):
         return True
 
 
+def target_shorthand(value: Any) -> Any:
+    """`target: local` / `target: aws` for `{kind: local}` / `{kind: aws}`."""
+    if value in ("local", "aws"):
+        return {"kind": value}
+    return value
+
+
 class Scenario(Strict):
     name: str
     description: str | None = None
@@ -166,12 +173,7 @@ class Scenario(Strict):
     # Validated as the union of the registered step kinds: see `scenario_model`.
     steps: list[StepBase] = Field(min_length=1)
 
-    @field_validator("target", mode="before")
-    @classmethod
-    def _target_shorthand(cls, value: Any) -> Any:
-        if value in ("local", "aws"):
-            return {"kind": value}
-        return value
+    _target = field_validator("target", mode="before")(target_shorthand)
 
     def fleet(self, name: str) -> Fleet:
         return next(f for f in self.fleets if f.name == name)

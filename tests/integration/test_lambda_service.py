@@ -135,3 +135,22 @@ async def test_functions_and_permissions_survive_a_restart(tmp_path: Path) -> No
             assert (await r["Payload"].read()).startswith(b'{"request_id"')
     finally:
         await _stopped(second)
+
+
+async def test_functions_run_when_the_state_dir_is_relative(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fleetsim run`'s default state dir is `.fleetsim`, relative: a worker runs in its task
+    folder, so the code's folder on its path must be absolute (it was not: the JITR lab of
+    `make demo` failed with Runtime.ImportModuleError)."""
+    monkeypatch.chdir(tmp_path)
+    core = await _started(Path("state"))
+    try:
+        await _create_target(core)
+        async with _client(core) as lam:
+            out = await lam.invoke(FunctionName="target", Payload=b'{"mode": "echo"}')
+            body = await out["Payload"].read()
+            assert "FunctionError" not in out, body
+            described = await lam.get_function(FunctionName="target")
+        assert described["Code"]["Location"].startswith(f"file://{tmp_path}/state/lambda/")
+    finally:
+        await _stopped(core)

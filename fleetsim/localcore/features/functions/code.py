@@ -39,6 +39,10 @@ def check_zip(data: bytes) -> None:
 
 class CodeStore:
     def __init__(self, root: Path):
+        # Absolute: a worker runs in its task folder (cwd) with LAMBDA_TASK_ROOT on sys.path,
+        # and GetFunction's Code.Location is a file:// URL; both need the full path when the
+        # state dir is relative (`fleetsim run`'s default .fleetsim).
+        root = root.resolve()
         self.root = root
         self.zips = root / "zips"
         self.tasks = root / "tasks"
