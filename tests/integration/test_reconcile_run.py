@@ -171,3 +171,20 @@ def test_an_inactive_persistent_certificate_is_drift_not_an_error(core: RunningL
     assert [g["groupName"] for g in groups] == ["rec-group"]
     assert iot.describe_thing(thingName="rec-member-1")["attributes"] == {"type": "ws-device"}
     assert iot.get_topic_rule(ruleName="rec_rule")["rule"]["sql"] == "SELECT * FROM 'rec/in'"
+
+
+def test_a_kept_workshop_lab_passes_again_on_what_it_made(core: RunningLocalCore,
+                                                          tmp_path: Path) -> None:
+    """The API lab kept, then re-run: its thing, policy and attribute are reused and its
+    registry-event checks (if_created) do not expect events of a create that did not happen."""
+    scenario = ROOT / "scenarios" / "api-provisioning.yaml"
+    first = run(core, scenario, tmp_path / "first.json", "--keep")
+    assert first["reconcile"]["created"]["thing"] == 1
+    again = run(core, scenario, tmp_path / "again.json", "--keep")
+    assert "thing" not in again["reconcile"]["created"]
+    assert again["reconcile"]["reused"]["thing"] == 1
+    assert again["reconcile"]["reused"]["policy"] == 1
+    assert again["reconcile"]["drift"] == []
+    names = [c["name"] for c in again["metrics"]["checks"]]
+    assert not any("/created" in n or "/updated" in n for n in names)
+    assert any("/created" in c["name"] for c in first["metrics"]["checks"])

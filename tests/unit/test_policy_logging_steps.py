@@ -293,3 +293,15 @@ async def test_create_thing_group_nests_and_attaches_policies_undone_at_cleanup(
     assert report.ok and report.removed == {"thing_group": 2, "policy_attachment": 3}
     ops = iot.ops()
     assert ops.index("DetachPolicy") < ops.index("DeleteThingGroup")
+
+
+def test_expect_if_created_needs_a_fleet(tmp_path: Path) -> None:
+    yaml = """
+        name: t
+        fleets: [{name: f, prefix: dev}]
+        steps:
+          - observe: {topics: ["$aws/events/#"]}
+          - expect: {messages: [{topic: "$aws/events/thing/x/created", if_created: true}]}
+        """
+    with pytest.raises(ScenarioInvalid, match="if_created needs a fleet"):
+        fake_context(tmp_path, yaml)

@@ -43,6 +43,9 @@ class MessageExpectation(Strict):
     topic: str  # an MQTT topic filter; may use {thing_name} with `fleet` (one check per device)
     fleet: str | None = None
     count: int = Field(default=1, ge=1)  # at least this many, per device when `fleet` is set
+    # Only for the fleet's things this run created: registry events (`created`, `updated`)
+    # come from a create, and a re-run that reuses the thing makes none.
+    if_created: bool = False
 
 
 class ShadowExpectation(Strict):
@@ -74,6 +77,9 @@ class ExpectStep(StepBase):
                 problems.append((loc, "expecting messages needs an 'observe' step before"))
             if exp.fleet is not None and exp.fleet not in scope.fleets:
                 problems.append(((*loc, "fleet"), f"no fleet named {exp.fleet!r}"))
+            if exp.if_created and exp.fleet is None:
+                problems.append(((*loc, "if_created"), "if_created needs a fleet: it keeps "
+                                 "the checks of the fleet's things this run created"))
             names = DEVICE_NAMES if exp.fleet else set()
             problems += template_problems((*loc, "topic"), exp.topic, names)
         for k, thing in enumerate(self.things):
@@ -166,7 +172,9 @@ async def _check_messages(ctx: RunContext, exp: MessageExpectation,
         topics = [exp.topic]
     else:
         t = Template(exp.topic, DEVICE_NAMES)
-        topics = [t.render(d.names) for d in ctx.devices[exp.fleet]]
+        devices = [d for d in ctx.devices[exp.fleet]
+                   if not exp.if_created or ctx.reconcile.is_fresh_thing(d.thing_name)]
+        topics = [t.render(d.names) for d in devices]
         if len(set(topics)) == 1 and len(topics) > 1:  # one topic for all: count per device
             topics, count = topics[:1], exp.count * len(topics)
     observer = ctx.observer
