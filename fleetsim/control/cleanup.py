@@ -234,7 +234,8 @@ async def plan(clients: AwsClients, entries: list[Entry], kinds: Iterable[Journa
     nothing."""
     kinds = list(kinds)
     entries = await expanded(clients, entries, kinds, may_change=False)
-    return [(k.name, entry_name(e)) for k, e in _todo(kinds, entries)]
+    return [(k.name, entry_name(e)) for phase in phases(kinds)
+            for wave in _waves(_todo(phase, entries)) for k, e in wave]
 
 
 async def cleanup(clients: AwsClients, entries: list[Entry], kinds: Iterable[JournalKind],
