@@ -232,15 +232,9 @@ class FakeIot:
             self.attached[target].remove(policyName)
         return {}
 
-    def _op_list_targets_for_policy(self, policyName: str) -> dict[str, Any]:
-        return {"targets": [t for t, names in self.attached.items() if policyName in names]}
-
     def _op_detach_thing_principal(self, thingName: str, principal: str) -> dict[str, Any]:
         self.principals.get(thingName, set()).discard(principal)
         return {}
-
-    def _op_list_thing_principals(self, thingName: str) -> dict[str, Any]:
-        return {"principals": sorted(self.principals.get(thingName, set()))}
 
     def _op_list_principal_things(self, principal: str) -> dict[str, Any]:
         return {"things": sorted(t for t, ps in self.principals.items() if principal in ps)}
