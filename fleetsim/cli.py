@@ -149,8 +149,25 @@ def build_parser() -> argparse.ArgumentParser:
     port_arguments(p, when=" when the run starts local core")
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("cleanup", help="remove what earlier runs created (from their journals)")
+    p = sub.add_parser("cleanup", help="remove what earlier runs created (from their journals), "
+                                       "or what is named with a prefix")
     p.add_argument("--run", dest="run_id", help="only this run id (default: every pending run)")
+    p.add_argument("--all", action="store_true",
+                   help="every pending run's journal, persistent fleets' included (the default "
+                        "without --run or --prefix; with --prefix: both)")
+    p.add_argument("--prefix", metavar="P",
+                   help="also remove every resource of the account whose name starts with P, "
+                        "journaled or not (alone: only those; see --target)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what would be removed, by kind; change nothing")
+    p.add_argument("--no-wait", action="store_true",
+                   help="do not wait for what AWS deletes only later (a thing type, 5 minutes "
+                        "after its deprecation): say when, and keep the run pending")
+    p.add_argument("--target", choices=("local", "aws"), default="local",
+                   help="with --prefix: where to look (default local core of --state-dir)")
+    p.add_argument("--region", help="with --prefix --target aws: the region (default: the "
+                                    "AWS configuration's)")
+    p.add_argument("--profile", help="with --prefix --target aws: the AWS profile")
     p.add_argument("--state-dir", type=state_dir_path, default=STATE_DIR)
     p.set_defaults(func=_cleanup)
 

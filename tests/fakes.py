@@ -17,7 +17,7 @@ import json
 import secrets
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,14 @@ def _snake_to_op(name: str) -> str:
 
 
 @dataclass
+class FakePaginator:
+    call: Callable[..., Any]
+
+    async def paginate(self, **params: Any) -> AsyncIterator[dict[str, Any]]:
+        yield await self.call(**params)
+
+
+@dataclass
 class FakeIot:
     """Answers `iot`, `iot-data` and `sts` calls the way AWS shapes them, from a little
     in-memory registry; every call is recorded as (Operation, params)."""
@@ -96,6 +104,10 @@ class FakeIot:
 
     def ops(self) -> list[str]:
         return [op for op, _ in self.calls]
+
+    def get_paginator(self, name: str) -> FakePaginator:
+        """One page: the operation's whole answer."""
+        return FakePaginator(getattr(self, name))
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name.startswith("_"):
@@ -215,6 +227,18 @@ class FakeIot:
         self.attached.setdefault(target, []).append(policyName)
         return {}
 
+    def _op_detach_policy(self, policyName: str, target: str) -> dict[str, Any]:
+        if policyName in self.attached.get(target, []):
+            self.attached[target].remove(policyName)
+        return {}
+
+    def _op_detach_thing_principal(self, thingName: str, principal: str) -> dict[str, Any]:
+        self.principals.get(thingName, set()).discard(principal)
+        return {}
+
+    def _op_list_principal_things(self, principal: str) -> dict[str, Any]:
+        return {"things": sorted(t for t, ps in self.principals.items() if principal in ps)}
+
     def _op_list_thing_types(self, **_: Any) -> dict[str, Any]:
         return {"thingTypes": []}
 
@@ -242,6 +266,12 @@ class FakeIot:
         self.jobs[jobId] = {"jobId": jobId, "status": "IN_PROGRESS", "createdAt": time.time(),
                             "jobProcessDetails": {}, **params}
         return {"jobId": jobId, "jobArn": self._arn("job", jobId)}
+
+    def _op_delete_job(self, jobId: str, **_: Any) -> dict[str, Any]:
+        if self.jobs.pop(jobId, None) is None:
+            raise client_error("DeleteJob", "ResourceNotFoundException", status=404)
+        self.job_executions.pop(jobId, None)
+        return {}
 
     def _op_describe_job(self, jobId: str) -> dict[str, Any]:
         if jobId not in self.jobs:

@@ -180,6 +180,8 @@ def _report(result: RunResult, args: argparse.Namespace, scenario_text: str) -> 
         print(f"Clean-up: {result.cleanup.describe()}")
         for failure in result.cleanup.failed:
             print(f"  could not remove {failure}")
+        for deferred in result.cleanup.deferred:
+            print(f"  {deferred}")
         if result.cleanup.failed:
             print(f"  run `fleetsim cleanup --run {result.run_id}` to retry")
     else:

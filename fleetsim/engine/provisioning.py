@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from fleetsim.control.cleanup import GONE, JournalKind, Phase, error_code, with_retry
+from fleetsim.control.cleanup import GONE, JournalKind, Phase, error_code, retried, with_retry
 from fleetsim.control.clients import AwsClients
 from fleetsim.control.errors import ApiError
 from fleetsim.control.journal import Journal
@@ -38,11 +38,17 @@ WINDOW_SLACK_S = 60.0
 
 
 async def _delete_certificate(clients: AwsClients, d: dict[str, Any]) -> None:
-    """Deactivated, then deleted; its identity files go with it (gone remotely: gone from
-    disk too). A certificate already gone raises its ResourceNotFoundException."""
+    """Detached from its things and policies, deactivated, then deleted ("DeleteCertificate":
+    a certificate is not deleted while a policy or thing is attached to it or while it is
+    ACTIVE); its identity files go with it (gone remotely: gone from disk too). A certificate
+    already gone raises its ResourceNotFoundException."""
+    iot = clients.iot
     try:
-        await clients.iot.update_certificate(certificateId=d["id"], newStatus="INACTIVE")
-        deleted = await with_retry(lambda: clients.iot.delete_certificate(
+        arn = d.get("arn") or (await iot.describe_certificate(certificateId=d["id"])
+                               )["certificateDescription"]["certificateArn"]
+        await detach_principal(clients, arn)
+        await iot.update_certificate(certificateId=d["id"], newStatus="INACTIVE")
+        deleted = await with_retry(lambda: iot.delete_certificate(
             certificateId=d["id"], forceDelete=True))
     except ClientError as e:
         if error_code(e) in GONE and d.get("identity"):
@@ -54,6 +60,42 @@ async def _delete_certificate(clients: AwsClients, d: dict[str, Any]) -> None:
         raise ClientError({"Error": {"Code": "ResourceNotFoundException",
                                      "Message": f"certificate {d['id']} is gone"}},
                           "DeleteCertificate")
+
+
+async def detach_principal(clients: AwsClients, arn: str) -> None:
+    """Every thing (ListPrincipalThings) and policy (ListAttachedPolicies) off a certificate."""
+    iot = clients.iot
+    async for page in iot.get_paginator("list_principal_things").paginate(principal=arn):
+        for thing in page.get("things", []):
+            await retried(iot.detach_thing_principal, thingName=thing, principal=arn)
+    async for page in iot.get_paginator("list_attached_policies").paginate(target=arn):
+        for policy in page.get("policies", []):
+            await retried(iot.detach_policy, policyName=policy["policyName"], target=arn)
+
+
+async def _delete_thing(clients: AwsClients, d: dict[str, Any]) -> None:
+    """Its principals detached (ListThingPrincipals), then the thing."""
+    iot, name = clients.iot, d["name"]
+    async for page in iot.get_paginator("list_thing_principals").paginate(thingName=name):
+        for principal in page.get("principals", []):
+            await retried(iot.detach_thing_principal, thingName=name, principal=principal)
+    await iot.delete_thing(thingName=name)
+
+
+async def _delete_policy(clients: AwsClients, d: dict[str, Any]) -> None:
+    """Detached from every target (ListTargetsForPolicy), its non-default versions deleted
+    ("DeletePolicy": a policy is deleted only once it is attached to nothing and has no
+    version but the default), then the policy."""
+    iot, name = clients.iot, d["name"]
+    async for page in iot.get_paginator("list_targets_for_policy").paginate(policyName=name):
+        for target in page.get("targets", []):
+            await retried(iot.detach_policy, policyName=name, target=target)
+    versions = (await iot.list_policy_versions(policyName=name)).get("policyVersions", [])
+    for v in versions:
+        if not v.get("isDefaultVersion"):
+            await retried(iot.delete_policy_version, policyName=name,
+                          policyVersionId=v["versionId"])
+    await with_retry(lambda: iot.delete_policy(policyName=name))
 
 
 async def find_certificates(clients: AwsClients, entries: list[dict[str, Any]]
@@ -98,8 +140,7 @@ async def find_certificates(clients: AwsClients, entries: list[dict[str, Any]]
     return done + [f for f in found if f is not None]
 
 
-THING = JournalKind("thing", Phase.DELETE,
-                    lambda c, d: c.iot.delete_thing(thingName=d["name"]))
+THING = JournalKind("thing", Phase.DELETE, _delete_thing)
 CERTIFICATE = JournalKind("certificate", Phase.CERTIFICATES, _delete_certificate,
                           resolve=find_certificates)
 POLICY_ATTACHMENT = JournalKind(
@@ -108,8 +149,7 @@ POLICY_ATTACHMENT = JournalKind(
 THING_PRINCIPAL = JournalKind(
     "thing_principal", Phase.DETACH,
     lambda c, d: c.iot.detach_thing_principal(thingName=d["thing"], principal=d["principal"]))
-POLICY = JournalKind("policy", Phase.DELETE,
-                     lambda c, d: with_retry(lambda: c.iot.delete_policy(policyName=d["name"])))
+POLICY = JournalKind("policy", Phase.DELETE, _delete_policy)
 # What a provisioning template can make for a device, as journal kinds.
 REGISTERED = (THING, CERTIFICATE, THING_PRINCIPAL, POLICY_ATTACHMENT, POLICY)
 KEYS_OP = "provision.keys"  # a device's key and CSR made

@@ -121,8 +121,10 @@ async def run_scenario(scenario: Scenario, target: Target, *, run_id: str, runs_
 
 
 async def clean_up(clients: AwsClients, journal: Journal) -> CleanupReport:
-    """Remove what the run's journal (and its shards' journals) lists; mark it cleaned."""
-    report = await cleanup(clients, read_entries(journal.run_dir), JOURNAL_KINDS)
+    """Remove what the run's journal (and its shards' journals) lists; mark it cleaned once
+    nothing is left. What AWS deletes only later (a thing type) is not waited for: the run
+    says when `fleetsim cleanup` can finish it."""
+    report = await cleanup(clients, read_entries(journal.run_dir), JOURNAL_KINDS, wait=False)
     if report.ok:
         journal.mark_cleaned()
     return report

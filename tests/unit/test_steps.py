@@ -300,7 +300,12 @@ async def test_cleanup_undoes_phase_by_phase(tmp_path: Path) -> None:
     phase_of = {"DetachPolicy": Phase.DETACH, "DetachThingPrincipal": Phase.DETACH,
                 "DeleteThingShadow": Phase.DETACH, "UpdateCertificate": Phase.CERTIFICATES,
                 "DeleteCertificate": Phase.CERTIFICATES, "DeleteThing": Phase.DELETE,
-                "DeletePolicy": Phase.DELETE, "UpdateEventConfigurations": Phase.RESTORE}
+                "DeletePolicy": Phase.DELETE, "UpdateEventConfigurations": Phase.RESTORE,
+                # certificates and things detach what is still attached; policies too, and
+                # their versions
+                "ListPrincipalThings": Phase.CERTIFICATES,
+                "ListAttachedPolicies": Phase.CERTIFICATES, "ListThingPrincipals": Phase.DELETE,
+                "ListTargetsForPolicy": Phase.DELETE, "ListPolicyVersions": Phase.DELETE}
     assert sorted(order, key=phase_of.__getitem__) == order
     assert set(order) == set(phase_of)
     assert not iot.things and not iot.shadows
@@ -314,8 +319,8 @@ async def test_cleanup_reports_what_it_could_not_remove(tmp_path: Path) -> None:
     iot.fail("DeleteThing", "AccessDeniedException", "not allowed")
     report = await cleanup(AwsClients(iot, iot, iot), read_entries(ctx.journal.run_dir),
                            JOURNAL_KINDS)
-    assert report.failed == ["thing name=d-1: AccessDeniedException: not allowed"] or \
-        report.failed == ["thing name=d-0: AccessDeniedException: not allowed"]
+    assert report.failed == ["thing d-1: AccessDeniedException: not allowed"] or \
+        report.failed == ["thing d-0: AccessDeniedException: not allowed"]
 
 
 def _metrics_ops(metrics: Metrics) -> dict[str, int]:
@@ -450,7 +455,10 @@ async def test_create_job_for_a_group_inline_document_and_cleanup(tmp_path: Path
     report = await cleanup(AwsClients(iot, iot, iot), read_entries(ctx.journal.run_dir),
                            JOURNAL_KINDS)
     assert report.ok and iot.calls == [("CancelJob", {"jobId": "fleetsim-test", "force": True}),
-                                       ("DeleteJob", {"jobId": "fleetsim-test", "force": True})]
+                                       ("DescribeJob", {"jobId": "fleetsim-test"}),
+                                       ("DeleteJob", {"jobId": "fleetsim-test", "force": True}),
+                                       ("DescribeJob", {"jobId": "fleetsim-test"})]
+    assert not iot.jobs  # waited for until DescribeJob no longer finds it
 
 
 def test_create_job_needs_one_target_and_one_document(tmp_path: Path) -> None:

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import aiohttp
+from botocore.exceptions import ClientError
 from pydantic import Field, field_validator
 
+from fleetsim.control.cleanup import JournalKind, Phase, error_code
+from fleetsim.control.clients import AwsClients
+from fleetsim.control.journal import Entry
 from fleetsim.engine import bulk
 from fleetsim.engine import devices as dev
 from fleetsim.engine import provisioning as prov
@@ -45,6 +50,74 @@ class BulkRegisterStep(FleetStep):
         return (template_problems((*at, "parameters"), self.parameters, DEVICE_NAMES)
                 + template_problems((*at, "bucket"), self.bucket, RUN_NAMES)
                 + template_problems((*at, "key"), self.key, RUN_NAMES))
+
+
+# How long clean-up waits for a stopped task to end before reading what it made.
+STOP_WAIT_S = 120.0
+
+
+async def _task_made(clients: AwsClients, started: list[dict[str, Any]],
+                     may_change: bool) -> list[Entry]:
+    """What the registration tasks started from these input files made, as journal entries,
+    from their RESULTS reports (each line's `ResourceArns`): a run killed while its task ran
+    has journaled none of it. A task still running is stopped and waited for first (reports
+    exist once a task has ended); with `may_change` False it is only looked at."""
+    iot = clients.iot
+    inputs = {(d["bucket"], d["key"]) for d in started}
+    since = min(float(d.get("at", 0)) for d in started) - prov.WINDOW_SLACK_S
+    entries: list[Entry] = []
+    async for page in iot.get_paginator("list_thing_registration_tasks").paginate():
+        for task_id in page.get("taskIds", []):
+            task = await iot.describe_thing_registration_task(taskId=task_id)
+            if (task.get("inputFileBucket"), task.get("inputFileKey")) not in inputs or \
+                    task["creationDate"].timestamp() < since:
+                continue
+            if task["status"] in bulk.RUNNING:
+                if not may_change:
+                    continue
+                await _stop(clients, task_id)
+            reports = await bulk.fetch_reports(partial(_report_page, iot, task_id))
+            for response in reports.results.values():
+                entries += _made(response.get("ResourceArns", {}))
+    return entries
+
+
+async def _report_page(iot: Any, task_id: str, report_type: str, more: dict[str, str]
+                       ) -> dict[str, Any]:
+    return dict(await iot.list_thing_registration_task_reports(
+        taskId=task_id, reportType=report_type, **more))
+
+
+async def _stop(clients: AwsClients, task_id: str) -> None:
+    iot = clients.iot
+    try:
+        await iot.stop_thing_registration_task(taskId=task_id)
+    except ClientError as e:  # it ended meanwhile
+        if error_code(e) != "InvalidRequestException":
+            raise
+    deadline = time.monotonic() + STOP_WAIT_S
+    while (await iot.describe_thing_registration_task(taskId=task_id))["status"] \
+            in bulk.RUNNING:
+        if time.monotonic() > deadline:
+            raise ClientError({"Error": {"Code": "TaskNotStopped", "Message": (
+                f"registration task {task_id} did not end within {STOP_WAIT_S:g} s of "
+                "StopThingRegistrationTask")}}, "StopThingRegistrationTask")
+        await asyncio.sleep(0.5)
+
+
+def _made(arns: dict[str, str]) -> list[Entry]:
+    names = prov.resource_names(arns)
+    cert_arn = next((a for a in arns.values() if ":cert/" in a), None)
+    return ([Entry(prov.THING.name, {"name": t}) for t in names.get("thing", [])]
+            + [Entry(prov.CERTIFICATE.name, {"id": c, "arn": cert_arn})
+               for c in names.get("cert", [])]
+            + [Entry(prov.POLICY.name, {"name": p}) for p in names.get("policy", [])])
+
+
+# Journaled before StartThingRegistrationTask: its input file names the task clean-up reads.
+REGISTRATION_TASK = JournalKind("thing_registration_task", Phase.DETACH,
+                                lambda c, d: asyncio.sleep(0), expand=_task_made,
+                                marker=True)
 
 
 async def _wait(ctx: RunContext, step: BulkRegisterStep, task_id: str) -> dict[str, Any]:
@@ -89,6 +162,7 @@ async def run(ctx: RunContext, step: BulkRegisterStep) -> None:
         await bulk.create_bucket(ctx, bucket)
     await bulk.upload(ctx, bucket, key, bulk.parameters_file([keys[d.index][1]
                                                               for d in devices]))
+    ctx.journal.record(REGISTRATION_TASK.name, bucket=bucket, key=key, at=time.time())
     with ctx.metrics.time(bulk.TASK_OP):
         out = await api_call(ctx, "StartThingRegistrationTask", key,
                              templateBody=Path(step.template).read_text(),
@@ -125,4 +199,4 @@ def _hand_out(ctx: RunContext, devices: list[Device],
 
 
 KIND = StepKind(BulkRegisterStep, run,
-                journals=(*prov.REGISTERED, bulk.S3_BUCKET, bulk.S3_OBJECT))
+                journals=(*prov.REGISTERED, bulk.S3_BUCKET, bulk.S3_OBJECT, REGISTRATION_TASK))

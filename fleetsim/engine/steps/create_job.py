@@ -11,8 +11,10 @@ the call; clean-up cancels it with `force` and deletes it with `force`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -35,9 +37,18 @@ RUN_NAMES = {"run_id"}
 JOB_ID = r"^[a-zA-Z0-9_{}-]{1,64}$"
 
 
+# How long clean-up waits for a job AWS is deleting (DELETION_IN_PROGRESS) to be gone.
+DELETION_WAIT_S = 300.0
+
+
 async def _cancel_and_delete(c: Any, d: dict[str, Any]) -> bool:
+    """Canceled with force, deleted with force, then waited for: "Deleting a job may take
+    time ... the status of the job will be shown as DELETION_IN_PROGRESS. Attempting to
+    delete or cancel a job whose status is already DELETION_IN_PROGRESS will result in an
+    error" (API reference, "DeleteJob")."""
+    job_id = d["job_id"]
     try:  # a job that ended already cannot be canceled: delete it all the same
-        await c.iot.cancel_job(jobId=d["job_id"], force=True)
+        await c.iot.cancel_job(jobId=job_id, force=True)
     except ClientError as e:
         code = e.response.get("Error", {}).get("Code")
         if code in GONE:
@@ -46,7 +57,27 @@ async def _cancel_and_delete(c: Any, d: dict[str, Any]) -> bool:
         # COMPLETED job is refused with InvalidRequestException.
         if code not in ("InvalidRequestException", "InvalidStateTransitionException"):
             raise
-    return await with_retry(lambda: c.iot.delete_job(jobId=d["job_id"], force=True))
+    if await _status(c, job_id) != "DELETION_IN_PROGRESS":
+        await with_retry(lambda: c.iot.delete_job(jobId=job_id, force=True))
+    deadline = time.monotonic() + DELETION_WAIT_S
+    delay = 0.1
+    while (status := await _status(c, job_id)) is not None:
+        if time.monotonic() > deadline:
+            raise ClientError({"Error": {"Code": "JobNotDeleted", "Message": (
+                f"job {job_id} is still {status} after {DELETION_WAIT_S:g} s")}}, "DeleteJob")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
+    return True
+
+
+async def _status(c: Any, job_id: str) -> str | None:
+    """The job's status; None once it is gone."""
+    try:
+        return str((await c.iot.describe_job(jobId=job_id))["job"]["status"])
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in GONE:
+            return None
+        raise
 
 
 JOB = JournalKind("job", Phase.DETACH, _cancel_and_delete)

@@ -4,11 +4,12 @@ provisioning by claim (`--type FLEET_PROVISIONING`, the default of create-provis
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from fleetsim.control.cleanup import JournalKind, Phase
+from fleetsim.control.cleanup import JournalKind, Phase, retried
+from fleetsim.control.clients import AwsClients
 from fleetsim.engine.context import RunContext
 from fleetsim.engine.describe import describe
 from fleetsim.engine.fanout import api_call
@@ -16,9 +17,21 @@ from fleetsim.engine.reconcile import document_item, value_item
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.scenario.model import StepBase
 
-PROVISIONING_TEMPLATE = JournalKind(
-    "provisioning_template", Phase.DELETE,
-    lambda c, d: c.iot.delete_provisioning_template(templateName=d["name"]))
+
+async def _delete_template(clients: AwsClients, d: dict[str, Any]) -> None:
+    """Its versions but the default (which DeleteProvisioningTemplateVersion refuses), then
+    the template."""
+    iot, name = clients.iot, d["name"]
+    async for page in iot.get_paginator("list_provisioning_template_versions").paginate(
+            templateName=name):
+        for v in page.get("versions", []):
+            if not v.get("isDefaultVersion"):
+                await retried(iot.delete_provisioning_template_version, templateName=name,
+                              versionId=v["versionId"])
+    await iot.delete_provisioning_template(templateName=name)
+
+
+PROVISIONING_TEMPLATE = JournalKind("provisioning_template", Phase.DELETE, _delete_template)
 
 
 class CreateProvisioningTemplateStep(StepBase):

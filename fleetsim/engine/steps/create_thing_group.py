@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+from botocore.exceptions import ClientError
 from pydantic import Field
 
-from fleetsim.control.cleanup import JournalKind, Phase, with_retry
+from fleetsim.control.cleanup import GONE, JournalKind, Phase, error_code, with_retry
+from fleetsim.control.clients import AwsClients
 from fleetsim.engine.context import RunContext
 from fleetsim.engine.describe import describe, policy_targets
 from fleetsim.engine.fanout import api_call
@@ -18,9 +20,27 @@ from fleetsim.engine.reconcile import attribute_items, value_item
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.scenario.model import StepBase
 
+
+async def _depths(clients: AwsClients, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each group with its depth (DescribeThingGroup's `rootToParentThingGroups`): clean-up
+    deletes children first, as AWS refuses to delete a group that still has child groups."""
+    out = []
+    for d in groups:
+        try:
+            described = await clients.iot.describe_thing_group(thingGroupName=d["name"])
+        except ClientError as e:
+            if error_code(e) not in GONE:
+                raise
+            described = {}
+        meta = described.get("thingGroupMetadata", {})
+        out.append({**d, "depth": len(meta.get("rootToParentThingGroups", []))})
+    return out
+
+
 THING_GROUP = JournalKind(
     "thing_group", Phase.DELETE,
-    lambda c, d: with_retry(lambda: c.iot.delete_thing_group(thingGroupName=d["name"])))
+    lambda c, d: with_retry(lambda: c.iot.delete_thing_group(thingGroupName=d["name"])),
+    resolve=_depths, wave_key="depth")
 
 
 class CreateThingGroupStep(StepBase):

@@ -1,24 +1,51 @@
 """`create_thing_type`: a thing type that devices (or their templates) are given.
 
-AWS deletes a thing type only five minutes after it was deprecated ("Deprecate a thing type"
-in the AWS IoT developer guide), longer than a run lasts: clean-up deprecates the types a run
-made, and a later run that creates the same type un-deprecates and reuses it."""
+AWS deletes a thing type only once it has been deprecated for five minutes ("Delete a thing
+type" in the AWS IoT developer guide: "Before you can delete a thing type, wait for five
+minutes after you deprecate it") and no thing is of the type: clean-up deprecates the type,
+then (in a phase after the things are deleted) deletes it once AWS lets it, waiting for it, or
+with `fleetsim cleanup --no-wait` saying when it can be deleted. A later run that creates a
+deprecated type un-deprecates and reuses it."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar, Literal
 
+from botocore.exceptions import ClientError
 from pydantic import Field
 
-from fleetsim.control.cleanup import JournalKind, Phase
+from fleetsim.control.cleanup import JournalKind, NotYet, Phase, error_code
+from fleetsim.control.clients import AwsClients
 from fleetsim.engine.context import RunContext
 from fleetsim.engine.fanout import api_call
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.scenario.model import StepBase
 
-THING_TYPE = JournalKind(
-    "thing_type", Phase.DELETE,
-    lambda c, d: c.iot.deprecate_thing_type(thingTypeName=d["name"], undoDeprecate=False))
+DEPRECATION_WAIT_S = 300.0  # "wait for five minutes after you deprecate it"
+
+
+async def _deprecate_then_delete(clients: AwsClients, d: dict[str, Any]) -> None:
+    """Deprecated (if it is not), then deleted; refused while AWS's wait runs (or while a
+    thing is of the type): `NotYet`, until five minutes after its deprecation date."""
+    iot, name = clients.iot, d["name"]
+    meta = (await iot.describe_thing_type(thingTypeName=name)).get("thingTypeMetadata", {})
+    since = meta.get("deprecationDate")
+    if not meta.get("deprecated") or since is None:
+        await iot.deprecate_thing_type(thingTypeName=name, undoDeprecate=False)
+        since_s = time.time()
+    else:
+        since_s = since.timestamp() if hasattr(since, "timestamp") else float(since)
+    try:
+        await iot.delete_thing_type(thingTypeName=name)
+    except ClientError as e:
+        if error_code(e) != "InvalidRequestException":
+            raise
+        raise NotYet(since_s + DEPRECATION_WAIT_S,
+                     str(e.response.get("Error", {}).get("Message", e))) from e
+
+
+THING_TYPE = JournalKind("thing_type", Phase.AFTER_DELETE, _deprecate_then_delete)
 
 
 class CreateThingTypeStep(StepBase):

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from fleetsim.errors import UserError
 from fleetsim.localcore.bus import Bus
 from fleetsim.localcore.db import Database
 from fleetsim.localcore.errors import already_exists, found, invalid, not_found, version_conflict
@@ -25,7 +26,9 @@ from fleetsim.localcore.scope import Scope
 if TYPE_CHECKING:
     from fleetsim.localcore.features.context import Services
 
-# AWS lets a deprecated thing type be deleted only after five minutes.
+# AWS lets a deprecated thing type be deleted only after five minutes ("Delete a thing type":
+# "Before you can delete a thing type, wait for five minutes after you deprecate it"); tests
+# and demos shorten the wait with this variable (seconds).
 THING_TYPE_DELETE_DELAY_ENV = "FLEETSIM_THING_TYPE_DELETE_DELAY_S"
 MAX_GROUP_DEPTH = 7  # AWS: a thing group hierarchy has at most seven levels
 EXCLUSIVE, NON_EXCLUSIVE = "EXCLUSIVE_THING", "NON_EXCLUSIVE_THING"
@@ -98,14 +101,25 @@ def certificate_id_of(principal: str) -> str | None:
     return None
 
 
+def thing_type_delete_delay() -> float:
+    text = os.environ.get(THING_TYPE_DELETE_DELAY_ENV, "")
+    try:
+        value = float(text) if text else 300.0
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 300:
+        raise UserError(f"${THING_TYPE_DELETE_DELAY_ENV} is {text!r}: it must be a number of "
+                        "seconds from 0 to 300")
+    return value
+
+
 class RegistryService:
     def __init__(self, db: Database, bus: Bus, services: Services):
         self._db = db
         self._store = RegistryStore(db)
         self._bus = bus
         self._services = services
-        self.thing_type_delete_delay_s = float(os.environ.get(THING_TYPE_DELETE_DELAY_ENV,
-                                                              "300"))
+        self.thing_type_delete_delay_s = thing_type_delete_delay()
 
     # --- things ------------------------------------------------------------------------------
 
