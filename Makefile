@@ -33,7 +33,8 @@ chromium:
 tools: $(TOOLS)/.installed chromium
 
 demo: $(VENV)/.installed
-	$(BIN)/fleetsim run scenarios/workshop.yaml --json .fleetsim/demo-summary.json
+	$(BIN)/fleetsim run scenarios/workshop.yaml --json .fleetsim/demo-summary.json \
+		--html .fleetsim/demo-report.html
 
 test: $(VENV)/.installed $(TOOLS)/.installed chromium
 	$(BIN)/pytest -q -n 3 --hypothesis-profile=ci
