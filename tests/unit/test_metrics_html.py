@@ -139,12 +139,14 @@ def test_labs_table_only_when_the_summary_has_labs() -> None:
     assert labs_table(sample()) is None
     labs = labs_table({"labs": [{"name": "JITP", "status": "passed", "seconds": 12.5,
                                  "steps": ["register_ca", "jit_connect"]},
-                                {"name": "jobs", "status": "failed", "seconds": 70}]})
+                                {"name": "jobs", "status": "failed", "seconds": 70,
+                                 "detail": "11.wait_job: failed: job CANCELED"}]})
     assert labs is not None
     html = render_table(labs)
     assert html.count("<tr>") == 3
     assert '<td class="good">passed</td>' in html and '<td class="bad">failed</td>' in html
     assert "register_ca, jit_connect" in html and "1 min 10.0 s" in html
+    assert "11.wait_job: failed: job CANCELED" in html
 
 
 def test_report_page_is_self_contained_with_one_copy_of_plotly() -> None:

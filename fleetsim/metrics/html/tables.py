@@ -62,7 +62,8 @@ def steps_table(snapshot: dict[str, Any]) -> Table:
 
 
 def labs_table(summary: dict[str, Any]) -> Table | None:
-    """The workshop's labs (`labs: [{name, status, seconds, steps}]`), when the summary has them."""
+    """The workshop's labs (`labs: [{name, status, seconds, steps, detail}]`), when the summary
+    has them."""
     labs = summary.get("labs")
     if not isinstance(labs, list) or not labs:
         return None
@@ -76,8 +77,9 @@ def labs_table(summary: dict[str, Any]) -> Table | None:
         took = duration_text(float(seconds)) if isinstance(seconds, int | float) else "-"
         rows.append([Cell(str(lab.get("name", "-"))), Cell(status, status_css(status)), num(took),
                      Cell(", ".join(map(str, steps)) if isinstance(steps, list)
-                          else str(steps if steps is not None else ""))])
-    return Table(("lab", "status", "duration", "steps"), rows)
+                          else str(steps if steps is not None else "")),
+                     Cell(str(lab.get("detail") or ""))])
+    return Table(("lab", "status", "duration", "steps", "detail"), rows)
 
 
 def operations_table(snapshot: dict[str, Any]) -> Table:
