@@ -13,6 +13,7 @@ from fleetsim.metrics.recorder import merge
 from fleetsim.metrics.report import (
     read_summary,
     render_comparison,
+    render_labs,
     render_summary,
     summary_document,
     write_atomic,
@@ -75,6 +76,8 @@ def _report(args: argparse.Namespace, summaries: list[dict[str, Any]]) -> int:
             _write_html(args.html, *summaries, names=[p.name for p in args.files])
         return 0
     print(render_summary(snapshots[0], title=str(args.files[0])))
+    if summaries[0].get("labs"):
+        print(render_labs(summaries[0]["labs"]))
     if args.html:
         _write_html(args.html, summaries[0])
     return 0

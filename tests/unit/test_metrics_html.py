@@ -197,6 +197,20 @@ def test_report_html_of_one_and_of_two_files(tmp_path: Path,
     assert f"HTML report written to {tmp_path / 'c.html'}" in capsys.readouterr().out
 
 
+def test_report_of_a_run_of_labs_prints_its_labs_table(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    s = sample()
+    s["labs"] = [{"name": "JITP", "file": "jitp.yaml", "status": "pass", "seconds": 2.5,
+                  "steps": 7, "detail": ""},
+                 {"name": "Clean Up", "file": "", "status": "fail", "seconds": 1.0, "steps": 2,
+                  "detail": "still there: thing t-1"}]
+    write_json(tmp_path / "a.json", s["metrics"],
+               **{k: v for k, v in s.items() if k not in ("metrics", "throughput")})
+    assert main(["report", str(tmp_path / "a.json")]) == 0
+    out = capsys.readouterr().out
+    assert "Labs (1/2 passed)" in out and "still there: thing t-1" in out
+
+
 def test_report_html_of_a_malformed_summary_is_one_sentence(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.json"
