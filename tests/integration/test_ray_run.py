@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -101,6 +102,39 @@ def test_two_and_three_workers_count_what_one_process_counts(
     assert sum(resources(core).values()) == 0
 
 
+RATE, RATED = 40, 280  # things created per second across both workers; 7 s of them
+RATED_YAML = f"""\
+name: ray-rate
+fleets:
+  - {{name: d, prefix: rayrate, count: {RATED}, thing_name: "{{prefix}}-{{index:03d}}"}}
+steps:
+  - create_things: {{fleet: d, pacing: {{rate: {RATE}/s}}}}
+"""
+
+
+def steady_rate(points: list[list[int]]) -> float:
+    """Events per second over the whole seconds of a timeline series ([epoch second, count]):
+    the first and last seconds are partial and left out."""
+    inner = points[1:-1]
+    assert len(inner) >= 4, f"too short a series to tell a rate: {points}"
+    assert [t for t, _ in inner] == list(range(inner[0][0], inner[0][0] + len(inner)))
+    return sum(n for _, n in inner) / len(inner)
+
+
+def test_a_fleet_rate_holds_across_workers_not_per_worker(
+        cluster: str, core: RunningLocalCore, iot: Any, tmp_path: Path) -> None:
+    """`rate: 40/s` with 2 workers is 40/s in all, not 40/s on each (every paced fleet step
+    goes through the same pacer: engine/fanout.py), on the merged timeline of the calls
+    (one bin per second) over 7 s."""
+    code, summary = run(core, tmp_path, RATED_YAML, "--ray", cluster, "--workers", "2")
+    assert code == 0, summary["metrics"]["steps"]
+    timeline = summary["metrics"]["timeline"]["api.CreateThing"]
+    assert sum(n for _, n in timeline) == RATED
+    achieved = steady_rate(timeline)
+    assert abs(achieved - RATE) / RATE <= 0.05, (achieved, timeline)
+    assert things_named(iot, "rayrate") == []
+
+
 def shard_journals(runs: Path, before: set[Path], shards: int,
                    timeout: float = 60) -> list[tuple[Path, dict[str, Any]]]:
     """The journals of every shard of the run not in `before`, once each has a line: their
@@ -113,6 +147,12 @@ def shard_journals(runs: Path, before: set[Path], shards: int,
                 return [(p, json.loads(p.read_text().splitlines()[0])) for p in paths]
         time.sleep(0.05)
     raise AssertionError(f"no journals of {shards} shards within {timeout} s")
+
+
+def things_named(iot: Any, prefix: str) -> list[str]:
+    pages = iot.get_paginator("list_things").paginate()
+    return [t["thingName"] for p in pages for t in p["things"]
+            if t["thingName"].startswith(prefix)]
 
 
 def runs_now(core: RunningLocalCore) -> set[Path]:
@@ -245,3 +285,52 @@ def test_ctrl_c_on_the_driver_stops_every_shard_and_writes_the_merged_summary(
     provision = [o for o in m["ops"] if o["op"] == "api.CreateThing"]
     assert sum(o["latency_us"]["count"] for o in provision) == DEVICES
     assert sum(resources(core).values()) == 0  # the run cleaned up after itself
+
+
+FAIL = f"""\
+name: ray-fail
+on_worker_loss: fail
+fleets:
+  - {{name: d, prefix: rayfail, count: {DEVICES}, thing_name: "{{prefix}}-{{index:03d}}"}}
+steps:
+{POLICY}  - provision: {{fleet: d, policy: ray-test, pacing: {{rate: 4/s}}}}
+  - connect: d
+  - disconnect: d
+"""
+
+
+def test_a_killed_worker_fails_the_run_and_cleanup_removes_what_every_shard_made(
+        cluster: str, core: RunningLocalCore, iot: Any, tmp_path: Path) -> None:
+    """on_worker_loss: fail: worker 2 is killed while it provisions (6 devices at 2/s); the
+    run stops there with exit 1 and the merged summary; with --keep it leaves what both
+    shards made, which `fleetsim cleanup` then removes, the lost worker's part included."""
+    runs, before = core.state_dir.parent / "runs", runs_now(core)
+    killed: list[int] = []
+
+    def kill_worker_2() -> None:
+        path, header = shard_journals(runs, before, 2)[1]
+        wait_until(lambda: entries(path) >= PER_DEVICE)  # one device provisioned
+        os.kill(header["pid"], signal.SIGKILL)
+        killed.append(header["pid"])
+
+    killer = threading.Thread(target=kill_worker_2, daemon=True)
+    killer.start()
+    code, summary = run(core, tmp_path, FAIL, "--ray", cluster, "--workers", "2", "--keep")
+    killer.join(5)
+    assert killed, "the worker was not killed"
+    assert code == 1
+    [lost] = summary["workers_lost"]
+    assert lost == f"worker 2/2 (pid {killed[0]} on {socket.gethostname()}) died: " \
+                   f"{DEVICES // 2} device(s) lost"
+    m = summary["metrics"]
+    assert m["counters"]["workers.lost"] == 1
+    assert m["counters"]["devices.lost"] == DEVICES // 2
+    steps = {s["name"]: s for s in m["steps"]}
+    assert steps["2.provision"]["status"] == "failed"
+    assert lost in steps["2.provision"]["detail"]
+    assert {steps[n]["status"] for n in ("3.connect", "4.disconnect")} == {"skipped"}
+    assert "mqtt.connect" not in {o["op"] for o in m["ops"]}
+    made = resources(core)
+    assert made["things"] >= 2 and made["certificates"] >= 2  # on both shards: kept
+    assert main(["cleanup", "--state-dir", str(core.state_dir.parent)]) == 0
+    assert things_named(iot, "rayfail") == [] and sum(resources(core).values()) == 0
