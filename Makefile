@@ -31,7 +31,7 @@ demo: $(VENV)/.installed
 	$(BIN)/fleetsim run scenarios/api-provisioning.yaml --json .fleetsim/demo-summary.json
 
 test: $(VENV)/.installed $(TOOLS)/.installed
-	$(BIN)/pytest -q -n 3
+	$(BIN)/pytest -q -n 3 --dist loadgroup
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench

@@ -1,7 +1,8 @@
 """`fleetsim run --ray --workers N` on a local Ray cluster this module starts once (real Ray
-processes, local core over TLS): the same counts as one process, a lost worker reported and
-what it created still removed, `fleetsim cleanup` after a driver crash, Ctrl-C exits 130
-with the merged summary. (Global pacing: tests/unit/test_distributed_plan.py.)"""
+processes, local core over TLS): the same counts as one process, a fleet's rate held across
+workers (the schedule's arithmetic: tests/unit/test_distributed_plan.py), a lost worker
+reported with the run going on or failing as the scenario says and what it created still
+removed, `fleetsim cleanup` after a driver crash, Ctrl-C exits 130 with the merged summary."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from tests.conftest import start_core
 from tests.crash_drill import env_for, resources
 
 ray = pytest.importorskip("ray")
-pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
+# One xdist worker runs them all (make test: --dist loadgroup), on the module's one cluster.
+pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("ray"), pytest.mark.timeout(180)]
 
 DEVICES = 12
 POLICY = """\
@@ -51,22 +53,43 @@ steps:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    """A local Ray cluster for the module (few CPUs: the machine is shared); its address."""
+def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, RunningLocalCore]]:
+    """A local Ray cluster for the module (few CPUs: the machine is shared) and local core in
+    <state>/localcore (runs with --state-dir <state> find it and reuse it), started together:
+    each takes seconds. The cluster's address and the core."""
+    cores: list[RunningLocalCore | BaseException] = []
+
+    def start() -> None:
+        try:
+            cores.append(start_core(tmp_path_factory.mktemp("ray") / "state" / "localcore"))
+        except BaseException as e:  # reported once the cluster is up
+            cores.append(e)
+
+    starting = threading.Thread(target=start)
+    starting.start()
     ray.init(num_cpus=4, include_dashboard=False, configure_logging=True,
              logging_level="WARNING")
+    starting.join()
     try:
-        yield str(ray.get_runtime_context().gcs_address)
+        [running] = cores
+        if isinstance(running, BaseException):
+            raise running
+        try:
+            yield str(ray.get_runtime_context().gcs_address), running
+        finally:
+            running.stop()
     finally:
         ray.shutdown()
 
 
 @pytest.fixture(scope="module")
-def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLocalCore]:
-    """In <state>/localcore: runs with --state-dir <state> find it and reuse it."""
-    running = start_core(tmp_path_factory.mktemp("ray") / "state" / "localcore")
-    yield running
-    running.stop()
+def cluster(started: tuple[str, RunningLocalCore]) -> str:
+    return started[0]
+
+
+@pytest.fixture(scope="module")
+def core(started: tuple[str, RunningLocalCore]) -> RunningLocalCore:
+    return started[1]
 
 
 def run(core: RunningLocalCore, tmp_path: Path, yaml: str, *args: str) -> tuple[int, Any]:
@@ -320,8 +343,8 @@ def test_a_killed_worker_fails_the_run_and_cleanup_removes_what_every_shard_made
     assert killed, "the worker was not killed"
     assert code == 1
     [lost] = summary["workers_lost"]
-    assert lost == f"worker 2/2 (pid {killed[0]} on {socket.gethostname()}) died: " \
-                   f"{DEVICES // 2} device(s) lost"
+    where = f"pid {killed[0]} on {socket.gethostname()}"
+    assert lost == f"worker 2/2 ({where}) died: {DEVICES // 2} device(s) lost"
     m = summary["metrics"]
     assert m["counters"]["workers.lost"] == 1
     assert m["counters"]["devices.lost"] == DEVICES // 2
