@@ -6,6 +6,7 @@ removed, `fleetsim cleanup` after a driver crash, Ctrl-C exits 130 with the merg
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -195,35 +196,44 @@ def wait_until(condition: Any, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-LOSS = f"""\
-name: ray-loss
-on_worker_loss: continue
+def loss_scenario(on_loss: str, rate: str, before_connect: str = "") -> str:
+    return f"""\
+name: ray-{on_loss}
+on_worker_loss: {on_loss}
 fleets:
-  - {{name: d, prefix: rayloss, count: {DEVICES}, thing_name: "{{prefix}}-{{index:03d}}"}}
+  - {{name: d, prefix: ray{on_loss}, count: {DEVICES}, thing_name: "{{prefix}}-{{index:03d}}"}}
 steps:
-{POLICY}  - provision: {{fleet: d, policy: ray-test, pacing: {{rate: 20/s}}}}
-  - wait: 3s
-  - connect: d
+{POLICY}  - provision: {{fleet: d, policy: ray-test, pacing: {{rate: {rate}}}}}
+{before_connect}  - connect: d
   - disconnect: d
 """
 
 
-def test_a_killed_worker_is_reported_and_the_run_goes_on_without_it(
-        cluster: str, core: RunningLocalCore, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def killing_worker_2(core: RunningLocalCore, at_entries: int) -> Iterator[list[int]]:
+    """SIGKILLs the process of worker 2 of the run started in the block once its journal has
+    `at_entries` entries; its pid."""
     runs, before = core.state_dir.parent / "runs", runs_now(core)
     killed: list[int] = []
 
-    def kill_worker_2() -> None:
+    def kill() -> None:
         path, header = shard_journals(runs, before, 2)[1]
-        wait_until(lambda: entries(path) >= 3)
+        wait_until(lambda: entries(path) >= at_entries)
         os.kill(header["pid"], signal.SIGKILL)
         killed.append(header["pid"])
 
-    killer = threading.Thread(target=kill_worker_2, daemon=True)
+    killer = threading.Thread(target=kill, daemon=True)
     killer.start()
-    code, summary = run(core, tmp_path, LOSS, "--ray", cluster, "--workers", "2")
+    yield killed
     killer.join(5)
     assert killed, "the worker was not killed"
+
+
+def test_a_killed_worker_is_reported_and_the_run_goes_on_without_it(
+        cluster: str, core: RunningLocalCore, tmp_path: Path) -> None:
+    with killing_worker_2(core, 3) as killed:
+        code, summary = run(core, tmp_path, loss_scenario("continue", "20/s", "  - wait: 3s\n"),
+                            "--ray", cluster, "--workers", "2")
     assert code == 1  # the run went on, but lost devices: not a pass
     [lost] = summary["workers_lost"]
     assert lost.startswith("worker 2/2") and f"{DEVICES // 2} device(s) lost" in lost
@@ -310,37 +320,14 @@ def test_ctrl_c_on_the_driver_stops_every_shard_and_writes_the_merged_summary(
     assert sum(resources(core).values()) == 0  # the run cleaned up after itself
 
 
-FAIL = f"""\
-name: ray-fail
-on_worker_loss: fail
-fleets:
-  - {{name: d, prefix: rayfail, count: {DEVICES}, thing_name: "{{prefix}}-{{index:03d}}"}}
-steps:
-{POLICY}  - provision: {{fleet: d, policy: ray-test, pacing: {{rate: 4/s}}}}
-  - connect: d
-  - disconnect: d
-"""
-
-
 def test_a_killed_worker_fails_the_run_and_cleanup_removes_what_every_shard_made(
         cluster: str, core: RunningLocalCore, iot: Any, tmp_path: Path) -> None:
     """on_worker_loss: fail: worker 2 is killed while it provisions (6 devices at 2/s); the
     run stops there with exit 1 and the merged summary; with --keep it leaves what both
     shards made, which `fleetsim cleanup` then removes, the lost worker's part included."""
-    runs, before = core.state_dir.parent / "runs", runs_now(core)
-    killed: list[int] = []
-
-    def kill_worker_2() -> None:
-        path, header = shard_journals(runs, before, 2)[1]
-        wait_until(lambda: entries(path) >= PER_DEVICE)  # one device provisioned
-        os.kill(header["pid"], signal.SIGKILL)
-        killed.append(header["pid"])
-
-    killer = threading.Thread(target=kill_worker_2, daemon=True)
-    killer.start()
-    code, summary = run(core, tmp_path, FAIL, "--ray", cluster, "--workers", "2", "--keep")
-    killer.join(5)
-    assert killed, "the worker was not killed"
+    with killing_worker_2(core, PER_DEVICE) as killed:  # once it provisioned one device
+        code, summary = run(core, tmp_path, loss_scenario("fail", "4/s"),
+                            "--ray", cluster, "--workers", "2", "--keep")
     assert code == 1
     [lost] = summary["workers_lost"]
     where = f"pid {killed[0]} on {socket.gethostname()}"
@@ -356,4 +343,4 @@ def test_a_killed_worker_fails_the_run_and_cleanup_removes_what_every_shard_made
     made = resources(core)
     assert made["things"] >= 2 and made["certificates"] >= 2  # on both shards: kept
     assert main(["cleanup", "--state-dir", str(core.state_dir.parent)]) == 0
-    assert things_named(iot, "rayfail") == [] and sum(resources(core).values()) == 0
+    assert things_named(iot, "rayfail-") == [] and sum(resources(core).values()) == 0
