@@ -344,3 +344,16 @@ def test_a_killed_worker_fails_the_run_and_cleanup_removes_what_every_shard_made
     assert made["things"] >= 2 and made["certificates"] >= 2  # on both shards: kept
     assert main(["cleanup", "--state-dir", str(core.state_dir.parent)]) == 0
     assert things_named(iot, "rayfail-") == [] and sum(resources(core).values()) == 0
+
+
+def test_more_workers_than_the_node_has_cpus_is_refused_not_left_waiting(
+        cluster: str, core: RunningLocalCore, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Against local core every worker runs on this machine's Ray node (4 CPUs here): Ray
+    would leave a fifth waiting for ever, so the run says so at once."""
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(SAME)
+    code = main(["run", str(scenario), "--state-dir", str(core.state_dir.parent),
+                 "--ray", cluster, "--workers", "5"])
+    assert code == 1
+    assert "which has 4 Ray CPUs and they need 5;" in capsys.readouterr().err
