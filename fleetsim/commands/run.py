@@ -129,7 +129,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.workers is not None:
         from fleetsim.distributed.driver import connect_ray
 
-        stop_ray = connect_ray(args.ray)
+        stop_ray = connect_ray(args.ray, args.workers)
     try:
         result = run_async(_run(scenario, target, args, run_id, metrics))
     finally:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -74,17 +76,20 @@ class DistributedResult(RunResult):
                                        "max": 1000 * merges[-1]}}
 
 
-def connect_ray(address: str | None) -> bool:
+def connect_ray(address: str | None, workers: int = 1, cpus: float = 1.0) -> bool:
     """Connect to the Ray cluster at `address`, or start a local one; True if this process
-    started it (and so stops it)."""
+    started it (and so stops it). A local cluster gets at least the Ray CPUs its `workers`
+    reserve (`cpus` each), whatever the machine's cores: Ray would otherwise leave the
+    workers beyond its CPUs waiting for ever (--workers 4 on 2 cores)."""
     try:
         import ray
     except ImportError:
         raise UserError("fleetsim run --ray needs Ray: pip install 'fleetsim[ray]'") from None
     if ray.is_initialized():
         return False
+    num_cpus = None if address else max(os.cpu_count() or 1, math.ceil(workers * cpus))
     try:
-        ray.init(address=address or None, include_dashboard=False,
+        ray.init(address=address or None, num_cpus=num_cpus, include_dashboard=False,
                  logging_level=logging.WARNING, configure_logging=True)
     except ConnectionError as e:
         raise UserError(f"--ray {address}: no Ray cluster answers there ({e})") from e

@@ -4,12 +4,14 @@ what happens when one dies (reported once: which shard, how many devices were lo
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fleetsim.distributed.worker import ShardWorker, WorkerSpec
+from fleetsim.errors import UserError
 from fleetsim.metrics.recorder import Metrics
 
 OnLoss = Callable[["Shard", str], None]
@@ -47,6 +49,7 @@ class Shards:
         actor_class = ray.remote(ShardWorker)
         options: dict[str, Any] = {"num_cpus": cpus, "max_restarts": 0}
         if node is not None:
+            _check_room(node, n, cpus)
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
         self.n = n
         self.on_loss = on_loss
@@ -96,6 +99,21 @@ class Shards:
 
         for shard in self.shards:
             ray.kill(shard.actor, no_restart=True)
+
+
+def _check_room(node: str, workers: int, cpus: float) -> None:
+    """Workers tied to one Ray node must fit in its CPUs: Ray leaves an actor it cannot place
+    waiting for ever, and no node added later can take it."""
+    import ray
+
+    have = next((n["Resources"].get("CPU", 0.0) for n in ray.nodes()
+                 if n["NodeID"] == node and n["Alive"]), 0.0)
+    if have < workers * cpus:
+        raise UserError(
+            f"--workers {workers}: against local core every worker runs on this machine's Ray "
+            f"node (local core listens on 127.0.0.1 only), which has {have:g} Ray CPUs and "
+            f"they need {workers * cpus:g}; use fewer workers, or start the node with `ray "
+            f"start --head --num-cpus={math.ceil(workers * cpus)}`")
 
 
 async def _settle(ref: Any) -> tuple[bool, Any]:

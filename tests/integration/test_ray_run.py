@@ -1,13 +1,16 @@
 """`fleetsim run --ray --workers N` on a local Ray cluster this module starts once (real Ray
-processes, local core over TLS): the same counts as one process, a lost worker reported and
-what it created still removed, `fleetsim cleanup` after a driver crash, Ctrl-C exits 130
-with the merged summary. (Global pacing: tests/unit/test_distributed_plan.py.)"""
+processes, local core over TLS): the same counts as one process, a fleet's rate held across
+workers (the schedule's arithmetic: tests/unit/test_distributed_plan.py), a lost worker
+reported with the run going on or failing as the scenario says and what it created still
+removed, `fleetsim cleanup` after a driver crash, Ctrl-C exits 130 with the merged summary."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +28,8 @@ from tests.crash_drill import env_for, resources
 from tests.prometheus_testing import metrics_url, scrape_until, total
 
 ray = pytest.importorskip("ray")
-pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
+# One xdist worker runs them all (make test: --dist loadgroup), on the module's one cluster.
+pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("ray"), pytest.mark.timeout(180)]
 
 DEVICES = 12
 POLICY = """\
@@ -51,22 +55,43 @@ steps:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    """A local Ray cluster for the module (few CPUs: the machine is shared); its address."""
+def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, RunningLocalCore]]:
+    """A local Ray cluster for the module (few CPUs: the machine is shared) and local core in
+    <state>/localcore (runs with --state-dir <state> find it and reuse it), started together:
+    each takes seconds. The cluster's address and the core."""
+    cores: list[RunningLocalCore | BaseException] = []
+
+    def start() -> None:
+        try:
+            cores.append(start_core(tmp_path_factory.mktemp("ray") / "state" / "localcore"))
+        except BaseException as e:  # reported once the cluster is up
+            cores.append(e)
+
+    starting = threading.Thread(target=start)
+    starting.start()
     ray.init(num_cpus=4, include_dashboard=False, configure_logging=True,
              logging_level="WARNING")
+    starting.join()
     try:
-        yield str(ray.get_runtime_context().gcs_address)
+        [running] = cores
+        if isinstance(running, BaseException):
+            raise running
+        try:
+            yield str(ray.get_runtime_context().gcs_address), running
+        finally:
+            running.stop()
     finally:
         ray.shutdown()
 
 
 @pytest.fixture(scope="module")
-def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLocalCore]:
-    """In <state>/localcore: runs with --state-dir <state> find it and reuse it."""
-    running = start_core(tmp_path_factory.mktemp("ray") / "state" / "localcore")
-    yield running
-    running.stop()
+def cluster(started: tuple[str, RunningLocalCore]) -> str:
+    return started[0]
+
+
+@pytest.fixture(scope="module")
+def core(started: tuple[str, RunningLocalCore]) -> RunningLocalCore:
+    return started[1]
 
 
 def run(core: RunningLocalCore, tmp_path: Path, yaml: str, *args: str) -> tuple[int, Any]:
@@ -102,6 +127,39 @@ def test_two_and_three_workers_count_what_one_process_counts(
     assert sum(resources(core).values()) == 0
 
 
+RATE, RATED = 40, 280  # things created per second across both workers; 7 s of them
+RATED_YAML = f"""\
+name: ray-rate
+fleets:
+  - {{name: d, prefix: rayrate, count: {RATED}, thing_name: "{{prefix}}-{{index:03d}}"}}
+steps:
+  - create_things: {{fleet: d, pacing: {{rate: {RATE}/s}}}}
+"""
+
+
+def steady_rate(points: list[list[int]]) -> float:
+    """Events per second over the whole seconds of a timeline series ([epoch second, count]):
+    the first and last seconds are partial and left out."""
+    inner = points[1:-1]
+    assert len(inner) >= 4, f"too short a series to tell a rate: {points}"
+    assert [t for t, _ in inner] == list(range(inner[0][0], inner[0][0] + len(inner)))
+    return sum(n for _, n in inner) / len(inner)
+
+
+def test_a_fleet_rate_holds_across_workers_not_per_worker(
+        cluster: str, core: RunningLocalCore, iot: Any, tmp_path: Path) -> None:
+    """`rate: 40/s` with 2 workers is 40/s in all, not 40/s on each (every paced fleet step
+    goes through the same pacer: engine/fanout.py), on the merged timeline of the calls
+    (one bin per second) over 7 s."""
+    code, summary = run(core, tmp_path, RATED_YAML, "--ray", cluster, "--workers", "2")
+    assert code == 0, summary["metrics"]["steps"]
+    timeline = summary["metrics"]["timeline"]["api.CreateThing"]
+    assert sum(n for _, n in timeline) == RATED
+    achieved = steady_rate(timeline)
+    assert abs(achieved - RATE) / RATE <= 0.05, (achieved, timeline)
+    assert things_named(iot, "rayrate") == []
+
+
 def shard_journals(runs: Path, before: set[Path], shards: int,
                    timeout: float = 60) -> list[tuple[Path, dict[str, Any]]]:
     """The journals of every shard of the run not in `before`, once each has a line: their
@@ -114,6 +172,12 @@ def shard_journals(runs: Path, before: set[Path], shards: int,
                 return [(p, json.loads(p.read_text().splitlines()[0])) for p in paths]
         time.sleep(0.05)
     raise AssertionError(f"no journals of {shards} shards within {timeout} s")
+
+
+def things_named(iot: Any, prefix: str) -> list[str]:
+    pages = iot.get_paginator("list_things").paginate()
+    return [t["thingName"] for p in pages for t in p["things"]
+            if t["thingName"].startswith(prefix)]
 
 
 def runs_now(core: RunningLocalCore) -> set[Path]:
@@ -133,35 +197,44 @@ def wait_until(condition: Any, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-LOSS = f"""\
-name: ray-loss
-on_worker_loss: continue
+def loss_scenario(on_loss: str, rate: str, before_connect: str = "") -> str:
+    return f"""\
+name: ray-{on_loss}
+on_worker_loss: {on_loss}
 fleets:
-  - {{name: d, prefix: rayloss, count: {DEVICES}, thing_name: "{{prefix}}-{{index:03d}}"}}
+  - {{name: d, prefix: ray{on_loss}, count: {DEVICES}, thing_name: "{{prefix}}-{{index:03d}}"}}
 steps:
-{POLICY}  - provision: {{fleet: d, policy: ray-test, pacing: {{rate: 20/s}}}}
-  - wait: 3s
-  - connect: d
+{POLICY}  - provision: {{fleet: d, policy: ray-test, pacing: {{rate: {rate}}}}}
+{before_connect}  - connect: d
   - disconnect: d
 """
 
 
-def test_a_killed_worker_is_reported_and_the_run_goes_on_without_it(
-        cluster: str, core: RunningLocalCore, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def killing_worker_2(core: RunningLocalCore, at_entries: int) -> Iterator[list[int]]:
+    """SIGKILLs the process of worker 2 of the run started in the block once its journal has
+    `at_entries` entries; its pid."""
     runs, before = core.state_dir.parent / "runs", runs_now(core)
     killed: list[int] = []
 
-    def kill_worker_2() -> None:
+    def kill() -> None:
         path, header = shard_journals(runs, before, 2)[1]
-        wait_until(lambda: entries(path) >= 3)
+        wait_until(lambda: entries(path) >= at_entries)
         os.kill(header["pid"], signal.SIGKILL)
         killed.append(header["pid"])
 
-    killer = threading.Thread(target=kill_worker_2, daemon=True)
+    killer = threading.Thread(target=kill, daemon=True)
     killer.start()
-    code, summary = run(core, tmp_path, LOSS, "--ray", cluster, "--workers", "2")
+    yield killed
     killer.join(5)
     assert killed, "the worker was not killed"
+
+
+def test_a_killed_worker_is_reported_and_the_run_goes_on_without_it(
+        cluster: str, core: RunningLocalCore, tmp_path: Path) -> None:
+    with killing_worker_2(core, 3) as killed:
+        code, summary = run(core, tmp_path, loss_scenario("continue", "20/s", "  - wait: 3s\n"),
+                            "--ray", cluster, "--workers", "2")
     assert code == 1  # the run went on, but lost devices: not a pass
     [lost] = summary["workers_lost"]
     assert lost.startswith("worker 2/2") and f"{DEVICES // 2} device(s) lost" in lost
@@ -250,3 +323,42 @@ def test_ctrl_c_on_the_driver_stops_every_shard_and_writes_the_merged_summary(
     provision = [o for o in m["ops"] if o["op"] == "api.CreateThing"]
     assert sum(o["latency_us"]["count"] for o in provision) == DEVICES
     assert sum(resources(core).values()) == 0  # the run cleaned up after itself
+
+
+def test_a_killed_worker_fails_the_run_and_cleanup_removes_what_every_shard_made(
+        cluster: str, core: RunningLocalCore, iot: Any, tmp_path: Path) -> None:
+    """on_worker_loss: fail: worker 2 is killed while it provisions (6 devices at 2/s); the
+    run stops there with exit 1 and the merged summary; with --keep it leaves what both
+    shards made, which `fleetsim cleanup` then removes, the lost worker's part included."""
+    with killing_worker_2(core, PER_DEVICE) as killed:  # once it provisioned one device
+        code, summary = run(core, tmp_path, loss_scenario("fail", "4/s"),
+                            "--ray", cluster, "--workers", "2", "--keep")
+    assert code == 1
+    [lost] = summary["workers_lost"]
+    where = f"pid {killed[0]} on {socket.gethostname()}"
+    assert lost == f"worker 2/2 ({where}) died: {DEVICES // 2} device(s) lost"
+    m = summary["metrics"]
+    assert m["counters"]["workers.lost"] == 1
+    assert m["counters"]["devices.lost"] == DEVICES // 2
+    steps = {s["name"]: s for s in m["steps"]}
+    assert steps["2.provision"]["status"] == "failed"
+    assert lost in steps["2.provision"]["detail"]
+    assert {steps[n]["status"] for n in ("3.connect", "4.disconnect")} == {"skipped"}
+    assert "mqtt.connect" not in {o["op"] for o in m["ops"]}
+    made = resources(core)
+    assert made["things"] >= 2 and made["certificates"] >= 2  # on both shards: kept
+    assert main(["cleanup", "--state-dir", str(core.state_dir.parent)]) == 0
+    assert things_named(iot, "rayfail-") == [] and sum(resources(core).values()) == 0
+
+
+def test_more_workers_than_the_node_has_cpus_is_refused_not_left_waiting(
+        cluster: str, core: RunningLocalCore, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Against local core every worker runs on this machine's Ray node (4 CPUs here): Ray
+    would leave a fifth waiting for ever, so the run says so at once."""
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(SAME)
+    code = main(["run", str(scenario), "--state-dir", str(core.state_dir.parent),
+                 "--ray", cluster, "--workers", "5"])
+    assert code == 1
+    assert "which has 4 Ray CPUs and they need 5;" in capsys.readouterr().err
