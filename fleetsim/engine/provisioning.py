@@ -417,10 +417,13 @@ def resource_names(arns: dict[str, str]) -> dict[str, list[str]]:
 
 
 def journal_registered(ctx: RunContext, d: Device, arns: dict[str, str],
-                       certificate_journaled: bool = False) -> None:
+                       certificate_journaled: bool = False,
+                       found_things: frozenset[str] = frozenset()) -> None:
     """Journal what a template made for `d` (thing, certificate, policy, and the attachments
     between them, which AWS makes as the template's resources are created) so clean-up
-    removes it; the device takes the certificate as its identity's."""
+    removes it; the device takes the certificate as its identity's. A thing of
+    `found_things` was there before the template ran (AWS's template provisioning uses a thing
+    that exists): reused, and left to whoever created it."""
     journal = ctx.journal_for(d.fleet)
     names = resource_names(arns)
     certificate_arn = next((a for a in arns.values() if ":cert/" in a), None)
@@ -430,8 +433,11 @@ def journal_registered(ctx: RunContext, d: Device, arns: dict[str, str],
     if names.get("cert"):  # what a template makes is always new (counted as created)
         ctx.reconcile.create(CERTIFICATE.name, d.thing_name, ephemeral)
     for thing in names.get("thing", []):
-        ctx.reconcile.create(THING.name, thing, ephemeral)
-        journal.record(THING.name, name=thing)
+        if thing in found_things:
+            ctx.reconcile.reuse(THING.name, thing)
+        else:
+            ctx.reconcile.create(THING.name, thing, ephemeral)
+            journal.record(THING.name, name=thing)
         if certificate_arn:
             journal.record(THING_PRINCIPAL.name, thing=thing, principal=certificate_arn)
     for policy in names.get("policy", []):

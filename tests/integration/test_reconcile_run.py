@@ -176,7 +176,16 @@ def test_an_inactive_persistent_certificate_is_drift_not_an_error(core: RunningL
 def test_a_kept_workshop_lab_passes_again_on_what_it_made(core: RunningLocalCore,
                                                           tmp_path: Path) -> None:
     """The API lab kept, then re-run: its thing, policy and attribute are reused and its
-    registry-event checks (if_created) do not expect events of a create that did not happen."""
+    registry-event checks (if_created) do not expect events of a create that did not happen.
+    The single provisioning lab kept, then re-run: register-thing finds the thing (as AWS's
+    template provisioning does), which is reused, not created, and not this run's to remove."""
+    single = ROOT / "scenarios" / "single-provisioning.yaml"
+    assert run(core, single, tmp_path / "s1.json", "--keep")["reconcile"]["created"]["thing"] == 1
+    again = run(core, single, tmp_path / "s2.json")
+    assert "thing" not in again["reconcile"]["created"]
+    assert again["reconcile"]["reused"]["thing"] == 1
+    assert aws_client(core.api_url).describe_thing(thingName="my-second-thing")  # kept's own
+
     scenario = ROOT / "scenarios" / "api-provisioning.yaml"
     first = run(core, scenario, tmp_path / "first.json", "--keep")
     assert first["reconcile"]["created"]["thing"] == 1

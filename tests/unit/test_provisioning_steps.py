@@ -218,9 +218,13 @@ async def test_bulk_hands_out_certificates_and_errors_by_offset(tmp_path: Path) 
         reports.results[offset] = {"CertificatePem": out["certificatePem"],
                                    "ResourceArns": out["resourceArns"]}
     reports.errors[1] = ("InvalidRequestException", "The parameters are not valid JSON")
-    _hand_out(ctx, devices, keys, reports, 0.0)
+    # dev-2 was there before the task (a kept run's): reused, and not journaled by this run
+    _hand_out(ctx, devices, keys, reports, 0.0, frozenset({devices[2].thing_name}))
     assert [d.failed is None for d in devices] == [True, False, True]
+    assert ctx.reconcile.summary()["created"]["thing"] == 1
+    assert ctx.reconcile.summary()["reused"]["thing"] == 1
     assert "line 1 of the bulk file: InvalidRequestException" in (devices[1].failed or "")
     assert devices[0].identity is not None and devices[2].certificate_arn is not None
     assert ctx.metrics.op_errors[("", "provision.task")] == {"InvalidRequestException": 1}
-    assert journal_kinds(ctx).count("thing") == 2
+    assert journal_kinds(ctx).count("thing") == 1  # dev-0's; dev-2's thing is not this run's
+    assert journal_kinds(ctx).count("thing_principal") == 2

@@ -22,6 +22,7 @@ from fleetsim.engine import bulk
 from fleetsim.engine import devices as dev
 from fleetsim.engine import provisioning as prov
 from fleetsim.engine.context import Device, RunContext
+from fleetsim.engine.describe import describe
 from fleetsim.engine.fanout import StepFailed, api_call, for_each_device
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.scenario.model import Duration, FleetStep, parse_duration
@@ -148,8 +149,11 @@ async def run(ctx: RunContext, step: BulkRegisterStep) -> None:
     devices = ctx.fleet_devices(step.fleet)
     params_t = StructTemplate(step.parameters, DEVICE_NAMES)
     keys: dict[int, tuple[bytes, dict[str, str]]] = {}
+    found: set[str] = set()  # things there before the task (a kept run's): reused
 
     async def make_line(d: Device) -> None:
+        if await describe(ctx, "DescribeThing", d.thing_name, thingName=d.thing_name):
+            found.add(d.thing_name)
         key_pem, csr = await prov.new_key_and_csr(ctx, d)
         line = {k: str(v) for k, v in params_t.render(d.names).items()}
         keys[d.index] = key_pem, {**line, step.csr_parameter: csr}
@@ -173,7 +177,7 @@ async def run(ctx: RunContext, step: BulkRegisterStep) -> None:
     except (aiohttp.ClientError, ValueError, KeyError) as e:
         raise StepFailed(f"the reports of registration task {out['taskId']} could not be "
                          f"read: {e}") from e
-    _hand_out(ctx, devices, keys, reports, started)
+    _hand_out(ctx, devices, keys, reports, started, frozenset(found))
     if task["status"] != "Completed":
         raise StepFailed(f"registration task {out['taskId']} ended {task['status']}: "
                          f"{task.get('message') or 'no message'}")
@@ -183,12 +187,12 @@ async def run(ctx: RunContext, step: BulkRegisterStep) -> None:
 
 def _hand_out(ctx: RunContext, devices: list[Device],
               keys: dict[int, tuple[bytes, dict[str, str]]], reports: bulk.Reports,
-              started: float) -> None:
+              started: float, found: frozenset[str]) -> None:
     """Each device its certificate (RESULTS) or its error (ERRORS), by offset."""
     for offset, d in enumerate(devices):
         response = reports.results.get(offset)
         if response is not None:
-            prov.journal_registered(ctx, d, response.get("ResourceArns", {}))
+            prov.journal_registered(ctx, d, response.get("ResourceArns", {}), found_things=found)
             d.identity = dev.save_identity(ctx, d, keys[d.index][0], response["CertificatePem"])
             ctx.metrics.record(prov.CERTIFICATE_OP, (time.perf_counter() - started) * 1e6)
             continue

@@ -13,6 +13,7 @@ from pydantic import Field
 from fleetsim.engine import devices as dev
 from fleetsim.engine import provisioning as prov
 from fleetsim.engine.context import Device, RunContext
+from fleetsim.engine.describe import describe
 from fleetsim.engine.fanout import api_call, for_each_device
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.scenario.model import FleetStep
@@ -45,9 +46,11 @@ async def run(ctx: RunContext, step: RegisterThingStep) -> None:
         key_pem, csr = await prov.new_key_and_csr(ctx, d)
         parameters = {k: str(v) for k, v in params_t.render(d.names).items()}
         parameters[step.csr_parameter] = csr
+        found = await describe(ctx, "DescribeThing", d.thing_name, thingName=d.thing_name)
         out = await api_call(ctx, "RegisterThing", d.thing_name, templateBody=body,
                              parameters=parameters)
-        prov.journal_registered(ctx, d, out.get("resourceArns", {}))
+        prov.journal_registered(ctx, d, out.get("resourceArns", {}),
+                                found_things=frozenset({d.thing_name} if found else ()))
         d.identity = dev.save_identity(ctx, d, key_pem, out["certificatePem"])
         ctx.metrics.record(prov.CERTIFICATE_OP, (time.perf_counter() - started) * 1e6)
 
