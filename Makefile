@@ -37,7 +37,7 @@ demo: $(VENV)/.installed
 		--html .fleetsim/demo-report.html
 
 test: $(VENV)/.installed $(TOOLS)/.installed chromium
-	$(BIN)/pytest -q -n 3 --dist loadgroup --hypothesis-profile=ci
+	$(BIN)/pytest -q -n 3 --dist loadscope --hypothesis-profile=ci
 
 # The property-based tests with fresh random examples (make test draws the same ones each run).
 explore: $(VENV)/.installed

@@ -53,7 +53,9 @@ async def find_by_prefix(clients: AwsClients, prefix: str) -> list[Entry]:
         async for item in _items(client, operation, key, **params):
             name = item[name_key]
             if name.startswith(prefix):
-                found.append(Entry(kind, {entry_key: name}))
+                # Named for removal: a policy is detached from whatever holds it.
+                found.append(Entry(kind, {entry_key: name, **(
+                    {"detach_all": True} if kind == "policy" else {})}))
     buckets = (await clients.s3.list_buckets()).get("Buckets", [])
     found += [Entry("s3_bucket", {"bucket": b["Name"]}) for b in buckets
               if b["Name"].startswith(prefix)]

@@ -59,6 +59,11 @@ async def api_pages(ctx: RunContext, op: str, subject: str = "", *, client: Any 
         params["nextToken"] = token
 
 
+# Devices a paced step started (counter and timeline series): the rate or ramp as kept by
+# the pacer, before the service answers.
+PACED_STARTS = "paced.started"
+
+
 def pacer_for(pacing: Pacing | None, share: tuple[int, int] = (1, 1)) -> Pacer:
     """The pacer of a step; `share` (K, N): this process is the K-th of N that split the
     step's devices and its rate (a distributed run): it takes every N-th start."""
@@ -79,8 +84,11 @@ async def for_each_device(ctx: RunContext, devices: list[Device],
     at once (the step's, else the run's). A device whose action fails drops out of the run;
     the step fails only if no device succeeded."""
     failures: list[str] = []
+    metrics = ctx.metrics if pacing is not None else None
 
     async def one(device: Device) -> None:
+        if metrics is not None:  # the pace kept, per second, whatever the calls then take
+            metrics.incr(PACED_STARTS)
         try:
             await action(device)
         except (TimeoutError, ApiError, UserError, OSError) as e:

@@ -83,13 +83,18 @@ async def _delete_thing(clients: AwsClients, d: dict[str, Any]) -> None:
 
 
 async def _delete_policy(clients: AwsClients, d: dict[str, Any]) -> None:
-    """Detached from every target (ListTargetsForPolicy), its non-default versions deleted
-    ("DeletePolicy": a policy is deleted only once it is attached to nothing and has no
-    version but the default), then the policy."""
+    """Its non-default versions deleted, then the policy ("DeletePolicy": a policy is deleted
+    only once it is attached to nothing and has no version but the default). The run's own
+    attachments were undone before (their journal entries); one it did not make (another
+    shard's or run's device still using the policy) is left alone, and the delete retried
+    then reported (DeleteConflictException), unless the policy was named for removal
+    (`cleanup --prefix`: `detach_all`, detached from every target, ListTargetsForPolicy)."""
     iot, name = clients.iot, d["name"]
-    async for page in iot.get_paginator("list_targets_for_policy").paginate(policyName=name):
-        for target in page.get("targets", []):
-            await retried(iot.detach_policy, policyName=name, target=target)
+    if d.get("detach_all"):
+        async for page in iot.get_paginator("list_targets_for_policy").paginate(
+                policyName=name):
+            for target in page.get("targets", []):
+                await retried(iot.detach_policy, policyName=name, target=target)
     versions = (await iot.list_policy_versions(policyName=name)).get("policyVersions", [])
     for v in versions:
         if not v.get("isDefaultVersion"):

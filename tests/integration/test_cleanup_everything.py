@@ -246,3 +246,34 @@ def test_empty_prefix_is_refused(core: RunningLocalCore, tmp_path: Path) -> None
     out = fleetsim(core, tmp_path, "cleanup", "--prefix", "")
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert "--prefix is empty" in out.stderr + out.stdout
+
+
+def test_a_run_does_not_detach_its_policy_from_what_it_did_not_attach(
+        core: RunningLocalCore, tmp_path: Path) -> None:
+    """A run's clean-up undoes its own attachments; a device it did not make (another shard's,
+    another run's) that uses its policy keeps it: the policy is left, and said so."""
+    scenario = tmp_path / "own.yaml"
+    scenario.write_text("""\
+name: own-policy
+steps:
+  - create_policy:
+      policy: own-policy
+      document: {Version: "2012-10-17", Statement: [{Effect: Allow, Action: "iot:Connect",
+                                                    Resource: "*"}]}
+""")
+    kept = fleetsim(core, tmp_path, "run", str(scenario), "--keep")
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    iot = aws_client(core.api_url)
+    foreign = iot.create_keys_and_certificate(setAsActive=True)["certificateArn"]
+    iot.attach_policy(policyName="own-policy", target=foreign)
+
+    out = fleetsim(core, tmp_path, "cleanup")
+    assert out.returncode != 0
+    assert "policy own-policy: DeleteConflictException" in out.stdout + out.stderr
+    assert [p["policyName"] for p in iot.list_attached_policies(target=foreign)["policies"]] \
+        == ["own-policy"]
+
+    named = fleetsim(core, tmp_path, "cleanup", "--prefix", "own-")  # named for removal
+    assert named.returncode == 0, named.stdout + named.stderr
+    assert iot.list_attached_policies(target=foreign)["policies"] == []
+    assert "own-policy" not in [p["policyName"] for p in iot.list_policies()["policies"]]

@@ -301,11 +301,11 @@ async def test_cleanup_undoes_phase_by_phase(tmp_path: Path) -> None:
                 "DeleteThingShadow": Phase.DETACH, "UpdateCertificate": Phase.CERTIFICATES,
                 "DeleteCertificate": Phase.CERTIFICATES, "DeleteThing": Phase.DELETE,
                 "DeletePolicy": Phase.DELETE, "UpdateEventConfigurations": Phase.RESTORE,
-                # certificates and things detach what is still attached; policies too, and
-                # their versions
+                # certificates and things detach what is still attached; a policy deletes its
+                # versions, but is not detached from targets the run did not attach it to
                 "ListPrincipalThings": Phase.CERTIFICATES,
                 "ListAttachedPolicies": Phase.CERTIFICATES, "ListThingPrincipals": Phase.DELETE,
-                "ListTargetsForPolicy": Phase.DELETE, "ListPolicyVersions": Phase.DELETE}
+                "ListPolicyVersions": Phase.DELETE}
     assert sorted(order, key=phase_of.__getitem__) == order
     assert set(order) == set(phase_of)
     assert not iot.things and not iot.shadows
