@@ -51,6 +51,9 @@ from fleetsim.scenario.model import Scenario, StepBase
 from fleetsim.target import Target
 
 POLL_S = 1.0  # how often the driver merges the shards' snapshots
+# A step starts this long after the driver asks, at the same wall-clock time on every shard
+# (time for the call to reach each actor), so that their paced schedules interleave into one.
+STEP_START_LEAD_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,8 @@ class Driver:
         return status
 
     async def _sharded(self, i: int, name: str) -> str:
-        pending = asyncio.ensure_future(self.shards.call("run_step", i))
+        start_at = time.time() + STEP_START_LEAD_S
+        pending = asyncio.ensure_future(self.shards.call("run_step", i, start_at))
         either: set[asyncio.Future[Any]] = {pending, self.failure}
         with _absorbing_cancel() as cancelled:
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)

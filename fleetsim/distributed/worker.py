@@ -106,9 +106,11 @@ class ShardWorker:
         return {"pid": os.getpid(), "host": socket.gethostname(), "node": _node_id(),
                 "devices": sum(len(d) for d in devices.values())}
 
-    async def run_step(self, i: int) -> StepReport:
-        """Run step i on this shard's devices; interrupted by `interrupt`."""
+    async def run_step(self, i: int, start_at: float | None = None) -> StepReport:
+        """Run step i on this shard's devices, its pacing counted from `start_at` (epoch
+        seconds, the same on every shard); interrupted by `interrupt`."""
         ctx = self._context()
+        ctx.pace_origin = start_at
         before = {(f, d.index) for f, ds in ctx.devices.items() for d in ds if d.failed}
         self._step = asyncio.ensure_future(
             run_step(ctx, self._names[i], ctx.scenario.steps[i]))

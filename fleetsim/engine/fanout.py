@@ -64,9 +64,11 @@ async def api_pages(ctx: RunContext, op: str, subject: str = "", *, client: Any 
 PACED_STARTS = "paced.started"
 
 
-def pacer_for(pacing: Pacing | None, share: tuple[int, int] = (1, 1)) -> Pacer:
+def pacer_for(pacing: Pacing | None, share: tuple[int, int] = (1, 1),
+              origin: float | None = None) -> Pacer:
     """The pacer of a step; `share` (K, N): this process is the K-th of N that split the
-    step's devices and its rate (a distributed run): it takes every N-th start."""
+    step's devices and its rate (a distributed run): it takes every N-th start of the
+    schedule that starts at `origin` (epoch seconds) on every shard."""
     if pacing is None:
         return Pacer()
     if pacing.ramp is not None:
@@ -74,7 +76,7 @@ def pacer_for(pacing: Pacing | None, share: tuple[int, int] = (1, 1)) -> Pacer:
         curve = RateCurve(r.start, r.end, r.over, r.profile, r.steps)
     else:
         curve = RateCurve(pacing.rate or 0.0)
-    return Pacer(curve, pacing.jitter, share=share)
+    return Pacer(curve, pacing.jitter, share=share, origin=origin)
 
 
 async def for_each_device(ctx: RunContext, devices: list[Device],
@@ -96,7 +98,7 @@ async def for_each_device(ctx: RunContext, devices: list[Device],
             failures.append(device.failed)
 
     concurrency = (pacing.concurrency if pacing and pacing.concurrency else ctx.concurrency)
-    await paced(devices, one, pacer_for(pacing, ctx.pace_share), concurrency)
+    await paced(devices, one, pacer_for(pacing, ctx.pace_share, ctx.pace_origin), concurrency)
     if devices and len(failures) == len(devices):
         more = f" (and {len(failures) - 1} more devices)" if len(failures) > 1 else ""
         raise StepFailed(failures[0] + more)

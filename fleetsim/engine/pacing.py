@@ -45,14 +45,22 @@ class RateCurve:
 class Pacer:
     """`share` (K, N): this pacer is the K-th of N processes that together keep to `curve`
     (a distributed run): it takes the K-th start of the curve's schedule and every N-th
-    after it, so that their starts together are exactly one process's, interleaved."""
+    after it, so that their starts together are exactly one process's, interleaved, when
+    they count from one `origin`."""
 
     def __init__(self, curve: RateCurve | None = None, jitter: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic, share: tuple[int, int] = (1, 1)):
+                 clock: Callable[[], float] = time.monotonic, share: tuple[int, int] = (1, 1),
+                 origin: float | None = None):
         self.curve = curve
         self.jitter = jitter
         self._clock = clock
-        self._origin: float | None = None
+        # Shards of a distributed run share an origin (epoch seconds, made a `clock` time
+        # here), so that their interleaved schedules make one; otherwise the first start.
+        self._origin: float | None = (None if origin is None
+                                      else clock() + origin - time.time())
+        # A shard that reached a shared origin late starts what was due meanwhile at once,
+        # or the shards' schedules would stay apart by its delay.
+        self._catching_up = origin is not None
         k, self._stride = share
         self._next = self._advance(0.0, k - 1)  # seconds since origin of the next start
 
@@ -67,7 +75,11 @@ class Pacer:
     def _reserve(self, elapsed: float) -> float:
         """Seconds since origin at which the next start is due. A start that is late (the
         concurrency cap held it back) does not earn a burst to catch up."""
-        due = max(self._next, elapsed)
+        if self._catching_up and self._next < elapsed:
+            due = self._next
+        else:
+            self._catching_up = False
+            due = max(self._next, elapsed)
         self._next = self._advance(due, self._stride)
         return due
 

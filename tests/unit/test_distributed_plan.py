@@ -4,6 +4,7 @@ rate, which steps are per-device, how their figures and journals come together."
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,18 @@ def test_pacer_of_a_step_splits_its_rate_by_share() -> None:
     assert schedule_until(pacer, 0.1) == pytest.approx([0.02, 0.06, 0.10])
     alone = pacer_for(Pacing(rate=100))
     assert schedule_until(alone, 0.02) == pytest.approx([0, 0.01, 0.02])
+
+
+def test_a_shard_late_to_the_shared_origin_starts_what_was_due_then_keeps_the_schedule(
+        ) -> None:
+    """Shard 2 of 2 at 10/s reaches the step's origin 1 s late: the starts of its share due
+    meanwhile (0.1, 0.3, ... 0.9 s) go at once, then it keeps the one schedule; a shard
+    without a shared origin counts from its own first start."""
+    late = Pacer(RateCurve(10), share=(2, 2), origin=time.time() - 1.0)
+    dues = [late._reserve(1.0) for _ in range(5)] + [late._reserve(1.2) for _ in range(3)]
+    assert dues == pytest.approx([0.1, 0.3, 0.5, 0.7, 0.9, 1.1, 1.3, 1.5])
+    alone = Pacer(RateCurve(10), share=(2, 2))
+    assert [alone._reserve(1.0) for _ in range(3)] == pytest.approx([1.0, 1.2, 1.4])
 
 
 def test_unpaced_steps_stay_unpaced_on_every_shard() -> None:
