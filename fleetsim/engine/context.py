@@ -84,7 +84,8 @@ class RunContext:
     # split every fleet, and paces at 1/N of every rate (fanout.pacer_for).
     pace_share: tuple[int, int] = (1, 1)
     # The wall-clock time (epoch seconds) the step that runs now starts at on every shard: the
-    # shards' pacers count their interleaved schedules from it (None: from the first start).
+    # shards' pacers count their interleaved schedules from it (None: from the first start;
+    # the step's first pass over its devices takes it).
     pace_origin: float | None = None
     # Resources several steps may touch (a shadow), journaled by the first one only.
     journaled: set[tuple[str, ...]] = field(default_factory=set)

@@ -98,7 +98,10 @@ async def for_each_device(ctx: RunContext, devices: list[Device],
             failures.append(device.failed)
 
     concurrency = (pacing.concurrency if pacing and pacing.concurrency else ctx.concurrency)
-    await paced(devices, one, pacer_for(pacing, ctx.pace_share, ctx.pace_origin), concurrency)
+    pacer = pacer_for(pacing, ctx.pace_share, ctx.pace_origin)
+    if pacing is not None:  # the step's shared start time is for its first paced pass only
+        ctx.pace_origin = None
+    await paced(devices, one, pacer, concurrency)
     if devices and len(failures) == len(devices):
         more = f" (and {len(failures) - 1} more devices)" if len(failures) > 1 else ""
         raise StepFailed(failures[0] + more)
