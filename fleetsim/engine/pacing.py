@@ -58,8 +58,9 @@ class Pacer:
         # here), so that their interleaved schedules make one; otherwise the first start.
         self._origin: float | None = (None if origin is None
                                       else clock() + origin - time.time())
-        # A shard that reached a shared origin late starts what was due meanwhile at once,
-        # or the shards' schedules would stay apart by its delay.
+        # A shard keeps to the shared schedule: what it could not start in time (it reached
+        # the origin late, or its process was busy) starts at once, or the shards' schedules
+        # would drift apart by its delays.
         self._catching_up = origin is not None
         k, self._stride = share
         self._next = self._advance(0.0, k - 1)  # seconds since origin of the next start
@@ -73,13 +74,10 @@ class Pacer:
         return t
 
     def _reserve(self, elapsed: float) -> float:
-        """Seconds since origin at which the next start is due. A start that is late (the
-        concurrency cap held it back) does not earn a burst to catch up."""
-        if self._catching_up and self._next < elapsed:
-            due = self._next
-        else:
-            self._catching_up = False
-            due = max(self._next, elapsed)
+        """Seconds since origin at which the next start is due. Alone, a start that is late
+        (the concurrency cap held it back) does not earn a burst to catch up; on a shared
+        schedule it does (see `_catching_up`)."""
+        due = self._next if self._catching_up else max(self._next, elapsed)
         self._next = self._advance(due, self._stride)
         return due
 

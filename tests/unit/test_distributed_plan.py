@@ -69,11 +69,13 @@ def test_pacer_of_a_step_splits_its_rate_by_share() -> None:
 def test_a_shard_late_to_the_shared_origin_starts_what_was_due_then_keeps_the_schedule(
         ) -> None:
     """Shard 2 of 2 at 10/s reaches the step's origin 1 s late: the starts of its share due
-    meanwhile (0.1, 0.3, ... 0.9 s) go at once, then it keeps the one schedule; a shard
-    without a shared origin counts from its own first start."""
+    meanwhile (0.1, 0.3, ... 0.9 s) go at once, then it keeps the one schedule, and so after
+    its process was busy for a while; a shard without a shared origin counts from its own
+    first start."""
     late = Pacer(RateCurve(10), share=(2, 2), origin=time.time() - 1.0)
     dues = [late._reserve(1.0) for _ in range(5)] + [late._reserve(1.2) for _ in range(3)]
     assert dues == pytest.approx([0.1, 0.3, 0.5, 0.7, 0.9, 1.1, 1.3, 1.5])
+    assert [late._reserve(2.0) for _ in range(3)] == pytest.approx([1.7, 1.9, 2.1])
     alone = Pacer(RateCurve(10), share=(2, 2))
     assert [alone._reserve(1.0) for _ in range(3)] == pytest.approx([1.0, 1.2, 1.4])
 
