@@ -21,9 +21,8 @@ from fleetsim.engine.runner import (
     RunResult,
     build_devices,
     clean_up,
-    mark_skipped,
     run_context,
-    run_step,
+    run_steps,
     step_names,
 )
 from fleetsim.engine.steps import load_scenario
@@ -128,12 +127,7 @@ async def _run_lab(n: int, lab: Lab, outcome: LabOutcome, target: Target, journa
             assert result.reconcile is not None
             ctx.reconcile = result.reconcile  # one account of created/reused/drift for all labs
             try:
-                for i, step in enumerate(lab.scenario.steps):
-                    status = await run_step(ctx, names[i], step)
-                    if status in ("failed", "interrupted"):
-                        mark_skipped(metrics, names[i + 1:])
-                        result.interrupted = status == "interrupted"
-                        break
+                result.interrupted = await run_steps(ctx, names)
             finally:
                 await dev.close_all(ctx)
     finally:

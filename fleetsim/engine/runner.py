@@ -109,7 +109,7 @@ async def run_scenario(scenario: Scenario, target: Target, *, run_id: str, runs_
                     if plan:
                         result.unplanned = await _plan_steps(ctx)
                     else:
-                        result.interrupted = await _run_steps(ctx)
+                        result.interrupted = await run_steps(ctx)
                 finally:
                     await dev.close_all(ctx)
                     if scenario.cleanup and not keep and not plan:
@@ -163,9 +163,10 @@ def mark_skipped(metrics: Metrics, names: list[str]) -> None:
             record.status = "skipped"
 
 
-async def _run_steps(ctx: RunContext) -> bool:
-    """Run the steps until one fails; True if the user interrupted the run."""
-    names = step_names(ctx.scenario.steps)
+async def run_steps(ctx: RunContext, names: list[str] | None = None) -> bool:
+    """Run the steps (named `names`, by default `step_names`) until one fails; True if the
+    user interrupted the run."""
+    names = names or step_names(ctx.scenario.steps)
     for i, step in enumerate(ctx.scenario.steps):
         status = await run_step(ctx, names[i], step)
         if status in ("failed", "interrupted"):
