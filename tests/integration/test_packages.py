@@ -6,6 +6,7 @@ created), and the AWS CLI's package commands."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ from botocore.exceptions import ClientError
 
 from fleetsim.localcore.launcher import RunningLocalCore
 from tests.awscli import AWS, aws, aws_json
+from tests.conftest import start_core
 from tests.helpers import aws_client, code_of
+from tests.integration.test_cleanup_everything import fleetsim
 from tests.integration.test_provisioning import counts, csr_pem
 
 pytestmark = pytest.mark.timeout(120)
@@ -32,9 +35,31 @@ def template(package_versions: Any, *, override: str | None = None) -> str:
                 "CertificateSigningRequest": {"Ref": "CSR"}, "Status": "ACTIVE"}}}})
 
 
+SCENARIO = """\
+name: packaged
+fleets:
+  - {name: pk, prefix: pkrun-, count: 2, key_type: ec-p256}
+steps:
+  - create_package: {package: pkrun-agent, version: "3.0"}
+  - register_thing:
+      fleet: pk
+      template: template.json
+      parameters: {ThingName: "{thing_name}"}
+      csr_parameter: CSR
+"""
+
+
 def package_shadow(data: Any, thing: str) -> dict[str, Any]:
     body = data.get_thing_shadow(thingName=thing, shadowName="$package")["payload"].read()
     return json.loads(body)["state"]["reported"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLocalCore]:
+    """In `<state>/localcore`, so that `fleetsim run/cleanup --state-dir <state>` use it."""
+    running = start_core(tmp_path_factory.mktemp("packages") / "state" / "localcore")
+    yield running
+    running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -246,3 +271,40 @@ def test_package_commands_with_the_aws_cli(core: RunningLocalCore, iot: Any,
     aws(core, tmp_path, "iot", "delete-package", "--package-name", "cli-pkg")
     gone = aws(core, tmp_path, "iot", "get-package", "--package-name", "cli-pkg", check=False)
     assert gone.returncode != 0 and "ResourceNotFoundException" in gone.stderr
+
+
+def test_a_scenario_declares_the_package_its_template_uses_and_cleanup_removes_it(
+        core: RunningLocalCore, iot: Any, data: Any, tmp_path: Path) -> None:
+    (tmp_path / "template.json").write_text(template({"pkrun-agent": "3.0"}))
+    (tmp_path / "s.yaml").write_text(SCENARIO)
+    kept = fleetsim(core, tmp_path, "run", "s.yaml", "--keep")
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    assert iot.get_package_version(packageName="pkrun-agent",
+                                   versionName="3.0")["status"] == "PUBLISHED"
+    things = [t["thingName"] for t in iot.list_things()["things"]
+              if t["thingName"].startswith("pkrun-")]
+    assert len(things) == 2
+    for thing in things:
+        assert package_shadow(data, thing) == {"pkrun-agent": {"version": "3.0"}}
+    # Someone made it the default since: clean-up unsets it before deleting the version.
+    iot.update_package(packageName="pkrun-agent", defaultVersionName="3.0")
+
+    out = fleetsim(core, tmp_path, "cleanup")
+    assert out.returncode == 0, out.stdout + out.stderr
+    with pytest.raises(ClientError) as e:
+        iot.get_package(packageName="pkrun-agent")
+    assert code_of(e) == "ResourceNotFoundException"
+
+
+def test_cleanup_prefix_removes_packages_with_all_their_versions(
+        core: RunningLocalCore, iot: Any, tmp_path: Path) -> None:
+    _package(iot, "pfxpkg-a", "1", "2")
+    iot.update_package(packageName="pfxpkg-a", defaultVersionName="2")
+    iot.create_package_version(packageName="pfxpkg-a", versionName="draft")
+    _package(iot, "keeppkg", "1")
+    out = fleetsim(core, tmp_path, "cleanup", "--prefix", "pfxpkg-")
+    assert out.returncode == 0, out.stdout + out.stderr
+    names = [p["packageName"] for p in iot.list_packages()["packageSummaries"]]
+    assert "pfxpkg-a" not in names and "keeppkg" in names
+    assert [v["versionName"] for v in iot.list_package_versions(
+        packageName="keeppkg")["packageVersionSummaries"]] == ["1"]
