@@ -5,8 +5,9 @@ machine).
 Only what has a name is matched, by that name: things (with their shadows, and the
 certificates attached to them and to no thing outside the prefix), thing groups, thing types,
 policies, topic rules, jobs, provisioning templates, Lambda functions, S3 buckets (and what is
-in them), IAM roles and software packages (with every version of them). CA certificates have no name and account settings (indexing, logging,
-event configurations) nothing to restore them to without a journal: neither is touched."""
+in them), IAM roles and software packages (with every version of them). CA certificates have
+no name and account settings (indexing, logging, event configurations) nothing to restore them
+to without a journal: neither is touched."""
 
 from __future__ import annotations
 
