@@ -96,6 +96,8 @@ class FakeIot:
     logging_levels: dict[tuple[str, str], str] = field(default_factory=dict)
     roles: dict[str, list[str]] = field(default_factory=dict)  # role -> attached policy ARNs
     log_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by log group
+    # package -> {"defaultVersionName"?, "versions": {name: {"status", "attributes"}}}
+    packages: dict[str, dict[str, Any]] = field(default_factory=dict)
     _failures: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     def fail(self, op: str, code: str, message: str = "", times: int = 1) -> None:
@@ -128,6 +130,47 @@ class FakeIot:
         return call
 
     # --- registry ----------------------------------------------------------------------------
+
+    def _op_get_package(self, packageName: str) -> dict[str, Any]:
+        if packageName not in self.packages:
+            raise client_error("GetPackage", "ResourceNotFoundException")
+        return {"packageName": packageName,
+                **{k: v for k, v in self.packages[packageName].items() if k != "versions"}}
+
+    def _op_create_package(self, packageName: str, **_: Any) -> dict[str, Any]:
+        if packageName in self.packages:
+            raise client_error("CreatePackage", "ConflictException")
+        self.packages[packageName] = {"versions": {}}
+        return {"packageName": packageName, "packageArn": self._arn("package", packageName)}
+
+    def _version(self, op: str, packageName: str, versionName: str) -> dict[str, Any]:
+        try:
+            return self.packages[packageName]["versions"][versionName]  # type: ignore
+        except KeyError:
+            raise client_error(op, "ResourceNotFoundException") from None
+
+    def _op_get_package_version(self, packageName: str, versionName: str) -> dict[str, Any]:
+        return {"packageName": packageName, "versionName": versionName,
+                **self._version("GetPackageVersion", packageName, versionName)}
+
+    def _op_create_package_version(self, packageName: str, versionName: str,
+                                   **params: Any) -> dict[str, Any]:
+        if packageName not in self.packages:
+            raise client_error("CreatePackageVersion", "ValidationException")
+        version = {"status": "DRAFT", "attributes": params.get("attributes", {})}
+        self.packages[packageName]["versions"][versionName] = version
+        return {"packageName": packageName, "versionName": versionName, **version}
+
+    def _op_update_package_version(self, packageName: str, versionName: str,
+                                   **params: Any) -> dict[str, Any]:
+        version = self._version("UpdatePackageVersion", packageName, versionName)
+        if "attributes" in params:
+            version["attributes"] = params["attributes"]
+        action = params.get("action")
+        if action is not None:
+            version["status"] = {"PUBLISH": "PUBLISHED", "DEPRECATE": "DEPRECATED"}[action]
+        return {}
+
 
     def _arn(self, kind: str, name: str) -> str:
         return f"arn:aws:iot:{REGION}:{ACCOUNT}:{kind}/{name}"

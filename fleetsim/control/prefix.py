@@ -5,8 +5,9 @@ machine).
 Only what has a name is matched, by that name: things (with their shadows, and the
 certificates attached to them and to no thing outside the prefix), thing groups, thing types,
 policies, topic rules, jobs, provisioning templates, Lambda functions, S3 buckets (and what is
-in them) and IAM roles. CA certificates have no name and account settings (indexing, logging,
-event configurations) nothing to restore them to without a journal: neither is touched."""
+in them), IAM roles and software packages (with every version of them). CA certificates have
+no name and account settings (indexing, logging, event configurations) nothing to restore them
+to without a journal: neither is touched."""
 
 from __future__ import annotations
 
@@ -59,7 +60,21 @@ async def find_by_prefix(clients: AwsClients, prefix: str) -> list[Entry]:
     buckets = (await clients.s3.list_buckets()).get("Buckets", [])
     found += [Entry("s3_bucket", {"bucket": b["Name"]}) for b in buckets
               if b["Name"].startswith(prefix)]
-    return found + await _things(clients, prefix)
+    return found + await _packages(clients, prefix) + await _things(clients, prefix)
+
+
+async def _packages(clients: AwsClients, prefix: str) -> list[Entry]:
+    """Each package named `prefix...` and all its versions: AWS deletes a package only once
+    it has no version left (API reference, "DeletePackage")."""
+    out = []
+    async for package in _items(clients.iot, "list_packages", "packageSummaries"):
+        name = package["packageName"]
+        if name.startswith(prefix):
+            out.append(Entry("package", {"name": name}))
+            out += [Entry("package_version", {"package": name, "version": v["versionName"]})
+                    async for v in _items(clients.iot, "list_package_versions",
+                                          "packageVersionSummaries", packageName=name)]
+    return out
 
 
 async def _things(clients: AwsClients, prefix: str) -> list[Entry]:

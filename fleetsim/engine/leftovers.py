@@ -21,6 +21,7 @@ _LISTED: dict[str, tuple[str, str, str, str, str]] = {
                               "templateName", "name"),
     "function": ("lambda_", "list_functions", "Functions", "FunctionName", "name"),
     "iam_role": ("iam", "list_roles", "Roles", "RoleName", "name"),
+    "package": ("iot", "list_packages", "packageSummaries", "packageName", "name"),
 }
 
 

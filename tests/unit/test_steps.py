@@ -52,6 +52,7 @@ EXAMPLES: dict[str, tuple[str, bool]] = {  # kind -> (step YAML, needs connected
     "expect": ("expect: {timeout: 0s}", False),
     "create_thing_group": ("create_thing_group: g", False),
     "create_thing_type": ("create_thing_type: t", False),
+    "create_package": ("create_package: {package: p, version: '1.0'}", False),
     "register_thing": (f"register_thing: {{fleet: f, template: {WORKSHOP_TEMPLATE}, "
                        "parameters: {ThingName: '{thing_name}', SerialNumber: '{index}'}}", False),
     "bulk_register": (f"bulk_register: {{fleet: f, template: {WORKSHOP_TEMPLATE}, bucket: b, "
@@ -89,7 +90,7 @@ SETUP = {
     # tests/integration/test_provisioning_scenarios.py.
     "bulk_register": None,
     "create_thing_group": [], "create_thing_type": [], "register_thing": [],
-    "create_provisioning_template": [],
+    "create_provisioning_template": [], "create_package": [],
     "add_to_thing_group": ["create_things: f", "create_thing_group: g"],
     "create_job": ["create_things: f"],
     "wait_job": ["create_things: f", "create_job: {fleet: f, document: {operation: x}}"],
@@ -569,3 +570,53 @@ async def test_job_agent_binds_every_device_with_its_planned_outcome(tmp_path: P
     await KINDS["disconnect"].run(ctx, KINDS["disconnect"].model.model_validate(
         {"kind": "disconnect", "fleet": "f"}))
     assert all(d.job_agent is None for d in ctx.devices["f"])
+
+
+async def test_create_package_creates_publishes_then_reuses(tmp_path: Path) -> None:
+    iot = FakeIot()
+    yaml = f"""
+        name: t
+        {FLEET}
+        steps:
+          - create_package: {{package: agent, version: '2.0', attributes: {{ch: beta}}}}
+        """
+    ctx = fake_context(tmp_path, yaml, iot)
+    await KINDS["create_package"].run(ctx, ctx.scenario.steps[0])
+    assert iot.packages["agent"]["versions"]["2.0"] == {"status": "PUBLISHED",
+                                                        "attributes": {"ch": "beta"}}
+    entries = [(e.kind, e.data) for e in read_entries(ctx.journal.run_dir)]
+    assert ("package", {"name": "agent"}) in entries
+    assert ("package_version", {"package": "agent", "version": "2.0"}) in entries
+    # A second run finds both as declared: reused, nothing created nor journaled.
+    (tmp_path / "again").mkdir()
+    again = fake_context(tmp_path / "again", yaml, iot)
+    iot.calls.clear()
+    await KINDS["create_package"].run(again, again.scenario.steps[0])
+    assert iot.ops() == ["GetPackage", "GetPackageVersion"]
+    assert not again.reconcile.created and set(again.reconcile.reused) == {
+        "package", "package_version"}
+
+
+async def test_create_package_fixes_status_and_reports_what_the_lifecycle_forbids(
+        tmp_path: Path) -> None:
+    iot = FakeIot()
+    iot.packages["agent"] = {"versions": {"1": {"status": "PUBLISHED", "attributes": {}}}}
+    ctx = fake_context(tmp_path, f"""
+        name: t
+        {FLEET}
+        steps:
+          - create_package: {{package: agent, version: '1', status: DEPRECATED,
+                              attributes: {{ch: x}}}}
+        """, iot)
+    await KINDS["create_package"].run(ctx, ctx.scenario.steps[0])
+    assert iot.packages["agent"]["versions"]["1"] == {"status": "DEPRECATED", "attributes": {}}
+    drift = {(d.item, d.fixed) for d in ctx.reconcile.drift}
+    assert ("status is PUBLISHED (want DEPRECATED)", True) in drift
+    assert ("attribute ch is missing (want x)", False) in drift  # not DRAFT: cannot change
+
+
+def test_package_version_actions_follow_the_lifecycle() -> None:
+    from fleetsim.engine.steps.create_package import actions_to
+    assert actions_to("DRAFT", "DEPRECATED") == ("PUBLISH", "DEPRECATE")
+    assert actions_to("PUBLISHED", "PUBLISHED") == ()
+    assert actions_to("PUBLISHED", "DRAFT") is None

@@ -16,6 +16,7 @@ from fleetsim.engine.steps import (
     create_certificate_from_csr,
     create_job,
     create_keys_and_certificate,
+    create_package,
     create_policy,
     create_provisioning_template,
     create_thing_group,
@@ -73,6 +74,7 @@ KINDS: dict[str, AnyStepKind] = _registry(
     fleet_provision.KIND, add_to_thing_group.KIND, create_job.KIND, job_agent.KIND,
     wait_job.KIND, register_ca.KIND, jit_connect.KIND, expect_policy_outcomes.KIND,
     filter_log_events.KIND, deploy_function.KIND, create_topic_rule.KIND,
+    create_package.KIND,
 )
 STEP_MODELS: StepModels = step_models(k.model for k in KINDS.values())
 # Every journal entry kind a step records, each once (clean-up undoes them phase by phase).

@@ -16,6 +16,7 @@ from fleetsim.localcore.features import (
     jit,
     jobs,
     logs,
+    packages,
     policies,
     provisioning,
     registry,
@@ -43,4 +44,5 @@ FEATURES: tuple[Feature, ...] = (
     functions,
     rules,
     jobs,
+    packages,
 )

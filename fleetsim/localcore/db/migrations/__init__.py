@@ -10,7 +10,8 @@ Versions: 0001 the first release's schema, 0002 regional resources and per-featu
 and bulk registration tasks, 0006 CloudWatch Logs (log groups, streams, events), 0007 the fleet
 indexing configuration, 0008 Lambda functions and their resource policies, 0009 topic rules,
 0010 AWS IoT logging options and levels, and IAM roles, 0011 IoT Jobs (jobs,
-targets, executions, templates).
+targets, executions, templates), 0012 the Software Package Catalog (packages, versions,
+the package configuration).
 """
 
 from __future__ import annotations

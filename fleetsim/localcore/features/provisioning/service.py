@@ -139,10 +139,13 @@ class ProvisioningService:
             for group in thing.groups or ():
                 if self._services.registry.get_group(scope, group) is None:
                     raise registration_failure(f"Thing group {group} not found.")
-            if thing.package_versions is not None:
-                raise registration_failure(
-                    f"Resource {thing.logical_name} sets PackageVersions, but local core has no "
-                    "software package catalog (packages and package versions) to take them from.")
+            if thing.package_versions:
+                # AWS documents no error of its own for a PackageVersions naming what the
+                # Software Package Catalog does not hold; RegisterThing's error for a resource
+                # the template names that does not exist is the nearest.
+                missing = self._services.get("packages").missing(scope, thing.package_versions)
+                if missing is not None:
+                    raise registration_failure(f"Resource {thing.logical_name}: {missing}")
         cert = rendered.certificate
         if cert is not None and cert.certificate_id is not None and \
                 self._services.certificates.get_certificate(scope, cert.certificate_id) is None:
@@ -221,6 +224,9 @@ class ProvisioningService:
                                           spec.attributes or {}, spec.billing_group)
             for group in spec.groups or ():
                 registry.add_thing_to_group(scope, registry.require_group(scope, group), thing)
+            if spec.package_versions:
+                self._services.get("packages").associate(scope, spec.name,
+                                                         spec.package_versions)
             return thing
         ov = spec.overrides
         if spec.attributes is not None and spec.attributes != existing.attributes:
@@ -247,7 +253,22 @@ class ProvisioningService:
                 remove = sorted(current - wanted) if action == "REPLACE" else []
                 registry.update_thing_groups_for_thing(scope, spec.name,
                                                        sorted(wanted - current), remove)
+        if spec.package_versions is not None:
+            self._apply_package_versions(scope, spec.name, spec.package_versions,
+                                         ov.get("PackageVersions", "DO_NOTHING"))
         return existing
+
+    def _apply_package_versions(self, scope: Scope, thing: str, wanted: dict[str, str],
+                                action: str) -> None:
+        """An existing thing's package versions (its `$package` shadow's reported state),
+        under the template's OverrideSettings (DO_NOTHING, REPLACE or FAIL)."""
+        packages = self._services.get("packages")
+        if packages.installed(scope, thing) == wanted:
+            return
+        if action == "FAIL":
+            raise conflict(f"Thing {thing} exists with other package versions.")
+        if action == "REPLACE":
+            packages.associate(scope, thing, wanted, replace_all=True)
 
     # --- provisioning templates as resources -------------------------------------------------
 

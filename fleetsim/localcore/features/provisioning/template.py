@@ -47,6 +47,9 @@ SECTIONS = ("Parameters", "Resources")
 FLEET_SECTIONS = ("Mappings", "DeviceConfiguration")
 FUNCTIONS = ("Ref", "Fn::Join", "Fn::Select", "Fn::Split", "Fn::FindInMap", "Fn::Sub")
 _SUB_VAR = re.compile(r"\$\{([^}]*)\}")
+# botocore's iot model: PackageName [a-zA-Z0-9-_.]+ (1-128), VersionName (1-64).
+_PACKAGE_NAME = re.compile(r"[a-zA-Z0-9_.-]{1,128}")
+_VERSION_NAME = re.compile(r"[a-zA-Z0-9_.-]{1,64}")
 
 
 class TemplateError(ValueError):
@@ -84,7 +87,7 @@ class ThingSpec:
     type_name: str | None
     groups: tuple[str, ...] | None
     billing_group: str | None
-    package_versions: Any
+    package_versions: dict[str, str] | None  # package name -> version name
     overrides: dict[str, str]
 
 
@@ -327,7 +330,8 @@ def render(template: Template, given: dict[str, str]) -> Rendered:
                       for g in _list(p["ThingGroups"], f"{where}.ThingGroups"))
                 if "ThingGroups" in p else None,
                 _optional_string(p.get("BillingGroup"), f"{where}.BillingGroup"),
-                p.get("PackageVersions"), r.overrides)
+                _package_versions(p["PackageVersions"], f"{where}.PackageVersions")
+                if "PackageVersions" in p else None, r.overrides)
         elif r.type == CERTIFICATE:
             status = _optional_string(p.get("Status"), f"{where}.Status")
             if status is not None:
@@ -450,3 +454,20 @@ def _attributes(value: Any, where: str) -> dict[str, str]:
     if not isinstance(value, dict):
         raise TemplateError(f"{where} must be an object of attribute names and values.")
     return {k: _string(v, f"{where}.{k}") for k, v in value.items()}
+
+
+def _package_versions(value: Any, where: str) -> dict[str, str]:
+    """`PackageVersions`: an object of package names and the version name of each."""
+    if not isinstance(value, dict):
+        raise TemplateError(f"{where} must be an object of package names and version names.")
+    out: dict[str, str] = {}
+    for package, version in value.items():
+        version = _string(version, f"{where}.{package}")
+        if not _PACKAGE_NAME.fullmatch(package):
+            raise TemplateError(f"{where}: {package!r} is not a package name (1-128 of "
+                                "a-z A-Z 0-9 - _ .).")
+        if not _VERSION_NAME.fullmatch(version):
+            raise TemplateError(f"{where}.{package}: {version!r} is not a version name (1-64 "
+                                "of a-z A-Z 0-9 - _ .).")
+        out[package] = version
+    return out
