@@ -107,3 +107,27 @@ def test_a_kept_rerun_creates_nothing_and_a_detached_policy_is_the_one_drift(
     assert "thing_type bulk-type: deletable after" in out.stdout
     assert registry(core) == before
     assert identity_files(core) == []
+
+
+@pytest.mark.timeout(300)
+def test_fleet_provisioning_by_claim_kept_is_reused_without_a_claim(
+        core: RunningLocalCore, tmp_path: Path) -> None:
+    before = registry(core)
+    shutil.copytree(ROOT / "scenarios", tmp_path / "scenarios")
+    scenario = tmp_path / "scenarios" / "fleet-provisioning.yaml"
+    first = run(core, scenario, tmp_path / "1.json", "--keep")
+    assert first["reconcile"]["created"]["thing"] == 5
+    made = registry(core)
+
+    second = run(core, scenario, tmp_path / "2.json", "--keep")
+    assert second["reconcile"]["created"] == {}
+    assert second["reconcile"]["drift_count"] == 0
+    assert second["reconcile"]["reused"]["thing"] >= 5
+    assert registry(core) == made  # no claim certificate, no device certificate
+    ops = {o["op"] for o in second["metrics"]["ops"]}
+    assert "api.CreateKeysAndCertificate" not in ops  # not even the claim certificate
+
+    out = fleetsim(core, "cleanup")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert registry(core) == before
+    assert identity_files(core) == []
