@@ -155,6 +155,16 @@ THING_PRINCIPAL = JournalKind(
     "thing_principal", Phase.DETACH,
     lambda c, d: c.iot.detach_thing_principal(thingName=d["thing"], principal=d["principal"]))
 POLICY = JournalKind("policy", Phase.DELETE, _delete_policy)
+
+
+async def _remove_identity_files(clients: AwsClients, d: dict[str, Any]) -> None:
+    """A device's identity files, once what removes its certificate has run (a JIT device's
+    certificate goes with its CA, `register_ca`): they still hold that certificate."""
+    remove_identity(Path(d["identity"]), d["id"])
+
+
+# The files of an identity whose certificate another entry removes (JIT: the CA's).
+IDENTITY_FILES = JournalKind("identity_files", Phase.DELETE, _remove_identity_files)
 # What a provisioning template can make for a device, as journal kinds.
 REGISTERED = (THING, CERTIFICATE, THING_PRINCIPAL, POLICY_ATTACHMENT, POLICY)
 KEYS_OP = "provision.keys"  # a device's key and CSR made
@@ -254,7 +264,9 @@ async def keys_and_certificate(ctx: RunContext, d: Device, set_as_active: bool) 
     """create-keys-and-certificate: the service makes the key (RSA-2048 on AWS), so the
     certificate is known only once the call returns: a call interrupted by a kill -9 may
     leave one certificate that cleanup cannot tell from others (use a CSR to avoid that).
-    Ephemeral identities are new on every run, by design: never reused."""
+    A stored identity still live (an earlier kept run's) is reused (`reuse_stored`)."""
+    if await reuse_stored(ctx, d):
+        return
     if ctx.reconcile.plan:
         _created_certificate(ctx, d)
         return
@@ -271,7 +283,10 @@ async def keys_and_certificate(ctx: RunContext, d: Device, set_as_active: bool) 
 
 
 async def certificate_from_csr(ctx: RunContext, d: Device, set_as_active: bool) -> None:
-    """The device makes its own key (the fleet's key_type) and CSR; the key never leaves it."""
+    """The device makes its own key (the fleet's key_type) and CSR; the key never leaves it.
+    A stored identity still live (an earlier kept run's) is reused (`reuse_stored`)."""
+    if await reuse_stored(ctx, d):
+        return
     if ctx.reconcile.plan:
         _created_certificate(ctx, d)
         return
@@ -319,6 +334,9 @@ async def attach_thing_principal(ctx: RunContext, d: Device) -> None:
     arn = _principal_of(ctx, d)
     journal = ctx.journal_for(d.fleet)
     if arn is not None and arn not in ctx.reconcile.fresh:
+        if (await stored_state(ctx)).known(d.thing_name, arn):  # a journal vouches for it
+            ctx.reconcile.reuse(THING_PRINCIPAL.name, d.thing_name)
+            return
         have = await describe(ctx, "ListThingPrincipals", d.thing_name, thingName=d.thing_name)
         if have is not None and arn in have.get("principals", []):
             ctx.reconcile.reuse(THING_PRINCIPAL.name, d.thing_name)
@@ -345,13 +363,14 @@ REACTIVATABLE = frozenset({"ACTIVE", "INACTIVE"})
 
 
 async def reuse_stored(ctx: RunContext, d: Device) -> bool:
-    """A persistent device whose stored certificate is in the registry and whose thing is
-    there is reused (counted as `identities.reused`): an INACTIVE certificate is drift
-    (`certificate ab12…: INACTIVE (want ACTIVE)`), set ACTIVE again; a certificate no longer
-    attached to its thing is drift, attached again. Anything less (its certificate or thing
-    gone, or revoked) is provisioned again, counted as `identities.reprovisioned`: expected
-    states, not errors. Checked in bulk when the persistent journal vouches for the
-    attachment (engine/stored.py), else per device."""
+    """A device with a stored identity (a persistent fleet's, or an earlier kept run's: a
+    run that is cleaned up removes the identities it made) whose certificate is in the
+    registry and whose thing is there is reused (counted as `identities.reused`): an INACTIVE
+    certificate is drift (`certificate ab12…: INACTIVE (want ACTIVE)`), set ACTIVE again; a
+    certificate no longer attached to its thing is drift, attached again. Anything less (its
+    certificate or thing gone, or revoked) is drift too, fixed by provisioning the device
+    again (counted as `identities.reprovisioned`): expected states, not errors. Checked in
+    bulk when a journal vouches for the attachment (engine/stored.py), else per device."""
     identity = dev.load_identity(ctx, d)
     if identity is None or identity.certificate_id is None:
         return False
@@ -365,6 +384,9 @@ async def reuse_stored(ctx: RunContext, d: Device) -> bool:
         status, arn, attached = await _describe_stored(ctx, d, cert_id)
     if status not in REACTIVATABLE or arn is None:
         ctx.metrics.incr("identities.reprovisioned")
+        ctx.reconcile.drifted(CERTIFICATE.name, d.thing_name, [
+            f"stored certificate {short(cert_id)} is {(status or 'gone').lower()}"
+            + (" (or its thing is)" if status is None else "") + ": provisioned again"])
         return False
     d.identity, d.certificate_id, d.certificate_arn = identity, cert_id, arn
     ctx.metrics.incr("identities.reused")
@@ -381,6 +403,15 @@ async def reuse_stored(ctx: RunContext, d: Device) -> bool:
                        [f"certificate {short(arn)} is not attached"])
         if not ledger.plan:
             await _attach_thing_principal(ctx, ctx.journal_for(d.fleet), d.thing_name, arn)
+    return True
+
+
+async def reuse_registered(ctx: RunContext, d: Device) -> bool:
+    """`reuse_stored` for a device a template provisions (register-thing, a bulk task, a
+    claim): its thing, certificate and their attachment reused, the template not run again."""
+    if not await reuse_stored(ctx, d):
+        return False
+    ctx.reconcile.reuse(THING.name, d.thing_name)
     return True
 
 
@@ -433,8 +464,9 @@ def journal_registered(ctx: RunContext, d: Device, arns: dict[str, str],
     names = resource_names(arns)
     certificate_arn = next((a for a in arns.values() if ":cert/" in a), None)
     ephemeral = journal is ctx.journal
+    base = identity_base(ctx, d.fleet.name, d.thing_name)  # its files go with it
     for cert_id in [] if certificate_journaled else names.get("cert", []):
-        journal.record(CERTIFICATE.name, id=cert_id, arn=certificate_arn)
+        journal.record(CERTIFICATE.name, id=cert_id, arn=certificate_arn, identity=base)
     if names.get("cert"):  # what a template makes is always new (counted as created)
         ctx.reconcile.create(CERTIFICATE.name, d.thing_name, ephemeral)
     for thing in names.get("thing", []):

@@ -2,10 +2,11 @@
 
 A stored identity is ready when its certificate is still ACTIVE and attached to its thing.
 Asking DescribeCertificate and ListThingPrincipals per device cost a third of a 1,000-device
-run's CPU (issue 9). Instead: the fleet's persistent journal says which certificates were
+run's CPU (issue 9). Instead: the journals that still stand (the scenario's persistent journal
+and every run not cleaned up yet, e.g. a run kept with `--keep`) say which certificates were
 attached to which things (and not detached since), and one ListCertificates listing (pages of
 up to 250, the API reference's maximum pageSize) says which certificates exist and their status.
-A device the journal knows nothing about is still checked one by one (`known` is None).
+A device no journal vouches for is still checked one by one (`known` is False).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetsim.control.journal import read_entries, settle
+from fleetsim.control.journal import pending_runs, read_entries, settle
 from fleetsim.engine.context import RunContext
 from fleetsim.engine.fanout import api_call
 
@@ -37,9 +38,16 @@ class StoredState:
 
 
 def journaled_attachments(ctx: RunContext) -> set[tuple[str, str]]:
-    entries = settle(read_entries(ctx.persistent_journal.run_dir))
-    return {(e.data["thing"], e.data["principal"]) for e in entries
-            if e.kind == THING_PRINCIPAL and "thing" in e.data and "principal" in e.data}
+    """(thing, certificate ARN) attachments that the persistent journal and every journal
+    not cleaned up yet (kept runs, this run's own) hold: made by fleetsim, not undone since."""
+    persistent = ctx.persistent_journal.run_dir
+    dirs = {persistent, ctx.journal.run_dir, *pending_runs(persistent.parent)}
+    attached: set[tuple[str, str]] = set()
+    for run_dir in dirs:
+        attached |= {(e.data["thing"], e.data["principal"])
+                     for e in settle(read_entries(run_dir))
+                     if e.kind == THING_PRINCIPAL and "thing" in e.data and "principal" in e.data}
+    return attached
 
 
 async def _load(ctx: RunContext) -> StoredState:

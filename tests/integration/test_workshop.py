@@ -115,6 +115,9 @@ def test_the_whole_workshop_passes_every_lab_and_leaves_nothing(
     # as AWS deletes a type only five minutes after that)
     after = account_contents(core)
     assert after == before
+    # nor any device's identity files (keys, certificates) on disk
+    identities = core.state_dir.parent / "identities"
+    assert [p for p in identities.rglob("*") if p.is_file()] == []
     assert "bulk-type" in [t["thingTypeName"] for t in aws_client(core.api_url)
                            .list_thing_types()["thingTypes"]]
 

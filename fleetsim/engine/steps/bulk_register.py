@@ -1,7 +1,9 @@
 """`bulk_register`: the workshop's "Bulk Device Provisioning" lab for a whole fleet: every
 device makes its key and CSR, one parameters line each goes into a file uploaded to S3, one
 start-thing-registration-task provisions them all, and each device takes its certificate from
-the RESULTS report by its line's offset; a line in the ERRORS report fails its device."""
+the RESULTS report by its line's offset; a line in the ERRORS report fails its device.
+Devices with a stored identity still live (an earlier kept run's) are reused and left out of
+the file; when every device is, there is no file, bucket or task at all."""
 
 from __future__ import annotations
 
@@ -152,6 +154,8 @@ async def run(ctx: RunContext, step: BulkRegisterStep) -> None:
     found: set[str] = set()  # things there before the task (a kept run's): reused
 
     async def make_line(d: Device) -> None:
+        if await prov.reuse_registered(ctx, d):
+            return
         if await describe(ctx, "DescribeThing", d.thing_name, thingName=d.thing_name):
             found.add(d.thing_name)
         key_pem, csr = await prov.new_key_and_csr(ctx, d)
@@ -160,6 +164,8 @@ async def run(ctx: RunContext, step: BulkRegisterStep) -> None:
 
     await for_each_device(ctx, devices, make_line, step.pacing)
     devices = [d for d in devices if d.index in keys]  # offset = position in the file
+    if not devices:
+        return  # every device reused (or dropped out): nothing to register
     bucket = Template(step.bucket, RUN_NAMES).render({"run_id": ctx.run_id})
     key = Template(step.key, RUN_NAMES).render({"run_id": ctx.run_id})
     if step.create_bucket:

@@ -7,7 +7,15 @@ placeholders, which AWS IoT replaces with presigned URLs (`presigned_url_config`
 device gets the document. Rollout, abort, timeout and retry configurations are passed as
 CreateJob takes them (`jobExecutionsRolloutConfig`, `abortConfig`, `timeoutConfig`,
 `jobExecutionsRetryConfig`, their members spelled as in the API). The job is journaled before
-the call; clean-up cancels it with `force` and deletes it with `force`."""
+the call; clean-up cancels it with `force` and deletes it with `force`.
+
+Reconciling: the job id names the resource. A job id that carries `{run_id}` is new on every
+run. Otherwise the job is described first (DescribeJob): absent, created (AWS lets an id be
+used again once its job is deleted: API reference, "DeleteJob"); there, reused whatever its
+status (a COMPLETED job's executions stay SUCCEEDED, so `wait_job` finds it ended), nothing
+uploaded; its targets, or its inline document (GetJobDocument), differing from the step's is
+drift that cannot be fixed (a job's targets and document are fixed at CreateJob): the step
+fails, naming the difference."""
 
 from __future__ import annotations
 
@@ -24,8 +32,10 @@ from pydantic import Field, model_validator
 from fleetsim.control.cleanup import GONE, JournalKind, Phase, with_retry
 from fleetsim.engine import bulk
 from fleetsim.engine.context import RunContext
-from fleetsim.engine.fanout import api_call
+from fleetsim.engine.describe import describe
+from fleetsim.engine.fanout import StepFailed, api_call
 from fleetsim.engine.provisioning import journaled
+from fleetsim.engine.reconcile import document_item
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.errors import UserError
 from fleetsim.scenario.model import StepBase, Strict
@@ -164,10 +174,40 @@ async def _targets(ctx: RunContext, step: CreateJobStep) -> list[str]:
     return [prefix + d.thing_name for d in ctx.fleet_devices(step.fleet)]
 
 
+async def _reused(ctx: RunContext, step: CreateJobStep, job_id: str, targets: list[str],
+                  body: bytes) -> bool:
+    """True if job `job_id` is there as declared (reused); StepFailed if it is there but
+    differs in what cannot be changed."""
+    have = await describe(ctx, "DescribeJob", job_id, jobId=job_id)
+    if have is None:
+        return False
+    job = have["job"]
+    if job.get("status") == "DELETION_IN_PROGRESS":
+        raise StepFailed(f"job {job_id} is being deleted (DELETION_IN_PROGRESS): run again "
+                         "once it is gone, or give the step another job_id")
+    items = [] if sorted(job.get("targets") or []) == sorted(targets) else [
+        f"targets are {', '.join(job.get('targets') or [])} (want {', '.join(targets)})"]
+    if step.upload is None:  # an uploaded document is read by AWS at CreateJob: not compared
+        got = await api_call(ctx, "GetJobDocument", job_id, jobId=job_id)
+        items += document_item("document", got.get("document") or "", body.decode())
+    if items:
+        ctx.reconcile.drifted(JOB.name, job_id, items, fixable=False)
+        raise StepFailed(f"job {job_id} exists with other {' and '.join(items)}: a job's "
+                         "targets and document cannot be changed; remove it (fleetsim "
+                         "cleanup) or give the step another job_id")
+    ctx.reconcile.reuse(JOB.name, job_id)
+    ctx.jobs[job_id] = {"jobId": job_id, "targets": targets,
+                        "targetSelection": job.get("targetSelection", step.target_selection)}
+    return True
+
+
 async def run(ctx: RunContext, step: CreateJobStep) -> None:
     job_id = job_id_of(step.job_id, ctx)
     body = _document(ctx, step)
-    params: dict[str, Any] = {"jobId": job_id, "targets": await _targets(ctx, step),
+    targets = await _targets(ctx, step)
+    if "{run_id}" not in step.job_id and await _reused(ctx, step, job_id, targets, body):
+        return
+    params: dict[str, Any] = {"jobId": job_id, "targets": targets,
                               "targetSelection": step.target_selection}
     if step.upload is not None:
         names = {"run_id": ctx.run_id}
@@ -193,8 +233,6 @@ async def run(ctx: RunContext, step: CreateJobStep) -> None:
     await journaled(ctx.journal, JOB.name, {"job_id": job_id},
                     api_call(ctx, "CreateJob", job_id, **params))
     ctx.jobs[job_id] = params
-    # A job is an event of its run, not a declared resource (its id carries {run_id}): it is
-    # always created, never reused.
     ctx.reconcile.create(JOB.name, job_id)
 
 

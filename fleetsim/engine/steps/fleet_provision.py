@@ -3,7 +3,9 @@ certificate, gets its own certificate over MQTT (CreateCertificateFromCsr with a
 or CreateKeysAndCertificate), registers its thing with the provisioning template
 (RegisterThing with the certificate's ownership token and the template's parameters) and
 disconnects; a later `connect` step connects it with its new identity. The thing is named as
-the template names it."""
+the template names it. A device whose identity an earlier kept run stored (found by its index,
+as the thing is named by the template) is reused while still live: no claim, no call; when
+every device is, not even the claim certificate is made."""
 
 from __future__ import annotations
 
@@ -13,12 +15,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from fleetsim.device import DeviceError, DeviceIdentity, DeviceSession
+from fleetsim.device import DeviceError, DeviceIdentity, DeviceSession, IdentityStore
 from fleetsim.device.behaviours.claim import ClaimClient
 from fleetsim.engine import claim
 from fleetsim.engine import devices as dev
 from fleetsim.engine import provisioning as prov
 from fleetsim.engine.context import Device, RunContext
+from fleetsim.engine.describe import describe
 from fleetsim.engine.fanout import api_call, for_each_device
 from fleetsim.engine.quotas import connect_pacing
 from fleetsim.engine.steps.base import StepKind
@@ -58,7 +61,30 @@ async def _claim_identity(ctx: RunContext, step: FleetProvisionStep) -> DeviceId
     return claim.from_files(Path(step.claim_certificate), Path(step.claim_key))
 
 
+async def _reused(ctx: RunContext, devices: list[Device]) -> list[Device]:
+    """The devices still to provision: each one whose stored identity (by index: the
+    template named its thing) is still live takes that identity's thing name and is reused."""
+    if not devices:
+        return devices
+    store = IdentityStore(ctx.identities_dir, devices[0].fleet.name)
+    stored = {i.index: i.thing_name for i in store.load_all()} \
+        if store.directory.is_dir() else {}
+    left = []
+    for d in devices:
+        name = stored.get(d.index)
+        if name is not None:
+            declared, d.thing_name = d.thing_name, name
+            if await prov.reuse_registered(ctx, d):
+                continue
+            d.thing_name = declared
+        left.append(d)
+    return left
+
+
 async def run(ctx: RunContext, step: FleetProvisionStep) -> None:
+    devices = await _reused(ctx, ctx.fleet_devices(step.fleet))
+    if not devices:
+        return
     identity = await _claim_identity(ctx, step)
     tls = dev.tls_factory(ctx).for_identity(identity)
     account = (await api_call(ctx, "GetCallerIdentity", client=ctx.sts))["Account"]
@@ -67,6 +93,10 @@ async def run(ctx: RunContext, step: FleetProvisionStep) -> None:
 
     async def one(d: Device) -> None:
         started = time.perf_counter()
+        # A thing the template names as the device is named may be there already (AWS's
+        # template provisioning uses it): reused, not counted as created.
+        declared = d.thing_name
+        found = await describe(ctx, "DescribeThing", declared, thingName=declared)
         key_pem, csr = await prov.new_key_and_csr(ctx, d) if step.certificate == "csr" \
             else (None, None)
         session = DeviceSession(identity, ctx.target, ctx.metrics, tls=tls,
@@ -95,12 +125,18 @@ async def run(ctx: RunContext, step: FleetProvisionStep) -> None:
         prov.journal_registered(ctx, d, {
             "thing": f"{arn}:thing/{registered.thing_name}", "certificate": cert_arn,
             **{f"policy{n}": p["policyArn"] for n, p in enumerate(policies["policies"])}},
-            certificate_journaled=True)
+            certificate_journaled=True,
+            found_things=frozenset({declared} if found else ()))
         key = key_pem if key_pem is not None else (created.private_key_pem or "").encode()
+        # its files go when clean-up has removed the certificate (journaled above, before
+        # the thing's name was known)
+        ctx.journal_for(d.fleet).record(
+            prov.IDENTITY_FILES.name, id=created.certificate_id,
+            identity=prov.identity_base(ctx, d.fleet.name, d.thing_name))
         d.identity = dev.save_identity(ctx, d, key, created.certificate_pem)
         ctx.metrics.record(prov.CERTIFICATE_OP, (time.perf_counter() - started) * 1e6)
 
-    await for_each_device(ctx, ctx.fleet_devices(step.fleet), one,
+    await for_each_device(ctx, devices, one,
                           connect_pacing(ctx.scenario.target, ctx.shards, step.pacing))
 
 
@@ -108,4 +144,4 @@ def _bytes(payload: Any) -> bytes:
     return payload if isinstance(payload, bytes) else str(payload or "").encode()
 
 
-KIND = StepKind(FleetProvisionStep, run, journals=prov.REGISTERED)
+KIND = StepKind(FleetProvisionStep, run, journals=(*prov.REGISTERED, prov.IDENTITY_FILES))

@@ -19,6 +19,12 @@ function the topic rule invokes), a certificate the watcher has not seen ACTIVE 
 second refusal sends the device to the function's log group (`/aws/lambda/<function>`): an
 error of the invocation that handled its certificate fails the device with that error
 (`jit.function_errors`), not a time-out.
+
+A device whose stored identity (an earlier kept run's) holds a certificate the CA's listing
+(ListCertificatesByCA, one listing for the fleet) shows ACTIVE keeps it: registered already,
+it is admitted at its first attempt and nothing is registered or provisioned again (counted
+reused). A new identity's files are journaled (`identity_files`) so that clean-up removes
+them once the CA's clean-up has removed its certificate.
 """
 
 from __future__ import annotations
@@ -40,7 +46,9 @@ from fleetsim.device import DeviceError, DeviceIdentity, DeviceSession, Identity
 from fleetsim.device.reconnect import ReconnectPolicy
 from fleetsim.device.tls import DeviceSSLContext
 from fleetsim.engine import devices as dev
+from fleetsim.engine import provisioning as prov
 from fleetsim.engine.context import Device, RunContext
+from fleetsim.engine.describe import describe
 from fleetsim.engine.fanout import api_call, for_each_device
 from fleetsim.engine.function_logs import invocation_error
 from fleetsim.engine.steps.base import StepKind
@@ -124,6 +132,35 @@ async def make_identity(ctx: RunContext, d: Device, ca: CertificateAuthority,
     return identity
 
 
+async def ca_statuses(ctx: RunContext, ca_id: str) -> dict[str, str]:
+    """The status of every certificate the CA signed that the registry holds, by id
+    (ListCertificatesByCA, 250 a page)."""
+    statuses: dict[str, str] = {}
+    params: dict[str, Any] = {"caCertificateId": ca_id, "pageSize": 250}
+    while True:
+        with ctx.metrics.time("api.ListCertificatesByCA"):  # api_call would name it by_c_a
+            page = await ctx.iot.list_certificates_by_ca(**params)
+        statuses.update((c["certificateId"], c["status"]) for c in page.get("certificates", ()))
+        if not page.get("nextMarker"):
+            return statuses
+        params["marker"] = page["nextMarker"]
+
+
+def stored_active(ctx: RunContext, d: Device, statuses: dict[str, str]
+                  ) -> DeviceIdentity | None:
+    """The device's stored identity if the registry holds its certificate ACTIVE."""
+    stored = dev.load_identity(ctx, d)
+    if stored is None or stored.certificate_id is None:
+        return None
+    if statuses.get(stored.certificate_id) == "ACTIVE":
+        return stored
+    ctx.metrics.incr("identities.reprovisioned")
+    ctx.reconcile.drifted(prov.CERTIFICATE.name, d.thing_name, [
+        f"stored certificate {stored.certificate_id[:12]}… is "
+        f"{statuses.get(stored.certificate_id, 'gone').lower()}: a new one is made"])
+    return None
+
+
 async def _status(ctx: RunContext, cert_id: str) -> dict[str, Any] | None:
     try:
         answer = await api_call(ctx, "DescribeCertificate", cert_id,
@@ -193,20 +230,39 @@ async def run(ctx: RunContext, step: JitConnectStep) -> None:
     factory, sni = dev.tls_factory(ctx), server_name(ctx.target)
     metrics = ctx.metrics
     prepared: dict[int, tuple[ssl.SSLContext, str]] = {}  # device index -> (TLS, client id)
+    ca_id = certificate_id(ca.cert.public_bytes(Encoding.DER))
+    statuses = await ca_statuses(ctx, ca_id)
+    ledger, journal = ctx.reconcile, ctx.journal_for(ctx.scenario.fleet(step.fleet))
 
     async def manufacture(d: Device) -> None:
-        identity = await make_identity(ctx, d, ca, {k: t.render(d.names) for k, t in
-                                                    subject_t.items()}, step.present_ca)
+        identity = stored_active(ctx, d, statuses)
+        if identity is None:
+            identity = await make_identity(ctx, d, ca, {k: t.render(d.names) for k, t in
+                                                        subject_t.items()}, step.present_ca)
         assert identity.certificate_id is not None
         d.identity, d.certificate_id = identity, identity.certificate_id
+        client_id = client_id_t.render(d.names | {"certificate_id": d.certificate_id})
+        if identity.certificate_id in statuses:  # registered already: nothing is made
+            ctx.metrics.incr("identities.reused")
+            ledger.reuse(prov.CERTIFICATE.name, d.thing_name)
+            ledger.reuse(prov.THING.name, client_id)
+        else:
+            journal.record(prov.IDENTITY_FILES.name, id=identity.certificate_id,
+                           identity=prov.identity_base(ctx, d.fleet.name, d.thing_name))
+            ledger.create(prov.CERTIFICATE.name, d.thing_name, journal is ctx.journal)
+            # the thing JITP's template or JITR's function makes, named as the client id
+            # (AWS's template provisioning uses a thing that is there already)
+            if await describe(ctx, "DescribeThing", client_id, thingName=client_id):
+                ledger.reuse(prov.THING.name, client_id)
+            else:
+                ledger.create(prov.THING.name, client_id, journal is ctx.journal)
         tls = factory.for_identity(identity)
         if sni and isinstance(tls, DeviceSSLContext):
             tls.server_name = sni
-        prepared[d.index] = (tls, client_id_t.render(
-            d.names | {"certificate_id": d.certificate_id}))
+        prepared[d.index] = (tls, client_id)
 
     await for_each_device(ctx, ctx.fleet_devices(step.fleet), manufacture)
-    watcher = RegistryWatcher(ctx, certificate_id(ca.cert.public_bytes(Encoding.DER)))
+    watcher = RegistryWatcher(ctx, ca_id)
 
     async def come_online(d: Device) -> None:
         identity, (tls, client_id) = d.identity, prepared[d.index]
@@ -264,4 +320,4 @@ async def run(ctx: RunContext, step: JitConnectStep) -> None:
         d.certificate_arn = arn
 
 
-KIND = StepKind(JitConnectStep, run)
+KIND = StepKind(JitConnectStep, run, journals=(prov.IDENTITY_FILES,))

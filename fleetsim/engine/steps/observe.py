@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
+from fleetsim.device import DeviceIdentity, IdentityStore
+from fleetsim.device.identity import IdentityDamaged
 from fleetsim.engine import devices as dev
 from fleetsim.engine.context import RunContext
+from fleetsim.engine.describe import describe
 from fleetsim.engine.fanout import api_call
 from fleetsim.engine.observer_identity import observer_policy
 from fleetsim.engine.provisioning import (
@@ -17,6 +20,7 @@ from fleetsim.engine.provisioning import (
     issue_certificate,
     journaled,
 )
+from fleetsim.engine.reconcile import json_equal
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.scenario.model import StepBase
 from fleetsim.scenario.semantics import Loc, Problem, Scope
@@ -34,15 +38,56 @@ class ObserveStep(StepBase):
         return []
 
 
+POLICY_SUFFIX = "-policy"
+
+
+async def _kept(ctx: RunContext, topics: list[str], account: str
+                ) -> tuple[DeviceIdentity, dict[str, Any], str] | None:
+    """The observer an earlier kept run left (its stored certificate ACTIVE, its policy
+    attached and allowing these topics): its identity, certificate and client id."""
+    store = IdentityStore(ctx.identities_dir, dev.OBSERVER_FLEET)
+    try:
+        stored = store.load(dev.OBSERVER_FLEET)
+    except (FileNotFoundError, IdentityDamaged):
+        return None  # a new one is made
+    if stored.certificate_id is None or stored.certificate_arn is None:
+        return None
+    cert = await describe(ctx, "DescribeCertificate", "the observer",
+                          certificateId=stored.certificate_id)
+    if cert is None or cert["certificateDescription"]["status"] != "ACTIVE":
+        return None
+    attached = await describe(ctx, "ListAttachedPolicies", "the observer",
+                              target=stored.certificate_arn)
+    names = [p["policyName"] for p in (attached or {}).get("policies", [])
+             if p["policyName"].endswith(POLICY_SUFFIX)]
+    if len(names) != 1:
+        return None
+    client_id = names[0].removesuffix(POLICY_SUFFIX)
+    have = await describe(ctx, "GetPolicy", names[0], policyName=names[0])
+    want = observer_policy(ctx.target.region, account, client_id, topics)
+    if have is None or not json_equal(have["policyDocument"], want):
+        return None
+    description = cert["certificateDescription"]
+    return stored, {"certificatePem": description["certificatePem"],
+                    "certificateArn": description["certificateArn"]}, client_id
+
+
 async def run(ctx: RunContext, step: ObserveStep) -> None:
-    """The observer's key is kept (one per scenario, reused by every run); its certificate is
-    issued from a CSR each run, journaled by public key before the call like a device's."""
-    identity = await dev.observer_identity(ctx)
-    created = await issue_certificate(ctx, ctx.journal, identity, "the observer",
-                                      remove_files=False)
-    client_id = f"fleetsim-observer-{ctx.run_id}"
+    """The observer's certificate is issued from a CSR, journaled by public key before the
+    call like a device's, with a policy of its own; its identity files go with the
+    certificate at clean-up. An earlier kept run's observer still ACTIVE with a policy for
+    these topics is reused: nothing is made."""
     account = (await ctx.sts.get_caller_identity())["Account"]
-    policy = f"{client_id}-policy"
+    kept = await _kept(ctx, step.topics, account)
+    if kept is not None:
+        ctx.metrics.incr("observer.reused")
+        ctx.observer = await dev.start_observer(ctx, kept[2], kept[0], kept[1], step.topics,
+                                                step.qos)
+        return
+    identity = await dev.observer_identity(ctx)
+    created = await issue_certificate(ctx, ctx.journal, identity, "the observer")
+    client_id = f"fleetsim-observer-{ctx.run_id}"
+    policy = f"{client_id}{POLICY_SUFFIX}"
     document = observer_policy(ctx.target.region, account, client_id, step.topics)
     await journaled(ctx.journal, POLICY.name, {"name": policy},
                     api_call(ctx, "CreatePolicy", policy, policyName=policy,

@@ -18,7 +18,8 @@ from fleetsim.scenario.templating import Template
 class ProvisionStep(FleetStep):
     """The whole of "provisioning with the API" per device: thing, certificate (from a CSR by
     default, so the fleet's key_type holds), policy attached to it, certificate attached to
-    the thing. With persistent identities, devices already provisioned are reused."""
+    the thing. Devices with a stored identity still live (a persistent fleet's, or an earlier
+    kept run's) are reused."""
 
     kind: Literal["provision"]
     certificate: Literal["csr", "keys_and_certificate"] = "csr"
@@ -35,11 +36,10 @@ class ProvisionStep(FleetStep):
 
 
 async def run(ctx: RunContext, step: ProvisionStep) -> None:
-    persistent = ctx.scenario.fleet(step.fleet).identities == "persistent"
     policy_t = Template(step.policy, DEVICE_NAMES) if step.policy else None
 
     async def one(d: Device) -> None:
-        if persistent and await prov.reuse_stored(ctx, d):
+        if await prov.reuse_stored(ctx, d):
             # Its thing is there (reuse_stored saw it): described only for what it declares.
             if step.attributes or step.thing_type:
                 await prov.create_thing(ctx, d, step.attributes, step.thing_type)

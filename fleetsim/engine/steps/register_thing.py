@@ -1,6 +1,7 @@
 """`register_thing`: each device is provisioned by one register-thing call with a template,
 as in the workshop's "Single Device Provisioning" lab: the device makes its key and a CSR,
-the template's parameters are rendered per device, the certificate returned becomes its own."""
+the template's parameters are rendered per device, the certificate returned becomes its own.
+A device with a stored identity still live (an earlier kept run's) is reused: no call."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ async def run(ctx: RunContext, step: RegisterThingStep) -> None:
     params_t = StructTemplate(step.parameters, DEVICE_NAMES)
 
     async def one(d: Device) -> None:
+        if await prov.reuse_registered(ctx, d):
+            return
         started = time.perf_counter()
         key_pem, csr = await prov.new_key_and_csr(ctx, d)
         parameters = {k: str(v) for k, v in params_t.render(d.names).items()}
