@@ -8,6 +8,7 @@ before the call, among the certificates created since (see `find_certificates`).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable
 from pathlib import Path
@@ -26,6 +27,7 @@ from fleetsim.engine.context import Device, RunContext
 from fleetsim.engine.describe import describe, policy_targets
 from fleetsim.engine.fanout import api_call
 from fleetsim.engine.reconcile import attribute_items, short, value_item
+from fleetsim.engine.shadow_journal import SHADOW
 from fleetsim.engine.stored import stored_state
 from fleetsim.pki import load_certificate, load_private_key, public_key_id
 
@@ -167,6 +169,7 @@ async def _remove_identity_files(clients: AwsClients, d: dict[str, Any]) -> None
 IDENTITY_FILES = JournalKind("identity_files", Phase.DELETE, _remove_identity_files)
 # What a provisioning template can make for a device, as journal kinds.
 REGISTERED = (THING, CERTIFICATE, THING_PRINCIPAL, POLICY_ATTACHMENT, POLICY)
+PACKAGE_SHADOW = "$package"  # the reserved named shadow of a thing's package versions
 KEYS_OP = "provision.keys"  # a device's key and CSR made
 CERTIFICATE_OP = "provision.certificate"  # from a device's start until it holds a certificate
 
@@ -452,14 +455,29 @@ def resource_names(arns: dict[str, str]) -> dict[str, list[str]]:
     return by_type
 
 
+def sets_package_versions(template_body: str) -> bool:
+    """Whether a provisioning template's thing sets `PackageVersions` (and so writes the
+    thing's `$package` shadow); a body that is not JSON is left to the service to refuse."""
+    try:
+        resources = json.loads(template_body).get("Resources", {})
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(resources, dict) and any(
+        isinstance(r, dict) and isinstance(r.get("Properties"), dict)
+        and "PackageVersions" in r["Properties"] for r in resources.values())
+
+
 def journal_registered(ctx: RunContext, d: Device, arns: dict[str, str],
                        certificate_journaled: bool = False,
-                       found_things: frozenset[str] = frozenset()) -> None:
+                       found_things: frozenset[str] = frozenset(),
+                       package_shadow: bool = False) -> None:
     """Journal what a template made for `d` (thing, certificate, policy, and the attachments
     between them, which AWS makes as the template's resources are created) so clean-up
     removes it; the device takes the certificate as its identity's. A thing of
     `found_things` was there before the template ran (AWS's template provisioning uses a thing
-    that exists): reused, and left to whoever created it."""
+    that exists): reused, and left to whoever created it. `package_shadow`: the template sets
+    `PackageVersions`, which writes the thing's `$package` reserved named shadow; on AWS a
+    shadow outlives its thing, so it is journaled with the thing the template created."""
     journal = ctx.journal_for(d.fleet)
     names = resource_names(arns)
     certificate_arn = next((a for a in arns.values() if ":cert/" in a), None)
@@ -475,6 +493,8 @@ def journal_registered(ctx: RunContext, d: Device, arns: dict[str, str],
         else:
             ctx.reconcile.create(THING.name, thing, ephemeral)
             journal.record(THING.name, name=thing)
+            if package_shadow:
+                journal.record(SHADOW.name, thing=thing, shadow=PACKAGE_SHADOW)
         if certificate_arn:
             journal.record(THING_PRINCIPAL.name, thing=thing, principal=certificate_arn)
     for policy in names.get("policy", []):

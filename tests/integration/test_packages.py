@@ -294,6 +294,10 @@ def test_a_scenario_declares_the_package_its_template_uses_and_cleanup_removes_i
     with pytest.raises(ClientError) as e:
         iot.get_package(packageName="pkrun-agent")
     assert code_of(e) == "ResourceNotFoundException"
+    for thing in things:  # on AWS a shadow outlives its thing: journaled, and deleted
+        with pytest.raises(ClientError) as e:
+            package_shadow(data, thing)
+        assert code_of(e) == "ResourceNotFoundException"
 
 
 def test_cleanup_prefix_removes_packages_with_all_their_versions(

@@ -173,9 +173,9 @@ async def run(ctx: RunContext, step: BulkRegisterStep) -> None:
     await bulk.upload(ctx, bucket, key, bulk.parameters_file([keys[d.index][1]
                                                               for d in devices]))
     ctx.journal.record(REGISTRATION_TASK.name, bucket=bucket, key=key, at=time.time())
+    body = Path(step.template).read_text()
     with ctx.metrics.time(bulk.TASK_OP):
-        out = await api_call(ctx, "StartThingRegistrationTask", key,
-                             templateBody=Path(step.template).read_text(),
+        out = await api_call(ctx, "StartThingRegistrationTask", key, templateBody=body,
                              inputFileBucket=bucket, inputFileKey=key, roleArn=step.role_arn)
         task = await _wait(ctx, step, out["taskId"])
     try:
@@ -183,7 +183,8 @@ async def run(ctx: RunContext, step: BulkRegisterStep) -> None:
     except (aiohttp.ClientError, ValueError, KeyError) as e:
         raise StepFailed(f"the reports of registration task {out['taskId']} could not be "
                          f"read: {e}") from e
-    _hand_out(ctx, devices, keys, reports, started, frozenset(found))
+    _hand_out(ctx, devices, keys, reports, started, frozenset(found),
+              prov.sets_package_versions(body))
     if task["status"] != "Completed":
         raise StepFailed(f"registration task {out['taskId']} ended {task['status']}: "
                          f"{task.get('message') or 'no message'}")
@@ -193,12 +194,13 @@ async def run(ctx: RunContext, step: BulkRegisterStep) -> None:
 
 def _hand_out(ctx: RunContext, devices: list[Device],
               keys: dict[int, tuple[bytes, dict[str, str]]], reports: bulk.Reports,
-              started: float, found: frozenset[str]) -> None:
+              started: float, found: frozenset[str], package_shadow: bool) -> None:
     """Each device its certificate (RESULTS) or its error (ERRORS), by offset."""
     for offset, d in enumerate(devices):
         response = reports.results.get(offset)
         if response is not None:
-            prov.journal_registered(ctx, d, response.get("ResourceArns", {}), found_things=found)
+            prov.journal_registered(ctx, d, response.get("ResourceArns", {}), found_things=found,
+                                    package_shadow=package_shadow)
             d.identity = dev.save_identity(ctx, d, keys[d.index][0], response["CertificatePem"])
             ctx.metrics.record(prov.CERTIFICATE_OP, (time.perf_counter() - started) * 1e6)
             continue

@@ -90,6 +90,10 @@ async def run(ctx: RunContext, step: FleetProvisionStep) -> None:
     account = (await api_call(ctx, "GetCallerIdentity", client=ctx.sts))["Account"]
     arn = f"arn:aws:iot:{ctx.target.region}:{account}"
     params_t = StructTemplate(step.parameters, DEVICE_NAMES)
+    template = await describe(ctx, "DescribeProvisioningTemplate", step.template,
+                              templateName=step.template)
+    package_shadow = template is not None and prov.sets_package_versions(
+        template.get("templateBody", ""))
 
     async def one(d: Device) -> None:
         started = time.perf_counter()
@@ -125,8 +129,8 @@ async def run(ctx: RunContext, step: FleetProvisionStep) -> None:
         prov.journal_registered(ctx, d, {
             "thing": f"{arn}:thing/{registered.thing_name}", "certificate": cert_arn,
             **{f"policy{n}": p["policyArn"] for n, p in enumerate(policies["policies"])}},
-            certificate_journaled=True,
-            found_things=frozenset({declared} if found else ()))
+            certificate_journaled=True, found_things=frozenset({declared} if found else ()),
+            package_shadow=package_shadow)
         key = key_pem if key_pem is not None else (created.private_key_pem or "").encode()
         # its files go when clean-up has removed the certificate (journaled above, before
         # the thing's name was known)

@@ -40,6 +40,7 @@ class RegisterThingStep(FleetStep):
 
 async def run(ctx: RunContext, step: RegisterThingStep) -> None:
     body = Path(step.template).read_text()
+    package_shadow = prov.sets_package_versions(body)
     params_t = StructTemplate(step.parameters, DEVICE_NAMES)
 
     async def one(d: Device) -> None:
@@ -53,7 +54,8 @@ async def run(ctx: RunContext, step: RegisterThingStep) -> None:
         out = await api_call(ctx, "RegisterThing", d.thing_name, templateBody=body,
                              parameters=parameters)
         prov.journal_registered(ctx, d, out.get("resourceArns", {}),
-                                found_things=frozenset({d.thing_name} if found else ()))
+                                found_things=frozenset({d.thing_name} if found else ()),
+                                package_shadow=package_shadow)
         d.identity = dev.save_identity(ctx, d, key_pem, out["certificatePem"])
         ctx.metrics.record(prov.CERTIFICATE_OP, (time.perf_counter() - started) * 1e6)
 

@@ -8,12 +8,12 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from fleetsim.control.cleanup import JournalKind, Phase
 from fleetsim.device import DeviceError
 from fleetsim.device.behaviours.shadow import ShadowReporter
 from fleetsim.engine import devices as dev
 from fleetsim.engine.context import Device, RunContext
 from fleetsim.engine.fanout import for_each_device
+from fleetsim.engine.shadow_journal import SHADOW
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.errors import UserError
 from fleetsim.scenario.model import Duration, FleetStep, parse_duration
@@ -41,15 +41,6 @@ class ShadowStep(FleetStep):
         if self.report is None:
             return []
         return template_problems((*at, "report"), self.report, DEVICE_NAMES)
-
-
-async def _delete_shadow(clients: Any, d: dict[str, Any]) -> None:
-    params = {"shadowName": d["shadow"]} if d.get("shadow") else {}
-    await clients.iot_data.delete_thing_shadow(thingName=d["thing"], **params)
-
-
-# On AWS a shadow outlives its thing: deleting the thing does not delete it.
-SHADOW = JournalKind("shadow", Phase.DETACH, _delete_shadow)
 
 
 def journal_shadow(ctx: RunContext, d: Device, named: str | None) -> None:
