@@ -37,6 +37,7 @@ from OpenSSL._util import lib as _lib
 
 from fleetsim.device.identity import DeviceIdentity
 
+_GROUPS = b"X25519:P-256:X448:P-521:P-384"
 _VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
 # Python's ssl default for TLS 1.2 and below (Modules/_ssl.c, PY_SSL_DEFAULT_CIPHER_STRING).
 _CIPHERS = (b"@SECLEVEL=2:ECDH+AESGCM:ECDH+CHACHA20:ECDH+AES:DHE+AES:!aNULL:!eNULL:!aDSS:"
@@ -56,6 +57,12 @@ class OpenSslContext:
         ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_TICKET)
         ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)  # idle connections hold no 16 KB record buffers
         ctx.set_cipher_list(_CIPHERS)
+        # The key exchange groups Python's ssl offers (OpenSSL 3.0's defaults). OpenSSL 3.5+
+        # would add X25519MLKEM768 and send a key share for it beside X25519's: an ML-KEM key
+        # generated per connect and ~9 KB more per connected device for a group local core
+        # and Python's ssl do not offer.
+        if _lib.SSL_CTX_set1_curves_list(ctx._context, _GROUPS) != 1:
+            _lib.ERR_clear_error()
         ctx.set_verify(SSL.VERIFY_PEER)  # OpenSSL's own chain verification, no callback
         store = ctx.get_cert_store()
         assert store is not None
