@@ -15,7 +15,9 @@ Verification is as strict as the stdlib path's (`ssl.PROTOCOL_TLS_CLIENT`): the 
 must end at one of the target's trust anchors (VERIFY_PEER), and its name must match the host
 connected to, or `server_name` (X509_VERIFY_PARAM_set1_host, partial wildcards refused as
 Python's ssl refuses them; an IP address is checked with X509_VERIFY_PARAM_set1_ip and sent
-without SNI, as Python's ssl does). TLS 1.2 offers Python's default cipher list.
+without SNI, as Python's ssl does). TLS 1.2 offers Python's default cipher list, and both
+versions Python's ssl's key exchange groups; AWS IoT Core takes TLS 1.2 and 1.3, with ECDHE
+AES-GCM suites in every security policy ("Transport security in AWS IoT Core").
 """
 
 from __future__ import annotations
