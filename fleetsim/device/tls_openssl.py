@@ -37,7 +37,7 @@ from OpenSSL import SSL, crypto
 from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 
-from fleetsim.device.identity import DeviceIdentity
+from fleetsim.device.identity import DeviceIdentity, IdentityDamaged
 
 _GROUPS = b"X25519:P-256:X448:P-521:P-384"
 _VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
@@ -85,8 +85,14 @@ class OpenSslContext:
     def device(self, identity: DeviceIdentity) -> OpenSslDeviceTls:
         """The identity's key and certificate, decoded now, once."""
         assert identity.certificate_pem is not None
-        cert = x509.load_pem_x509_certificate(identity.certificate_pem)
-        key = load_pem_private_key(identity.private_key_pem, password=None)
+        try:
+            cert = x509.load_pem_x509_certificate(identity.certificate_pem)
+            key = load_pem_private_key(identity.private_key_pem, password=None)
+        except ValueError:  # the store checks only the key's PEM armour
+            problem = "or its certificate is not a readable PEM key pair"
+            if identity.key_path is not None:
+                raise IdentityDamaged(identity.key_path, problem) from None
+            raise ValueError(f"the private key of {identity.thing_name} {problem}") from None
         return OpenSslDeviceTls(self, crypto.X509.from_cryptography(cert),
                                 crypto.PKey.from_cryptography_key(key))  # type: ignore[arg-type]
 

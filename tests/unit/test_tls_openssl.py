@@ -5,6 +5,7 @@ certificate is one clear sentence."""
 
 from __future__ import annotations
 
+import base64
 import socket
 import ssl
 import threading
@@ -15,7 +16,7 @@ import pytest
 from OpenSSL import SSL
 
 from fleetsim.device.errors import connect_failure_kind
-from fleetsim.device.identity import DeviceIdentity
+from fleetsim.device.identity import DeviceIdentity, IdentityDamaged, IdentityStore
 from fleetsim.device.tls_openssl import OpenSslContext, TlsSocket, _translated
 from fleetsim.pki import CertificateAuthority, certificate_pem, generate_key, private_key_pem
 
@@ -121,6 +122,23 @@ def test_a_server_of_an_untrusted_ca_fails_the_handshake(
     serve(ctx, pair[1], lambda tls: None)
     with pytest.raises(ssl.SSLCertVerificationError, match="certificate verify failed"):
         client(pair)
+
+
+def test_a_stored_key_that_does_not_parse_is_named_when_its_tls_is_prepared(
+        tmp_path: Path) -> None:
+    """The store checks a key's PEM armour only; the openssl backend decodes it when the
+    device's TLS is prepared, and names the file in one sentence."""
+    store = IdentityStore(tmp_path, "f")
+    store.directory.mkdir(parents=True)
+    saved = store.save(identity("dev-0"))
+    assert saved.key_path is not None
+    body = base64.encodebytes(bytes(range(121))).decode()
+    saved.key_path.write_text(f"-----BEGIN EC PRIVATE KEY-----\n{body}"
+                              "-----END EC PRIVATE KEY-----\n")
+    with pytest.raises(IdentityDamaged) as caught:
+        OpenSslContext([CA.cert]).device(store.load("dev-0"))
+    assert str(caught.value).startswith(
+        f"stored identity file {saved.key_path} or its certificate is not a readable PEM")
 
 
 def test_a_key_that_is_not_the_certificates_is_one_sentence(
