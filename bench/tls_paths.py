@@ -145,7 +145,7 @@ def _run_worker(path: str, version: str, core_info: Path, ids: Path,
     cmd = [sys.executable, "-m", "bench.tls_paths", "--worker", path, version,
            str(core_info), str(ids)]
     if callgrind_out is not None:
-        cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no",
+        cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                f"--callgrind-out-file={callgrind_out}.%p", *cmd]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True)
