@@ -24,6 +24,7 @@ from bench import (
     rules,
     scale_out,
     shadows,
+    tls_paths,
 )
 from bench.report import print_table, write_json
 
@@ -32,7 +33,8 @@ BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "cleanup": cleanup, "provisioning": provisioning, "jit": jit, "logs": logs,
               "indexing": indexing, "functions": functions, "rules": rules,
               "iotlogging": iotlogging, "jobs": jobs, "jobs-fleet": jobs_fleet,
-              "broker-aliases": broker_aliases, "ray": scale_out, "peer": peer}
+              "broker-aliases": broker_aliases, "ray": scale_out, "peer": peer,
+              "tls-paths": tls_paths}
 
 
 def main(argv: list[str] | None = None) -> int:

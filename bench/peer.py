@@ -53,12 +53,15 @@ CORE_CPU, GENERATOR_CPU = 0, 1
 
 
 def scenario_yaml(n: int, rate: float, idle: float, telemetry: float, interval: float,
-                  concurrency: int, provision_only: bool = False) -> str:
+                  concurrency: int, provision_only: bool = False,
+                  tls_backend: str = "stdlib") -> str:
     """The workload as a scenario; `provision_only`: its first two steps (the same name, so
-    the same identities and persistent journal)."""
+    the same identities and persistent journal); `tls_backend`: the devices' TLS path."""
     steps = _steps(rate, idle, telemetry, interval, concurrency)
+    target: Any = "local" if tls_backend == "stdlib" else {"kind": "local",
+                                                           "tls_backend": tls_backend}
     return json.dumps({
-        "name": SCENARIO, "target": "local",
+        "name": SCENARIO, "target": target,
         "fleets": [{"name": "sensors", "prefix": "peer", "count": n, "key_type": "ec-p256",
                     "thing_name": "{prefix}-{index:05d}", "identities": "persistent"}],
         "steps": steps[:2] if provision_only else steps}, indent=1)  # JSON is YAML
@@ -191,8 +194,8 @@ def _env() -> dict[str, str]:
 
 
 def run_fleetsim(work: Path, n: int, args: argparse.Namespace, measured: bool,
-                 pin: bool) -> dict[str, Any] | None:
-    scenario = work / ("peer.yaml" if measured else "peer-provision.yaml")
+                 pin: bool, tls_backend: str = "stdlib") -> dict[str, Any] | None:
+    scenario = work / (f"peer-{tls_backend}.yaml" if measured else "peer-provision.yaml")
     summary = work / "summary.json"
     summary.unlink(missing_ok=True)
     cmd = [*(taskset_prefix(GENERATOR_CPU) if pin else []), sys.executable, "-m", "fleetsim",
@@ -329,8 +332,10 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     report["locust"] = have_locust
     with tempfile.TemporaryDirectory(prefix="fleetsim-peer-") as tmp:
         work = Path(tmp)
-        (work / "peer.yaml").write_text(scenario_yaml(n, args.rate, args.idle, args.telemetry,
-                                                      args.interval, args.concurrency))
+        for backend in args.tls_backends:
+            (work / f"peer-{backend}.yaml").write_text(scenario_yaml(
+                n, args.rate, args.idle, args.telemetry, args.interval, args.concurrency,
+                tls_backend=backend))
         (work / "peer-provision.yaml").write_text(scenario_yaml(
             n, args.rate, args.idle, args.telemetry, args.interval, args.concurrency, True))
         core = _start_core(work, bool(pin))
@@ -340,12 +345,17 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
             run_fleetsim(work, n, args, measured=False, pin=bool(pin))
             for r in range(args.rounds):
                 row: dict[str, Any] = {"load_avg": load_average()}
-                print(f"peer bench round {r + 1}/{args.rounds}: fleetsim ...", flush=True)
-                row["fleetsim"] = run_fleetsim(work, n, args, measured=True, pin=bool(pin))
+                for backend in args.tls_backends:  # the first as "fleetsim", others by name
+                    key = _generator(backend, args.tls_backends)
+                    print(f"peer bench round {r + 1}/{args.rounds}: {key} ...", flush=True)
+                    row[key] = run_fleetsim(work, n, args, measured=True, pin=bool(pin),
+                                            tls_backend=backend)
                 if have_locust:
                     print(f"peer bench round {r + 1}/{args.rounds}: locust ...", flush=True)
                     row["locust"] = run_locust(work, n, core.info, args, bool(pin))
-                    row["ratios"] = ratios(row["fleetsim"], row["locust"])
+                    for backend in args.tls_backends:
+                        key = _generator(backend, args.tls_backends)
+                        row[key.replace("fleetsim", "ratios")] = ratios(row[key], row["locust"])
                 report["rounds"].append(row)
                 print(json.dumps(_summary(row)), flush=True)
         finally:
@@ -354,14 +364,19 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def _generator(backend: str, backends: list[str]) -> str:
+    """A round's key for fleetsim with `backend`: "fleetsim" for the first one measured."""
+    return "fleetsim" if backend == backends[0] else f"fleetsim-{backend}"
+
+
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for who in ("fleetsim", "locust"):
-        if who in row:
+    for who in row:
+        if who.startswith("fleetsim") or who == "locust":
             out[who] = {k: round(v, 3) if isinstance(v, float) else v
                         for k, v in row[who].items() if k not in ("counters", "errors")}
-    if "ratios" in row:
-        out["ratios"] = {k: round(v, 2) for k, v in row["ratios"].items()}
+        elif who.startswith("ratios"):
+            out[who] = {k: round(v, 2) for k, v in row[who].items()}
     return out
 
 
@@ -377,6 +392,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600.0, help="bound on each generator run")
     p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     p.add_argument("--no-locust", action="store_true", help="measure fleetsim only")
+    p.add_argument("--tls-backends", nargs="+", choices=("stdlib", "openssl"),
+                   default=["stdlib"], metavar="B",
+                   help="fleetsim once per device TLS backend in each round, in this order "
+                        "(default: stdlib)")
     p.add_argument("--profile", action="store_true",
                    help="py-spy the fleetsim generator (whole run; skews its figures)")
     p.add_argument("--big", action="store_true",
@@ -412,19 +431,21 @@ def _rows(report: dict[str, Any]) -> list[Any]:
 
     rows = []
     for i, row in enumerate(report["rounds"], 1):
-        fs = row["fleetsim"]
-        rows += [Row(f"round {i}: fleetsim connected", fs["connected"], "devices"),
-                 Row(f"round {i}: fleetsim connect p99",
-                     fs["connect_latency_ms"].get("p99_ms"), "ms")]
-        for label, key, target in RATIOS:
-            if "ratios" not in row:
-                rows.append(Row(f"round {i}: {label}", fs[key], key.rsplit("_", 1)[-1]))
-                continue
-            ratio = row["ratios"][key]
-            rows.append(Row(f"round {i}: {label} fleetsim/Locust", ratio, "x",
-                            f"<= {target}" if target else "",
-                            None if target is None else ratio <= target,
-                            f"fleetsim {fs[key]:.3f}, Locust {row['locust'][key]:.3f}"))
+        for who in [k for k in row if k.startswith("fleetsim")]:
+            fs, ratio_key = row[who], who.replace("fleetsim", "ratios")
+            rows += [Row(f"round {i}: {who} connected", fs["connected"], "devices"),
+                     Row(f"round {i}: {who} connect p99",
+                         fs["connect_latency_ms"].get("p99_ms"), "ms")]
+            for label, key, target in RATIOS:
+                if ratio_key not in row:
+                    rows.append(Row(f"round {i}: {who} {label}", fs[key],
+                                    key.rsplit("_", 1)[-1]))
+                    continue
+                ratio = row[ratio_key][key]
+                rows.append(Row(f"round {i}: {label} {who}/Locust", ratio, "x",
+                                f"<= {target}" if target else "",
+                                None if target is None else ratio <= target,
+                                f"{who} {fs[key]:.3f}, Locust {row['locust'][key]:.3f}"))
     return rows
 
 

@@ -38,7 +38,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from fleetsim.device.errors import reason_kind
 from fleetsim.device.housekeeping import housekeeper
 from fleetsim.device.qos0 import try_write
-from fleetsim.device.tls import DeviceTls
+from fleetsim.device.tls import AnyDeviceTls, AnyTlsSocket
 from fleetsim.device.transport import open_tls
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,10 @@ class PublishRefused(MqttCodeError):
 
 class FleetClient(aiomqtt.Client):
     def __init__(self, *args: Any, on_lost: Callable[[int | ReasonCode | str], None],
-                 tls_context: ssl.SSLContext | DeviceTls, **kwargs: Any):
+                 tls_context: ssl.SSLContext | AnyDeviceTls, **kwargs: Any):
         # paho only looks at the context's check_hostname: our sockets come from open_tls.
-        super().__init__(*args, tls_context=tls_context.context if isinstance(
-            tls_context, DeviceTls) else tls_context, **kwargs)
+        super().__init__(*args, tls_context=tls_context if isinstance(
+            tls_context, ssl.SSLContext) else tls_context.context, **kwargs)
         self.v5 = kwargs.get("protocol") == aiomqtt.ProtocolVersion.V5
         self._refused: dict[int, ReasonCode] = {}  # MQTT 5 PUBACKs with a failure code
         self._alias_max = 0  # the server's Topic Alias Maximum
@@ -73,7 +73,7 @@ class FleetClient(aiomqtt.Client):
         self._writer_fd: int | None = None
         self._flush_scheduled = False
         self._writing = False
-        self._ready_socket: ssl.SSLSocket | None = None
+        self._ready_socket: AnyTlsSocket | None = None
         # paho formats every debug line for an on_log callback; a logger is asked its level.
         self._client._logger = _ErrorKeeper(self, self._logger)  # type: ignore[assignment]
         # paho opens (and blocks on) its socket in _create_socket; give it ours, connected.
@@ -93,7 +93,7 @@ class FleetClient(aiomqtt.Client):
         self.__dict__["_queue_max"] = queue.maxsize  # aiomqtt's own, made in its __init__
         self.__dict__.pop("_lazy_queue", None)
 
-    def _take_socket(self) -> ssl.SSLSocket:
+    def _take_socket(self) -> AnyTlsSocket:
         sock, self._ready_socket = self._ready_socket, None
         if sock is None:
             raise OSError("no connected socket (FleetClient connects only in __aenter__)")
@@ -228,8 +228,10 @@ class FleetClient(aiomqtt.Client):
             while True:
                 client.loop_read()
                 sock = client.socket()
-                # OpenSSL may hold decoded bytes that the fd no longer signals.
-                if sock is None or not isinstance(sock, ssl.SSLSocket) or not sock.pending():
+                # OpenSSL may hold decoded bytes that the fd no longer signals (an
+                # ssl.SSLSocket, or tls_openssl's TlsSocket).
+                pending = getattr(sock, "pending", None)
+                if pending is None or not pending():
                     break
         except Exception as e:  # as above
             self._fail(e)

@@ -35,7 +35,7 @@ from fleetsim.device.errors import (
 )
 from fleetsim.device.identity import DeviceIdentity
 from fleetsim.device.reconnect import ReconnectPolicy, as_policy
-from fleetsim.device.tls import DeviceTls, TlsContextFactory
+from fleetsim.device.tls import AnyDeviceTls, TlsContextFactory
 from fleetsim.metrics import Metrics
 from fleetsim.target import Target
 
@@ -50,7 +50,8 @@ class DeviceSession:
     disconnects on exit. Failures raise `DeviceError` with the kind recorded."""
 
     def __init__(self, identity: DeviceIdentity, target: Target, metrics: Metrics | None = None,
-                 *, tls: ssl.SSLContext | DeviceTls | None = None, client_id: str | None = None,
+                 *, tls: ssl.SSLContext | AnyDeviceTls | None = None,
+                 client_id: str | None = None,
                  keepalive: int = 60, timeout: float = 10.0, clean_session: bool = True,
                  max_queued_incoming: int = 0,
                  reconnect: bool | ReconnectPolicy | None = None,

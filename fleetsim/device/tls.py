@@ -42,7 +42,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -51,7 +51,12 @@ from cryptography.x509.oid import NameOID
 from fleetsim.device.identity import DeviceIdentity, IdentityDamaged
 from fleetsim.target import Target
 
+if TYPE_CHECKING:
+    from fleetsim.device.tls_openssl import OpenSslContext, OpenSslDeviceTls, TlsSocket
+
 TlsVersion = Literal["1.2", "1.3"]
+TlsBackend = Literal["stdlib", "openssl"]
+TLS_BACKENDS: tuple[TlsBackend, ...] = ("stdlib", "openssl")
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 # The roots AWS IoT's ATS endpoints chain to (Amazon Trust Services, with Starfield's cross-sign).
 AMAZON_TRUST_ROOTS = frozenset({
@@ -60,12 +65,21 @@ AMAZON_TRUST_ROOTS = frozenset({
 })
 _KEY_ARMOURS = {b"-----BEGIN RSA PRIVATE KEY-----": "rsa",
                 b"-----BEGIN EC PRIVATE KEY-----": "ec"}
+# A device's TLS, of either backend, and the socket it wraps.
+AnyDeviceTls: TypeAlias = "DeviceTls | OpenSslDeviceTls"
+AnyTlsSocket: TypeAlias = "ssl.SSLSocket | TlsSocket"
 _PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
-def trust_anchors_der(pem_bundle: bytes, only: frozenset[str] | None = None) -> bytes:
-    """The certificates of a PEM bundle as concatenated DER, optionally only those whose
-    common name is in `only`."""
+def single_certificate(certificate_pem: bytes) -> bool:
+    """Whether a certificate PEM holds one certificate rather than a chain."""
+    return len(_PEM_BLOCK.findall(certificate_pem)) == 1
+
+
+def trust_anchors(pem_bundle: bytes, only: frozenset[str] | None = None
+                  ) -> list[x509.Certificate]:
+    """The certificates of a PEM bundle, optionally only those whose common name is in
+    `only`."""
     out = []
     for block in _PEM_BLOCK.findall(pem_bundle):
         with warnings.catch_warnings():
@@ -75,10 +89,15 @@ def trust_anchors_der(pem_bundle: bytes, only: frozenset[str] | None = None) -> 
             names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
             if not names or names[0].value not in only:
                 continue
-        out.append(cert.public_bytes(Encoding.DER))
+        out.append(cert)
     if not out:
         raise ValueError("no usable CA certificate in the server CA bundle")
-    return b"".join(out)
+    return out
+
+
+def trust_anchors_der(pem_bundle: bytes, only: frozenset[str] | None = None) -> bytes:
+    """The certificates of a PEM bundle as concatenated DER (see `trust_anchors`)."""
+    return b"".join(c.public_bytes(Encoding.DER) for c in trust_anchors(pem_bundle, only))
 
 
 def key_slot(private_key_pem: bytes) -> str | None:
@@ -113,10 +132,19 @@ class TlsContextFactory:
     """Builds client contexts for one target; the server CA file is read and parsed once."""
 
     def __init__(self, target: Target, min_version: TlsVersion = "1.2",
-                 max_version: TlsVersion | None = None, *, share: bool = True):
+                 max_version: TlsVersion | None = None, *, share: bool = True,
+                 backend: TlsBackend = "stdlib"):
+        """`backend` "openssl": devices connect through pyOpenSSL with their key and
+        certificate decoded once (`tls_openssl`); "stdlib": Python's ssl."""
         self.target = target
         only = AMAZON_TRUST_ROOTS if target.kind == "aws" and target.ca_file is None else None
-        self._cadata = trust_anchors_der(target.server_ca_file.read_bytes(), only)
+        anchors = trust_anchors(target.server_ca_file.read_bytes(), only)
+        self._cadata = b"".join(c.public_bytes(Encoding.DER) for c in anchors)
+        self._openssl: OpenSslContext | None = None
+        if backend == "openssl":
+            from fleetsim.device.tls_openssl import OpenSslContext
+            self._openssl = OpenSslContext(anchors, min_version, max_version,
+                                           target.alpn_protocols)
         self._min = _VERSIONS[min_version]
         self._max = _VERSIONS[max_version] if max_version else None
         self._alpn = target.alpn_protocols
@@ -140,11 +168,15 @@ class TlsContextFactory:
         ctx.load_cert_chain(cert_file, key_file)
         return ctx
 
-    def device_tls(self, identity: DeviceIdentity) -> DeviceTls:
+    def device_tls(self, identity: DeviceIdentity) -> AnyDeviceTls:
         """The identity's TLS on the context its key type shares, or on one of its own when
-        the key's type is not known from its PEM (see the module's docstring)."""
+        the key's type is not known from its PEM (see the module's docstring). With the
+        openssl backend, its key and certificate decoded once (a certificate chain stays with
+        Python's ssl: pyOpenSSL cannot add one to a connection)."""
         if identity.certificate_pem is None:
             raise ValueError(f"{identity.thing_name} has no certificate yet")
+        if self._openssl is not None and single_certificate(identity.certificate_pem):
+            return self._openssl.device(identity)
         slot = key_slot(identity.private_key_pem) if self._share else None
         if slot is None:
             context, lock = self._bare(), None

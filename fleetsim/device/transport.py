@@ -14,7 +14,7 @@ import socket
 import ssl
 import time
 
-from fleetsim.device.tls import DeviceTls
+from fleetsim.device.tls import AnyDeviceTls, AnyTlsSocket
 
 _DNS_TTL_S = 30.0
 _resolved: dict[tuple[str, int], tuple[float, tuple[int, tuple[object, ...]]]] = {}
@@ -55,14 +55,14 @@ def _wake(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-async def open_tls(host: str, port: int, context: ssl.SSLContext | DeviceTls,
-                   server_hostname: str | None = None) -> ssl.SSLSocket:
+async def open_tls(host: str, port: int, context: ssl.SSLContext | AnyDeviceTls,
+                   server_hostname: str | None = None) -> AnyTlsSocket:
     """A connected, non-blocking TLS socket whose handshake is complete. The caller bounds the
     time (e.g. `asyncio.timeout`); on any failure or cancellation the socket is closed."""
     loop = asyncio.get_running_loop()
     family, sockaddr = await resolve(host, port)
     raw = socket.socket(family, socket.SOCK_STREAM)
-    tls: ssl.SSLSocket | None = None
+    tls: AnyTlsSocket | None = None
     try:
         raw.setblocking(False)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # MQTT packets are small

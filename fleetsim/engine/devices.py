@@ -16,7 +16,7 @@ from fleetsim.device import (
     TlsContextFactory,
 )
 from fleetsim.device.fleet import close_many
-from fleetsim.device.tls import DeviceTls
+from fleetsim.device.tls import AnyDeviceTls
 from fleetsim.engine.context import Device, MessageHandler, RunContext
 from fleetsim.errors import UserError
 
@@ -36,7 +36,8 @@ _HINTS = {
 
 def tls_factory(ctx: RunContext) -> TlsContextFactory:
     if ctx.tls is None:
-        ctx.tls = TlsContextFactory(ctx.target)  # parses the server CA bundle once per run
+        # Parses the server CA bundle once per run.
+        ctx.tls = TlsContextFactory(ctx.target, backend=ctx.scenario.target.tls_backend)
     return ctx.tls
 
 
@@ -60,7 +61,7 @@ def require_certificate(device: Device) -> str:
     return device.certificate_arn
 
 
-def tls_contexts(ctx: RunContext, devices: list[Device]) -> dict[int, DeviceTls]:
+def tls_contexts(ctx: RunContext, devices: list[Device]) -> dict[int, AnyDeviceTls]:
     """TLS of the devices that have a certificate, by device index, on the contexts the
     run's devices share (one per kind of key; each device's certificate and key are loaded as
     it connects). Devices without one are left to fail in `connect` with the reason."""
@@ -78,7 +79,7 @@ def _session(device: Device) -> DeviceSession:
 
 async def connect(ctx: RunContext, device: Device, client_id: str, timeout: float,
                   reconnect: bool = False,
-                  tls: ssl.SSLContext | DeviceTls | None = None) -> DeviceSession:
+                  tls: ssl.SSLContext | AnyDeviceTls | None = None) -> DeviceSession:
     require_certificate(device)
     assert device.identity is not None
     session = DeviceSession(device.identity, ctx.target, ctx.metrics,

@@ -53,7 +53,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class AwsTarget(Strict):
+class DeviceTlsOptions(Strict):
+    # How devices do TLS: Python's ssl (stdlib), or pyOpenSSL with each device's key and
+    # certificate decoded once (openssl: about half the CPU per connect, fleetsim/device/
+    # tls_openssl.py).
+    tls_backend: Literal["stdlib", "openssl"] = "stdlib"
+
+
+class AwsTarget(DeviceTlsOptions):
     kind: Literal["aws"]
     region: str | None = None
     profile: str | None = None
@@ -65,7 +72,7 @@ class AwsTarget(Strict):
     publishes_per_second_per_connection: float = Field(default=100, gt=0)
 
 
-class LocalTarget(Strict):
+class LocalTarget(DeviceTlsOptions):
     kind: Literal["local"] = "local"
 
 

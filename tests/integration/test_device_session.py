@@ -183,12 +183,16 @@ async def test_certificate_of_unknown_ca_is_refused_in_tls(prov: Provisioner, tm
     assert error.kind == "tls_refused"
 
 
-async def test_untrusted_server_and_closed_port(prov: Provisioner, tmp_path: Path) -> None:
-    device = prov.device("device-4")
+def trusting_another_ca(target: Target, tmp_path: Path) -> Target:
+    """`target` with a CA file of another CA, which local core's certificate does not chain to."""
     other_root = tmp_path / "other-root.pem"
     other_root.write_bytes(certificate_pem(CertificateAuthority.create("other").cert))
-    wrong_ca = Target.local(prov.target.api_url or "", prov.target.mqtt_host,
-                            prov.target.mqtt_port, other_root)
+    return Target.local(target.api_url or "", target.mqtt_host, target.mqtt_port, other_root)
+
+
+async def test_untrusted_server_and_closed_port(prov: Provisioner, tmp_path: Path) -> None:
+    device = prov.device("device-4")
+    wrong_ca = trusting_another_ca(prov.target, tmp_path)
     metrics = Metrics()
     untrusted = DeviceSession(device, wrong_ca, metrics, timeout=5)
     with pytest.raises(DeviceError) as caught:

@@ -1,5 +1,6 @@
-"""Devices of one target share `SSLContext`s (one per kind of key), against a real local core:
-each device must present its own certificate whatever was loaded before it. Local core tells
+"""Devices of one target share `SSLContext`s (one per kind of key), or with the openssl backend
+one pyOpenSSL context, against a real local core: each device must present its own certificate
+whatever was loaded before it. Local core tells
 which certificate a client presented in `$aws/events/presence/connected/<clientId>`'s
 principalIdentifier (the certificate id, as AWS IoT's "Connect/Disconnect events" say).
 
@@ -17,7 +18,8 @@ from typing import Any
 import pytest
 
 from fleetsim.device import DeviceIdentity, DeviceSession, Observer, TlsContextFactory
-from fleetsim.device.tls import DeviceTls
+from fleetsim.device.tls import TLS_BACKENDS, DeviceTls, TlsBackend
+from fleetsim.device.tls_openssl import OpenSslDeviceTls
 from fleetsim.metrics import Metrics
 from fleetsim.pki import generate_key, private_key_pem
 from fleetsim.target import Target
@@ -45,7 +47,7 @@ def ec_identity(prov: Provisioner, name: str) -> DeviceIdentity:
     return identity.with_certificate(made["certificatePem"], made["certificateArn"])
 
 
-async def presented(obs: Observer, target: Target, tls: DeviceTls,
+async def presented(obs: Observer, target: Target, tls: DeviceTls | OpenSslDeviceTls,
                     identity: DeviceIdentity, since: int) -> tuple[str, int]:
     """Connect `identity` over `tls`; the certificate id local core saw it present."""
     async with DeviceSession(identity, target, Metrics(), tls=tls, timeout=5):
@@ -53,12 +55,14 @@ async def presented(obs: Observer, target: Target, tls: DeviceTls,
     return str(event.data["principalIdentifier"]), event.seq + 1
 
 
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
 async def test_a_device_connecting_after_the_observer_presents_its_own_certificate(
-        prov: Provisioner) -> None:
-    factory = TlsContextFactory(prov.target)
-    observer = ec_identity(prov, "tls-observer")
-    devices = [prov.device("tls-rsa-1"), prov.store.save(ec_identity(prov, "tls-ec-1")),
-               prov.device("tls-rsa-2")]
+        prov: Provisioner, backend: TlsBackend) -> None:
+    factory = TlsContextFactory(prov.target, backend=backend)
+    observer = ec_identity(prov, f"tls-observer-{backend}")
+    devices = [prov.device(f"tls-rsa-1-{backend}"),
+               prov.store.save(ec_identity(prov, f"tls-ec-1-{backend}")),
+               prov.device(f"tls-rsa-2-{backend}")]
     async with DeviceSession(observer, prov.target, Metrics(), timeout=5,
                              tls=factory.device_tls(observer)) as watcher, \
             Observer(watcher, [PRESENCE + "+"]) as obs:
@@ -69,13 +73,14 @@ async def test_a_device_connecting_after_the_observer_presents_its_own_certifica
             assert seen == identity.certificate_id, identity.thing_name
 
 
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
 async def test_a_device_reconnecting_after_another_one_presents_its_own_certificate(
-        prov: Provisioner) -> None:
-    """Its chain is loaded again at every connect: the shared context holds whichever chain
-    of its key type was loaded last."""
-    factory = TlsContextFactory(prov.target)
-    observer = ec_identity(prov, "tls-observer-2")
-    first, second = prov.device("tls-again-1"), prov.device("tls-again-2")
+        prov: Provisioner, backend: TlsBackend) -> None:
+    """stdlib: its chain is loaded again at every connect (the shared context holds whichever
+    chain of its key type was loaded last); openssl: its own decoded key, every time."""
+    factory = TlsContextFactory(prov.target, backend=backend)
+    observer = ec_identity(prov, f"tls-observer-2-{backend}")
+    first, second = prov.device(f"tls-again-1-{backend}"), prov.device(f"tls-again-2-{backend}")
     tls = factory.device_tls(first)
     async with DeviceSession(observer, prov.target, Metrics(), timeout=5,
                              tls=factory.device_tls(observer)) as watcher, \

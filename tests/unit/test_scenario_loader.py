@@ -43,6 +43,17 @@ def test_aws_target(tmp_path: Path) -> None:
     assert isinstance(target, AwsTarget) and target.port == 443
 
 
+def test_device_tls_backend(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\ntarget: {kind: local, tls_backend: openssl}\nsteps: [{wait: 1s}]\n")
+    assert load_scenario(path).target.tls_backend == "openssl"
+    assert load_scenario(ROOT / "scenarios" / "api-provisioning.yaml").target.tls_backend == \
+        "stdlib"
+    [problem] = problems(tmp_path, "name: x\ntarget: {kind: aws, tls_backend: gnutls}\n"
+                                   "steps: [{wait: 1s}]\n")
+    assert "tls_backend" in problem and "'stdlib' or 'openssl'" in problem
+
+
 def test_not_yaml(tmp_path: Path) -> None:
     assert problems(tmp_path, "name: [unclosed\n") == [
         "2:1: not valid YAML: expected ',' or ']', but got '<stream end>'"]

@@ -1,0 +1,235 @@
+"""Device TLS below Python's ssl (`tls_backend: openssl`): each device's key and certificate
+are decoded once and handed to each new connection of a shared context.
+
+Python's `ssl` takes a client certificate only as PEM files (`load_cert_chain`), so a device
+either decodes its chain again at every connect (a shared context) or keeps a context of its
+own. pyOpenSSL reaches OpenSSL's SSL_use_certificate/SSL_use_PrivateKey on a connection: the
+key and certificate are decoded once (by cryptography, into the EVP_PKEY and X509 kept here)
+and each connect only takes a reference to them. It also runs on cryptography's bundled
+OpenSSL rather than the system's. What paho and `transport.open_tls` ask of an `SSLSocket`
+(non-blocking `do_handshake`/`recv`/`send`/`pending`, `fileno`, `setblocking`, `close`, with
+ssl's SSLWantReadError/SSLWantWriteError) is what `TlsSocket` offers, errors translated into
+ssl's exceptions with ssl's wording, so `errors.connect_failure_kind` classifies them alike.
+
+Verification is as strict as the stdlib path's (`ssl.PROTOCOL_TLS_CLIENT`): the server's chain
+must end at one of the target's trust anchors (VERIFY_PEER), and its name must match the host
+connected to, or `server_name` (X509_VERIFY_PARAM_set1_host, partial wildcards refused as
+Python's ssl refuses them; an IP address is checked with X509_VERIFY_PARAM_set1_ip and sent
+without SNI, as Python's ssl does). TLS 1.2 offers Python's default cipher list, and both
+versions Python's ssl's key exchange groups; AWS IoT Core takes TLS 1.2 and 1.3, with ECDHE
+AES-GCM suites in every security policy ("Transport security in AWS IoT Core").
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from OpenSSL import SSL, crypto
+
+# The SSL* of a connection is reachable only through pyOpenSSL's binding of OpenSSL (its
+# `_ssl`); hostname checks and the certificate hand-over use it directly. Passing X509/PKey
+# objects to `Connection.use_certificate` is deprecated (it would convert cryptography objects
+# at every call, re-encoding the key), and the point here is to decode once.
+from OpenSSL._util import ffi as _ffi
+from OpenSSL._util import lib as _lib
+
+from fleetsim.device.identity import DeviceIdentity, IdentityDamaged
+
+_GROUPS = b"X25519:P-256:X448:P-521:P-384"
+_VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
+# Python's ssl default for TLS 1.2 and below (Modules/_ssl.c, PY_SSL_DEFAULT_CIPHER_STRING).
+_CIPHERS = (b"@SECLEVEL=2:ECDH+AESGCM:ECDH+CHACHA20:ECDH+AES:DHE+AES:!aNULL:!eNULL:!aDSS:"
+            b"!SHA1:!AESCCM")
+
+
+class OpenSslContext:
+    """One shared client context of a target: trust anchors, versions, ALPN; devices made from
+    it (`device`) keep their decoded key and certificate."""
+
+    def __init__(self, anchors: list[x509.Certificate], min_version: str = "1.2",
+                 max_version: str | None = None, alpn: list[str] | None = None):
+        ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        ctx.set_min_proto_version(_VERSIONS[min_version])
+        if max_version:
+            ctx.set_max_proto_version(_VERSIONS[max_version])
+        ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_TICKET)
+        ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)  # idle connections hold no 16 KB record buffers
+        ctx.set_cipher_list(_CIPHERS)
+        # The key exchange groups Python's ssl offers (OpenSSL 3.0's defaults). OpenSSL 3.5+
+        # would add X25519MLKEM768 and send a key share for it beside X25519's: an ML-KEM key
+        # generated per connect and ~9 KB more per connected device for a group local core
+        # and Python's ssl do not offer.
+        if _lib.SSL_CTX_set1_curves_list(ctx._context, _GROUPS) != 1:
+            _lib.ERR_clear_error()
+        ctx.set_verify(SSL.VERIFY_PEER)  # OpenSSL's own chain verification, no callback
+        store = ctx.get_cert_store()
+        assert store is not None
+        for anchor in anchors:
+            store.add_cert(crypto.X509.from_cryptography(anchor))
+        if alpn:
+            ctx.set_alpn_protos([p.encode() for p in alpn])
+        self._ctx = ctx
+        self._paho_context: ssl.SSLContext | None = None
+
+    def paho_context(self) -> ssl.SSLContext:
+        """What paho is given to read `check_hostname` from (it never wraps with it: sockets
+        come from `transport.open_tls`)."""
+        if self._paho_context is None:
+            self._paho_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        return self._paho_context
+
+    def device(self, identity: DeviceIdentity) -> OpenSslDeviceTls:
+        """The identity's key and certificate, decoded now, once."""
+        assert identity.certificate_pem is not None
+        try:
+            cert = x509.load_pem_x509_certificate(identity.certificate_pem)
+            key = load_pem_private_key(identity.private_key_pem, password=None)
+        except ValueError:  # the store checks only the key's PEM armour
+            problem = "or its certificate is not a readable PEM key pair"
+            if identity.key_path is not None:
+                raise IdentityDamaged(identity.key_path, problem) from None
+            raise ValueError(f"the private key of {identity.thing_name} {problem}") from None
+        return OpenSslDeviceTls(self, crypto.X509.from_cryptography(cert),
+                                crypto.PKey.from_cryptography_key(key))  # type: ignore[arg-type]
+
+    def connection(self, sock: socket.socket, cert: crypto.X509,
+                   key: crypto.PKey) -> SSL.Connection:
+        conn = SSL.Connection(self._ctx, sock)
+        if (_lib.SSL_use_certificate(conn._ssl, cert._x509) != 1
+                or _lib.SSL_use_PrivateKey(conn._ssl, key._pkey) != 1):
+            _lib.ERR_clear_error()
+            raise ssl.SSLError("the device's certificate does not match its private key")
+        return conn
+
+
+class OpenSslDeviceTls:
+    """One device's decoded certificate and key on its target's shared context. Quacks like
+    `DeviceTls` where `transport.open_tls` and `FleetClient` need it."""
+
+    __slots__ = ("_cert", "_key", "_owner", "server_name")
+
+    shared = True
+
+    def __init__(self, owner: OpenSslContext, cert: crypto.X509, key: crypto.PKey):
+        self._owner, self._cert, self._key = owner, cert, key
+        self.server_name: str | None = None
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        return self._owner.paho_context()
+
+    @property
+    def check_hostname(self) -> bool:
+        return True
+
+    def wrap_socket(self, sock: socket.socket, server_hostname: str | None = None,
+                    do_handshake_on_connect: bool = True) -> TlsSocket:
+        name = self.server_name or server_hostname
+        if not name:
+            raise ValueError("a server name is needed to verify the server's certificate")
+        conn = self._owner.connection(sock, self._cert, self._key)
+        _expect_name(conn, name)
+        conn.set_connect_state()
+        tls = TlsSocket(conn, sock)
+        if do_handshake_on_connect:
+            tls.do_handshake()
+        return tls
+
+
+def _expect_name(conn: SSL.Connection, name: str) -> None:
+    """Verify the server's certificate against `name` during the handshake, as Python's ssl
+    does with check_hostname: SNI and a DNS-name check for a host name, an IP address check
+    (and no SNI, which carries only host names) for an address."""
+    param = _lib.SSL_get0_param(conn._ssl)
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        _lib.X509_VERIFY_PARAM_set_hostflags(param, _lib.X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS)
+        raw = name.encode("idna")
+        if _lib.X509_VERIFY_PARAM_set1_host(param, raw, len(raw)) != 1:
+            raise ValueError(f"{name!r} is not a host name to verify") from None
+        conn.set_tlsext_host_name(raw)
+        return
+    packed = address.packed
+    if _lib.X509_VERIFY_PARAM_set1_ip(param, packed, len(packed)) != 1:
+        raise ValueError(f"{name!r} is not an IP address to verify")
+
+
+class TlsSocket:
+    """An `ssl.SSLSocket` as far as paho and fleetsim use one, on a pyOpenSSL connection."""
+
+    __slots__ = ("_conn", "_sock")
+
+    def __init__(self, conn: SSL.Connection, sock: socket.socket):
+        self._conn, self._sock = conn, sock
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def pending(self) -> int:
+        return self._conn.pending()
+
+    def do_handshake(self) -> None:
+        try:
+            self._conn.do_handshake()
+        except SSL.Error as e:
+            raise _translated(e, self._conn) from None
+
+    def recv(self, bufsize: int) -> bytes:
+        try:
+            return self._conn.recv(bufsize)
+        except SSL.ZeroReturnError:
+            return b""  # close_notify: a clean end, as SSLSocket.recv reports it
+        except SSL.Error as e:
+            raise _translated(e, self._conn) from None
+
+    def send(self, data: bytes | bytearray | memoryview) -> int:
+        try:
+            return self._conn.send(data)
+        except SSL.Error as e:
+            raise _translated(e, self._conn) from None
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self.send(view):]
+
+    def version(self) -> str | None:
+        return self._conn.get_protocol_version_name()
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _translated(error: SSL.Error, conn: SSL.Connection) -> OSError:
+    """pyOpenSSL's error as Python's ssl raises it, with ssl's wording."""
+    if isinstance(error, SSL.WantReadError):
+        return ssl.SSLWantReadError("The operation did not complete (read)")
+    if isinstance(error, SSL.WantWriteError):
+        return ssl.SSLWantWriteError("The operation did not complete (write)")
+    if isinstance(error, SSL.SysCallError):
+        code, text = error.args if len(error.args) == 2 else (-1, str(error))
+        if code == -1 or code == 0:  # the peer closed the TCP connection mid-TLS
+            return ssl.SSLEOFError(ssl.SSL_ERROR_EOF, "EOF occurred in violation of protocol")
+        return OSError(code, text)
+    reasons = [r for (_lib_name, _func, r) in (error.args[0] if error.args and isinstance(
+        error.args[0], list) else [])]
+    if "certificate verify failed" in reasons:
+        result = _lib.SSL_get_verify_result(conn._ssl)
+        why = _ffi.string(_lib.X509_verify_cert_error_string(result)).decode()
+        err = ssl.SSLCertVerificationError(
+            1, f"[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: {why}")
+        err.verify_code, err.verify_message = result, why
+        return err
+    if "unexpected eof while reading" in reasons:
+        return ssl.SSLEOFError(ssl.SSL_ERROR_EOF, "[SSL: UNEXPECTED_EOF_WHILE_READING] EOF "
+                               "occurred in violation of protocol")
+    text = "; ".join(reasons) or str(error)
+    return ssl.SSLError(1, f"[SSL: {text.upper().replace(' ', '_')}] {text}")
