@@ -13,6 +13,7 @@ at CONNECT (JITP/JITR).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import ssl
 from collections.abc import Callable
@@ -469,6 +470,9 @@ class Broker:
                 ) or since >= self.trim_interval
 
     async def _release_memory(self) -> None:
+        # A full collection empties CPython's free lists, whose chunks pin pages (`memory.py`);
+        # cheap, as local core freezes what it made at start-up (`serve.py`).
+        gc.collect()
         # In a thread: the loop keeps serving meanwhile (it takes tens of ms on a large heap).
         await asyncio.to_thread(memory.release_free_memory)
         self.memory_trims += 1
