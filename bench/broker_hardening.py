@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import socket
 import ssl
 import statistics
@@ -49,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dribblers", type=int, default=4, help="dribbling client processes")
     group.add_argument("--dribble-rate", type=int, default=2000,
                        help="one-byte TLS records per second per dribbler (0: flat out)")
+    group.add_argument("--dribbler-nice", type=int, default=0,
+                       help="niceness of the dribbling processes (on a machine with few cores, "
+                            "19 tells their CPU contention apart from local core's work)")
     group.add_argument("--latency-samples", type=int, default=300)
     group.add_argument("--fuzz-cases", type=int, default=100_000)
     group.add_argument("--fuzz-seed", type=int, default=1)
@@ -74,7 +78,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
             elif part == "dribbler":
                 with CoreProcess() as core:
                     result["dribbler"] = run_async(dribbler_latency(
-                        core, args.dribblers, args.dribble_rate, args.latency_samples))
+                        core, args.dribblers, args.dribble_rate, args.latency_samples,
+                        args.dribbler_nice))
             else:
                 result["fuzz"] = run_async(fuzz(args.fuzz_seed, args.fuzz_cases))
         except Exception as e:  # a failed part is reported, the others still run
@@ -186,10 +191,12 @@ async def _latencies(port: int, pub_ctx: ssl.SSLContext, sub_ctx: ssl.SSLContext
 
 
 def _dribble_process(port: int, device: DeviceFiles, root_ca: str, seconds: float,
-                     rate: int, sent: Any) -> None:
+                     rate: int, sent: Any, nice: int = 0) -> None:
     """`rate` one-byte TLS records per second (0: flat out, 256 per socket write), TLS through
     memory BIOs so that each byte written is its own record; reconnect whenever local core
     closes the connection."""
+    if nice:
+        os.nice(nice)
     batch = 256 if not rate else max(1, rate // 100)
     ctx = _context(device, root_ca)
     stream = (b"\x10" + codec.encode_length(100_000) + codec.encode_topic("MQTT")
@@ -227,8 +234,8 @@ def _dribble_process(port: int, device: DeviceFiles, root_ca: str, seconds: floa
             sock.close()
 
 
-async def dribbler_latency(core: CoreProcess, dribblers: int, rate: int, samples: int
-                           ) -> dict[str, Any]:
+async def dribbler_latency(core: CoreProcess, dribblers: int, rate: int, samples: int,
+                           nice: int = 0) -> dict[str, Any]:
     async with ApiClient(core.api_url, 4) as api:
         devices = (await provision(api, 2 + dribblers, core.workdir / "devices")).devices
     pub_ctx, sub_ctx = (_context(d, core.root_ca) for d in devices[:2])
@@ -237,7 +244,7 @@ async def dribbler_latency(core: CoreProcess, dribblers: int, rate: int, samples
     spawn = multiprocessing.get_context("spawn")  # not fork: this process runs an event loop
     sent = spawn.Value("q", 0)
     procs = [spawn.Process(target=_dribble_process, daemon=True, args=(
-        core.mqtt_port, d, core.root_ca, seconds, rate, sent)) for d in devices[2:]]
+        core.mqtt_port, d, core.root_ca, seconds, rate, sent, nice)) for d in devices[2:]]
     for p in procs:
         p.start()
     await asyncio.sleep(3)
@@ -250,6 +257,7 @@ async def dribbler_latency(core: CoreProcess, dribblers: int, rate: int, samples
         p.terminate()
         p.join(5)
     return {"dribblers": dribblers, "records_per_s_each": rate or "flat out", "samples": samples,
+            "dribbler_nice": nice,
             "baseline_ms": _summary(baseline), "with_dribblers_ms": _summary(loaded),
             "added_p50_ms": round(statistics.median(loaded) - statistics.median(baseline), 3),
             "added_p99_ms": round(_pct(loaded, 99) - _pct(baseline, 99), 3),

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetsim.errors import UserError
+from fleetsim.localcore import allocator
 from fleetsim.localcore.arguments import INFO_FILE
 from fleetsim.localcore.statelock import state_dir_in_use
 from fleetsim.target import Target
@@ -117,7 +118,8 @@ def spawn_local_core(state_dir: Path, log_path: Path, *, api_port: int | None = 
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [*cmd, *extra_args], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, **env} if env else None, start_new_session=new_session,
+            env={**os.environ, **allocator.environment(), **(env or {})},
+            start_new_session=new_session,
             preexec_fn=_exit_with(os.getpid()) if tied and sys.platform == "linux" else None)
     deadline = time.monotonic() + timeout
     while not (info_file.exists() and _info_pid(info_file) == process.pid):

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from fleetsim.localcore.broker import codec
+from fleetsim.localcore.broker import codec, preconnect
 from fleetsim.localcore.broker.connection import Connection
 from tests.mqtt_fuzz import FakeTransport
 from tests.mqtt_testing import (
@@ -119,3 +121,28 @@ async def test_a_packet_dribbled_a_byte_at_a_time_is_handled_once_complete(env: 
     got = await next_publish(subscriber)
     assert got is not None and got[:2] == ("fleet/big", payload)
     assert conn.connected and not conn.closing
+
+
+async def test_read_buffers_are_small_until_the_connect_is_accepted(env: Env):
+    """A dribbler is held by TCP back-pressure and each read of it is small (preconnect.py);
+    a connected client gets the usual buffers back."""
+    client = await RawClient.open(env.port, env.device("dev"))
+    for _ in range(500):
+        if env.broker.connections:
+            break
+        await asyncio.sleep(0.01)
+    conn = next(iter(env.broker.connections))
+    assert conn.transport is not None
+    sock = conn.transport.get_extra_info("socket")
+    tls: Any = conn.transport
+
+    def receive_buffer() -> int:
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+
+    assert receive_buffer() <= 2 * preconnect.RECEIVE_BUFFER  # Linux reports it doubled
+    assert tls.get_read_buffer_limits()[1] == preconnect.TLS_READ_BUFFER
+    await client.send(codec.encode_connect("dev", 60))
+    answer = await client.read()
+    assert answer is not None and answer[0] == 0x20  # CONNACK
+    assert receive_buffer() > 2 * preconnect.RECEIVE_BUFFER
+    assert tls.get_read_buffer_limits()[1] > preconnect.TLS_READ_BUFFER

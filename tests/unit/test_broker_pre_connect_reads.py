@@ -40,3 +40,16 @@ async def test_a_connect_sent_at_once_is_not_slowed() -> None:
     conn, transport = connection(harness)
     conn.data_received(codec.encode_connect("prompt", 60))
     assert conn.connected and not transport.paused
+
+
+async def test_a_large_connect_arriving_in_full_reads_is_not_slowed() -> None:
+    """A CONNECT with a 60 KB will, read 8 KiB at a time (full TLS records), is read on at
+    once: only reads that bring little (a dribbler's) are slowed down."""
+    harness = Harness()
+    conn, transport = connection(harness)
+    will = codec.Will("fleet/last-words", bytes(60_000), 1, False)
+    connect = codec.encode_connect("large", 60, will=will)
+    for i in range(0, len(connect), 8192):
+        assert not transport.paused
+        conn.data_received(connect[i:i + 8192])
+    assert conn.connected and not transport.paused

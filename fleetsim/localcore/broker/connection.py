@@ -33,13 +33,14 @@ import ssl
 import uuid
 from typing import Any, Protocol, cast
 
-from fleetsim.localcore.broker import activity, codec, codec5, lifecycle
+from fleetsim.localcore.broker import activity, codec, codec5, lifecycle, preconnect
 from fleetsim.localcore.broker import properties as P
 from fleetsim.localcore.broker.activity import Activity, ActivityHook
 from fleetsim.localcore.broker.authz import Authorizer
 from fleetsim.localcore.broker.codec import MalformedPacket, ProtocolError
 from fleetsim.localcore.broker.properties import MessageProps
 from fleetsim.localcore.broker.session import MAX_INFLIGHT, Session
+from fleetsim.localcore.broker.slowlane import SlowLane
 from fleetsim.localcore.broker.topics import topic_filter_error, topic_name_error
 from fleetsim.localcore.principal import (
     Authority,
@@ -92,6 +93,7 @@ class BrokerPort(Protocol):
     connections: set[Connection]
     unknown_certificate: UnknownCertificateHook | None
     activity: ActivityHook | None
+    slow_lane: SlowLane
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...
@@ -116,15 +118,24 @@ class BrokerPort(Protocol):
     def send_retained(self, conn: Connection, topic_filter: str, granted: int) -> None: ...
 
 
-# A connection whose CONNECT is still incomplete after a read is read again only this much
-# later: a client sends its CONNECT at once, and one dribbling it (say one-byte TLS records)
-# then waits on TCP back-pressure instead of having local core decrypt its records flat out.
+# A connection whose CONNECT is still incomplete after a read of less than
+# PRE_CONNECT_PROGRESS bytes is read again only this much later: a client sends its CONNECT at
+# once, and one dribbling it (say one-byte TLS records) then waits on TCP back-pressure
+# instead of having local core decrypt its records flat out.
+# At most PRE_CONNECT_READS_PER_INTERVAL such connections are read in an interval
+# (`slowlane.py`); each read is small (`preconnect.py`).
 PRE_CONNECT_READ_INTERVAL_S = 0.25
+PRE_CONNECT_READS_PER_INTERVAL = 4
+# A read bringing this many bytes is not slowed down: a one-byte-record dribbler brings a few
+# hundred per read (its records are 23 bytes each on the wire, and a read is at most the
+# small buffers of `preconnect.py`), a client sending a large CONNECT (a will of up to 128 KB)
+# in full records several KiB.
+PRE_CONNECT_PROGRESS = 2048
 
 
 class Connection(asyncio.Protocol):
     __slots__ = ("_aliases", "_buf", "_failed", "_max_in", "_need", "_out", "_pending",
-                 "_slowed", "authz", "broker", "cert_der", "certificate_id", "client_id",
+                 "_rcvbuf", "_slowed", "authz", "broker", "cert_der", "certificate_id", "client_id",
                  "closing", "connected", "created", "keepalive", "last_rx", "max_out",
                  "peer_ip", "peer_port", "problem_info", "session", "session_id", "transport",
                  "v5", "version", "will", "will_on_disconnect")
@@ -158,6 +169,7 @@ class Connection(asyncio.Protocol):
         self._pending: asyncio.Task[None] | None = None  # CONNECT waiting for the hook
         self._failed = False
         self._slowed = False  # reading paused until the next pre-CONNECT read
+        self._rcvbuf = 0  # the socket's receive buffer before CONNECT (preconnect.py)
 
     def __del__(self) -> None:
         self.broker.released()  # what it held is free: the broker may give memory back
@@ -176,6 +188,7 @@ class Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer_ip = peer[0] if peer else ""
         self.peer_port = int(peer[1]) if peer and len(peer) > 1 else 0
+        self._rcvbuf = preconnect.narrow(transport)  # until the CONNECT is accepted
         self.broker.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -199,7 +212,7 @@ class Connection(asyncio.Protocol):
                 return
             if len(buf) < self._need:
                 if not self.connected:
-                    self._slow_down()
+                    self._slow_down(len(data))
                 return
             data, self._buf = bytes(buf), bytearray()
         elif self._pending is not None:  # the CONNECT is not answered yet: keep the rest
@@ -236,19 +249,27 @@ class Connection(asyncio.Protocol):
             self._buf = bytearray(data[pos:] if pos else data)
         self._need = need
         if not self.connected and self._pending is None and pos < end:
-            self._slow_down()
+            self._slow_down(end)
 
-    def _slow_down(self) -> None:
-        if self._slowed or self.transport is None:
-            return
+    def _accepted(self) -> None:
+        self.connected = True
+        if self.transport is not None:
+            preconnect.widen(self.transport, self._rcvbuf)
+
+    def _slow_down(self, received: int) -> None:
+        """The CONNECT is incomplete after a read that brought `received` bytes."""
+        if self._slowed or self.transport is None or received >= PRE_CONNECT_PROGRESS:
+            return  # a large CONNECT arriving in full records is read on at once
         self._slowed = True
         self.transport.pause_reading()
-        self.broker.loop.call_later(PRE_CONNECT_READ_INTERVAL_S, self._read_again)
+        self.broker.slow_lane.wait(self._read_again)  # in turn, after the interval
 
-    def _read_again(self) -> None:
+    def _read_again(self) -> bool:
         self._slowed = False
         if not self.closing and self._pending is None and self.transport is not None:
             self.transport.resume_reading()
+            return True
+        return False
 
     # --- output ------------------------------------------------------------------------------
 
@@ -478,7 +499,7 @@ class Connection(asyncio.Protocol):
         if not self.v5:
             expiry = 0.0 if packet.clean_session else broker.session_expiry
             session_present = broker.attach(self, packet.clean_session, expiry)
-            self.connected = True
+            self._accepted()
             self.send(codec.connack(session_present, codec.ACCEPTED))
         else:
             props = packet.properties
@@ -491,7 +512,7 @@ class Connection(asyncio.Protocol):
             session_present = broker.attach(self, packet.clean_session, expiry)
             assert self.session is not None
             self.session.window = min(props.get(P.RECEIVE_MAXIMUM, MAX_INFLIGHT), MAX_INFLIGHT)
-            self.connected = True
+            self._accepted()
             answer: dict[int, object] = dict(CONNACK_PROPERTIES)
             if expiry != requested:
                 answer[P.SESSION_EXPIRY] = int(expiry)

@@ -6,8 +6,11 @@ transport). But glibc's allocator keeps the freed heap pages of the TLS state (O
 event loop's buffers, many small allocations interleaved with long-lived ones) instead of
 returning them: measured on local core, 2,000 abandoned handshakes left ~50 MB of RSS each round,
 growing round after round (issue 8), and `malloc_trim(0)` gave all of it back. So the broker
-calls `malloc_trim`, in a thread, after connections have ended (see `Broker._trim_due`).
-Elsewhere than glibc this does nothing.
+calls `malloc_trim`, in a thread, after connections have ended (see `Broker._trim_due`), right
+after a `gc.collect()`: a full collection also empties CPython's free lists (tuples, floats,
+dicts... kept for reuse), whose chunks would otherwise keep their pages resident. Local core
+runs with `PYTHONMALLOC=malloc` (`localcore/allocator.py`) so that Python's objects are such
+chunks too. Elsewhere than glibc this does nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ def _load_malloc_trim() -> Callable[[int], int] | None:
 
 
 _malloc_trim = _load_malloc_trim()
+
+
+def can_release() -> bool:
+    """True where freed pages can be handed back (glibc's `malloc_trim` was found)."""
+    return _malloc_trim is not None
 
 
 def release_free_memory() -> bool:

@@ -13,6 +13,7 @@ at CONNECT (JITP/JITR).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import ssl
 from collections.abc import Callable
@@ -21,12 +22,17 @@ from dataclasses import dataclass
 from fleetsim.localcore.broker import activity, codec, lifecycle, memory
 from fleetsim.localcore.broker.activity import ActivityHook
 from fleetsim.localcore.broker.codec5 import SERVER_SHUTTING_DOWN
-from fleetsim.localcore.broker.connection import Connection
+from fleetsim.localcore.broker.connection import (
+    PRE_CONNECT_READ_INTERVAL_S,
+    PRE_CONNECT_READS_PER_INTERVAL,
+    Connection,
+)
 from fleetsim.localcore.broker.handshake import Handshakes
 from fleetsim.localcore.broker.properties import MessageProps, message_props
 from fleetsim.localcore.broker.router import Request, Router
 from fleetsim.localcore.broker.session import Session
 from fleetsim.localcore.broker.shared import SharedGroup
+from fleetsim.localcore.broker.slowlane import SlowLane
 from fleetsim.localcore.broker.topics import SubscriptionTrie, has_wildcard, split_shared
 from fleetsim.localcore.principal import Authority, UnknownCertificateHook
 from fleetsim.runtime import cancel_and_wait
@@ -94,6 +100,9 @@ class Broker:
         self.handshakes = Handshakes(ssl_context, lambda: Connection(self),
                                      lambda: self.handshake_timeout)
         self._dirty: list[Connection] = []
+        # Connections whose CONNECT is incomplete after a read, read again in turn.
+        self.slow_lane = SlowLane(lambda: self.loop, PRE_CONNECT_READ_INTERVAL_S,
+                                  PRE_CONNECT_READS_PER_INTERVAL)
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -120,6 +129,7 @@ class Broker:
         if self._trim_task is not None:
             await self._trim_task
         await self.router.close()
+        self.slow_lane.close()
         if self._server is not None:
             self._server.close()
         await self.handshakes.close()
@@ -469,6 +479,9 @@ class Broker:
                 ) or since >= self.trim_interval
 
     async def _release_memory(self) -> None:
+        # A full collection empties CPython's free lists, whose chunks pin pages (`memory.py`);
+        # cheap, as local core freezes what it made at start-up (`serve.py`).
+        gc.collect()
         # In a thread: the loop keeps serving meanwhile (it takes tens of ms on a large heap).
         await asyncio.to_thread(memory.release_free_memory)
         self.memory_trims += 1
