@@ -206,6 +206,10 @@ def test_dynamic_thing_group_membership_follows_the_index(iot: Any, data: Any) -
     iot.update_dynamic_thing_group(thingGroupName="too-hot", thingGroupProperties={},
                                    queryString="shadow.reported.temperature<10")
     eventually(members, lambda m: "cold-1" not in m)
+    with pytest.raises(ClientError) as e:  # AWS: "This operation does not support dynamic
+        iot.delete_thing_group(thingGroupName="too-hot")  # thing groups"
+    assert code_of(e) == "InvalidRequestException"
+    assert "does not support dynamic thing groups" in str(e.value)
     iot.delete_dynamic_thing_group(thingGroupName="too-hot")
     with pytest.raises(ClientError) as e:
         iot.describe_thing_group(thingGroupName="too-hot")
