@@ -132,6 +132,9 @@ def account(core: RunningLocalCore) -> dict[str, Any]:
 
 def test_cleanup_removes_one_resource_of_each_kind_and_restores_settings(
         core: RunningLocalCore, tmp_path: Path) -> None:
+    # indexing off, whatever the module's other tests left: the scenario turns it on
+    aws_client(core.api_url).update_indexing_configuration(
+        thingIndexingConfiguration={"thingIndexingMode": "OFF"})
     before = account(core)
     scenario = tmp_path / "everything.yaml"
     scenario.write_text(EVERYTHING.format(root=ROOT, ca=tmp_path / "ca"))
@@ -292,6 +295,13 @@ def test_prefix_removes_cas_by_their_common_name_and_dynamic_groups(
     assert iot.list_thing_principals(thingName="outside-dev")["principals"] == []
     again = fleetsim(core, tmp_path, "cleanup", "--prefix", "pfc-")
     assert again.returncode == 0 and "nothing to remove" in again.stdout, again.stdout
+    # what is not the prefix's, removed by hand, and indexing off again: the module's other
+    # tests find the account as they would without this one
+    iot.delete_dynamic_thing_group(thingGroupName="keep-dynamic")
+    iot.update_ca_certificate(certificateId=kept_ca, newStatus="INACTIVE")
+    iot.delete_ca_certificate(certificateId=kept_ca)
+    iot.delete_thing(thingName="outside-dev")
+    iot.update_indexing_configuration(thingIndexingConfiguration={"thingIndexingMode": "OFF"})
 
 
 def test_empty_prefix_is_refused(core: RunningLocalCore, tmp_path: Path) -> None:
