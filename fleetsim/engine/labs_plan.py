@@ -4,7 +4,8 @@ journaled), each lab with its own account of what it would create, change and re
 
 The labs are planned on one forward ledger: what an earlier lab would create (a thing group,
 a policy, a CA, a thing) is known to the labs after it, so a later lab that declares it too
-is told it is "created by lab N" instead of a second create, and what hangs off an earlier
+is told it is "created by lab N" instead of a second create, an account setting an earlier
+lab would make (event types enabled) is that lab's change, and what hangs off an earlier
 lab's new things and certificates is created, not looked for."""
 
 from __future__ import annotations
@@ -72,13 +73,14 @@ async def plan_labs(labs: Labs, target: Target, *, run_id: str, runs_dir: Path,
     metrics = metrics or Metrics()
     made_by: dict[tuple[str, str], str] = {}
     fresh: set[str] = set()
+    settings: dict[str, dict[str, tuple[Any, str]]] = {}
     with tempfile.TemporaryDirectory(prefix="fleetsim-plan-") as scratch:
         journal = Journal(Path(scratch) / run_id, {"run_id": run_id})
         result = LabsPlanResult(run_id, labs.name, target, metrics, journal.path, plan=True)
         try:
             for n, lab in enumerate(labs.labs, 1):
                 ledger = Ledger(plan=True, lab=lab_label(n, lab.name), made_by=made_by,
-                                fresh=fresh)
+                                fresh=fresh, settings=settings)
                 planned = LabPlan(n, lab.name, lab.file, ledger)
                 result.lab_plans.append(planned)
                 names = [lab_prefix(n) + s for s in step_names(lab.scenario.steps)]

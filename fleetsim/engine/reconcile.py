@@ -81,6 +81,9 @@ class Ledger:
     lab: str = ""
     made_by: dict[tuple[str, str], str] = field(default_factory=dict)
     earlier: dict[str, dict[str, Tally]] = field(default_factory=dict)
+    # Planning labs: account settings as the labs planned so far would leave them (shared):
+    # setting -> key -> (value, the lab that sets it), e.g. events -> JOB -> (True, lab 02).
+    settings: dict[str, dict[str, tuple[Any, str]]] = field(default_factory=dict)
 
     def create(self, kind: str, name: str, ephemeral: bool = True) -> None:
         """`kind` `name` is (or, planning, would be) created; `ephemeral`: in the run's
@@ -88,11 +91,28 @@ class Ledger:
         if self.plan and self.lab:
             by = self.made_by.setdefault((kind, name), self.lab)
             if by != self.lab:
-                self.earlier.setdefault(by, {}).setdefault(kind, Tally()).add(name)
+                self.by_earlier(by, kind, name)
                 return
         self.created.setdefault(kind, Tally()).add(name)
         if ephemeral:
             self.removed.setdefault(kind, Tally()).add(name)
+
+    def by_earlier(self, lab: str, kind: str, name: str) -> None:
+        """Planning labs: `kind` `name` is declared here but created by earlier `lab`."""
+        self.earlier.setdefault(lab, {}).setdefault(kind, Tally()).add(name)
+
+    def set_earlier(self, setting: str, wanted: Mapping[str, Any]) -> dict[str, str]:
+        """Planning labs: the keys of `setting` an earlier lab would already set to the
+        value `wanted` gives them (key -> that lab); the others are recorded as set by this
+        lab. Outside a plan of labs, nothing."""
+        if not (self.plan and self.lab):
+            return {}
+        planned = self.settings.setdefault(setting, {})
+        earlier = {k: planned[k][1] for k, v in wanted.items()
+                   if k in planned and planned[k] == (v, planned[k][1])
+                   and planned[k][1] != self.lab}
+        planned.update({k: (v, self.lab) for k, v in wanted.items() if k not in earlier})
+        return earlier
 
     def planned(self, kind: str) -> bool:
         """Planning: a `kind` is to be created by this lab (or scenario) or an earlier lab."""

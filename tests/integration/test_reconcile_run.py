@@ -226,6 +226,11 @@ def test_plan_of_the_workshop_plans_every_lab_on_what_the_labs_before_it_make(
         "thing_group": 1, "thing_type": 1}}
     assert labs["JITP"]["created_by"] == {"lab 03 (Single Device Provisioning)": {
         "thing_group": 1}}
+    # Registry Events (lab 02) would enable every event type: the jobs lab's are its change
+    jobs = labs["IoT Jobs"]
+    assert "events" not in jobs["reconcile"]["created"]
+    assert jobs["created_by"] == {
+        "lab 02 (Registry Events + Device Provisioning with the API)": {"events": 1}}
     # its log level is planned although only Enable Logging (lab 01) would configure logging
     fine = labs["Thing Groups + Fine-Grained Logging"]
     assert fine["reconcile"]["created"]["v2_logging_level"] == 1

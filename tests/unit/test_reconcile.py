@@ -206,3 +206,13 @@ def test_a_run_or_a_single_plan_counts_every_create() -> None:
         ledger.create("thing", "t")
         ledger.create("thing", "t")
         assert ledger.created["thing"].count == 2 and not ledger.earlier
+
+
+def test_planning_labs_a_setting_an_earlier_lab_makes_is_that_labs() -> None:
+    settings: dict[str, dict[str, tuple[object, str]]] = {}
+    first = Ledger(plan=True, lab="lab 01 (A)", settings=settings)
+    second = Ledger(plan=True, lab="lab 02 (B)", settings=settings)
+    assert first.set_earlier("events", {"JOB": True, "THING": True}) == {}
+    assert second.set_earlier("events", {"JOB": True, "THING": False}) == {"JOB": "lab 01 (A)"}
+    assert settings["events"] == {"JOB": (True, "lab 01 (A)"), "THING": (False, "lab 02 (B)")}
+    assert Ledger(plan=True).set_earlier("events", {"JOB": True}) == {}  # one scenario
