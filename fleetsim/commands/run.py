@@ -10,10 +10,12 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from fleetsim.control.journal import prune
 from fleetsim.control.targets import aws_target, describe_target
 from fleetsim.engine.labs import LabsRunResult, load_run, run_labs
+from fleetsim.engine.labs_plan import LabsPlanResult, counts, plan_labs
 from fleetsim.engine.reconcile import render as render_reconcile
 from fleetsim.engine.reconcile import render_plan
 from fleetsim.engine.runner import RunResult, run_scenario
@@ -77,6 +79,11 @@ async def _metrics_endpoint(args: argparse.Namespace,
 async def _run_here_or_on_ray(scenario: Scenario | Labs, target: Target,
                               args: argparse.Namespace, run_id: str, metrics: Metrics,
                               live: list[Metrics]) -> RunResult:
+    if isinstance(scenario, Labs) and args.plan:
+        return await plan_labs(scenario, target, run_id=run_id,
+                               runs_dir=args.state_dir / "runs",
+                               identities_dir=args.state_dir / "identities",
+                               concurrency=args.concurrency, metrics=metrics)
     if isinstance(scenario, Labs):
         async with Progress(metrics):
             return await run_labs(scenario, target, run_id=run_id,
@@ -107,10 +114,10 @@ async def _run_here_or_on_ray(scenario: Scenario | Labs, target: Target,
 
 def run_command(args: argparse.Namespace) -> int:
     scenario = load_run(args.file, devices=args.devices)
-    if isinstance(scenario, Labs) and (args.workers is not None or args.shard or args.plan):
+    if isinstance(scenario, Labs) and (args.workers is not None or args.shard):
         raise UserError(f"{args.file} is made of labs, which run one after the other in one "
-                        "process, each on what the labs before it made: --ray, --shard and "
-                        "--plan work on one scenario, so give them a lab's own file")
+                        "process, each on what the labs before it made: --ray and --shard "
+                        "work on one scenario, so give them a lab's own file")
     if args.plan and args.workers is not None:
         raise UserError("--plan describes the run from this process: drop --ray/--workers")
     shard = f"-shard{args.shard[0]}of{args.shard[1]}" if args.shard else ""
@@ -140,6 +147,8 @@ def run_command(args: argparse.Namespace) -> int:
         if core is not None:
             core.stop()
     prune(args.state_dir / "runs")
+    if isinstance(result, LabsPlanResult):
+        return _report_labs_plan(result, args, removes=scenario.cleanup and not args.keep)
     if result.plan:
         return _report_plan(result, args, removes=scenario.cleanup and not args.keep)
     return _report(result, args, args.file.read_text(encoding="utf-8", errors="replace"))
@@ -161,8 +170,33 @@ def _report_plan(result: RunResult, args: argparse.Namespace, removes: bool) -> 
         write_json(args.json, snapshot, run_id=result.run_id, scenario=result.scenario,
                    target=describe_target(result.target), plan=True, passed=not failed,
                    reconcile=result.reconcile.summary(), unplanned=result.unplanned,
-                   removes=removes and {k: t.count
-                                        for k, t in sorted(result.reconcile.removed.items())})
+                   removes=removes and counts(result.reconcile.removed))
+        print(f"Plan written to {args.json}")
+    return 1 if failed else 0
+
+
+def _report_labs_plan(result: LabsPlanResult, args: argparse.Namespace, removes: bool) -> int:
+    """What `--plan` of a file of labs found: each lab's plan in order (what an earlier lab
+    would create named by that lab), then the total."""
+    assert result.reconcile is not None
+    print(f"\nfleetsim run --plan {result.scenario} on {result.target.kind}: "
+          f"{len(result.lab_plans)} labs (nothing was created or changed)")
+    for lab in result.lab_plans:
+        print(render_plan(lab.ledger, removes,
+                          title=f"Lab {lab.n:02d}: {lab.name} ({Path(lab.file).name})"),
+              end="")
+        if lab.unplanned:
+            print("  not described (they act when the lab runs): " + ", ".join(lab.unplanned))
+        for step, detail in lab.failed:
+            print(f"  {step}: {detail}")
+    print(render_plan(result.reconcile, removes, title="Total"), end="")
+    failed = any(lab.failed for lab in result.lab_plans)
+    if args.json:
+        write_json(args.json, result.metrics.snapshot(), run_id=result.run_id,
+                   scenario=result.scenario, target=describe_target(result.target), plan=True,
+                   passed=not failed, reconcile=result.reconcile.summary(),
+                   removes=removes and counts(result.reconcile.removed),
+                   labs=[lab.as_json(removes) for lab in result.lab_plans])
         print(f"Plan written to {args.json}")
     return 1 if failed else 0
 

@@ -3,11 +3,15 @@ cleanup --prefix P` removes it even without a journal (the state dir lost, a run
 machine).
 
 Only what has a name is matched, by that name: things (with their shadows, and the
-certificates attached to them and to no thing outside the prefix), thing groups, thing types,
-policies, topic rules, jobs, provisioning templates, Lambda functions, S3 buckets (and what is
-in them), IAM roles and software packages (with every version of them). CA certificates have
-no name and account settings (indexing, logging, event configurations) nothing to restore them
-to without a journal: neither is touched."""
+certificates attached to them and to no thing outside the prefix), thing groups (static and
+dynamic: ListThingGroups lists both, each described to tell which delete it takes), thing
+types, policies, topic rules, jobs, provisioning templates, Lambda functions, S3 buckets (and
+what is in them), IAM roles and software packages (with every version of them). A CA
+certificate has no name: it is matched by its subject's common name (register_ca's
+`common_name`), and goes with the device certificates it admitted (AWS keeps them only while
+their CA is registered) but not with their things outside the prefix. Account settings
+(indexing, logging, event configurations) have nothing to restore them to without a journal:
+they are not touched."""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from botocore.exceptions import ClientError
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from fleetsim.control.cleanup import GONE, error_code
 from fleetsim.control.clients import AwsClients
@@ -60,7 +66,9 @@ async def find_by_prefix(clients: AwsClients, prefix: str) -> list[Entry]:
     buckets = (await clients.s3.list_buckets()).get("Buckets", [])
     found += [Entry("s3_bucket", {"bucket": b["Name"]}) for b in buckets
               if b["Name"].startswith(prefix)]
-    return found + await _packages(clients, prefix) + await _things(clients, prefix)
+    found = await _dynamic_groups(clients, found)
+    return (found + await _packages(clients, prefix) + await _ca_certificates(clients, prefix)
+            + await _things(clients, prefix))
 
 
 async def _packages(clients: AwsClients, prefix: str) -> list[Entry]:
@@ -75,6 +83,51 @@ async def _packages(clients: AwsClients, prefix: str) -> list[Entry]:
                     async for v in _items(clients.iot, "list_package_versions",
                                           "packageVersionSummaries", packageName=name)]
     return out
+
+
+async def _dynamic_groups(clients: AwsClients, found: list[Entry]) -> list[Entry]:
+    """The thing groups found, a dynamic one (DescribeThingGroup answers its `queryString`)
+    as a `dynamic_thing_group`: DeleteThingGroup refuses it, DeleteDynamicThingGroup deletes
+    it."""
+    async def which(entry: Entry) -> Entry:
+        if entry.kind != "thing_group":
+            return entry
+        try:
+            group = await clients.iot.describe_thing_group(thingGroupName=entry.data["name"])
+        except ClientError as e:
+            if error_code(e) in GONE:
+                return entry
+            raise
+        return Entry("dynamic_thing_group", entry.data) if group.get("queryString") else entry
+    return list(await asyncio.gather(*(which(e) for e in found)))
+
+
+async def _ca_certificates(clients: AwsClients, prefix: str) -> list[Entry]:
+    """The CA certificates whose subject's common name starts with `prefix`
+    (DescribeCACertificate's `certificatePem`); their admitted certificates' things are
+    removed only when named with the prefix too."""
+    out = []
+    async for ca in _items(clients.iot, "list_ca_certificates", "certificates"):
+        ca_id = ca["certificateId"]
+        try:
+            described = await clients.iot.describe_ca_certificate(certificateId=ca_id)
+        except ClientError as e:
+            if error_code(e) in GONE:
+                continue
+            raise
+        common_name = subject_common_name(described["certificateDescription"]["certificatePem"])
+        if common_name is not None and common_name.startswith(prefix):
+            out.append(Entry("ca_certificate", {
+                "id": ca_id, "name": f"{ca_id[:12]}… (CN {common_name})",
+                "things_prefix": prefix}))
+    return out
+
+
+def subject_common_name(pem: str) -> str | None:
+    """The certificate's subject CN (the first, if several); None without one."""
+    names = x509.load_pem_x509_certificate(pem.encode()).subject.get_attributes_for_oid(
+        NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None
 
 
 async def _things(clients: AwsClients, prefix: str) -> list[Entry]:

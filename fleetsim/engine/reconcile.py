@@ -75,13 +75,48 @@ class Ledger:
     # Certificate ARNs and `thing/NAME`s this run created (or, planning, would): nothing is
     # attached to them yet, so what hangs off them is created without being described.
     fresh: set[str] = field(default_factory=set)
+    # Planning labs: the lab this ledger accounts for, and (shared by every lab's ledger)
+    # which lab would create each (kind, name); a later lab that declares it again is told
+    # it is made before it (`earlier`, by that lab), not a second create.
+    lab: str = ""
+    made_by: dict[tuple[str, str], str] = field(default_factory=dict)
+    earlier: dict[str, dict[str, Tally]] = field(default_factory=dict)
+    # Planning labs: account settings as the labs planned so far would leave them (shared):
+    # setting -> key -> (value, the lab that sets it), e.g. events -> JOB -> (True, lab 02).
+    settings: dict[str, dict[str, tuple[Any, str]]] = field(default_factory=dict)
 
     def create(self, kind: str, name: str, ephemeral: bool = True) -> None:
         """`kind` `name` is (or, planning, would be) created; `ephemeral`: in the run's
         journal, so clean-up removes it after the run."""
+        if self.plan and self.lab:
+            by = self.made_by.setdefault((kind, name), self.lab)
+            if by != self.lab:
+                self.by_earlier(by, kind, name)
+                return
         self.created.setdefault(kind, Tally()).add(name)
         if ephemeral:
             self.removed.setdefault(kind, Tally()).add(name)
+
+    def by_earlier(self, lab: str, kind: str, name: str) -> None:
+        """Planning labs: `kind` `name` is declared here but created by earlier `lab`."""
+        self.earlier.setdefault(lab, {}).setdefault(kind, Tally()).add(name)
+
+    def set_earlier(self, setting: str, wanted: Mapping[str, Any]) -> dict[str, str]:
+        """Planning labs: the keys of `setting` an earlier lab would already set to the
+        value `wanted` gives them (key -> that lab); the others are recorded as set by this
+        lab. Outside a plan of labs, nothing."""
+        if not (self.plan and self.lab):
+            return {}
+        planned = self.settings.setdefault(setting, {})
+        earlier = {k: planned[k][1] for k, v in wanted.items()
+                   if k in planned and planned[k] == (v, planned[k][1])
+                   and planned[k][1] != self.lab}
+        planned.update({k: (v, self.lab) for k, v in wanted.items() if k not in earlier})
+        return earlier
+
+    def planned(self, kind: str) -> bool:
+        """Planning: a `kind` is to be created by this lab (or scenario) or an earlier lab."""
+        return kind in self.created or any(k == kind for k, _ in self.made_by)
 
     def reuse(self, kind: str, name: str) -> None:
         self.reused.setdefault(kind, Tally()).add(name)
@@ -195,15 +230,19 @@ def render(ledger: Ledger) -> str:
     return "\n".join(["Reconcile", *_table(rows), drift, *_drift_rows(ledger, "fixed")]) + "\n"
 
 
-def render_plan(ledger: Ledger, cleanup: bool) -> str:
+def render_plan(ledger: Ledger, cleanup: bool,
+                title: str = "Plan (nothing was created or changed)") -> str:
     """What `fleetsim run --plan` prints: creates, changes (drift, item by item), reuses and
-    what the run's clean-up would remove afterwards, grouped by kind."""
+    what the run's clean-up would remove afterwards, grouped by kind (planning labs: what an
+    earlier lab would create, by that lab)."""
     rows = [("create", k, t.count, t.describe()) for k, t in sorted(ledger.created.items())]
     rows += [("reuse", k, t.count, t.describe()) for k, t in sorted(ledger.reused.items())]
+    rows += [(f"created by {lab}", k, t.count, t.describe())
+             for lab, kinds in ledger.earlier.items() for k, t in sorted(kinds.items())]
     if cleanup:
         rows += [("remove", k, t.count, t.describe())
                  for k, t in sorted(ledger.removed.items())]
-    lines = ["Plan (nothing was created or changed)", *_table(rows)]
+    lines = [title, *_table(rows)]
     lines += _drift_rows(ledger, "change")
     if not rows and not ledger.drift_count:
         lines.append("  nothing to do")

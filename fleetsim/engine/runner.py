@@ -107,7 +107,7 @@ async def run_scenario(scenario: Scenario, target: Target, *, run_id: str, runs_
                 result.reconcile = ctx.reconcile
                 try:
                     if plan:
-                        result.unplanned = await _plan_steps(ctx)
+                        result.unplanned = await plan_steps(ctx)
                     else:
                         result.interrupted = await run_steps(ctx)
                 finally:
@@ -175,10 +175,11 @@ async def run_steps(ctx: RunContext, names: list[str] | None = None) -> bool:
     return False
 
 
-async def _plan_steps(ctx: RunContext) -> list[str]:
-    """Run the steps that can plan (they only describe, `ctx.reconcile.plan`); the names of
-    the others that would touch the registry or devices, which a plan cannot describe."""
-    names = step_names(ctx.scenario.steps)
+async def plan_steps(ctx: RunContext, names: list[str] | None = None) -> list[str]:
+    """Run the steps (named `names`, by default `step_names`) that can plan (they only
+    describe, `ctx.reconcile.plan`); the names of the others that would touch the registry
+    or devices, which a plan cannot describe."""
+    names = names or step_names(ctx.scenario.steps)
     unplanned = []
     for i, step in enumerate(ctx.scenario.steps):
         if KINDS[step.kind].plans:

@@ -17,6 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from fleetsim.localcore.launcher import RunningLocalCore
+from fleetsim.pki import CertificateAuthority, certificate_pem, generate_key
 from tests.conftest import ROOT, aws_env, start_core
 from tests.helpers import aws_client
 
@@ -131,6 +132,9 @@ def account(core: RunningLocalCore) -> dict[str, Any]:
 
 def test_cleanup_removes_one_resource_of_each_kind_and_restores_settings(
         core: RunningLocalCore, tmp_path: Path) -> None:
+    # indexing off, whatever the module's other tests left: the scenario turns it on
+    aws_client(core.api_url).update_indexing_configuration(
+        thingIndexingConfiguration={"thingIndexingMode": "OFF"})
     before = account(core)
     scenario = tmp_path / "everything.yaml"
     scenario.write_text(EVERYTHING.format(root=ROOT, ca=tmp_path / "ca"))
@@ -240,6 +244,64 @@ def test_prefix_removes_only_matching_names_without_a_journal(
 
     again = fleetsim(core, tmp_path, "cleanup", "--prefix", "pfx-")
     assert again.returncode == 0 and "nothing to remove" in again.stdout, again.stdout
+
+
+def _register_ca(iot: Any, common_name: str) -> tuple[CertificateAuthority, str]:
+    ca = CertificateAuthority.create(common_name)
+    code = iot.get_registration_code()["registrationCode"]
+    verification = ca.issue_device(generate_key().public_key(), code)
+    reg = iot.register_ca_certificate(
+        caCertificate=certificate_pem(ca.cert).decode(),
+        verificationCertificate=certificate_pem(verification).decode(), setAsActive=True)
+    return ca, str(reg["certificateId"])
+
+
+def test_prefix_removes_cas_by_their_common_name_and_dynamic_groups(
+        core: RunningLocalCore, tmp_path: Path) -> None:
+    iot = aws_client(core.api_url)
+    iot.update_indexing_configuration(  # dynamic thing groups need the registry indexed
+        thingIndexingConfiguration={"thingIndexingMode": "REGISTRY"})
+    ca, ca_id = _register_ca(iot, "pfc-devices CA")
+    _, kept_ca = _register_ca(iot, "other CA")
+    # a device certificate the CA admitted, held by a thing of the prefix and one outside it
+    device = iot.register_certificate(
+        certificatePem=certificate_pem(ca.issue_device(generate_key().public_key(),
+                                                       "pfc-dev")).decode(),
+        status="ACTIVE")
+    for thing in ("pfc-dev", "outside-dev"):
+        iot.create_thing(thingName=thing)
+        iot.attach_thing_principal(thingName=thing, principal=device["certificateArn"])
+    iot.create_dynamic_thing_group(thingGroupName="pfc-dynamic", queryString="thingName:pfc*")
+    iot.create_dynamic_thing_group(thingGroupName="keep-dynamic", queryString="thingName:x*")
+    iot.create_thing_group(thingGroupName="pfc-static")
+    before = account(core)
+
+    dry = fleetsim(core, tmp_path, "cleanup", "--prefix", "pfc-", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert account(core) == before
+    assert "dynamic_thing_group (1): pfc-dynamic" in dry.stdout, dry.stdout
+    assert "thing_group (1): pfc-static" in dry.stdout, dry.stdout
+    assert f"ca_certificate (1): {ca_id[:12]}… (CN pfc-devices CA)" in dry.stdout, dry.stdout
+
+    out = fleetsim(core, tmp_path, "cleanup", "--prefix", "pfc-")
+    assert out.returncode == 0, out.stdout + out.stderr
+    after = account(core)
+    assert before["ca_certificates"] - after["ca_certificates"] == {ca_id}
+    assert kept_ca in after["ca_certificates"]
+    assert before["thing_groups"] - after["thing_groups"] == {"pfc-dynamic", "pfc-static"}
+    assert before["certificates"] - after["certificates"] == {device["certificateId"]}
+    # the thing outside the prefix stays (without the certificate that went with its CA)
+    assert before["things"] - after["things"] == {"pfc-dev"}
+    assert iot.list_thing_principals(thingName="outside-dev")["principals"] == []
+    again = fleetsim(core, tmp_path, "cleanup", "--prefix", "pfc-")
+    assert again.returncode == 0 and "nothing to remove" in again.stdout, again.stdout
+    # what is not the prefix's, removed by hand, and indexing off again: the module's other
+    # tests find the account as they would without this one
+    iot.delete_dynamic_thing_group(thingGroupName="keep-dynamic")
+    iot.update_ca_certificate(certificateId=kept_ca, newStatus="INACTIVE")
+    iot.delete_ca_certificate(certificateId=kept_ca)
+    iot.delete_thing(thingName="outside-dev")
+    iot.update_indexing_configuration(thingIndexingConfiguration={"thingIndexingMode": "OFF"})
 
 
 def test_empty_prefix_is_refused(core: RunningLocalCore, tmp_path: Path) -> None:

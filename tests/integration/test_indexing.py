@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from fleetsim.localcore.launcher import RunningLocalCore
 from tests.awscli import aws, aws_json
+from tests.conftest import start_core
 from tests.helpers import aws_client, code_of
 
 T = TypeVar("T")
@@ -59,10 +60,23 @@ def _report(data: Any, thing: str, reported: dict[str, Any], shadow: str | None 
         {"state": {"reported": reported}}).encode(), **extra)
 
 
-def test_search_before_indexing_is_on_is_refused(iot: Any) -> None:
-    with pytest.raises(ClientError) as e:
-        iot.search_index(queryString="thingName:*")
-    assert code_of(e) == "ResourceNotFoundException"
+@pytest.fixture
+def indexed(iot: Any) -> Any:
+    """Fleet indexing on, registry and shadows: each test that searches sets the mode it
+    needs rather than relying on a test before it (any test passes alone, in any order)."""
+    iot.update_indexing_configuration(thingIndexingConfiguration={
+        "thingIndexingMode": "REGISTRY_AND_SHADOW"})
+    return iot
+
+
+def test_search_before_indexing_is_on_is_refused(tmp_path: Path) -> None:
+    fresh = start_core(tmp_path / "state" / "localcore")  # an account never indexed
+    try:
+        with pytest.raises(ClientError) as e:
+            aws_client(fresh.api_url).search_index(queryString="thingName:*")
+        assert code_of(e) == "ResourceNotFoundException"
+    finally:
+        fresh.stop()
 
 
 def test_workshop_fleet_indexing_lab(core: RunningLocalCore, iot: Any, data: Any,
@@ -92,7 +106,8 @@ def test_workshop_fleet_indexing_lab(core: RunningLocalCore, iot: Any, data: Any
     assert names(warm) == {t for t, c in temperatures.items() if c > 20}
 
 
-def test_index_follows_shadow_updates_and_deletions(iot: Any, data: Any) -> None:
+def test_index_follows_shadow_updates_and_deletions(indexed: Any, data: Any) -> None:
+    iot = indexed
     iot.create_thing(thingName="lag-1", attributePayload={"attributes": {"floor": "2"}})
     _report(data, "lag-1", {"temperature": 10})
     eventually(lambda: iot.search_index(queryString="thingName:lag-1"),
@@ -108,7 +123,8 @@ def test_index_follows_shadow_updates_and_deletions(iot: Any, data: Any) -> None
                lambda a: a["things"] == [])
 
 
-def test_queries_case_paging_and_refusals(iot: Any) -> None:
+def test_queries_case_paging_and_refusals(indexed: Any) -> None:
+    iot = indexed
     for i in range(5):
         iot.create_thing(thingName=f"Pager-{i}", attributePayload={"attributes": {
             "model": "TV-Plasma" if i % 2 else "tv-led"}})
@@ -162,7 +178,8 @@ def test_aggregations(iot: Any, data: Any) -> None:
     assert code_of(e) == "InvalidAggregationException"
 
 
-def test_dynamic_thing_group_membership_follows_the_index(iot: Any, data: Any) -> None:
+def test_dynamic_thing_group_membership_follows_the_index(indexed: Any, data: Any) -> None:
+    iot = indexed
     iot.create_thing(thingName="hot-1")
     _report(data, "hot-1", {"temperature": 35})
     iot.create_thing(thingName="cold-1")
@@ -206,19 +223,25 @@ def test_dynamic_thing_group_membership_follows_the_index(iot: Any, data: Any) -
     iot.update_dynamic_thing_group(thingGroupName="too-hot", thingGroupProperties={},
                                    queryString="shadow.reported.temperature<10")
     eventually(members, lambda m: "cold-1" not in m)
+    with pytest.raises(ClientError) as e:  # AWS: "This operation does not support dynamic
+        iot.delete_thing_group(thingGroupName="too-hot")  # thing groups"
+    assert code_of(e) == "InvalidRequestException"
+    assert "does not support dynamic thing groups" in str(e.value)
     iot.delete_dynamic_thing_group(thingGroupName="too-hot")
     with pytest.raises(ClientError) as e:
         iot.describe_thing_group(thingGroupName="too-hot")
     assert code_of(e) == "ResourceNotFoundException"
 
 
-def test_indexing_turned_off_refuses_search(iot: Any) -> None:
+def test_indexing_turned_off_refuses_search(iot: Any, data: Any) -> None:
+    iot.create_thing(thingName="off-1")
+    _report(data, "off-1", {"temperature": 1})
     iot.update_indexing_configuration(thingIndexingConfiguration={"thingIndexingMode": "OFF"})
     with pytest.raises(ClientError) as e:
         iot.search_index(queryString="*")
     assert code_of(e) == "ResourceNotFoundException"
     iot.update_indexing_configuration(
         thingIndexingConfiguration={"thingIndexingMode": "REGISTRY"})
-    answer = eventually(lambda: iot.search_index(queryString="thingName:bulky1"),
+    answer = eventually(lambda: iot.search_index(queryString="thingName:off-1"),
                         lambda a: len(a["things"]) == 1)
     assert "shadow" not in answer["things"][0]  # registry only

@@ -116,8 +116,7 @@ async def observer(core: RunningLocalCore, iot: Any, folder: Path, topic: str) -
 
 
 async def test_jitp_lab(core: RunningLocalCore, iot: Any, tmp_path: Path) -> None:
-    iot.create_thing_group(thingGroupName="bulk-group")
-    iot.create_policy(policyName="jitp-policy", policyDocument=ALLOW_ALL)
+    jitp_resources(iot)
     ca, ca_id = register_ca(core, tmp_path, "jitp", template=jitp_template("jitp-policy"))
     dev = device(core, tmp_path, ca, "jitp-device-1", country="DE")
 

@@ -6,6 +6,8 @@ attached again; an INACTIVE persistent certificate is drift, set ACTIVE again, n
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -197,3 +199,68 @@ def test_a_kept_workshop_lab_passes_again_on_what_it_made(core: RunningLocalCore
     names = [c["name"] for c in again["metrics"]["checks"]]
     assert not any("/created" in n or "/updated" in n for n in names)
     assert any("/created" in c["name"] for c in first["metrics"]["checks"])
+
+
+def test_plan_of_the_workshop_plans_every_lab_on_what_the_labs_before_it_make(
+        core: RunningLocalCore, tmp_path: Path) -> None:
+    # a copy: the JIT labs' CA folders (../certs/) are this test's own (a plan makes none)
+    shutil.copytree(ROOT / "scenarios", tmp_path / "scenarios")
+    iot = aws_client(core.api_url)
+    before = registry(iot)
+    out = fleetsim(core, "run", str(tmp_path / "scenarios" / "workshop.yaml"), "--plan",
+                   "--json", str(tmp_path / "p.json"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert registry(iot) == before  # nothing created or changed
+    assert not (tmp_path / "certs").exists()  # nor any CA made on disk
+    plan = json.loads((tmp_path / "p.json").read_text())
+    mutating = [o["op"] for o in plan["metrics"]["ops"]
+                if not o["op"].startswith(("api.Describe", "api.List", "api.Get"))]
+    assert mutating == []  # every lab only described
+    labs = {lab["name"]: lab for lab in plan["labs"]}
+    assert len(plan["labs"]) == 9 and not [lab for lab in plan["labs"] if lab["failed"]]
+    single, bulk = labs["Single Device Provisioning"], labs["Bulk Device Provisioning"]
+    assert single["reconcile"]["created"] == {"thing_group": 1, "thing_type": 1}
+    # Bulk declares the group and type Single makes: made before it, not missing twice
+    assert bulk["reconcile"]["created"] == {}
+    assert bulk["created_by"] == {"lab 03 (Single Device Provisioning)": {
+        "thing_group": 1, "thing_type": 1}}
+    assert labs["JITP"]["created_by"] == {"lab 03 (Single Device Provisioning)": {
+        "thing_group": 1}}
+    # Registry Events (lab 02) would enable every event type: the jobs lab's are its change
+    jobs = labs["IoT Jobs"]
+    assert "events" not in jobs["reconcile"]["created"]
+    assert jobs["created_by"] == {
+        "lab 02 (Registry Events + Device Provisioning with the API)": {"events": 1}}
+    # its log level is planned although only Enable Logging (lab 01) would configure logging
+    fine = labs["Thing Groups + Fine-Grained Logging"]
+    assert fine["reconcile"]["created"]["v2_logging_level"] == 1
+    assert plan["reconcile"]["created"]["thing_group"] == 2  # bulk-group once, building-one
+    assert plan["reconcile"]["created"]["ca_certificate"] == 2
+    assert plan["removes"] == plan["reconcile"]["created"]  # Clean Up removes all of it
+    assert "Lab 04: Bulk Device Provisioning (bulk-provisioning.yaml)" in out.stdout
+    assert re.search(r"created by lab 03 \(Single Device Provisioning\)\s+thing_group\s+1\s+"
+                     r"bulk-group", out.stdout)
+    assert "\nTotal\n" in out.stdout
+
+
+def test_plan_of_labs_that_keep_what_they_make_removes_nothing(core: RunningLocalCore,
+                                                                tmp_path: Path) -> None:
+    (tmp_path / "one.yaml").write_text(
+        "name: one\nsteps:\n  - create_thing_group: plab-group\n")
+    (tmp_path / "two.yaml").write_text(
+        "name: two\nfleets:\n  - {name: f, prefix: plab-dev, count: 2}\nsteps:\n"
+        "  - create_thing_group: plab-group\n  - create_things: f\n"
+        "  - add_to_thing_group: {fleet: f, group: plab-group}\n")
+    top = tmp_path / "labs.yaml"
+    top.write_text("name: plabs\ncleanup: false\nlabs:\n  - {name: One, include: one.yaml}\n"
+                   "  - {name: Two, include: two.yaml}\n")
+    out = fleetsim(core, "run", str(top), "--plan", "--json", str(tmp_path / "p.json"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    plan = json.loads((tmp_path / "p.json").read_text())
+    one, two = plan["labs"]
+    assert one["reconcile"]["created"] == {"thing_group": 1}
+    assert two["reconcile"]["created"] == {"thing": 2, "thing_group_membership": 2}
+    assert two["created_by"] == {"lab 01 (One)": {"thing_group": 1}}
+    assert plan["removes"] is False and one["removes"] is False
+    assert "remove: nothing (the run keeps what it creates)" in out.stdout
+    assert aws_client(core.api_url).list_thing_groups()["thingGroups"] == []

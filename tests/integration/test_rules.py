@@ -123,9 +123,13 @@ def test_topic_rule_resources_as_get_topic_rule_returns_them(iot: Any) -> None:
     assert e.value.response["Error"]["Code"] == "InvalidRequestException"
     listed = iot.list_topic_rules(topic="shape/#")["rules"]
     assert [r["ruleName"] for r in listed] == ["shape"]
+    # a second rule of its own, so that a page of one has a next (whatever ran before)
+    iot.create_topic_rule(ruleName="shape_two", topicRulePayload={
+        "sql": "SELECT * FROM 'shape2/#'", "actions": []})
     first = iot.list_topic_rules(maxResults=1)
     assert len(first["rules"]) == 1 and "nextToken" in first
     iot.delete_topic_rule(ruleName="shape")
+    iot.delete_topic_rule(ruleName="shape_two")
 
 
 

@@ -200,8 +200,17 @@ def readme_commands() -> list[str]:
 
 @pytest.mark.skipif(not AWS.exists(), reason="the AWS CLI is installed by `make tools`")
 @pytest.mark.timeout(300)
-def test_readme_workshop_commands_work_verbatim(core: RunningLocalCore, tmp_path: Path
-                                                ) -> None:
+def test_readme_workshop_commands_work_verbatim(tmp_path: Path) -> None:
+    # a core of its own: the commands leave what the workshop's labs make (my-first-thing,
+    # building-one, ...), which the whole workshop's run must not find there before it
+    core = start_core(tmp_path / "state" / "localcore")
+    try:
+        _readme_commands_work_verbatim(core, tmp_path)
+    finally:
+        core.stop()
+
+
+def _readme_commands_work_verbatim(core: RunningLocalCore, tmp_path: Path) -> None:
     commands = readme_commands()
     assert len(commands) >= 30 and commands[0] == "aws iot describe-event-configurations"
     # What the workshop has ready before its commands: a home with templateBody.json, the

@@ -181,3 +181,38 @@ async def test_planning_certificates_and_their_attachments(tmp_path: Path) -> No
     assert ctx.reconcile.summary()["created"] == {
         "certificate": 3, "policy_attachment": 3, "thing": 3, "thing_principal": 3}
     assert journal_kinds(ctx) == []
+
+
+def test_planning_labs_a_later_lab_is_told_who_creates_what_it_declares_again() -> None:
+    made_by: dict[tuple[str, str], str] = {}
+    first = Ledger(plan=True, lab="lab 01 (A)", made_by=made_by)
+    second = Ledger(plan=True, lab="lab 02 (B)", made_by=made_by)
+    first.create("thing_group", "g")
+    first.create("thing_group", "g")  # the same lab twice: its own create
+    second.create("thing_group", "g")
+    second.create("thing_group", "h")
+    assert first.created["thing_group"].count == 2
+    assert second.created["thing_group"].names == ["h"]
+    assert second.earlier["lab 01 (A)"]["thing_group"].names == ["g"]
+    assert "removed" not in second.earlier and second.removed["thing_group"].count == 1
+    assert second.planned("thing_group") and not second.planned("policy")
+    text = render_plan(second, cleanup=True, title="Lab 02: B")
+    assert text.splitlines()[0] == "Lab 02: B"
+    assert re.search(r"created by lab 01 \(A\)\s+thing_group\s+1\s+g$", text, re.M)
+
+
+def test_a_run_or_a_single_plan_counts_every_create() -> None:
+    for ledger in (Ledger(), Ledger(plan=True)):
+        ledger.create("thing", "t")
+        ledger.create("thing", "t")
+        assert ledger.created["thing"].count == 2 and not ledger.earlier
+
+
+def test_planning_labs_a_setting_an_earlier_lab_makes_is_that_labs() -> None:
+    settings: dict[str, dict[str, tuple[object, str]]] = {}
+    first = Ledger(plan=True, lab="lab 01 (A)", settings=settings)
+    second = Ledger(plan=True, lab="lab 02 (B)", settings=settings)
+    assert first.set_earlier("events", {"JOB": True, "THING": True}) == {}
+    assert second.set_earlier("events", {"JOB": True, "THING": False}) == {"JOB": "lab 01 (A)"}
+    assert settings["events"] == {"JOB": (True, "lab 01 (A)"), "THING": (False, "lab 02 (B)")}
+    assert Ledger(plan=True).set_earlier("events", {"JOB": True}) == {}  # one scenario

@@ -43,6 +43,15 @@ THING_GROUP = JournalKind(
     resolve=_depths, wave_key="depth")
 
 
+# A dynamic thing group ("Dynamic thing groups", AWS IoT developer guide) is listed by
+# ListThingGroups with the static ones but deleted by DeleteDynamicThingGroup only (AWS
+# answers DeleteThingGroup "This operation does not support dynamic thing groups"). No step
+# makes one: `cleanup --prefix` finds them (control/prefix.py).
+DYNAMIC_THING_GROUP = JournalKind(
+    "dynamic_thing_group", Phase.DELETE,
+    lambda c, d: c.iot.delete_dynamic_thing_group(thingGroupName=d["name"]))
+
+
 class CreateThingGroupStep(StepBase):
     """create-thing-group; a group that already exists is reused (and left in place)."""
 
@@ -119,5 +128,5 @@ async def _drift(ctx: RunContext, step: CreateThingGroupStep, have: dict[str, An
                            "attributes": step.attributes, "merge": True}})
 
 
-KIND = StepKind(CreateThingGroupStep, run, journals=(THING_GROUP, POLICY_ATTACHMENT),
-                plans=True)
+KIND = StepKind(CreateThingGroupStep, run,
+                journals=(THING_GROUP, DYNAMIC_THING_GROUP, POLICY_ATTACHMENT), plans=True)

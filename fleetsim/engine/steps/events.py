@@ -46,15 +46,26 @@ async def run(ctx: RunContext, step: EventsStep) -> None:
             wanted[t] = {"Enabled": enabled}
     changed = sorted(t for t, v in wanted.items()
                      if bool(previous.get(t, {}).get("Enabled")) != v["Enabled"])
-    name = ", ".join(changed) if len(changed) <= 3 else f"{len(changed)} event types"
+    # planning labs: the types an earlier lab would set so are that lab's change, not ours
+    earlier = ctx.reconcile.set_earlier(EVENTS.name, {t: wanted[t]["Enabled"] for t in changed})
+    for lab in sorted(set(earlier.values())):
+        ctx.reconcile.by_earlier(lab, EVENTS.name, _named([t for t, by in earlier.items()
+                                                           if by == lab]))
+    changed = [t for t in changed if t not in earlier]
+    name = _named(changed)
     if not changed:
-        ctx.reconcile.reuse(EVENTS.name, "event configurations")
+        if not earlier:
+            ctx.reconcile.reuse(EVENTS.name, "event configurations")
         return
     ctx.reconcile.create(EVENTS.name, name)
     if ctx.reconcile.plan:
         return
     ctx.journal.record(EVENTS.name, previous=previous)
     await api_call(ctx, "UpdateEventConfigurations", eventConfigurations=wanted)
+
+
+def _named(types: list[str]) -> str:
+    return ", ".join(types) if len(types) <= 3 else f"{len(types)} event types"
 
 
 KIND = StepKind(EventsStep, run, journals=(EVENTS,), plans=True)

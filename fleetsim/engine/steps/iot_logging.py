@@ -154,12 +154,21 @@ async def _set_options(ctx: RunContext, params: dict[str, Any], new_role: bool) 
 
 
 async def _current_levels(ctx: RunContext) -> dict[tuple[str, str], str]:
+    """The log levels set per target. Logging not configured (ListV2LoggingLevels answers
+    NotConfiguredException) while planning after a step or lab that would configure it: none
+    yet, as the run would find them."""
     levels: dict[tuple[str, str], str] = {}
-    async for page in api_pages(ctx, "ListV2LoggingLevels"):
-        for c in page.get("logTargetConfigurations", []):
-            target = c["logTarget"]
-            if target.get("targetName") is not None:
-                levels[(target["targetType"], target["targetName"])] = c["logLevel"]
+    try:
+        async for page in api_pages(ctx, "ListV2LoggingLevels",
+                                    expected={"NotConfiguredException"}):
+            for c in page.get("logTargetConfigurations", []):
+                target = c["logTarget"]
+                if target.get("targetName") is not None:
+                    levels[(target["targetType"], target["targetName"])] = c["logLevel"]
+    except ApiError as e:
+        if not (e.code == "NotConfiguredException" and ctx.reconcile.plan
+                and ctx.reconcile.planned(LOGGING_OPTIONS.name)):
+            raise
     return levels
 
 

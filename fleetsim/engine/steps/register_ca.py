@@ -45,13 +45,15 @@ from fleetsim.scenario.semantics import Loc, Problem, Scope
 
 
 async def _delete_ca(clients: AwsClients, d: dict[str, Any]) -> None:
-    """The things and certificates the CA admitted, then the CA (deactivated first)."""
+    """The things and certificates the CA admitted, then the CA (deactivated first). Found by
+    `cleanup --prefix` (`things_prefix`): only the admitted things named with the prefix."""
     iot, ca_id = clients.iot, d["id"]
     marker: str | None = None
     while True:
         page = await iot.list_certificates_by_ca(caCertificateId=ca_id, pageSize=250,
                                                  **({"marker": marker} if marker else {}))
-        await asyncio.gather(*(_delete_admitted(clients, c) for c in page["certificates"]))
+        await asyncio.gather(*(_delete_admitted(clients, c, d.get("things_prefix", ""))
+                               for c in page["certificates"]))
         marker = page.get("nextMarker")
         if not marker:
             break
@@ -59,7 +61,8 @@ async def _delete_ca(clients: AwsClients, d: dict[str, Any]) -> None:
     await iot.delete_ca_certificate(certificateId=ca_id)
 
 
-async def _delete_admitted(clients: AwsClients, cert: dict[str, Any]) -> None:
+async def _delete_admitted(clients: AwsClients, cert: dict[str, Any],
+                           things_prefix: str = "") -> None:
     iot, arn = clients.iot, cert["certificateArn"]
     things = (await iot.list_principal_things(principal=arn)).get("things", [])
     for thing in things:
@@ -67,7 +70,7 @@ async def _delete_admitted(clients: AwsClients, cert: dict[str, Any]) -> None:
     if cert["status"] == "ACTIVE":
         await iot.update_certificate(certificateId=cert["certificateId"], newStatus="INACTIVE")
     await iot.delete_certificate(certificateId=cert["certificateId"], forceDelete=True)
-    for thing in things:
+    for thing in (t for t in things if t.startswith(things_prefix)):
         try:
             await iot.delete_thing(thingName=thing)
         except ClientError as e:  # detached meanwhile, or still holding another principal

@@ -241,6 +241,11 @@ def update_thing_group(call: R, p: dict[str, Any]) -> dict[str, Any]:
 
 @iot("DeleteThingGroup")
 def delete_thing_group(call: R, p: dict[str, Any]) -> None:
+    group = call.service.get_group(call.scope, p["thingGroupName"])
+    if group is not None and group.dynamic:
+        # What AWS IoT answers (its dynamic groups go with DeleteDynamicThingGroup).
+        raise invalid("This operation does not support dynamic thing groups. Thing group "
+                      f"arn: {call.scope.arn('thinggroup', group.name)}")
     call.service.delete_thing_group(call.scope, p["thingGroupName"], p.get("expectedVersion"))
 
 
