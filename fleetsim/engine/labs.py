@@ -152,7 +152,8 @@ async def _run_lab(n: int, lab: Lab, outcome: LabOutcome, target: Target, journa
 async def _clean_up(labs: Labs, target: Target, journal: Journal, result: LabsRunResult,
                     outcome: LabOutcome) -> None:
     start = time.perf_counter()
-    names = [n for lab in labs.labs for n in thing_names(lab.scenario)]
+    reused = result.reconcile.reused_things if result.reconcile else set()
+    names = [n for lab in labs.labs for n in thing_names(lab.scenario) if n not in reused]
     try:
         async with aws_clients(target) as clients:
             result.cleanup = await clean_up(clients, journal)

@@ -35,6 +35,7 @@ T = TypeVar("T")
 # Clock skew and second-granular creation dates: certificates created this long before the
 # first interrupted call are looked at too.
 WINDOW_SLACK_S = 60.0
+CLOCK_SLACK_S = 2.0  # between this machine's clock and the service's
 
 # ---- what provisioning journals, and how clean-up undoes it --------------------------------
 
@@ -467,7 +468,15 @@ def sets_package_versions(template_body: str) -> bool:
         and "PackageVersions" in r["Properties"] for r in resources.values())
 
 
-def journal_registered(ctx: RunContext, d: Device, arns: dict[str, str],
+async def _created_by_run(ctx: RunContext, policy: str) -> bool:
+    """Whether `policy` was created since the run started (GetPolicy's `creationDate`, less
+    a little for clocks apart); a policy already gone counts as the run's."""
+    found = await describe(ctx, "GetPolicy", policy, policyName=policy)
+    created = found.get("creationDate") if found else None
+    return created is None or created.timestamp() >= ctx.started - CLOCK_SLACK_S
+
+
+async def journal_registered(ctx: RunContext, d: Device, arns: dict[str, str],
                        certificate_journaled: bool = False,
                        found_things: frozenset[str] = frozenset(),
                        package_shadow: bool = False) -> None:
@@ -500,9 +509,12 @@ def journal_registered(ctx: RunContext, d: Device, arns: dict[str, str],
     for policy in names.get("policy", []):
         if certificate_arn:
             journal.record(POLICY_ATTACHMENT.name, policy=policy, target=certificate_arn)
-        # A policy made from a PolicyDocument alone may be shared: journaled once.
+        # A policy made from a PolicyDocument alone is named by the document's hash, so
+        # another run or user with the same document shares it: the run journals (and clean-up
+        # deletes) it only if the run created it, known by its creation date; once per run.
         if ("policy", policy) not in ctx.journaled:
             ctx.journaled.add(("policy", policy))
-            journal.record(POLICY.name, name=policy)
+            if await _created_by_run(ctx, policy):
+                journal.record(POLICY.name, name=policy)
     d.certificate_arn = certificate_arn
     d.certificate_id = names["cert"][0] if names.get("cert") else None

@@ -75,6 +75,8 @@ class Ledger:
     # Certificate ARNs and `thing/NAME`s this run created (or, planning, would): nothing is
     # attached to them yet, so what hangs off them is created without being described.
     fresh: set[str] = field(default_factory=set)
+    # Every thing reused (not only a Tally's first few): not the run's to remove or find left.
+    reused_things: set[str] = field(default_factory=set)
     # Planning labs: the lab this ledger accounts for, and (shared by every lab's ledger)
     # which lab would create each (kind, name); a later lab that declares it again is told
     # it is made before it (`earlier`, by that lab), not a second create.
@@ -120,6 +122,8 @@ class Ledger:
 
     def reuse(self, kind: str, name: str) -> None:
         self.reused.setdefault(kind, Tally()).add(name)
+        if kind == "thing":
+            self.reused_things.add(name)
 
     def drifted(self, kind: str, name: str, items: list[str], fixable: bool = True) -> None:
         """Differences found in `kind` `name`: fixed unless planning or not `fixable` (the

@@ -199,13 +199,27 @@ def readme_commands() -> list[str]:
 
 
 @pytest.mark.skipif(not AWS.exists(), reason="the AWS CLI is installed by `make tools`")
-@pytest.mark.timeout(300)
-def test_readme_workshop_commands_work_verbatim(tmp_path: Path) -> None:
+@pytest.mark.timeout(900)
+def test_readme_workshop_commands_work_verbatim_and_the_workshop_runs_after_them(
+        tmp_path: Path) -> None:
     # a core of its own: the commands leave what the workshop's labs make (my-first-thing,
-    # building-one, ...), which the whole workshop's run must not find there before it
+    # building-one, the single-provisioning template's policy named by its document's hash)
     core = start_core(tmp_path / "state" / "localcore")
     try:
-        _readme_commands_work_verbatim(core, tmp_path)
+        (tmp_path / "cli").mkdir()
+        _readme_commands_work_verbatim(core, tmp_path / "cli")
+        # then the whole workshop on that account (`make demo` after trying the commands):
+        # it reuses what the commands made, and its Clean Up leaves exactly that
+        before = account_contents(core)
+        shutil.copytree(ROOT / "scenarios", tmp_path / "scenarios")
+        shutil.copytree(ROOT / "lambda", tmp_path / "lambda",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        out, summary = fleetsim_run(core, tmp_path / "scenarios" / "workshop.yaml", tmp_path,
+                                    540)
+        assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
+        assert [lab["status"] for lab in summary["labs"]] == ["pass"] * 10
+        assert summary["reconcile"]["reused"]["thing"] >= 3  # my-first-thing, job-agent, ...
+        assert account_contents(core) == before
     finally:
         core.stop()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -17,7 +18,7 @@ import aiohttp
 from botocore.exceptions import ClientError
 from pydantic import Field, field_validator
 
-from fleetsim.control.cleanup import JournalKind, Phase, error_code
+from fleetsim.control.cleanup import GONE, JournalKind, Phase, error_code
 from fleetsim.control.clients import AwsClients
 from fleetsim.control.journal import Entry
 from fleetsim.engine import bulk
@@ -82,7 +83,22 @@ async def _task_made(clients: AwsClients, started: list[dict[str, Any]],
             reports = await bulk.fetch_reports(partial(_report_page, iot, task_id))
             for response in reports.results.values():
                 entries += _made(response.get("ResourceArns", {}))
+            entries = await _own_policies(iot, entries, task["creationDate"])
     return entries
+
+
+async def _own_policies(iot: Any, entries: list[Entry], task_created: datetime) -> list[Entry]:
+    """`entries` without the policies made before the task: a template's policy named by
+    its document's hash is shared with whoever has that document, and the task only used it."""
+    older: set[str] = set()
+    for name in {e.data["name"] for e in entries if e.kind == prov.POLICY.name}:
+        try:
+            if (await iot.get_policy(policyName=name))["creationDate"] < task_created:
+                older.add(name)
+        except ClientError as e:
+            if error_code(e) not in GONE:
+                raise
+    return [e for e in entries if not (e.kind == prov.POLICY.name and e.data["name"] in older)]
 
 
 async def _report_page(iot: Any, task_id: str, report_type: str, more: dict[str, str]
@@ -172,7 +188,8 @@ async def run(ctx: RunContext, step: BulkRegisterStep) -> None:
         await bulk.create_bucket(ctx, bucket)
     await bulk.upload(ctx, bucket, key, bulk.parameters_file([keys[d.index][1]
                                                               for d in devices]))
-    ctx.journal.record(REGISTRATION_TASK.name, bucket=bucket, key=key, at=time.time())
+    task_entry = {"bucket": bucket, "key": key, "at": time.time()}
+    ctx.journal.record(REGISTRATION_TASK.name, **task_entry)
     body = Path(step.template).read_text()
     with ctx.metrics.time(bulk.TASK_OP):
         out = await api_call(ctx, "StartThingRegistrationTask", key, templateBody=body,
@@ -183,8 +200,11 @@ async def run(ctx: RunContext, step: BulkRegisterStep) -> None:
     except (aiohttp.ClientError, ValueError, KeyError) as e:
         raise StepFailed(f"the reports of registration task {out['taskId']} could not be "
                          f"read: {e}") from e
-    _hand_out(ctx, devices, keys, reports, started, frozenset(found),
-              prov.sets_package_versions(body))
+    await _hand_out(ctx, devices, keys, reports, started, frozenset(found),
+                    prov.sets_package_versions(body))
+    # What the task made is journaled now, item by item (what it found there is not): the
+    # marker, there for a run killed before this, is no longer needed.
+    ctx.journal.void(REGISTRATION_TASK.name, **task_entry)
     if task["status"] != "Completed":
         raise StepFailed(f"registration task {out['taskId']} ended {task['status']}: "
                          f"{task.get('message') or 'no message'}")
@@ -192,15 +212,15 @@ async def run(ctx: RunContext, step: BulkRegisterStep) -> None:
         raise StepFailed(f"no device was provisioned: {devices[0].failed}")
 
 
-def _hand_out(ctx: RunContext, devices: list[Device],
-              keys: dict[int, tuple[bytes, dict[str, str]]], reports: bulk.Reports,
-              started: float, found: frozenset[str], package_shadow: bool) -> None:
+async def _hand_out(ctx: RunContext, devices: list[Device],
+                    keys: dict[int, tuple[bytes, dict[str, str]]], reports: bulk.Reports,
+                    started: float, found: frozenset[str], package_shadow: bool) -> None:
     """Each device its certificate (RESULTS) or its error (ERRORS), by offset."""
     for offset, d in enumerate(devices):
         response = reports.results.get(offset)
         if response is not None:
-            prov.journal_registered(ctx, d, response.get("ResourceArns", {}), found_things=found,
-                                    package_shadow=package_shadow)
+            await prov.journal_registered(ctx, d, response.get("ResourceArns", {}),
+                                          found_things=found, package_shadow=package_shadow)
             d.identity = dev.save_identity(ctx, d, keys[d.index][0], response["CertificatePem"])
             ctx.metrics.record(prov.CERTIFICATE_OP, (time.perf_counter() - started) * 1e6)
             continue

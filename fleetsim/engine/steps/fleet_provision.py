@@ -126,7 +126,7 @@ async def run(ctx: RunContext, step: FleetProvisionStep) -> None:
             await session.__aexit__(None, None, None)
         d.thing_name = registered.thing_name
         policies = await api_call(ctx, "ListAttachedPolicies", d.thing_name, target=cert_arn)
-        prov.journal_registered(ctx, d, {
+        await prov.journal_registered(ctx, d, {
             "thing": f"{arn}:thing/{registered.thing_name}", "certificate": cert_arn,
             **{f"policy{n}": p["policyArn"] for n, p in enumerate(policies["policies"])}},
             certificate_journaled=True, found_things=frozenset({declared} if found else ()),

@@ -53,7 +53,7 @@ async def run(ctx: RunContext, step: RegisterThingStep) -> None:
         found = await describe(ctx, "DescribeThing", d.thing_name, thingName=d.thing_name)
         out = await api_call(ctx, "RegisterThing", d.thing_name, templateBody=body,
                              parameters=parameters)
-        prov.journal_registered(ctx, d, out.get("resourceArns", {}),
+        await prov.journal_registered(ctx, d, out.get("resourceArns", {}),
                                 found_things=frozenset({d.thing_name} if found else ()),
                                 package_shadow=package_shadow)
         d.identity = dev.save_identity(ctx, d, key_pem, out["certificatePem"])
