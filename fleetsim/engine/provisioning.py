@@ -264,12 +264,14 @@ def _created_certificate(ctx: RunContext, d: Device) -> None:
         ctx.reconcile.fresh.add(d.certificate_arn)
 
 
-async def keys_and_certificate(ctx: RunContext, d: Device, set_as_active: bool) -> None:
+async def keys_and_certificate(ctx: RunContext, d: Device, set_as_active: bool,
+                               reuse: bool = True) -> None:
     """create-keys-and-certificate: the service makes the key (RSA-2048 on AWS), so the
     certificate is known only once the call returns: a call interrupted by a kill -9 may
     leave one certificate that cleanup cannot tell from others (use a CSR to avoid that).
-    A stored identity still live (an earlier kept run's) is reused (`reuse_stored`)."""
-    if await reuse_stored(ctx, d):
+    A stored identity still live (an earlier kept run's) is reused (`reuse_stored`), unless
+    the caller has looked already (`reuse` False)."""
+    if reuse and await reuse_stored(ctx, d):
         return
     if ctx.reconcile.plan:
         _created_certificate(ctx, d)
@@ -286,10 +288,12 @@ async def keys_and_certificate(ctx: RunContext, d: Device, set_as_active: bool) 
     _created_certificate(ctx, d)
 
 
-async def certificate_from_csr(ctx: RunContext, d: Device, set_as_active: bool) -> None:
+async def certificate_from_csr(ctx: RunContext, d: Device, set_as_active: bool,
+                               reuse: bool = True) -> None:
     """The device makes its own key (the fleet's key_type) and CSR; the key never leaves it.
-    A stored identity still live (an earlier kept run's) is reused (`reuse_stored`)."""
-    if await reuse_stored(ctx, d):
+    A stored identity still live (an earlier kept run's) is reused (`reuse_stored`), unless
+    the caller has looked already (`reuse` False)."""
+    if reuse and await reuse_stored(ctx, d):
         return
     if ctx.reconcile.plan:
         _created_certificate(ctx, d)

@@ -19,14 +19,15 @@ from __future__ import annotations
 import os
 import sys
 
-from fleetsim.localcore.broker import memory
-
 VARIABLE = "PYTHONMALLOC"
 VALUE = "malloc"
 
 
 def wanted() -> bool:
     """True where the setting pays: unset by the user, and freed pages can be trimmed (glibc)."""
+    # imported here: `fleetsim run` starts local core through the launcher, and must not load
+    # the broker's modules for it (tests/unit/test_run_imports.py)
+    from fleetsim.localcore.broker import memory
     return VARIABLE not in os.environ and memory.can_release()
 
 

@@ -219,7 +219,8 @@ async def test_bulk_hands_out_certificates_and_errors_by_offset(tmp_path: Path) 
                                    "ResourceArns": out["resourceArns"]}
     reports.errors[1] = ("InvalidRequestException", "The parameters are not valid JSON")
     # dev-2 was there before the task (a kept run's): reused, and not journaled by this run
-    _hand_out(ctx, devices, keys, reports, 0.0, frozenset({devices[2].thing_name}))
+    await _hand_out(ctx, devices, keys, reports, 0.0, frozenset({devices[2].thing_name}),
+                    package_shadow=False)
     assert [d.failed is None for d in devices] == [True, False, True]
     assert ctx.reconcile.summary()["created"]["thing"] == 1
     assert ctx.reconcile.summary()["reused"]["thing"] == 1

@@ -10,8 +10,9 @@ import sys
 
 # What the run command may use of `fleetsim.localcore`: its options, its start-up settings,
 # and the launcher that starts it in a process of its own.
-ALLOWED = {"fleetsim.localcore", "fleetsim.localcore.arguments", "fleetsim.localcore.config",
-           "fleetsim.localcore.launcher", "fleetsim.localcore.statelock"}
+ALLOWED = {"fleetsim.localcore", "fleetsim.localcore.allocator", "fleetsim.localcore.arguments",
+           "fleetsim.localcore.config", "fleetsim.localcore.launcher",
+           "fleetsim.localcore.statelock"}
 
 
 def test_the_run_command_imports_no_module_of_local_core_itself() -> None:

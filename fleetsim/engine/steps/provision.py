@@ -49,10 +49,10 @@ async def run(ctx: RunContext, step: ProvisionStep) -> None:
                 await prov.attach_policy(ctx, d, policy_t.render(d.names))
             return
         await prov.create_thing(ctx, d, step.attributes, step.thing_type)
-        if step.certificate == "csr":
-            await prov.certificate_from_csr(ctx, d, True)
+        if step.certificate == "csr":  # the stored identity was looked at above
+            await prov.certificate_from_csr(ctx, d, True, reuse=False)
         else:
-            await prov.keys_and_certificate(ctx, d, True)
+            await prov.keys_and_certificate(ctx, d, True, reuse=False)
         if policy_t is not None:
             await prov.attach_policy(ctx, d, policy_t.render(d.names))
         await prov.attach_thing_principal(ctx, d)
