@@ -14,7 +14,12 @@ import aiomqtt
 import pytest
 from botocore.exceptions import ClientError
 
+from fleetsim.control.cleanup import cleanup
+from fleetsim.control.clients import aws_clients
+from fleetsim.control.journal import Entry
+from fleetsim.engine.steps.create_topic_rule import TOPIC_RULE
 from fleetsim.localcore.launcher import RunningLocalCore
+from fleetsim.target import Target
 from tests.awscli import AWS, aws, aws_json
 from tests.helpers import aws_client
 from tests.integration.test_api_events import connected
@@ -130,6 +135,21 @@ def test_topic_rule_resources_as_get_topic_rule_returns_them(iot: Any) -> None:
     assert len(first["rules"]) == 1 and "nextToken" in first
     iot.delete_topic_rule(ruleName="shape")
     iot.delete_topic_rule(ruleName="shape_two")
+
+
+async def test_cleanup_of_a_rule_already_gone_counts_it_absent(core: RunningLocalCore,
+                                                               iot: Any) -> None:
+    # DeleteTopicRule of a missing rule is UnauthorizedException, as GetTopicRule's: a
+    # clean-up run again (a run left pending) finds it gone, not a failure
+    iot.create_topic_rule(ruleName="twice", topicRulePayload={
+        "sql": "SELECT * FROM 'twice'", "actions": []})
+    target = Target.local(core.api_url, core.mqtt_host, core.mqtt_port, core.root_ca)
+    entries = [Entry("topic_rule", {"name": "twice"})]
+    async with aws_clients(target) as clients:
+        first = await cleanup(clients, entries, [TOPIC_RULE])
+        second = await cleanup(clients, entries, [TOPIC_RULE])
+    assert first.removed == {"topic_rule": 1} and first.failed == []
+    assert second.absent == {"topic_rule": 1} and second.failed == []
 
 
 

@@ -19,9 +19,10 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from botocore.exceptions import ClientError
 from pydantic import Field
 
-from fleetsim.control.cleanup import JournalKind, Phase
+from fleetsim.control.cleanup import JournalKind, Phase, error_code
 from fleetsim.engine.context import RunContext
 from fleetsim.engine.describe import describe
 from fleetsim.engine.fanout import api_call
@@ -32,10 +33,31 @@ from fleetsim.errors import UserError
 from fleetsim.scenario.model import StepBase
 from fleetsim.scenario.semantics import Loc, Problem, Scope
 
-TOPIC_RULE = JournalKind(
-    "topic_rule", Phase.DELETE, lambda c, d: c.iot.delete_topic_rule(ruleName=d["name"]))
 # AWS IoT answers GetTopicRule for a rule that does not exist with UnauthorizedException.
 RULE_MISSING = frozenset({"UnauthorizedException", "ResourceNotFoundException"})
+
+
+async def _delete_rule(clients: Any, d: dict[str, Any]) -> None:
+    """DeleteTopicRule; a rule already gone (a second clean-up) is answered like a rule one
+    may not delete, UnauthorizedException: ListTopicRules tells which, and a rule it does
+    not list is gone (a ResourceNotFoundException for clean-up), not a failure."""
+    try:
+        await clients.iot.delete_topic_rule(ruleName=d["name"])
+    except ClientError as e:
+        if error_code(e) != "UnauthorizedException" or await _listed(clients, d["name"]):
+            raise
+        raise ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": (
+            f"topic rule {d['name']} is not there")}}, "DeleteTopicRule") from e
+
+
+async def _listed(clients: Any, name: str) -> bool:
+    async for page in clients.iot.get_paginator("list_topic_rules").paginate():
+        if any(r["ruleName"] == name for r in page.get("rules", [])):
+            return True
+    return False
+
+
+TOPIC_RULE = JournalKind("topic_rule", Phase.DELETE, _delete_rule)
 _COMPARED = ("sql", "description", "actions", "errorAction", "ruleDisabled", "awsIotSqlVersion")
 
 
