@@ -113,7 +113,11 @@ async def test_refusals_are_classified_as_with_pythons_ssl(prov: Provisioner,
     rogue, key = CertificateAuthority.create("rogue CA"), generate_key()
     stranger = DeviceIdentity("itest", 99, f"ossl-rogue-{v}", "ec-p256", private_key_pem(key)) \
         .with_certificate(certificate_pem(rogue.issue_device(key.public_key())))
-    assert (await connect_error(prov, stranger, factory, Metrics())).kind == "tls_refused"
+    # Under 1.3 local core refuses the certificate after the client's handshake: when the
+    # client's CONNECT is still unread there, closing makes the client's kernel see a reset,
+    # which drops the alert before it is read (a race Python's ssl has alike).
+    kinds = {"tls_refused"} if version == "1.2" else {"tls_refused", "closed_before_connack"}
+    assert (await connect_error(prov, stranger, factory, Metrics())).kind in kinds
 
 
 async def test_a_dropped_connection_reconnects_with_the_same_decoded_key(

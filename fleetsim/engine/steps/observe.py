@@ -76,9 +76,11 @@ async def run(ctx: RunContext, step: ObserveStep) -> None:
     """The observer's certificate is issued from a CSR, journaled by public key before the
     call like a device's, with a policy of its own; its identity files go with the
     certificate at clean-up. An earlier kept run's observer still ACTIVE with a policy for
-    these topics is reused: nothing is made."""
+    these topics is reused (not by shards): nothing is made."""
     account = (await ctx.sts.get_caller_identity())["Account"]
-    kept = await _kept(ctx, step.topics, account)
+    # Shards run at once on one state dir: each makes its own (one shard's stored observer,
+    # reused by another, would connect twice with one client id, and AWS IoT drops the first).
+    kept = await _kept(ctx, step.topics, account) if ctx.shards == 1 else None
     if kept is not None:
         ctx.metrics.incr("observer.reused")
         ctx.observer = await dev.start_observer(ctx, kept[2], kept[0], kept[1], step.topics,
