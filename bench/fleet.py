@@ -155,7 +155,8 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
     identities = IdentityStore(ids, FLEET).load_all()
     target = Target.from_local_core_info(Path(args.core_info))
     metrics, obs_metrics = Metrics(), Metrics()
-    factory = TlsContextFactory(target, share=args.tls[0] == "shared")
+    factory = TlsContextFactory(target, share=args.tls[0] != "per-device",
+                                backend="openssl" if args.tls[0] == "openssl" else "stdlib")
     shards = max(1, round(1 / args.observe_share))
     n = len(identities)
     out: dict[str, Any] = {"devices": n, "tls": args.tls[0],
@@ -330,10 +331,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="the devices' MQTT version(s) (mqtt5: telemetry with topic aliases); "
                         "with both, each N runs on each, one after the other, on one "
                         "provisioned fleet")
-    p.add_argument("--tls", nargs="+", default=["shared"], choices=("shared", "per-device"),
-                   help="devices share a context per kind of key, or have one each; with "
-                        "both, each N runs with each, one after the other (compare within "
-                        "one invocation: this machine's load varies)")
+    p.add_argument("--tls", nargs="+", default=["shared"],
+                   choices=("shared", "per-device", "openssl"),
+                   help="devices share a context per kind of key, or have one each, or go "
+                        "through pyOpenSSL (tls_backend: openssl); with several, each N runs "
+                        "with each, one after the other (compare within one invocation: this "
+                        "machine's load varies)")
     p.add_argument("--concurrency", type=int, default=200, help="connects in flight")
     p.add_argument("--rate", type=float, default=0.0,
                    help="connects started per second (0: as fast as --concurrency allows)")

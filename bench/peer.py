@@ -411,7 +411,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="peer bench: the 20,000-device run instead")
 
 
-def big_run(devices: int = 20_000) -> dict[str, Any]:
+def big_run(devices: int = 20_000, tls_backend: str = "stdlib") -> dict[str, Any]:
     """The issue's one-process run: 20,000 devices at 500 connects/s, one message each every
     5 s, on bench/fleet.py's worker (the engine's sessions, connect pacing and telemetry ticker
     in one process; identities issued straight into local core's store: provisioning 20,000
@@ -421,7 +421,8 @@ def big_run(devices: int = 20_000) -> dict[str, Any]:
     out = RESULTS_DIR / "peer-big-fleet.json"
     fleet.main(["--devices", str(devices), "--rate", "500", "--concurrency", "500",
                 "--interval", "5", "--telemetry", "30", "--idle", "10",
-                "--connect-timeout", "30", "--worker-timeout", "900", "--out", str(out)])
+                "--connect-timeout", "30", "--worker-timeout", "900", "--out", str(out),
+                "--tls", "openssl" if tls_backend == "openssl" else "shared"])
     report: dict[str, Any] = json.loads(out.read_text())
     return report
 
@@ -459,7 +460,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
 
 def _run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
     if args.big:
-        report = big_run(args.devices if args.devices != 1000 else 20_000)
+        report = big_run(args.devices if args.devices != 1000 else 20_000,
+                         args.tls_backends[0])
         return report, _big_rows(report)
     report = collect(args)
     return report, _rows(report)
