@@ -9,7 +9,6 @@ out to keep this test short: they make no device identities.)"""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,10 @@ from typing import Any
 import pytest
 
 from fleetsim.localcore.launcher import RunningLocalCore
-from tests.conftest import ROOT, start_core
+from tests.conftest import start_core
 from tests.helpers import aws_client
 from tests.integration.test_reconcile_run import fleetsim, run
-from tests.integration.test_workshop import account_contents
+from tests.integration.test_workshop import account_contents, copy_scenarios
 
 LABS = """\
 name: reruns
@@ -70,10 +69,7 @@ def identity_files(core: RunningLocalCore) -> list[Path]:
 def test_a_kept_rerun_creates_nothing_and_a_detached_policy_is_the_one_drift(
         core: RunningLocalCore, tmp_path: Path) -> None:
     before = registry(core)
-    shutil.copytree(ROOT / "scenarios", tmp_path / "scenarios")
-    shutil.copytree(ROOT / "lambda", tmp_path / "lambda",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    labs = tmp_path / "scenarios" / "reruns.yaml"
+    labs = copy_scenarios(tmp_path) / "reruns.yaml"
     labs.write_text(LABS)
 
     first = run(core, labs, tmp_path / "1.json", "--keep")
@@ -113,8 +109,7 @@ def test_a_kept_rerun_creates_nothing_and_a_detached_policy_is_the_one_drift(
 def test_fleet_provisioning_by_claim_kept_is_reused_without_a_claim(
         core: RunningLocalCore, tmp_path: Path) -> None:
     before = registry(core)
-    shutil.copytree(ROOT / "scenarios", tmp_path / "scenarios")
-    scenario = tmp_path / "scenarios" / "fleet-provisioning.yaml"
+    scenario = copy_scenarios(tmp_path) / "fleet-provisioning.yaml"
     first = run(core, scenario, tmp_path / "1.json", "--keep")
     assert first["reconcile"]["created"]["thing"] == 5
     made = registry(core)

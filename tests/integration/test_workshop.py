@@ -45,6 +45,16 @@ def fleetsim_run(core: RunningLocalCore, scenario: Path, tmp_path: Path, timeout
     return out, json.loads(summary.read_text()) if summary.exists() else {}
 
 
+def copy_scenarios(tmp_path: Path) -> Path:
+    """The scenarios and the Lambda sources beside them, copied under `tmp_path` so that the
+    CAs the JIT labs make on first use (../certs/) are the test's own; the copied
+    scenarios' folder."""
+    shutil.copytree(ROOT / "scenarios", tmp_path / "scenarios")
+    shutil.copytree(ROOT / "lambda", tmp_path / "lambda",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path / "scenarios"
+
+
 def account_contents(core: RunningLocalCore) -> dict[str, Any]:
     """What the account holds that a run could have made."""
     iot = aws_client(core.api_url)
@@ -85,11 +95,8 @@ def logging_levels(iot: Any) -> list[Any]:
 def test_the_whole_workshop_passes_every_lab_and_leaves_nothing(
         core: RunningLocalCore, tmp_path: Path) -> None:
     before = account_contents(core)
-    # a copy, so that the CAs the JIT labs make on first use (../certs/) are this test's own
-    shutil.copytree(ROOT / "scenarios", tmp_path / "scenarios")
-    shutil.copytree(ROOT / "lambda", tmp_path / "lambda",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    out, summary = fleetsim_run(core, tmp_path / "scenarios" / "workshop.yaml", tmp_path, 540)
+    scenarios = copy_scenarios(tmp_path)
+    out, summary = fleetsim_run(core, scenarios / "workshop.yaml", tmp_path, 540)
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
     labs = summary["labs"]
     assert [(lab["name"], lab["status"]) for lab in labs] == [
@@ -211,11 +218,8 @@ def test_readme_workshop_commands_work_verbatim_and_the_workshop_runs_after_them
         # then the whole workshop on that account (`make demo` after trying the commands):
         # it reuses what the commands made, and its Clean Up leaves exactly that
         before = account_contents(core)
-        shutil.copytree(ROOT / "scenarios", tmp_path / "scenarios")
-        shutil.copytree(ROOT / "lambda", tmp_path / "lambda",
-                        ignore=shutil.ignore_patterns("__pycache__"))
-        out, summary = fleetsim_run(core, tmp_path / "scenarios" / "workshop.yaml", tmp_path,
-                                    540)
+        scenarios = copy_scenarios(tmp_path)
+        out, summary = fleetsim_run(core, scenarios / "workshop.yaml", tmp_path, 540)
         assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
         assert [lab["status"] for lab in summary["labs"]] == ["pass"] * 10
         assert summary["reconcile"]["reused"]["thing"] >= 3  # my-first-thing, job-agent, ...

@@ -51,6 +51,7 @@ from fleetsim.engine.context import Device, RunContext
 from fleetsim.engine.describe import describe
 from fleetsim.engine.fanout import api_call, for_each_device
 from fleetsim.engine.function_logs import invocation_error
+from fleetsim.engine.reconcile import short
 from fleetsim.engine.steps.base import StepKind
 from fleetsim.errors import UserError
 from fleetsim.pki import CertificateAuthority, certificate_id, certificate_pem, load_private_key
@@ -156,7 +157,7 @@ def stored_active(ctx: RunContext, d: Device, statuses: dict[str, str]
         return stored
     ctx.metrics.incr("identities.reprovisioned")
     ctx.reconcile.drifted(prov.CERTIFICATE.name, d.thing_name, [
-        f"stored certificate {stored.certificate_id[:12]}… is "
+        f"stored certificate {short(stored.certificate_id)} is "
         f"{statuses.get(stored.certificate_id, 'gone').lower()}: a new one is made"])
     return None
 
