@@ -43,7 +43,12 @@ test: $(VENV)/.installed $(TOOLS)/.installed chromium
 explore: $(VENV)/.installed
 	$(BIN)/pytest -q -n 3 --hypothesis-profile=explore $$(grep -rl '@given' tests)
 
-bench: $(VENV)/.installed
+# The bench extra: Locust, the peer `python -m bench peer` is measured against (bench only).
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@
+
+bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench
 
 # ruff; mypy on the whole package; the import contracts of pyproject.toml (layers, no cycles).

@@ -407,8 +407,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`python -m bench peer`'s options (the rest: `python -m bench.peer --help`)."""
     parser.add_argument("--peer-devices", type=int, default=1000, metavar="N")
     parser.add_argument("--peer-rounds", type=int, default=3, metavar="R")
+    parser.add_argument("--peer-tls-backends", nargs="+", choices=("stdlib", "openssl"),
+                        default=["stdlib"], metavar="B",
+                        help="peer bench: fleetsim's device TLS backends (default: stdlib)")
     parser.add_argument("--peer-big", action="store_true",
-                        help="peer bench: the 20,000-device run instead")
+                        help="peer bench: only the 20,000-device run")
+    parser.add_argument("--peer-no-big", action="store_true",
+                        help="peer bench: the rounds against Locust only")
 
 
 def big_run(devices: int = 20_000, tls_backend: str = "stdlib") -> dict[str, Any]:
@@ -451,11 +456,18 @@ def _rows(report: dict[str, Any]) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
-    """`python -m bench peer`."""
-    mine = parser().parse_args(
-        ["--devices", str(args.peer_devices), "--rounds", str(args.peer_rounds)]
-        + (["--big"] if args.peer_big else []))
-    return _run(mine)
+    """`python -m bench peer`: the rounds against Locust, then the 20,000-device run."""
+    backends = ["--tls-backends", *args.peer_tls_backends]
+    if args.peer_big:
+        return _run(parser().parse_args(["--big", *backends]))
+    report, rows = _run(parser().parse_args(
+        ["--devices", str(args.peer_devices), "--rounds", str(args.peer_rounds), *backends]))
+    if not args.peer_no_big:
+        for backend in args.peer_tls_backends:
+            big = big_run(tls_backend=backend)
+            report.setdefault("big", {})[backend] = big
+            rows += _big_rows(big, f"{backend}: ")
+    return report, rows
 
 
 def _run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
@@ -467,22 +479,23 @@ def _run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
     return report, _rows(report)
 
 
-def _big_rows(report: dict[str, Any]) -> list[Any]:
+def _big_rows(report: dict[str, Any], label: str = "") -> list[Any]:
     from bench.report import Row
 
     rows = []
     for n, r in report["runs"].items():
         c, t, m = r["connect"], r["telemetry"], r["memory"]
         p99 = c["latency"].get("p99_ms")
+        n_label = f"{label}{n} dev"
         rows += [
-            Row(f"{n} dev: connected (held)", c["ok"], "devices", n, c["ok"] == int(n)),
-            Row(f"{n} dev: connects/s", c["connects_per_s"], "/s", ">= 500"),
-            Row(f"{n} dev: connect p50", c["latency"].get("p50_ms"), "ms"),
-            Row(f"{n} dev: connect p99", p99, "ms", "< 1000", p99 is not None and p99 < 1000),
-            Row(f"{n} dev: RSS per device", m["kb_per_connected_device"], "KB"),
-            Row(f"{n} dev: CPU per connect", c["cpu_ms_per_connect_incl_tls_context"], "ms"),
-            Row(f"{n} dev: CPU per message", t["cpu_ms_per_msg"], "ms"),
-            Row(f"{n} dev: messages/s", t["msgs_per_s"], "/s", f"{int(n) / 5:.0f}")]
+            Row(f"{n_label}: connected (held)", c["ok"], "devices", n, c["ok"] == int(n)),
+            Row(f"{n_label}: connects/s", c["connects_per_s"], "/s", ">= 500"),
+            Row(f"{n_label}: connect p50", c["latency"].get("p50_ms"), "ms"),
+            Row(f"{n_label}: connect p99", p99, "ms", "< 1000", p99 is not None and p99 < 1000),
+            Row(f"{n_label}: RSS per device", m["kb_per_connected_device"], "KB"),
+            Row(f"{n_label}: CPU per connect", c["cpu_ms_per_connect_incl_tls_context"], "ms"),
+            Row(f"{n_label}: CPU per message", t["cpu_ms_per_msg"], "ms"),
+            Row(f"{n_label}: messages/s", t["msgs_per_s"], "/s", f"{int(n) / 5:.0f}")]
     return rows
 
 
