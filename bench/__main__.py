@@ -10,6 +10,7 @@ from bench import (
     broker_aliases,
     broker_hardening,
     cleanup,
+    core_connect,
     fleet,
     functions,
     indexing,
@@ -23,6 +24,7 @@ from bench import (
     provisioning,
     rules,
     scale_out,
+    server_tls,
     shadows,
     tls_paths,
 )
@@ -34,7 +36,8 @@ BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "indexing": indexing, "functions": functions, "rules": rules,
               "iotlogging": iotlogging, "jobs": jobs, "jobs-fleet": jobs_fleet,
               "broker-aliases": broker_aliases, "ray": scale_out, "peer": peer,
-              "tls-paths": tls_paths}
+              "tls-paths": tls_paths, "core-connect": core_connect,
+              "server-tls": server_tls}
 
 
 def main(argv: list[str] | None = None) -> int:

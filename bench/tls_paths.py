@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +142,9 @@ def worker(path: str, version: str, core_info: str, ids: str) -> None:
 # --- the parent ------------------------------------------------------------------------------
 
 def _run_worker(path: str, version: str, core_info: Path, ids: Path,
-                callgrind_out: Path | None = None) -> dict[str, Any]:
+                callgrind_out: Path | None = None,
+                on_mark: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run one worker; `on_mark(name)` is called at each phase edge while it waits."""
     cmd = [sys.executable, "-m", "bench.tls_paths", "--worker", path, version,
            str(core_info), str(ids)]
     if callgrind_out is not None:
@@ -157,11 +160,14 @@ def _run_worker(path: str, version: str, core_info: Path, ids: Path,
                 continue
             mark = json.loads(line)
             mark["rss_kb"] = rss_kb(proc.pid)
-            marks[mark.pop("mark")] = mark
+            name = mark.pop("mark")
+            marks[name] = mark
             if callgrind_out is not None and mark is marks.get("loaded"):
                 _callgrind(proc.pid, "-i", "on")
             if callgrind_out is not None and mark is marks.get("connected"):
                 _callgrind(proc.pid, "-i", "off")
+            if on_mark is not None:
+                on_mark(name)
             proc.stdin.write("\n")
             proc.stdin.flush()
     finally:

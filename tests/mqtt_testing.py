@@ -20,6 +20,7 @@ from fleetsim.localcore.broker.server import Broker
 from fleetsim.localcore.ca import LocalCA
 from fleetsim.localcore.policy_document import ALLOW_ALL_DOCUMENT
 from fleetsim.localcore.principal import Principal, ThingInfo
+from fleetsim.localcore.servertls import server_context
 from fleetsim.pki import (
     CertificateAuthority,
     certificate_id,
@@ -191,10 +192,11 @@ class Env:
 
 
 @asynccontextmanager
-async def running_broker(tmp_path: Path) -> AsyncIterator[Env]:
+async def running_broker(tmp_path: Path, tls: str | None = None) -> AsyncIterator[Env]:
+    """A broker on 127.0.0.1; `tls` names its TLS backend (default: `$FLEETSIM_LOCAL_TLS`)."""
     ca = LocalCA.load_or_create(tmp_path / "core")
     authority = StaticAuthority()
-    broker = Broker(authority, ca.server_ssl_context(), ACCOUNT_ID, REGION)
+    broker = Broker(authority, server_context(ca, tls), ACCOUNT_ID, REGION)
     port = await broker.start("127.0.0.1", 0)
     try:
         yield Env(broker, authority, ca, port, tmp_path)

@@ -1,6 +1,12 @@
 """The broker's read model of the registry (`fleetsim.localcore.principal.Authority`): the
 Principal of a certificate in the region the broker serves, composed from the certificates,
-registry and policies services (no table is read here), and the database's epoch."""
+registry and policies services (no table is read here), and the database's epoch.
+
+Principals are kept per certificate until the epoch moves (every committed change to a table
+that can alter one moves it): a device reconnecting, or a connection re-checking after an
+unrelated change elsewhere, costs a dictionary look-up instead of five queries. What is read
+while a transaction is open is not kept (it could still be rolled back).
+"""
 
 from __future__ import annotations
 
@@ -14,20 +20,40 @@ from fleetsim.pki import certificate_id
 if TYPE_CHECKING:
     from fleetsim.localcore.features.context import Services
 
+CACHED_PRINCIPALS = 100_000  # a fleet's worth; beyond, the cache starts again
+
 
 class RegistryAuthority:
     def __init__(self, db: Database, scope: Scope, services: Services):
         self._db = db
         self._scope = scope
         self._services = services
+        self._principals: dict[str, Principal | None] = {}
+        self._principals_epoch = 0
 
     @property
     def epoch(self) -> int:
         return self._db.epoch
 
     def principal_for_certificate(self, cert_der: bytes) -> Principal | None:
+        db, cert_id = self._db, certificate_id(cert_der)
+        if self._principals_epoch != db.epoch:
+            self._principals.clear()
+            self._principals_epoch = db.epoch
+        try:
+            return self._principals[cert_id]
+        except KeyError:
+            pass
+        principal = self._resolve(cert_id)
+        if not db.in_transaction:
+            if len(self._principals) >= CACHED_PRINCIPALS:
+                self._principals.clear()
+            self._principals[cert_id] = principal
+        return principal
+
+    def _resolve(self, cert_id: str) -> Principal | None:
         scope = self._scope
-        cert = self._services.certificates.get_certificate(scope, certificate_id(cert_der))
+        cert = self._services.certificates.get_certificate(scope, cert_id)
         if cert is None:
             return None
         arn = scope.arn("cert", cert.id)

@@ -4,7 +4,6 @@ module; it imports them."""
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from fleetsim.localcore.api.operations import HttpHandlers
 from fleetsim.localcore.authority import RegistryAuthority
 from fleetsim.localcore.broker.server import Broker, Message
 from fleetsim.localcore.bus import Bus, MessagePublished
-from fleetsim.localcore.ca import LocalCA, add_trust_anchor
+from fleetsim.localcore.ca import LocalCA
 from fleetsim.localcore.config import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_API_PORT,
@@ -29,6 +28,7 @@ from fleetsim.localcore.db import Database
 from fleetsim.localcore.features import FEATURES
 from fleetsim.localcore.features.context import FeatureContext, Services
 from fleetsim.localcore.scope import Scope
+from fleetsim.localcore.servertls import ServerContext, add_trust_anchor, server_context
 
 __all__ = ["DEFAULT_ACCOUNT_ID", "DEFAULT_API_PORT", "DEFAULT_MQTT_PORT", "DEFAULT_REGION",
            "Endpoints", "LocalCore", "LocalCoreConfig"]
@@ -62,7 +62,7 @@ class LocalCore:
         self.ca = LocalCA.load_or_create(config.state_dir)
         self.db = Database(config.state_dir / "state.db", config.region)
         self.bus = Bus(after_commit=self.db.after_commit)
-        self.tls: ssl.SSLContext = self.ca.server_ssl_context()
+        self.tls: ServerContext = server_context(self.ca)  # $FLEETSIM_LOCAL_TLS
         self.services = Services()
         self.http = HttpHandlers()
         self.endpoints: Endpoints | None = None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -290,6 +291,46 @@ class CompiledPolicies:
             elif st.effect == "Allow":
                 allow.append(st.resources.pattern)
         return _union(deny), _union(allow), tuple(others)
+
+
+# Documents whose statements read nothing of the connection compile the same for every client:
+# keyed by the identity of the documents (the policies service hands out one parsed object per
+# policy version), and holding them, so an id is not reused while its entry lives.
+_SHARED_LIMIT = 1024
+_shared: dict[tuple[int, ...], tuple[tuple[Mapping[str, Any], ...], CompiledPolicies]] = {}
+_independent: dict[int, tuple[Mapping[str, Any], bool]] = {}
+
+
+def compiled_for(policies: Sequence[Mapping[str, Any]],
+                 context: RequestContext) -> CompiledPolicies:
+    """`CompiledPolicies(policies, context)`, shared between connections when no statement
+    depends on the connection (no policy variable, no condition): a fleet's devices with one
+    policy then compile it once, not once per connection."""
+    key = tuple(map(id, policies))
+    hit = _shared.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], policies, strict=True)):
+        return hit[1]
+    compiled = CompiledPolicies(policies, context)
+    if all(_context_free(doc) for doc in policies):
+        if len(_shared) >= _SHARED_LIMIT:
+            _shared.clear()
+        _shared[key] = (tuple(policies), compiled)
+    return compiled
+
+
+def _context_free(doc: Mapping[str, Any]) -> bool:
+    hit = _independent.get(id(doc))
+    if hit is not None and hit[0] is doc:
+        return hit[1]
+    try:
+        free = "${" not in json.dumps(doc) and not any("Condition" in st
+                                                     for st in _statements(doc))
+    except (TypeError, ValueError):
+        free = False
+    if len(_independent) >= _SHARED_LIMIT:
+        _independent.clear()
+    _independent[id(doc)] = (doc, free)
+    return free
 
 
 def _statements(doc: Any) -> list[Mapping[str, Any]]:

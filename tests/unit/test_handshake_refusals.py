@@ -31,6 +31,12 @@ def test_a_client_going_away_is_no_refusal() -> None:
     assert refusal_reason(TimeoutError()) == "TLS handshake timed out"
 
 
+def test_asyncios_handshake_timeout_is_a_timeout() -> None:
+    slow = ConnectionAbortedError("SSL handshake is taking longer than 0.3 seconds: aborting "
+                                  "the connection")
+    assert refusal_reason(slow) == "TLS handshake timed out"
+
+
 def test_refusals_beyond_the_limit_are_summed_up_in_the_next_window(
         caplog: pytest.LogCaptureFixture) -> None:
     now = [0.0]

@@ -8,6 +8,7 @@ from fleetsim.localcore.policy import (
     CompiledPolicies,
     Decision,
     RequestContext,
+    compiled_for,
     evaluate,
     resource_arn,
 )
@@ -208,3 +209,26 @@ def test_compiled_policies_answer_repeatedly_and_resource_arn_helper():
 def test_star_resources_cover_slashes(resource):
     p = doc(allow("iot:Publish", resource))
     assert evaluate([p], "iot:Publish", f"{ARN}:topic/a/b/c", ctx()).allowed
+
+
+def test_policies_without_variables_or_conditions_compile_once_for_every_connection():
+    fleet = (doc(allow("iot:Connect", "arn:aws:iot:r:1:client/*")),)
+    first, second = compiled_for(fleet, ctx("dev-1")), compiled_for(fleet, ctx("dev-2"))
+    assert first is second
+    assert first.evaluate("iot:Connect", "arn:aws:iot:r:1:client/dev-2") is Decision.ALLOW
+    # an equal document that is another object (another policy version) is compiled anew
+    assert compiled_for((doc(allow("iot:Connect", "arn:aws:iot:r:1:client/*")),),
+                        ctx("dev-1")) is not first
+
+
+@pytest.mark.parametrize("statement", [
+    allow("iot:Connect", "arn:aws:iot:r:1:client/${iot:ClientId}"),
+    allow("iot:Connect", "arn:aws:iot:r:1:client/*",
+          Condition={"StringEquals": {"iot:ClientId": "dev-1"}}),
+])
+def test_policies_that_read_the_connection_are_compiled_per_connection(statement):
+    policies = (doc(statement),)
+    one, two = compiled_for(policies, ctx("dev-1")), compiled_for(policies, ctx("dev-2"))
+    assert one is not two
+    assert one.evaluate("iot:Connect", "arn:aws:iot:r:1:client/dev-1") is Decision.ALLOW
+    assert two.evaluate("iot:Connect", "arn:aws:iot:r:1:client/dev-1") is Decision.IMPLICIT_DENY

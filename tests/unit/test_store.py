@@ -161,6 +161,32 @@ async def test_policy_default_version_change_moves_epoch_and_content(
     assert statement["Action"] == ["iot:Publish"]
 
 
+async def test_a_principal_is_resolved_once_until_the_epoch_moves(
+        core: LocalCore, ca: CertificateAuthority) -> None:
+    der = new_cert(core, ca)
+    first = core.authority.principal_for_certificate(der)
+    assert core.authority.principal_for_certificate(der) is first  # no second look-up
+    core.services.get("registry").create_thing(SCOPE, "dev1", None, {})
+    core.services.get("registry").attach_thing_principal(SCOPE, "dev1", first.certificate_arn)
+    again = core.authority.principal_for_certificate(der)
+    assert again is not first and [t.name for t in again.things] == ["dev1"]
+
+
+async def test_a_principal_read_inside_an_open_transaction_is_not_kept(
+        core: LocalCore, ca: CertificateAuthority) -> None:
+    der = new_cert(core, ca)
+    certificates = core.services.get("certificates")
+    cert_id = certificate_id(der)
+    try:
+        with core.db.transaction():
+            certificates.update_certificate(SCOPE, cert_id, "INACTIVE")
+            assert core.authority.principal_for_certificate(der).status == "INACTIVE"
+            raise RuntimeError("roll back")
+    except RuntimeError:
+        pass
+    assert core.authority.principal_for_certificate(der).status == "ACTIVE"
+
+
 async def test_certificate_status_change_bumps_epoch(core: LocalCore,
                                                      ca: CertificateAuthority) -> None:
     der = new_cert(core, ca)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from fleetsim.localcore.policy import CompiledPolicies, RequestContext
+from fleetsim.localcore.policy import CompiledPolicies, RequestContext, compiled_for
 from fleetsim.localcore.principal import Authority, Principal
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class Authorizer:
                 return False
             if self._compiled is None:
                 assert self.principal is not None
-                self._compiled = CompiledPolicies(
+                self._compiled = compiled_for(
                     self.principal.policies_for(self.client_id),
                     RequestContext(self.client_id, self.principal, self._attributes))
             decision = self._compiled.evaluate(action, f"{self._arn_prefix}{kind}/{name}").allowed

@@ -759,8 +759,10 @@ def _server_name(transport: asyncio.Transport) -> str | None:
 
 def _peer_chain(transport: asyncio.Transport) -> tuple[bytes, ...]:
     """DER of the certificates the client sent after its own, when the TLS layer exposes them
-    (`get_unverified_chain`, Python 3.13+); empty otherwise."""
+    (pyOpenSSL; Python's ssl from 3.13: `get_unverified_chain`); empty otherwise."""
     ssl_object: Any = transport.get_extra_info("ssl_object")
+    if hasattr(ssl_object, "chain_der"):  # tlsopenssl.PeerView
+        return tuple(ssl_object.chain_der())
     get_chain = getattr(ssl_object, "get_unverified_chain", None)
     if get_chain is None:
         return ()

@@ -30,19 +30,26 @@ UNKNOWN_CA = "certificate signed by an unknown CA"
 def refusal_reason(exc: BaseException) -> str | None:
     """Why the handshake was refused, in a sentence; None when the client just went away."""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        detail = exc.verify_message or exc.reason or "certificate verify failed"
-        if exc.verify_code in UNKNOWN_CA_CODES:
-            return f"{UNKNOWN_CA} ({detail})"
-        return f"client certificate refused: {detail}"
+        return verify_refusal(exc.verify_code,
+                              exc.verify_message or exc.reason or "certificate verify failed")
     if isinstance(exc, ssl.SSLError):
         if exc.reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
             return "the client sent no certificate (AWS IoT requires mutual TLS)"
         if exc.reason in ("UNEXPECTED_EOF_WHILE_READING", None) and "EOF" in str(exc):
             return None
         return f"TLS handshake failed: {exc.reason or exc}"
-    if isinstance(exc, TimeoutError):
-        return "TLS handshake timed out"
+    if isinstance(exc, TimeoutError) or (isinstance(exc, ConnectionAbortedError)
+                                         and "handshake is taking longer" in str(exc)):
+        return "TLS handshake timed out"  # asyncio's and uvloop's own words for it
     return None  # reset, closed: the client went away
+
+
+def verify_refusal(code: int, detail: str) -> str:
+    """The refusal of a client certificate that failed verification with this X509_V_ERR_*
+    code and OpenSSL's message for it."""
+    if code in UNKNOWN_CA_CODES:
+        return f"{UNKNOWN_CA} ({detail})"
+    return f"client certificate refused: {detail}"
 
 
 class RefusalLog:

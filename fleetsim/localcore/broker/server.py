@@ -19,6 +19,8 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from OpenSSL import SSL
+
 from fleetsim.localcore.broker import activity, codec, lifecycle, memory
 from fleetsim.localcore.broker.activity import ActivityHook
 from fleetsim.localcore.broker.codec5 import SERVER_SHUTTING_DOWN
@@ -33,6 +35,7 @@ from fleetsim.localcore.broker.router import Request, Router
 from fleetsim.localcore.broker.session import Session
 from fleetsim.localcore.broker.shared import SharedGroup
 from fleetsim.localcore.broker.slowlane import SlowLane
+from fleetsim.localcore.broker.tlsopenssl import OpenSslHandshakes
 from fleetsim.localcore.broker.topics import SubscriptionTrie, has_wildcard, split_shared
 from fleetsim.localcore.principal import Authority, UnknownCertificateHook
 from fleetsim.runtime import cancel_and_wait
@@ -57,8 +60,8 @@ class Message:
 
 
 class Broker:
-    def __init__(self, authority: Authority, ssl_context: ssl.SSLContext, account_id: str,
-                 region: str):
+    def __init__(self, authority: Authority, ssl_context: ssl.SSLContext | SSL.Context,
+                 account_id: str, region: str):
         self.authority = authority
         self.ssl_context = ssl_context
         self.arn_prefix = f"arn:aws:iot:{region}:{account_id}:"
@@ -97,8 +100,14 @@ class Broker:
         # set (AWS IoT logging); None costs the hot paths one attribute test.
         self.activity: ActivityHook | None = None
         self._broadcast = _Broadcast(self)
-        self.handshakes = Handshakes(ssl_context, lambda: Connection(self),
-                                     lambda: self.handshake_timeout)
+        # Python's ssl context: `handshake.py` (start_tls); pyOpenSSL's: `tlsopenssl.py`.
+        self.handshakes: Handshakes | OpenSslHandshakes
+        if isinstance(ssl_context, ssl.SSLContext):
+            self.handshakes = Handshakes(ssl_context, lambda: Connection(self),
+                                         lambda: self.handshake_timeout)
+        else:
+            self.handshakes = OpenSslHandshakes(ssl_context, lambda: Connection(self),
+                                                lambda: self.handshake_timeout)
         self._dirty: list[Connection] = []
         # Connections whose CONNECT is incomplete after a read, read again in turn.
         self.slow_lane = SlowLane(lambda: self.loop, PRE_CONNECT_READ_INTERVAL_S,

@@ -126,6 +126,11 @@ class Database:
         self._watched.update(t.lower() for t in tables)
 
     @property
+    def in_transaction(self) -> bool:
+        """A `transaction()` is open: what it wrote may still be rolled back."""
+        return self._depth > 0
+
+    @property
     def epoch(self) -> int:
         """Moves after every committed transaction that wrote a watched table."""
         return self._epoch
