@@ -24,6 +24,7 @@ from bench import (
     rules,
     scale_out,
     shadows,
+    startup,
     tls_paths,
 )
 from bench.report import print_table, write_json
@@ -34,7 +35,7 @@ BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "indexing": indexing, "functions": functions, "rules": rules,
               "iotlogging": iotlogging, "jobs": jobs, "jobs-fleet": jobs_fleet,
               "broker-aliases": broker_aliases, "ray": scale_out, "peer": peer,
-              "tls-paths": tls_paths}
+              "tls-paths": tls_paths, "startup": startup}
 
 
 def main(argv: list[str] | None = None) -> int:
