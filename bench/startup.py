@@ -35,9 +35,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.peer import SCENARIO, _children, _start_core, scenario_yaml
+from bench.peer import SCENARIO, _cpu_rss, _start_core, scenario_yaml
 from bench.report import Row
-from bench.system import CLOCK_TICKS, load_average, machine_info, utc_now
+from bench.system import load_average, machine_info, utc_now
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,25 +54,6 @@ IMPORT_GROUPS: list[tuple[str, list[str]]] = [
 ]
 
 
-def _tree_cpu_rss(pid: int) -> tuple[float, int]:
-    """CPU seconds of `pid` (threads and reaped children: cutime, cstime) and of its live
-    children, and the RSS in KB of them all."""
-    cpu, rss = 0.0, 0
-    for i, p in enumerate([pid, *_children(pid)]):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            ticks = int(fields[11]) + int(fields[12])
-            if i == 0:
-                ticks += int(fields[13]) + int(fields[14])
-            cpu += ticks / CLOCK_TICKS
-            with open(f"/proc/{p}/status") as f:
-                rss += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-        except (OSError, StopIteration):
-            continue
-    return cpu, rss
-
-
 class TreeSampler(threading.Thread):
     def __init__(self, pid: int, period: float = 0.02):
         super().__init__(daemon=True)
@@ -82,7 +63,7 @@ class TreeSampler(threading.Thread):
 
     def run(self) -> None:
         while os.path.exists(f"/proc/{self.pid}"):
-            cpu, rss = _tree_cpu_rss(self.pid)
+            cpu, rss = _cpu_rss(self.pid)
             if rss == 0:
                 break
             self.samples.append((time.time(), cpu, rss))
