@@ -7,8 +7,10 @@ client ~13 MB more) which the device process then never holds (engine/split.py).
 The child is a fork, so it starts with everything the parent has (the scenario, the
 devices, the journals) and nothing is passed in; its result (or its exception) comes back
 pickled through a pipe. Call it outside any event loop: the child runs its own. The child
-gets SIGTERM if the parent dies (kill -9 included); while it runs, the parent hands it the
-SIGINT and SIGTERM it gets (a run's steps turn them into an interruption they report).
+is killed (SIGKILL) if the parent dies, so a kill -9 of the run stops both at once, as it
+stopped one process (the journals written ahead say what `fleetsim cleanup` removes); while
+it runs, the parent hands it the SIGINT and SIGTERM it gets (a run's steps turn them into an
+interruption they report).
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ def in_child(work: Callable[[], T]) -> T:
     sys.stdout.flush()
     sys.stderr.flush()
     read_end, write_end = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child; its outcome is what the tests check
         os.close(read_end)
-        _child(work, write_end)
+        _child(work, write_end, parent)
     os.close(write_end)
     with contextlib.suppress(OSError):  # as the child does: whichever of the two runs first
         os.setpgid(pid, pid)
@@ -69,14 +72,16 @@ def in_child(work: Callable[[], T]) -> T:
     raise value
 
 
-def _child(work: Callable[[], Any], write_end: int) -> None:  # pragma: no cover
+def _child(work: Callable[[], Any], write_end: int, parent: int) -> None:  # pragma: no cover
     """Run `work`, write its outcome, and leave without running the parent's clean-up code
     (finally blocks and atexit handlers of the parent's stack are not the child's)."""
     code = 0
     try:
         os.setpgid(0, 0)
-        if sys.platform == "linux":
-            die_with_parent(signal.SIGTERM)
+        if sys.platform == "linux":  # a kill -9 of the run kills both, as it did one process
+            die_with_parent(signal.SIGKILL)
+            if os.getppid() != parent:  # it died before that was set
+                os._exit(1)
         try:
             outcome: tuple[str, Any] = ("ok", work())
         except SystemExit as e:

@@ -179,7 +179,7 @@ def test_kill_9_during_the_api_steps_leaves_what_cleanup_removes(
     child = children(proc.pid)
     proc.kill()
     proc.communicate(timeout=30)
-    for pid in child:  # the child follows its parent (SIGTERM), ending its step
+    for pid in child:  # the child dies with its parent (SIGKILL), as one process did
         wait_until(lambda pid=pid: not Path(f"/proc/{pid}").exists()
                    or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3],
                    f"child {pid} ended", timeout=60)
