@@ -26,6 +26,7 @@ from bench import (
     scale_out,
     server_tls,
     shadows,
+    startup,
     tls_paths,
 )
 from bench.report import print_table, write_json
@@ -37,7 +38,7 @@ BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "iotlogging": iotlogging, "jobs": jobs, "jobs-fleet": jobs_fleet,
               "broker-aliases": broker_aliases, "ray": scale_out, "peer": peer,
               "tls-paths": tls_paths, "core-connect": core_connect,
-              "server-tls": server_tls}
+              "server-tls": server_tls, "startup": startup}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,13 +101,16 @@ def _children(pid: int) -> list[int]:
 
 
 def _cpu_rss(pid: int) -> tuple[float, int]:
-    """CPU seconds (user + system, all threads) and RSS in KB of `pid` and its children."""
+    """CPU seconds (user + system, all threads) and RSS in KB of `pid` and its children,
+    with the CPU of children that exited (cutime, cstime: a split run's API child)."""
     cpu, rss = 0.0, 0
     for p in [pid, *_children(pid)]:
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             cpu += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            if p == pid:
+                cpu += (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
             with open(f"/proc/{p}/status") as f:
                 rss += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
         except (OSError, StopIteration):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import resource
+import signal
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -18,6 +21,16 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
     except ImportError:
         return asyncio.run(main)
     return uvloop.run(main)
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def die_with_parent(sig: signal.Signals) -> None:
+    """This process gets `sig` when its parent dies, however it dies (Linux
+    PR_SET_PDEATHSIG; call it in the child, e.g. as a `preexec_fn`)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 
 def raise_fd_limit() -> None:

@@ -9,19 +9,21 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 from fleetsim.control.journal import prune
 from fleetsim.control.targets import aws_target, describe_target
+from fleetsim.engine.forked import in_child
 from fleetsim.engine.labs import LabsRunResult, load_run, run_labs
 from fleetsim.engine.labs_plan import LabsPlanResult, counts, plan_labs
 from fleetsim.engine.reconcile import render as render_reconcile
 from fleetsim.engine.reconcile import render_plan
 from fleetsim.engine.runner import RunResult, run_scenario
+from fleetsim.engine.split import SplitRun, split_point
 from fleetsim.errors import UserError
 from fleetsim.localcore.launcher import RunningLocalCore, ensure_local_core, local_target
-from fleetsim.metrics.exporter import MetricsServer
 from fleetsim.metrics.progress import Progress
 from fleetsim.metrics.recorder import Metrics
 from fleetsim.metrics.report import (
@@ -37,9 +39,12 @@ from fleetsim.scenario import Scenario
 from fleetsim.scenario.labs import Labs
 from fleetsim.target import Target
 
+T = TypeVar("T")
 
-async def _run(scenario: Scenario | Labs, target: Target | None, args: argparse.Namespace,
-               run_id: str, metrics: Metrics) -> RunResult:
+
+def _interrupt_on_signals() -> None:
+    """Ctrl-C (or SIGTERM) cancels the current task, which the steps absorb: the run still
+    disconnects, cleans up and reports. Twice: exit at once."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -54,6 +59,39 @@ async def _run(scenario: Scenario | Labs, target: Target | None, args: argparse.
 
     loop.add_signal_handler(signal.SIGINT, interrupt)
     loop.add_signal_handler(signal.SIGTERM, interrupt)
+
+
+async def _guarded(work: Coroutine[Any, Any, T], metrics: Metrics) -> T:
+    """One process's part of a split run (engine/split.py), as `_run` runs a whole one."""
+    _interrupt_on_signals()
+    async with Progress(metrics):
+        return await work
+
+
+def _split(scenario: Scenario | Labs, args: argparse.Namespace) -> int | None:
+    """Where a run's device steps start when it runs its API steps in a child process
+    (engine/split.py); None to run in one process."""
+    if (isinstance(scenario, Labs) or args.plan or args.workers is not None
+            or args.metrics_port is not None):
+        return None
+    first = split_point(scenario.steps)
+    return first if first is not None and first < len(scenario.steps) else None
+
+
+def _run_split(scenario: Scenario, target: Target | None, args: argparse.Namespace,
+               run_id: str, metrics: Metrics, first_device: int) -> RunResult:
+    if target is None:  # resolved in a child too: the AWS client stays out of this process
+        aws = scenario.target
+        assert aws.kind == "aws"
+        target = in_child(lambda: run_async(aws_target(aws.region, aws.profile, aws.port)))
+    return SplitRun(scenario, target, first_device, run_id, args.state_dir / "runs",
+                    args.state_dir / "identities", args.concurrency, metrics, args.shard,
+                    args.keep).run(lambda work: _guarded(work, metrics))
+
+
+async def _run(scenario: Scenario | Labs, target: Target | None, args: argparse.Namespace,
+               run_id: str, metrics: Metrics) -> RunResult:
+    _interrupt_on_signals()
     if target is None:
         assert scenario.target.kind == "aws"
         target = await aws_target(scenario.target.region, scenario.target.profile,
@@ -70,6 +108,8 @@ async def _metrics_endpoint(args: argparse.Namespace,
     if args.metrics_port is None:
         yield
         return
+    from fleetsim.metrics.exporter import MetricsServer  # aiohttp: only when asked for
+
     async with MetricsServer(source, args.metrics_host or "127.0.0.1",
                              args.metrics_port) as server:
         print(f"metrics: {server.url} (Prometheus, while the run goes)", flush=True)
@@ -137,8 +177,13 @@ def run_command(args: argparse.Namespace) -> int:
         from fleetsim.distributed.driver import connect_ray
 
         stop_ray = connect_ray(args.ray, args.workers)
+    first_device = _split(scenario, args)
     try:
-        result = run_async(_run(scenario, target, args, run_id, metrics))
+        if first_device is not None:
+            assert isinstance(scenario, Scenario)
+            result = _run_split(scenario, target, args, run_id, metrics, first_device)
+        else:
+            result = run_async(_run(scenario, target, args, run_id, metrics))
     finally:
         if stop_ray:
             import ray

@@ -8,9 +8,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import aioboto3
-from botocore.config import Config
-
 from fleetsim.control.lazy import LazyClient
 from fleetsim.target import Target
 
@@ -31,6 +28,10 @@ class AwsClients:
 
 @asynccontextmanager
 async def aws_clients(target: Target, max_connections: int = 64) -> AsyncIterator[AwsClients]:
+    # Imported here: ~45 MB that a device-only process never needs (engine/split.py).
+    import aioboto3
+    from botocore.config import Config
+
     session = aioboto3.Session(profile_name=target.profile if target.kind == "aws" else None)
     config = Config(retries={"mode": "adaptive", "max_attempts": 6},
                     max_pool_connections=max_connections)

@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -100,22 +100,35 @@ def shard_dir(run_dir: Path, shard: int) -> Path:
     return run_dir / f"shard-{shard}"
 
 
-def read_entries(run_dir: Path) -> list[Entry]:
+def read_entries(run_dir: Path, kinds: Iterable[str] | None = None) -> list[Entry]:
     """The run's entries, then those of its shards' journals (a distributed run), each file
-    in its order (`settle` applies each file's voids to the entries before them)."""
-    entries = _read_file(run_dir / JOURNAL_FILE)
+    in its order (`settle` applies each file's voids to the entries before them); with
+    `kinds`, only entries of those kinds and their voids (the other lines are not parsed:
+    a 10,000-device persistent journal holds 50,000 of them)."""
+    prefixes = None if kinds is None else _line_prefixes(kinds)
+    entries = _read_file(run_dir / JOURNAL_FILE, prefixes)
     for path in sorted(run_dir.glob(f"shard-*/{JOURNAL_FILE}"),
                        key=lambda p: int(p.parent.name.removeprefix("shard-"))
                        if p.parent.name.removeprefix("shard-").isdigit() else 0):
-        entries += _read_file(path)
+        entries += _read_file(path, prefixes)
     return entries
 
 
-def _read_file(path: Path) -> list[Entry]:
+def _line_prefixes(kinds: Iterable[str]) -> tuple[str, ...]:
+    """How the lines of entries of `kinds`, and of their voids, start (`Journal._write`
+    writes the kind first, and a void's `of` next)."""
+    return tuple(prefix for kind in kinds
+                 for prefix in (json.dumps({"kind": kind})[:-1] + ",",
+                                json.dumps({"kind": VOID, "of": kind})[:-1] + ","))
+
+
+def _read_file(path: Path, prefixes: tuple[str, ...] | None = None) -> list[Entry]:
     entries: list[Entry] = []
     if not path.exists():
         return entries
     for line in path.read_text(encoding="utf-8").splitlines():
+        if prefixes is not None and not line.startswith(prefixes):
+            continue
         try:
             raw = json.loads(line)
         except json.JSONDecodeError:

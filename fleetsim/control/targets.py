@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import aioboto3
-
 from fleetsim.control.errors import api_error
 from fleetsim.errors import UserError
 from fleetsim.target import Target
@@ -14,6 +12,7 @@ from fleetsim.target import Target
 async def aws_target(region: str | None, profile: str | None, port: int = 8883) -> Target:
     """Credentials and region from the standard AWS chain (profile, environment); the broker
     from describe-endpoint with iot:Data-ATS; server CA Amazon Root CA 1 (certifi)."""
+    import aioboto3
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
     session = aioboto3.Session(profile_name=profile, region_name=region)

@@ -9,8 +9,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 from fleetsim.control.cleanup import JournalKind, Phase, retried, with_retry
 from fleetsim.control.clients import AwsClients
 from fleetsim.engine.context import RunContext
@@ -86,6 +84,8 @@ async def fetch_reports(list_page: Callable[[str, dict[str, str]], Awaitable[dic
                         ) -> Reports:
     """Both reports of a task; `list_page(report_type, {"nextToken": ...} or {})` is one page
     of ListThingRegistrationTaskReports."""
+    import aiohttp  # only bulk registration needs it: not imported by every run
+
     reports = Reports()
     async with aiohttp.ClientSession() as http:
         for report_type in ("RESULTS", "ERRORS"):

@@ -163,12 +163,14 @@ def mark_skipped(metrics: Metrics, names: list[str]) -> None:
             record.status = "skipped"
 
 
-async def run_steps(ctx: RunContext, names: list[str] | None = None) -> bool:
-    """Run the steps (named `names`, by default `step_names`) until one fails; True if the
-    user interrupted the run."""
+async def run_steps(ctx: RunContext, names: list[str] | None = None,
+                    span: range | None = None) -> bool:
+    """Run the steps (named `names`, by default `step_names`; those at `span`'s positions,
+    by default all) until one fails, the steps after it marked skipped; True if the user
+    interrupted the run."""
     names = names or step_names(ctx.scenario.steps)
-    for i, step in enumerate(ctx.scenario.steps):
-        status = await run_step(ctx, names[i], step)
+    for i in span if span is not None else range(len(ctx.scenario.steps)):
+        status = await run_step(ctx, names[i], ctx.scenario.steps[i])
         if status in ("failed", "interrupted"):
             mark_skipped(ctx.metrics, names[i + 1:])
             return status == "interrupted"

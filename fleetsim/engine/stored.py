@@ -45,7 +45,7 @@ def journaled_attachments(ctx: RunContext) -> set[tuple[str, str]]:
     attached: set[tuple[str, str]] = set()
     for run_dir in dirs:
         attached |= {(e.data["thing"], e.data["principal"])
-                     for e in settle(read_entries(run_dir))
+                     for e in settle(read_entries(run_dir, (THING_PRINCIPAL,)))
                      if e.kind == THING_PRINCIPAL and "thing" in e.data and "principal" in e.data}
     return attached
 

@@ -6,8 +6,6 @@ dies, even by kill -9 (Linux `PR_SET_PDEATHSIG`, set between fork and exec). One
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import os
 import signal
@@ -24,10 +22,10 @@ from fleetsim.errors import UserError
 from fleetsim.localcore import allocator
 from fleetsim.localcore.arguments import INFO_FILE
 from fleetsim.localcore.statelock import state_dir_in_use
+from fleetsim.runtime import die_with_parent
 from fleetsim.target import Target
 
 READY_TIMEOUT_S = 30.0
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 @dataclass
@@ -90,8 +88,7 @@ def _exit_with(parent: int) -> Callable[[], None]:
     """A `preexec_fn`: the child gets SIGTERM when `parent` dies (checked once more after
     setting it, in case the parent died in between)."""
     def preexec() -> None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        die_with_parent(signal.SIGTERM)
         if os.getppid() != parent:
             os.kill(os.getpid(), signal.SIGTERM)
     return preexec

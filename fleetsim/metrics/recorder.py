@@ -185,20 +185,28 @@ class Metrics:
         """The metrics a snapshot was taken of (e.g. a merge of several processes'), to read
         (a live view, a report) as one process's: `from_snapshot(s).snapshot() == s`."""
         metrics = cls()
-        metrics.steps = {s["name"]: StepRecord(**s) for s in snap["steps"]}
+        metrics.restore(snap)
+        return metrics
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        """Hold what `snap` holds instead of what this holds (the metrics of the process
+        that ran a run's API steps, handed to the one that runs its devices)."""
+        fresh = Metrics(self._clock)
+        fresh.steps = {s["name"]: StepRecord(**s) for s in snap["steps"]}
         for entry in snap["ops"]:
             key = (entry["step"], entry["op"])
             hist = Histogram.from_dict(entry["latency_us"])
             if hist.count:
-                metrics.latency[key] = hist
+                fresh.latency[key] = hist
             if entry["errors"]:
-                metrics.op_errors[key] = dict(entry["errors"])
-        metrics.counters.update(snap["counters"])
-        metrics.gauges.update(snap["gauges"])
+                fresh.op_errors[key] = dict(entry["errors"])
+        fresh.counters.update(snap["counters"])
+        fresh.gauges.update(snap["gauges"])
         for name, points in snap["timeline"].items():
-            metrics.timeline[name].update({t: n for t, n in points})
-        metrics.checks = [Check(**c) for c in snap["checks"]]
-        return metrics
+            fresh.timeline[name].update({t: n for t, n in points})
+        fresh.checks = [Check(**c) for c in snap["checks"]]
+        fresh.active_step = next(reversed(fresh.steps), "")
+        self.__dict__.update(fresh.__dict__)
 
     def snapshot(self) -> dict[str, Any]:
         return _assemble([vars(s).copy() for s in self.steps.values()], self.latency,

@@ -8,6 +8,8 @@ import json
 import subprocess
 import sys
 
+from tests.conftest import ROOT
+
 # What the run command may use of `fleetsim.localcore`: its options, its start-up settings,
 # and the launcher that starts it in a process of its own.
 ALLOWED = {"fleetsim.localcore", "fleetsim.localcore.allocator", "fleetsim.localcore.arguments",
@@ -23,3 +25,18 @@ def test_the_run_command_imports_no_module_of_local_core_itself() -> None:
                          check=True, timeout=120)
     imported = set(json.loads(out.stdout))
     assert imported - ALLOWED == set()
+
+
+def test_loading_a_scenario_and_the_run_command_imports_no_aws_client() -> None:
+    """The AWS client (~45 MB) is imported where a client is made: a split run's device
+    process (engine/split.py) parses the scenario and runs its device steps without it."""
+    code = ("import json, sys, fleetsim.cli; fleetsim.cli.build_parser(); "
+            "import fleetsim.commands.run, fleetsim.engine.split; "
+            "from fleetsim.engine.steps import load_scenario; "
+            "load_scenario(__import__('pathlib').Path('scenarios/api-provisioning.yaml')); "
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('aioboto3', 'aiobotocore', 'aiohttp', 'boto3') "
+            "or m in ('botocore.session', 'botocore.client'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120, cwd=ROOT)
+    assert json.loads(out.stdout) == []

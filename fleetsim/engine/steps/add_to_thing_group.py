@@ -55,4 +55,4 @@ async def run(ctx: RunContext, step: AddToThingGroupStep) -> None:
     await for_each_device(ctx, ctx.fleet_devices(step.fleet), add, step.pacing)
 
 
-KIND = StepKind(AddToThingGroupStep, run, journals=(GROUP_MEMBERSHIP,), plans=True)
+KIND = StepKind(AddToThingGroupStep, run, journals=(GROUP_MEMBERSHIP,), plans=True, phase="api")

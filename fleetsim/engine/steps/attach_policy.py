@@ -28,4 +28,4 @@ async def run(ctx: RunContext, step: AttachPolicyStep) -> None:
                           step.pacing)
 
 
-KIND = StepKind(AttachPolicyStep, run, journals=(prov.POLICY_ATTACHMENT,), plans=True)
+KIND = StepKind(AttachPolicyStep, run, journals=(prov.POLICY_ATTACHMENT,), plans=True, phase="api")

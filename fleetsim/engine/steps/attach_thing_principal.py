@@ -22,4 +22,5 @@ async def run(ctx: RunContext, step: AttachThingPrincipalStep) -> None:
                           lambda d: prov.attach_thing_principal(ctx, d), step.pacing)
 
 
-KIND = StepKind(AttachThingPrincipalStep, run, journals=(prov.THING_PRINCIPAL,), plans=True)
+KIND = StepKind(AttachThingPrincipalStep, run, journals=(prov.THING_PRINCIPAL,), plans=True,
+                phase="api")

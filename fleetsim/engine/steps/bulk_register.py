@@ -14,7 +14,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import aiohttp
 from botocore.exceptions import ClientError
 from pydantic import Field, field_validator
 
@@ -163,6 +162,8 @@ async def _wait(ctx: RunContext, step: BulkRegisterStep, task_id: str) -> dict[s
 
 
 async def run(ctx: RunContext, step: BulkRegisterStep) -> None:
+    import aiohttp  # its errors, as the reports are read: not imported by every run
+
     started = time.perf_counter()
     devices = ctx.fleet_devices(step.fleet)
     params_t = StructTemplate(step.parameters, DEVICE_NAMES)

@@ -45,4 +45,4 @@ async def run(ctx: RunContext, step: ConnectStep) -> None:
                           connect_pacing(ctx.scenario.target, ctx.shards, step.pacing))
 
 
-KIND = StepKind(ConnectStep, run)
+KIND = StepKind(ConnectStep, run, phase="device")

@@ -26,4 +26,5 @@ async def run(ctx: RunContext, step: CreateCertificateFromCsrStep) -> None:
                           step.pacing)
 
 
-KIND = StepKind(CreateCertificateFromCsrStep, run, journals=(prov.CERTIFICATE,), plans=True)
+KIND = StepKind(CreateCertificateFromCsrStep, run, journals=(prov.CERTIFICATE,), plans=True,
+                phase="api")

@@ -24,4 +24,5 @@ async def run(ctx: RunContext, step: CreateKeysAndCertificateStep) -> None:
                           step.pacing)
 
 
-KIND = StepKind(CreateKeysAndCertificateStep, run, journals=(prov.CERTIFICATE,), plans=True)
+KIND = StepKind(CreateKeysAndCertificateStep, run, journals=(prov.CERTIFICATE,), plans=True,
+                phase="api")

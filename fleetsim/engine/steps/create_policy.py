@@ -129,4 +129,4 @@ async def run(ctx: RunContext, step: CreatePolicyStep) -> None:
                           lambda d: create(d.names, per_device=True))
 
 
-KIND = StepKind(CreatePolicyStep, run, journals=(POLICY, POLICY_VERSION), plans=True)
+KIND = StepKind(CreatePolicyStep, run, journals=(POLICY, POLICY_VERSION), plans=True, phase="api")

@@ -129,4 +129,5 @@ async def _drift(ctx: RunContext, step: CreateThingGroupStep, have: dict[str, An
 
 
 KIND = StepKind(CreateThingGroupStep, run,
-                journals=(THING_GROUP, DYNAMIC_THING_GROUP, POLICY_ATTACHMENT), plans=True)
+                journals=(THING_GROUP, DYNAMIC_THING_GROUP, POLICY_ATTACHMENT), plans=True,
+                phase="api")

@@ -84,4 +84,4 @@ async def run(ctx: RunContext, step: CreateThingTypeStep) -> None:
     ctx.journal.record(THING_TYPE.name, name=name)
 
 
-KIND = StepKind(CreateThingTypeStep, run, journals=(THING_TYPE,), plans=True)
+KIND = StepKind(CreateThingTypeStep, run, journals=(THING_TYPE,), plans=True, phase="api")

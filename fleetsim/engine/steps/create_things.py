@@ -27,4 +27,4 @@ async def run(ctx: RunContext, step: CreateThingsStep) -> None:
         lambda d: prov.create_thing(ctx, d, step.attributes, step.thing_type), step.pacing)
 
 
-KIND = StepKind(CreateThingsStep, run, journals=(prov.THING,), plans=True)
+KIND = StepKind(CreateThingsStep, run, journals=(prov.THING,), plans=True, phase="api")

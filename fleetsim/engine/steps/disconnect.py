@@ -28,4 +28,4 @@ async def run(ctx: RunContext, step: DisconnectStep) -> None:
     await dev.disconnect_many(ctx.devices[step.fleet])
 
 
-KIND = StepKind(DisconnectStep, run)
+KIND = StepKind(DisconnectStep, run, phase="device")

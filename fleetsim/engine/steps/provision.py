@@ -62,4 +62,4 @@ async def run(ctx: RunContext, step: ProvisionStep) -> None:
 
 KIND = StepKind(ProvisionStep, run, journals=(prov.THING, prov.CERTIFICATE,
                                              prov.POLICY_ATTACHMENT, prov.THING_PRINCIPAL),
-                plans=True)
+                plans=True, phase="api")

@@ -49,4 +49,4 @@ async def run(ctx: RunContext, step: PublishStep) -> None:
                           step.pacing)
 
 
-KIND = StepKind(PublishStep, run)
+KIND = StepKind(PublishStep, run, phase="device")

@@ -62,4 +62,4 @@ async def run(ctx: RunContext, step: RegisterThingStep) -> None:
     await for_each_device(ctx, ctx.fleet_devices(step.fleet), one, step.pacing)
 
 
-KIND = StepKind(RegisterThingStep, run, journals=prov.REGISTERED)
+KIND = StepKind(RegisterThingStep, run, journals=prov.REGISTERED, phase="api")

@@ -31,4 +31,4 @@ async def run(ctx: RunContext, step: SubscribeStep) -> None:
                           step.pacing)
 
 
-KIND = StepKind(SubscribeStep, run)
+KIND = StepKind(SubscribeStep, run, phase="device")

@@ -72,4 +72,4 @@ async def run(ctx: RunContext, step: TelemetryStep) -> None:
         task.cancel()
 
 
-KIND = StepKind(TelemetryStep, run)
+KIND = StepKind(TelemetryStep, run, phase="device")

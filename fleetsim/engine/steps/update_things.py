@@ -52,4 +52,4 @@ async def run(ctx: RunContext, step: UpdateThingsStep) -> None:
     await for_each_device(ctx, ctx.fleet_devices(step.fleet), update, step.pacing)
 
 
-KIND = StepKind(UpdateThingsStep, run, plans=True)
+KIND = StepKind(UpdateThingsStep, run, plans=True, phase="api")

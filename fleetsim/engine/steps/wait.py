@@ -24,4 +24,4 @@ async def run(ctx: RunContext, step: WaitStep) -> None:
     await asyncio.sleep(step.seconds)
 
 
-KIND = StepKind(WaitStep, run)
+KIND = StepKind(WaitStep, run, phase="device")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import json
 import logging
 import os
@@ -22,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleetsim.runtime import die_with_parent
+
 log = logging.getLogger(__name__)
 
 WORKER = Path(__file__).with_name("worker.py")
@@ -29,7 +29,6 @@ INIT_TIMEOUT_S = 10.0  # the Init phase's limit ("Lambda execution environment l
 OUTPUT_GRACE_S = 1.0  # how long to wait for output written just before an answer
 MAX_LINE = 256 * 1024  # a CloudWatch Logs event's size limit
 IDLE_S = 600.0  # an environment unused this long is shut down
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 Line = tuple[int, str]  # (epoch ms, text)
 
@@ -48,8 +47,7 @@ _SIGNALS = {signal.SIGSEGV: "segmentation fault", signal.SIGKILL: "killed",
 def _die_with_parent() -> None:
     """A `preexec_fn`: the worker is killed when local core dies, however it dies (Linux
     PR_SET_PDEATHSIG)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    die_with_parent(signal.SIGKILL)
 
 
 def exit_reason(returncode: int | None) -> str:
