@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import Row
-from bench.system import machine_info, raise_fd_limit, rss_kb, utc_now
+from bench.system import drive_worker, machine_info, raise_fd_limit, rss_kb, utc_now
 
 PATHS = ("stdlib-shared", "stdlib-per-device", "openssl")
 VERSIONS = ("1.2", "1.3")
@@ -147,28 +147,13 @@ def _run_worker(path: str, version: str, core_info: Path, ids: Path,
     if callgrind_out is not None:
         cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                f"--callgrind-out-file={callgrind_out}.%p", *cmd]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
-    assert proc.stdin is not None and proc.stdout is not None
-    marks: dict[str, dict[str, Any]] = {}
-    try:
-        for line in proc.stdout:
-            if not line.startswith("{"):
-                continue
-            mark = json.loads(line)
-            mark["rss_kb"] = rss_kb(proc.pid)
-            marks[mark.pop("mark")] = mark
-            if callgrind_out is not None and mark is marks.get("loaded"):
-                _callgrind(proc.pid, "-i", "on")
-            if callgrind_out is not None and mark is marks.get("connected"):
-                _callgrind(proc.pid, "-i", "off")
-            proc.stdin.write("\n")
-            proc.stdin.flush()
-    finally:
-        proc.stdin.close()
-        if proc.wait(timeout=120) != 0:
-            raise RuntimeError(f"worker {path} TLS {version} exited with {proc.returncode}")
-    return marks
+
+    def on_mark(name: str, mark: dict[str, Any], pid: int) -> None:
+        mark["rss_kb"] = rss_kb(pid)
+        if callgrind_out is not None and name in ("loaded", "connected"):
+            _callgrind(pid, "-i", "on" if name == "loaded" else "off")
+
+    return drive_worker(cmd, ROOT, on_mark, f"{path} TLS {version}")
 
 
 def _callgrind(pid: int, *args: str) -> None:
