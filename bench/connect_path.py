@@ -141,15 +141,17 @@ async def _work(core_info: str, ids: str, backend: str) -> None:
 # --- the parent ----------------------------------------------------------------------------------
 
 def _run_worker(tree: str, info: Path, ids: Path, backend: str,
-                callgrind: Path | None = None, profile: Path | None = None) -> dict[str, Any]:
+                callgrind: Path | None = None, profile: Path | None = None,
+                cache_sim: bool = False) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.connect_path", "--worker", tree, str(info), str(ids),
            backend]
     if callgrind is not None:
         cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+               f"--cache-sim={'yes' if cache_sim else 'no'}",
                f"--callgrind-out-file={callgrind}.%p", *cmd]
     if profile is not None:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        cmd = [spy, "record", "--format", "raw", "-r", "500", "-o", str(profile),
+        cmd = [spy, "record", "--format", "raw", "--native", "-r", "500", "-o", str(profile),
                "--", *cmd]
 
     def on_mark(name: str, mark: dict[str, Any], pid: int) -> None:
@@ -165,18 +167,21 @@ def _run_worker(tree: str, info: Path, ids: Path, backend: str,
     return drive_worker(cmd, ROOT, on_mark, tree or "of this tree", timeout=600)
 
 
-def _dumped(prefix: Path) -> dict[str, int]:
-    """Instructions per phase: callgrind numbers its dumps (`<prefix>.<pid>.1`: prepared,
-    `.2`: connected, ...)."""
-    out: dict[str, int] = {}
+def _dumped(prefix: Path) -> dict[str, dict[str, int]]:
+    """Callgrind's event totals per phase (Ir: instructions; with --cache-sim also D1mr,
+    DLmr, ... misses); callgrind numbers its dumps (`<prefix>.<pid>.1`: prepared, ...)."""
+    out: dict[str, dict[str, int]] = {}
     for dump in prefix.parent.glob(prefix.name + ".*.*"):
         phase = dict(zip(("1", "2", "3", "4"), PHASES, strict=True)).get(
             dump.name.rsplit(".", 1)[1])
         if phase is None:
             continue
+        events: list[str] = []
         for line in dump.read_text(errors="replace").splitlines():
+            if line.startswith("events:"):
+                events = line.split()[1:]
             if line.startswith(("summary:", "totals:")):
-                out[phase] = max(out.get(phase, 0), int(line.split()[1]))
+                out[phase] = dict(zip(events, map(int, line.split()[1:]), strict=False))
     return out
 
 
@@ -207,7 +212,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                           else None)
                     prof = (ROOT / "bench" / "results" / f"connect-path-{name}.collapsed"
                             if args.profile and r == 0 else None)
-                    marks = _run_worker(trees[name], info, ids, args.backend, cg, prof)
+                    marks = _run_worker(trees[name], info, ids, args.backend, cg, prof,
+                                        args.cache_sim)
                     cpu = marks["done"]["cpu_s"]
                     res = {f"{p}_ms": cpu[p] * 1000 / args.devices for p in PHASES}
                     for part in ("gc", "sys"):
@@ -216,8 +222,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     res["fleetsim"] = marks["loaded"]["fleetsim"]
                     if cg is not None:
                         dumps = _dumped(cg)
-                        for phase, total in dumps.items():
-                            res[f"{phase}_instr"] = total / args.devices
+                        for phase, totals in dumps.items():
+                            res[f"{phase}_instr"] = totals.get("Ir", 0) / args.devices
+                            res.update({f"{phase}_{event}": n / args.devices
+                                        for event, n in totals.items() if event != "Ir"})
                     results[name] = res
                     print(name, {k: round(v, 3) if isinstance(v, float) else v
                                  for k, v in res.items()}, flush=True)
@@ -249,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="another source tree whose fleetsim is compared with this one's")
     parser.add_argument("--callgrind", action="store_true",
                         help="count instructions (valgrind) instead of CPU time alone")
+    parser.add_argument("--cache-sim", action="store_true",
+                        help="with --callgrind: also simulate the caches (misses per phase)")
     parser.add_argument("--callgrind-dir", default=tempfile.gettempdir(),
                         help="where callgrind's dumps are kept (callgrind_annotate them)")
     parser.add_argument("--profile", action="store_true",
