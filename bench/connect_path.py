@@ -151,7 +151,7 @@ def _run_worker(tree: str, info: Path, ids: Path, backend: str,
                f"--callgrind-out-file={callgrind}.%p", *cmd]
     if profile is not None:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        cmd = [spy, "record", "--format", "raw", "--native", "-r", "500", "-o", str(profile),
+        cmd = [spy, "record", "--format", "raw", "-r", "500", "-o", str(profile),
                "--", *cmd]
 
     def on_mark(name: str, mark: dict[str, Any], pid: int) -> None:
