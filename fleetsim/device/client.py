@@ -169,7 +169,9 @@ class FleetClient(aiomqtt.Client):
     async def _connect_311(self, sock: AnyTlsSocket) -> None:
         """CONNECT written and CONNACK read here, then the socket handed to paho connected,
         failing as the paho path fails: a refusal as MqttConnectError with paho's reason
-        code, a close before CONNACK as ClosedBeforeConnack with paho's error line."""
+        code, a close before CONNACK as ClosedBeforeConnack with paho's error line. One
+        difference: paho reported return code 1 (unacceptable protocol version) as a close
+        before CONNACK (it would have retried MQTT 3.1); here it is the refusal it is."""
         client = self._client
         try:
             await send_all(sock, connect_packet(client._client_id, self._keepalive,
