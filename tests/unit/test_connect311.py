@@ -144,3 +144,31 @@ async def test_a_message_in_the_connacks_record_reaches_the_handler(
         done.set()
         client.force_close()
         thread.join(5)
+
+
+async def test_paho_keeps_the_connection_alive_after_taking_it_over(
+        listener: socket.socket, server_tls: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+    pings: list[bytes] = []
+    answered, done = threading.Event(), threading.Event()
+
+    def accept_and_answer_a_ping(tls: ssl.SSLSocket, connect: bytes) -> None:
+        tls.sendall(b"\x20\x02\x00\x00")
+        pings.append(tls.recv(2))  # PINGREQ, once the keep-alive has passed without traffic
+        tls.sendall(b"\xd0\x00")  # PINGRESP
+        answered.set()
+        done.wait(5)
+
+    thread = serve(listener, server_tls[0], accept_and_answer_a_ping)
+    client = FleetClient("localhost", listener.getsockname()[1], identifier="dev-1",
+                         tls_context=server_tls[1], keepalive=1, timeout=5,
+                         on_lost=lambda reason: None)
+    await client.__aenter__()
+    try:
+        await asyncio.to_thread(answered.wait, 5)  # the loop runs paho's keep-alive meanwhile
+        assert pings == [b"\xc0\x00"]
+        await asyncio.sleep(0.2)  # PINGRESP read
+        assert client._client.is_connected() and client._client._ping_t == 0
+    finally:
+        done.set()
+        client.force_close()
+        thread.join(5)
