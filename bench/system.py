@@ -4,13 +4,17 @@ limits, and the environment a result was measured in."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
 import resource
 import shutil
+import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -133,3 +137,29 @@ def wait_for_quiet(max_wait_s: float, threshold: float = 0.3) -> float:
         busy = system_busy_seconds() - busy0
         if busy < threshold or time.monotonic() >= deadline:
             return round(busy, 2)
+
+
+def drive_worker(cmd: list[str], cwd: Path, on_mark: Callable[[str, dict[str, Any], int], None],
+                 what: str, timeout: float = 120) -> dict[str, dict[str, Any]]:
+    """Run a worker that prints one JSON line `{"mark": name, ...}` at each phase edge and
+    waits for a line on its stdin: `on_mark(name, values, pid)` acts on each (read its RSS,
+    steer callgrind) before the worker goes on. Returns the marks by name."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    marks: dict[str, dict[str, Any]] = {}
+    try:
+        for line in proc.stdout:
+            if not line.startswith("{"):
+                continue
+            mark = json.loads(line)
+            name = mark.pop("mark")
+            marks[name] = mark
+            on_mark(name, mark, proc.pid)
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+    finally:
+        proc.stdin.close()
+        if proc.wait(timeout=timeout) != 0:
+            raise RuntimeError(f"worker {what} exited with {proc.returncode}")
+    return marks

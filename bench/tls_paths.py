@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import Row
-from bench.system import machine_info, raise_fd_limit, rss_kb, utc_now
+from bench.system import drive_worker, machine_info, raise_fd_limit, rss_kb, utc_now
 
 PATHS = ("stdlib-shared", "stdlib-per-device", "openssl")
 VERSIONS = ("1.2", "1.3")
@@ -150,31 +150,15 @@ def _run_worker(path: str, version: str, core_info: Path, ids: Path,
     if callgrind_out is not None:
         cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                f"--callgrind-out-file={callgrind_out}.%p", *cmd]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
-    assert proc.stdin is not None and proc.stdout is not None
-    marks: dict[str, dict[str, Any]] = {}
-    try:
-        for line in proc.stdout:
-            if not line.startswith("{"):
-                continue
-            mark = json.loads(line)
-            mark["rss_kb"] = rss_kb(proc.pid)
-            name = mark.pop("mark")
-            marks[name] = mark
-            if callgrind_out is not None and mark is marks.get("loaded"):
-                _callgrind(proc.pid, "-i", "on")
-            if callgrind_out is not None and mark is marks.get("connected"):
-                _callgrind(proc.pid, "-i", "off")
-            if on_mark is not None:
-                on_mark(name)
-            proc.stdin.write("\n")
-            proc.stdin.flush()
-    finally:
-        proc.stdin.close()
-        if proc.wait(timeout=120) != 0:
-            raise RuntimeError(f"worker {path} TLS {version} exited with {proc.returncode}")
-    return marks
+
+    def act(name: str, mark: dict[str, Any], pid: int) -> None:
+        mark["rss_kb"] = rss_kb(pid)
+        if callgrind_out is not None and name in ("loaded", "connected"):
+            _callgrind(pid, "-i", "on" if name == "loaded" else "off")
+        if on_mark is not None:
+            on_mark(name)
+
+    return drive_worker(cmd, ROOT, act, f"{path} TLS {version}")
 
 
 def _callgrind(pid: int, *args: str) -> None:

@@ -3,7 +3,10 @@
 What it changes in aiomqtt 2.5 (whose private hooks it overrides, checked against 2.5.1 on
 paho 2.2):
 - connect: TCP and TLS on the event loop (`transport.open_tls`), handed to paho, instead of
-  paho's blocking connect in the default thread pool;
+  paho's blocking connect in the default thread pool; for MQTT 3.1.1, CONNECT and CONNACK
+  are exchanged here (`connect311`) and paho takes the socket over connected;
+- reconnect: the client of an ended connection is made ready again (`rearm`) instead of
+  building a new one;
 - housekeeping: one shared task per loop (`housekeeping`) instead of a task per client
   waking every second;
 - writes: paho's queued packets are written directly, on the loop thread, and the socket is
@@ -30,18 +33,22 @@ from typing import Any, cast
 
 import aiomqtt
 import paho.mqtt.client as paho
-from aiomqtt.exceptions import MqttCodeError, MqttReentrantError
+from aiomqtt.exceptions import MqttCodeError, MqttConnectError, MqttReentrantError
+from paho.mqtt._packet import convert_connack_rc_to_reason_code
+from paho.mqtt.enums import _ConnectionState
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from fleetsim.device.connect311 import CONNACK_LENGTH, connect_packet, parse_connack
 from fleetsim.device.errors import reason_kind
 from fleetsim.device.housekeeping import housekeeper
 from fleetsim.device.qos0 import try_write
 from fleetsim.device.tls import AnyDeviceTls, AnyTlsSocket
-from fleetsim.device.transport import open_tls
+from fleetsim.device.transport import open_tls, recv_exactly, send_all
 
 log = logging.getLogger(__name__)
+_CONNECTED = _ConnectionState.MQTT_CS_CONNECTED
 DROPPED_BY_DEVICE = "dropped_by_device"  # the kind of a loss `lose_connection` caused
 MessageHandler = Callable[[aiomqtt.Message], None]
 
@@ -93,6 +100,29 @@ class FleetClient(aiomqtt.Client):
         self.__dict__["_queue_max"] = queue.maxsize  # aiomqtt's own, made in its __init__
         self.__dict__.pop("_lazy_queue", None)
 
+    def rearm(self, on_lost: Callable[[int | ReasonCode | str], None]) -> None:
+        """Make a client whose connection has ended ready for the next `__aenter__`, as a new
+        client would be: paho's per-connection state (queued and in-flight messages) and the
+        MQTT 5 topic aliases (which last one network connection: MQTT 5 §3.3.2.3.4) go. A
+        reconnect then costs no new paho and aiomqtt client (paho's `__init__`: ~10 locks and
+        a hundred attributes)."""
+        if self._lock.locked():
+            raise MqttReentrantError("rearm: the client is still connected")
+        self._abort()
+        if self._connected.done():
+            self._connected = self._loop.create_future()
+        self._report_lost = on_lost
+        self._refused.clear()
+        self._aliases.clear()
+        self._alias_max = 0
+        self.last_error_log = ""
+        client = self._client
+        with client._out_message_mutex:
+            client._out_messages.clear()
+            client._inflight_messages = 0
+        with client._in_message_mutex:
+            client._in_messages.clear()
+
     def _take_socket(self) -> AnyTlsSocket:
         sock, self._ready_socket = self._ready_socket, None
         if sock is None:
@@ -111,10 +141,13 @@ class FleetClient(aiomqtt.Client):
                     self._ready_socket = await open_tls(self._hostname, self._port, self._tls)
                 except OSError as e:  # ssl.SSLError included
                     raise aiomqtt.MqttError(_describe(e)) from None
-                self._client.connect(self._hostname, self._port, self._keepalive,
-                                     clean_start=self._clean_start,
-                                     properties=self._properties)
-                await self._connected
+                if self._lean():
+                    await self._connect_311(self._ready_socket)
+                else:
+                    self._client.connect(self._hostname, self._port, self._keepalive,
+                                         clean_start=self._clean_start,
+                                         properties=self._properties)
+                    await self._connected
         except BaseException as e:
             self._abort()
             self._lock.release()
@@ -125,6 +158,60 @@ class FleetClient(aiomqtt.Client):
         if self._disconnected.done():
             self._disconnected = asyncio.Future()
         return self
+
+    def _lean(self) -> bool:
+        """Whether CONNECT and CONNACK can bypass paho (`connect311`): MQTT 3.1.1 with no will,
+        user name or bridge mode."""
+        client = self._client
+        return (not self.v5 and not client._will and client._username is None
+                and client._client_mode == paho.MQTT_CLIENT)
+
+    async def _connect_311(self, sock: AnyTlsSocket) -> None:
+        """CONNECT written and CONNACK read here, then the socket handed to paho connected,
+        failing as the paho path fails: a refusal as MqttConnectError with paho's reason
+        code, a close before CONNACK as ClosedBeforeConnack with paho's error line. One
+        difference: paho reported return code 1 (unacceptable protocol version) as a close
+        before CONNACK (it would have retried MQTT 3.1); here it is the refusal it is."""
+        client = self._client
+        try:
+            await send_all(sock, connect_packet(client._client_id, self._keepalive,
+                                                bool(client._clean_session)))
+            connack = await recv_exactly(sock, CONNACK_LENGTH)
+        except OSError as e:
+            self.last_error_log = f"failed to receive on socket: {e}"
+            raise ClosedBeforeConnack(paho.MQTT_ERR_CONN_LOST, "closed") from None
+        if not connack:
+            raise ClosedBeforeConnack(paho.MQTT_ERR_CONN_LOST, "closed")
+        try:
+            _, code = parse_connack(connack)
+        except ValueError as e:
+            raise aiomqtt.MqttError(str(e)) from None
+        if code != paho.CONNACK_ACCEPTED:
+            raise MqttConnectError(convert_connack_rc_to_reason_code(code))  # type: ignore[arg-type]
+        self._take_over(sock)
+
+    def _take_over(self, sock: AnyTlsSocket) -> None:
+        """paho's state after `connect` and an accepting CONNACK (`reconnect`,
+        `_handle_connack`), on a socket that has exchanged them."""
+        client = self._client
+        client._host, client._port = self._hostname, self._port
+        client._keepalive = self._keepalive
+        client._in_packet = {"command": 0, "have_remaining": 0, "remaining_count": [],
+                             "remaining_mult": 1, "remaining_length": 0,
+                             "packet": bytearray(b""), "to_process": 0, "pos": 0}
+        client._ping_t = 0.0
+        client._out_packet.clear()
+        client._last_bytes_received = client._last_msg_out = paho.time_func()
+        client._messages_reconnect_reset()
+        client._sock, self._ready_socket = sock, None
+        client._registered_write = False
+        client._state = _CONNECTED
+        client._reconnect_delay = None
+        client._mqttv5_first_connect = False
+        client._call_socket_open(sock)
+        self._connected.set_result(None)
+        if sock.pending():  # bytes after CONNACK already decrypted: the fd will not tell
+            self._loop.call_soon(self._on_readable)
 
     def _abort(self) -> None:
         """Close whatever socket exists, without MQTT DISCONNECT."""

@@ -72,6 +72,7 @@ class DeviceSession:
         self._clean_session = clean_session
         self._max_queued = max_queued_incoming
         self._client: FleetClient | None = None
+        self._spare: FleetClient | None = None  # reused by the next connection attempt
         self._lost: asyncio.Future[str] | None = None  # the current connection's end
         self._ended: asyncio.Future[str] | None = None  # the session's end
         self._reconnector: asyncio.Task[None] | None = None
@@ -132,21 +133,26 @@ class DeviceSession:
         """One connection attempt, timed as `op`."""
         assert self._tls is not None
         lost = self._lost = asyncio.get_running_loop().create_future()
-        client = FleetClient(self.target.mqtt_host, self.target.mqtt_port,
-                             identifier=self.client_id, tls_context=self._tls,
-                             keepalive=self._keepalive, timeout=self.timeout,
-                             max_queued_incoming_messages=self._max_queued,
-                             **(dict(protocol=aiomqtt.ProtocolVersion.V5,
-                                     clean_start=self._clean_session,
-                                     properties=self._connect_properties) if self.v5
-                                else dict(clean_session=self._clean_session)),
-                             on_lost=lambda reason: self._on_lost(lost, reason))
+        client, self._spare = self._spare, None  # the client of a connection that ended
+        if client is None:
+            client = FleetClient(self.target.mqtt_host, self.target.mqtt_port,
+                                 identifier=self.client_id, tls_context=self._tls,
+                                 keepalive=self._keepalive, timeout=self.timeout,
+                                 max_queued_incoming_messages=self._max_queued,
+                                 **(dict(protocol=aiomqtt.ProtocolVersion.V5,
+                                         clean_start=self._clean_session,
+                                         properties=self._connect_properties) if self.v5
+                                    else dict(clean_session=self._clean_session)),
+                                 on_lost=lambda reason: self._on_lost(lost, reason))
+        else:
+            client.rearm(lambda reason: self._on_lost(lost, reason))
         client.message_handler = self._handler
         try:
             async with self.metrics.time(op):
                 await self._connect(client)
         except DeviceError as e:
             lost.set_result(e.kind)
+            self._spare = client  # __aenter__ closed it and released its lock
             raise
         self._client = client
         self.metrics.gauge(self._gauge, 1)
@@ -235,6 +241,7 @@ class DeviceSession:
         old, self._client = self._client, None
         if old is not None:
             old.force_close()  # the socket is gone already; this releases the rest
+            self._spare = old
         attempt = 0
         try:
             while not self._closing:

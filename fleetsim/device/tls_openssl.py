@@ -27,7 +27,6 @@ import socket
 import ssl
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from OpenSSL import SSL, crypto
 
 # The SSL* of a connection is reachable only through pyOpenSSL's binding of OpenSSL (its
@@ -39,6 +38,7 @@ from OpenSSL._util import lib as _lib
 
 from fleetsim.device.identity import DeviceIdentity, IdentityDamaged
 
+_MODE_NO_AUTO_CHAIN = 0x00000008  # OpenSSL's SSL_MODE_NO_AUTO_CHAIN (ssl.h); pyOpenSSL has no name
 _GROUPS = b"X25519:P-256:X448:P-521:P-384"
 _VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
 # Python's ssl default for TLS 1.2 and below (Modules/_ssl.c, PY_SSL_DEFAULT_CIPHER_STRING).
@@ -57,7 +57,15 @@ class OpenSslContext:
         if max_version:
             ctx.set_max_proto_version(_VERSIONS[max_version])
         ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_TICKET)
-        ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)  # idle connections hold no 16 KB record buffers
+        # RELEASE_BUFFERS: idle connections hold no 16 KB record buffers. NO_AUTO_CHAIN: a
+        # device sends its own certificate (or the chain its identity holds, which stays with
+        # Python's ssl), not a chain OpenSSL would build for it from the server trust anchors
+        # at every connect: against local core, whose CA also signs devices, that was a full
+        # X509_verify_cert of the device's own certificate per handshake (an ECDSA verify,
+        # ~15% of a connect's instructions, `python -m bench.connect_path --callgrind`). AWS IoT
+        # verifies a client certificate against its registry and the registered CA ("X.509
+        # client certificates", "Create your own client certificates").
+        ctx.set_mode(SSL.MODE_RELEASE_BUFFERS | _MODE_NO_AUTO_CHAIN)
         ctx.set_cipher_list(_CIPHERS)
         # The key exchange groups Python's ssl offers (OpenSSL 3.0's defaults). OpenSSL 3.5+
         # would add X25519MLKEM768 and send a key share for it beside X25519's: an ML-KEM key
@@ -83,18 +91,19 @@ class OpenSslContext:
         return self._paho_context
 
     def device(self, identity: DeviceIdentity) -> OpenSslDeviceTls:
-        """The identity's key and certificate, decoded now, once."""
+        """The identity's key and certificate, decoded now, once: by OpenSSL straight from
+        PEM (PEM_read_bio_*), not through cryptography's objects, which pyOpenSSL would encode
+        to DER and decode again (~300 -> ~130 µs per device here)."""
         assert identity.certificate_pem is not None
         try:
-            cert = x509.load_pem_x509_certificate(identity.certificate_pem)
-            key = load_pem_private_key(identity.private_key_pem, password=None)
-        except ValueError:  # the store checks only the key's PEM armour
+            cert = crypto.load_certificate(crypto.FILETYPE_PEM, identity.certificate_pem)
+            key = crypto.load_privatekey(crypto.FILETYPE_PEM, identity.private_key_pem)
+        except crypto.Error:  # the store checks only the key's PEM armour
             problem = "or its certificate is not a readable PEM key pair"
             if identity.key_path is not None:
                 raise IdentityDamaged(identity.key_path, problem) from None
             raise ValueError(f"the private key of {identity.thing_name} {problem}") from None
-        return OpenSslDeviceTls(self, crypto.X509.from_cryptography(cert),
-                                crypto.PKey.from_cryptography_key(key))  # type: ignore[arg-type]
+        return OpenSslDeviceTls(self, cert, key)
 
     def connection(self, sock: socket.socket, cert: crypto.X509,
                    key: crypto.PKey) -> SSL.Connection:

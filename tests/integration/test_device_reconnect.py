@@ -140,3 +140,46 @@ async def test_connect_many_counts_failures_and_close_many_closes_all(
     again = [session(prov, s.client_id, Metrics()) for s in connected[:3]]
     assert len(await connect_many(again)) == 3
     await close_many(again)
+
+
+async def test_a_dropped_connection_reconnects_on_the_same_client(prov: Provisioner) -> None:
+    prov.device("watcher")
+    prov.device("sender")
+    metrics = Metrics()
+    got: list[tuple[str, bytes]] = []
+    async with session(prov, "watcher", metrics, reconnect=FAST) as watcher, \
+            session(prov, "sender", Metrics()) as sender:
+        watcher.on_message(lambda m: got.append((str(m.topic), bytes(m.payload))))
+        await watcher.subscribe("dt/#", 1)
+        first = watcher.client
+        watcher.drop()
+        await until(lambda: watcher.reconnects == 1 and watcher.connected)
+        assert watcher.client is first  # made ready again, not built anew
+        await watcher.publish("dt/own", b"1", qos=1)  # PUBACK on the reused client
+        await sender.publish("dt/after", b"2", qos=1)
+        await until(lambda: ("dt/after", b"2") in got)  # subscription and handler kept
+    assert errors(metrics, "mqtt.publish") == {}
+
+
+async def test_mqtt5_topic_aliases_start_afresh_on_a_new_connection(prov: Provisioner) -> None:
+    # A Topic Alias mapping lasts one network connection (MQTT 5 §3.3.2.3.4): after a
+    # reconnect an alias sent without its topic would be a protocol error.
+    prov.device("watcher")
+    prov.device("sensor")
+    got: list[tuple[str, bytes]] = []
+    async with session(prov, "watcher", Metrics()) as watcher, \
+            session(prov, "sensor", Metrics(), reconnect=FAST, protocol="mqtt5") as sensor:
+        watcher.on_message(lambda m: got.append((str(m.topic), bytes(m.payload))))
+        await watcher.subscribe("tele/#", 1)
+        sensor.publish_nowait("tele/a", b"before")
+        await until(lambda: len(got) == 1)
+        client: Any = sensor.client
+        assert client._aliases
+        sensor.drop()
+        await until(lambda: sensor.reconnects == 1 and sensor.connected)
+        assert sensor.client is client and not client._aliases
+        sensor.publish_nowait("tele/a", b"after")
+        sensor.publish_nowait("tele/a", b"again")  # by the new connection's alias
+        await until(lambda: len(got) == 3)
+        assert sensor.connected
+    assert got == [("tele/a", b"before"), ("tele/a", b"after"), ("tele/a", b"again")]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 
 from fleetsim.device.errors import connect_failure_kind
 from fleetsim.device.identity import DeviceIdentity, IdentityDamaged, IdentityStore
@@ -163,3 +163,33 @@ def test_pyopenssl_errors_become_pythons_ssl_errors(error: SSL.Error,
     translated = _translated(error, conn)
     assert isinstance(translated, raised)
     assert not isinstance(translated, ssl.SSLEOFError) or raised is ssl.SSLEOFError
+
+
+def test_a_device_sends_its_certificate_without_a_chain_built_from_the_trust_anchors(
+        tmp_path: Path, pair: tuple[socket.socket, socket.socket]) -> None:
+    # The device's issuer is also the server's (as with local core): OpenSSL would append it
+    # to the device's Certificate message, verifying the device's own certificate to build it.
+    cert, key = CA.issue_server(["localhost"])
+    server = SSL.Context(SSL.TLS_SERVER_METHOD)
+    server.use_certificate(cert)
+    server.use_privatekey(key)
+    server.get_cert_store().add_cert(crypto.X509.from_cryptography(CA.cert))  # type: ignore[union-attr]
+    server.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
+    seen: list[object] = []
+
+    pair[1].setblocking(True)
+
+    def run() -> None:
+        conn = SSL.Connection(server, pair[1])
+        conn.set_accept_state()
+        conn.do_handshake()
+        seen.append(conn.get_peer_certificate())
+        seen.append(conn.get_peer_cert_chain())  # server side: what the client sent after its leaf
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    tls = client(pair)
+    tls.do_handshake()
+    thread.join(10)
+    assert seen and seen[0] is not None
+    assert not seen[1]
