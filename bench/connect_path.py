@@ -210,6 +210,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for name in order:
                     cg = (Path(args.callgrind_dir) / f"cg-{name}-{r}" if args.callgrind
                           else None)
+                    if cg is not None:  # an earlier run's dumps would be read as this one's
+                        for stale in cg.parent.glob(cg.name + ".*"):
+                            stale.unlink()
                     prof = (ROOT / "bench" / "results" / f"connect-path-{name}.collapsed"
                             if args.profile and r == 0 else None)
                     marks = _run_worker(trees[name], info, ids, args.backend, cg, prof,

@@ -162,7 +162,9 @@ def test_a_fleet_rate_holds_across_workers_not_per_worker(
     timeline = summary["metrics"]["timeline"][PACED_STARTS]
     assert sum(n for _, n in timeline) == RATED
     achieved = steady_rate(timeline)
-    assert abs(achieved - RATE) / RATE <= 0.05, (achieved, timeline)
+    # Never above the rate (a pacer per worker would start 2 x RATE a second); below it only
+    # as far as a loaded machine delays the starts (9.4/s seen under a full parallel suite).
+    assert RATE * 0.5 <= achieved <= RATE * 1.1, (achieved, timeline)
     assert things_named(iot, "rayrate") == []
 
 
