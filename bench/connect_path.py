@@ -187,12 +187,10 @@ def _dumped(prefix: Path) -> dict[str, dict[str, int]]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from bench.fleet_provision import provision, start_core
-    from bench.system import machine_info, utc_now
+    from bench.system import machine_info, source_trees, utc_now
     from fleetsim.localcore.arguments import INFO_FILE
 
-    trees = {"this": ""}
-    if args.baseline:
-        trees = {"baseline": str(Path(args.baseline).resolve()), "this": ""}
+    trees = source_trees(args.baseline)
     data: dict[str, Any] = {"benchmark": "connect-path", "started": utc_now(),
                             "machine": machine_info(), "devices": args.devices,
                             "backend": args.backend, "trees": trees,

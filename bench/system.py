@@ -163,3 +163,11 @@ def drive_worker(cmd: list[str], cwd: Path, on_mark: Callable[[str, dict[str, An
         if proc.wait(timeout=timeout) != 0:
             raise RuntimeError(f"worker {what} exited with {proc.returncode}")
     return marks
+
+
+def source_trees(baseline: str | None) -> dict[str, str]:
+    """The source trees a bench compares, by name: this one (""), and `baseline` before it
+    when given (a directory holding another tree's `fleetsim/`)."""
+    if not baseline:
+        return {"this": ""}
+    return {"baseline": str(Path(baseline).resolve()), "this": ""}
