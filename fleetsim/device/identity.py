@@ -176,21 +176,6 @@ class IdentityStore:
             key_path=Path(key), cert_path=Path(crt) if cert_pem is not None else None,
         )
 
-    def stored(self, thing_name: str) -> StoredIdentity | None:
-        """The identity stored for `thing_name` holding a certificate, its `.json` read now and
-        its key and certificate files on first use (`StoredIdentity`); None when there is
-        none or it holds no certificate. IdentityDamaged names a damaged `.json`."""
-        meta = f"{self.directory}/{thing_name}.json"
-        try:
-            info = _read_meta(meta, thing_name)
-        except IdentityDamaged:
-            if not os.path.exists(meta):
-                return None
-            raise
-        if info["certificate_id"] is None:
-            return None
-        return StoredIdentity.at(f"{self.directory}/{thing_name}", info)
-
     def exists(self, thing_name: str) -> bool:
         base = f"{self.directory}/{thing_name}"
         return os.path.exists(f"{base}.key") and os.path.exists(f"{base}.json")
@@ -204,84 +189,6 @@ class IdentityStore:
     def delete(self, thing_name: str) -> None:
         for p in self._paths(thing_name):
             p.unlink(missing_ok=True)
-
-
-class StoredIdentity(DeviceIdentity):
-    """A stored identity whose key and certificate files are read, and their armour checked,
-    when first used (as the device's TLS is prepared for its connect): a start-up re-using
-    10,000 identities reads one small `.json` each instead of three files (issue 9). A file
-    missing or damaged by then raises IdentityDamaged naming it, from the first use."""
-
-    _base: str
-    _key: bytes | None
-    _cert: bytes | None
-
-    @classmethod
-    def at(cls, base: str, info: dict[str, Any]) -> StoredIdentity:
-        """The identity stored at `base` (`.key`, `.crt`) described by `info` (its `.json`)."""
-        self = cls.__new__(cls)  # the fields checked by _read_meta, the files read later
-        self.__dict__.update(
-            fleet=info["fleet"], index=info["index"], thing_name=info["thing_name"],
-            key_type=info["key_type"], certificate_id=info["certificate_id"],
-            certificate_arn=info["certificate_arn"], _base=base, _key=None, _cert=None)
-        return self
-
-    # Its files' paths, made when asked for (two Paths a device cost ~10 us at start-up).
-    @property
-    def key_path(self) -> Path | None:
-        return Path(f"{self._base}.key")
-
-    @key_path.setter
-    def key_path(self, value: Path | None) -> None:
-        self._base = str(value)[:-len(".key")] if value is not None else self._base
-
-    @property
-    def cert_path(self) -> Path | None:
-        return Path(f"{self._base}.crt")
-
-    @cert_path.setter
-    def cert_path(self, value: Path | None) -> None:
-        pass  # always `<base>.crt`: a stored identity holds a certificate
-
-    @property
-    def base(self) -> str:
-        """Its files' path without the suffix."""
-        return self._base
-
-    @property
-    def loaded(self) -> bool:
-        return self._key is not None
-
-    def _load(self) -> None:
-        key, crt = f"{self._base}.key", f"{self._base}.crt"
-        key_pem = _read(key)
-        if not _looks_like_key(key_pem):
-            raise IdentityDamaged(Path(key), "is not a readable PEM private key")
-        cert_pem = _read(crt)
-        if not _looks_like_certificates(cert_pem):
-            raise IdentityDamaged(Path(crt), "is not a readable certificate")
-        self._key, self._cert = key_pem, cert_pem
-
-    @property
-    def private_key_pem(self) -> bytes:
-        if self._key is None:
-            self._load()
-        assert self._key is not None
-        return self._key
-
-    @private_key_pem.setter
-    def private_key_pem(self, value: bytes) -> None:
-        self._key = value
-
-    @property
-    def certificate_pem(self) -> bytes | None:
-        if self._cert is None:
-            self._load()
-        return self._cert
-
-    @certificate_pem.setter
-    def certificate_pem(self, value: bytes | None) -> None:
-        self._cert = value
 
 
 _KEY_PEM = re.compile(rb"-----BEGIN ((?:EC |RSA )?PRIVATE KEY)-----\s+([A-Za-z0-9+/=\s]+?)"

@@ -16,7 +16,6 @@ from fleetsim.device import (
     TlsContextFactory,
 )
 from fleetsim.device.fleet import close_many
-from fleetsim.device.identity import IdentityDamaged
 from fleetsim.device.tls import AnyDeviceTls
 from fleetsim.engine.context import Device, MessageHandler, RunContext
 from fleetsim.errors import UserError
@@ -67,14 +66,8 @@ def tls_contexts(ctx: RunContext, devices: list[Device]) -> dict[int, AnyDeviceT
     run's devices share (one per kind of key; each device's certificate and key are loaded as
     it connects). Devices without one are left to fail in `connect` with the reason."""
     factory = tls_factory(ctx)
-    contexts: dict[int, AnyDeviceTls] = {}
-    for d in devices:
-        if d.identity is not None and d.certificate_arn is not None:
-            # A stored identity's files are read here first (StoredIdentity): one damaged is
-            # left out, to fail that device alone as it connects, naming the file.
-            with contextlib.suppress(IdentityDamaged):
-                contexts[d.index] = factory.device_tls(d.identity)
-    return contexts
+    return {d.index: factory.device_tls(d.identity) for d in devices
+            if d.identity is not None and d.certificate_arn is not None}
 
 
 def _session(device: Device) -> DeviceSession:

@@ -21,7 +21,7 @@ from fleetsim.control.clients import AwsClients
 from fleetsim.control.errors import ApiError
 from fleetsim.control.journal import Journal
 from fleetsim.device import DeviceIdentity
-from fleetsim.device.identity import IdentityStore, remove_identity
+from fleetsim.device.identity import remove_identity
 from fleetsim.engine import devices as dev
 from fleetsim.engine.context import Device, RunContext
 from fleetsim.engine.describe import describe, policy_targets
@@ -379,8 +379,7 @@ async def reuse_stored(ctx: RunContext, d: Device) -> bool:
     certificate or thing gone, or revoked) is drift too, fixed by provisioning the device
     again (counted as `identities.reprovisioned`): expected states, not errors. Checked in
     bulk when a journal vouches for the attachment (engine/stored.py), else per device."""
-    # Its `.json` only: the key and certificate files are read as it connects (StoredIdentity).
-    identity = IdentityStore(ctx.identities_dir, d.fleet.name).stored(d.thing_name)
+    identity = dev.load_identity(ctx, d)
     if identity is None or identity.certificate_id is None:
         return False
     cert_id = identity.certificate_id

@@ -28,7 +28,6 @@ from fleetsim.control.clients import aws_clients
 from fleetsim.control.journal import Journal
 from fleetsim.control.targets import describe_target
 from fleetsim.device import DeviceIdentity
-from fleetsim.device.identity import StoredIdentity
 from fleetsim.engine import devices as dev
 from fleetsim.engine.context import RunContext
 from fleetsim.engine.forked import in_child
@@ -54,17 +53,12 @@ Guard = Callable[[Coroutine[Any, Any, Any]], Coroutine[Any, Any, Any]]
 # An identity as plain values (pickled 3x faster than the dataclass and its Paths: 10,000
 # of them cross the pipe at a 10,000-device start-up).
 FlatIdentity = tuple[Any, ...]
-STORED_FIELDS = 7  # a StoredIdentity not read yet: its `.json` fields and where it is
 DeviceState = tuple[str | None, str | None, FlatIdentity | None, str | None]
 
 
 def _flat(identity: DeviceIdentity | None) -> FlatIdentity | None:
     if identity is None:
         return None
-    if isinstance(identity, StoredIdentity) and not identity.loaded:  # its files not read
-        return (identity.fleet, identity.index, identity.thing_name, identity.key_type,
-                identity.certificate_id, identity.certificate_arn,
-                identity.base)
     return (identity.fleet, identity.index, identity.thing_name, identity.key_type,
             identity.private_key_pem, identity.certificate_pem, identity.certificate_id,
             identity.certificate_arn, identity.key_path and str(identity.key_path),
@@ -74,11 +68,6 @@ def _flat(identity: DeviceIdentity | None) -> FlatIdentity | None:
 def _identity(flat: FlatIdentity | None) -> DeviceIdentity | None:
     if flat is None:
         return None
-    if len(flat) == STORED_FIELDS:
-        fleet, index, thing, key_type, cert_id, arn, base = flat
-        return StoredIdentity.at(base, {
-            "fleet": fleet, "index": index, "thing_name": thing, "key_type": key_type,
-            "certificate_id": cert_id, "certificate_arn": arn})
     fleet, index, thing, key_type, key_pem, cert_pem, cert_id, arn, key_path, cert_path = flat
     return DeviceIdentity(fleet, index, thing, key_type, key_pem, cert_pem, cert_id, arn,
                           key_path and Path(key_path), cert_path and Path(cert_path))
