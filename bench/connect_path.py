@@ -186,53 +186,44 @@ def _dumped(prefix: Path) -> dict[str, dict[str, int]]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.fleet_provision import provision, start_core
+    from bench.fleet_provision import provisioned_core
     from bench.system import machine_info, source_trees, utc_now
-    from fleetsim.localcore.arguments import INFO_FILE
 
     trees = source_trees(args.baseline)
     data: dict[str, Any] = {"benchmark": "connect-path", "started": utc_now(),
                             "machine": machine_info(), "devices": args.devices,
                             "backend": args.backend, "trees": trees,
                             "loadavg_before": os.getloadavg(), "rounds": []}
-    with tempfile.TemporaryDirectory(prefix="fleetsim-bench-connect-") as tmp:
-        work = Path(tmp)
-        state, ids = work / "state", work / "identities"
-        provision(state, ids, args.devices)
-        core = start_core(state, work / "localcore.log")
-        info = state / INFO_FILE
-        try:
-            for r in range(args.rounds):
-                order = list(trees) if r % 2 == 0 else list(reversed(trees))
-                results: dict[str, Any] = {}
-                for name in order:
-                    cg = (Path(args.callgrind_dir) / f"cg-{name}-{r}" if args.callgrind
-                          else None)
-                    if cg is not None:  # an earlier run's dumps would be read as this one's
-                        for stale in cg.parent.glob(cg.name + ".*"):
-                            stale.unlink()
-                    prof = (ROOT / "bench" / "results" / f"connect-path-{name}.collapsed"
-                            if args.profile and r == 0 else None)
-                    marks = _run_worker(trees[name], info, ids, args.backend, cg, prof,
-                                        args.cache_sim)
-                    cpu = marks["done"]["cpu_s"]
-                    res = {f"{p}_ms": cpu[p] * 1000 / args.devices for p in PHASES}
-                    for part in ("gc", "sys"):
-                        res.update({f"{p}_{part}_ms": marks["done"][f"{part}_s"][p] * 1000
-                                    / args.devices for p in PHASES})
-                    res["fleetsim"] = marks["loaded"]["fleetsim"]
-                    if cg is not None:
-                        dumps = _dumped(cg)
-                        for phase, totals in dumps.items():
-                            res[f"{phase}_instr"] = totals.get("Ir", 0) / args.devices
-                            res.update({f"{phase}_{event}": n / args.devices
-                                        for event, n in totals.items() if event != "Ir"})
-                    results[name] = res
-                    print(name, {k: round(v, 3) if isinstance(v, float) else v
-                                 for k, v in res.items()}, flush=True)
-                data["rounds"].append({"order": order, "results": results})
-        finally:
-            core.stop()
+    with provisioned_core(args.devices, "fleetsim-bench-connect-") as (_, info, ids):
+        for r in range(args.rounds):
+            order = list(trees) if r % 2 == 0 else list(reversed(trees))
+            results: dict[str, Any] = {}
+            for name in order:
+                cg = (Path(args.callgrind_dir) / f"cg-{name}-{r}" if args.callgrind
+                      else None)
+                if cg is not None:  # an earlier run's dumps would be read as this one's
+                    for stale in cg.parent.glob(cg.name + ".*"):
+                        stale.unlink()
+                prof = (ROOT / "bench" / "results" / f"connect-path-{name}.collapsed"
+                        if args.profile and r == 0 else None)
+                marks = _run_worker(trees[name], info, ids, args.backend, cg, prof,
+                                    args.cache_sim)
+                cpu = marks["done"]["cpu_s"]
+                res = {f"{p}_ms": cpu[p] * 1000 / args.devices for p in PHASES}
+                for part in ("gc", "sys"):
+                    res.update({f"{p}_{part}_ms": marks["done"][f"{part}_s"][p] * 1000
+                                / args.devices for p in PHASES})
+                res["fleetsim"] = marks["loaded"]["fleetsim"]
+                if cg is not None:
+                    dumps = _dumped(cg)
+                    for phase, totals in dumps.items():
+                        res[f"{phase}_instr"] = totals.get("Ir", 0) / args.devices
+                        res.update({f"{phase}_{event}": n / args.devices
+                                    for event, n in totals.items() if event != "Ir"})
+                results[name] = res
+                print(name, {k: round(v, 3) if isinstance(v, float) else v
+                             for k, v in res.items()}, flush=True)
+            data["rounds"].append({"order": order, "results": results})
     data["loadavg_after"] = os.getloadavg()
     if "baseline" in trees:
         data["ratios"] = [{k: r["results"]["this"][k] / r["results"]["baseline"][k]

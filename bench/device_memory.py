@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -162,9 +161,8 @@ def _figures(marks: dict[str, Any], n: int, messages: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.fleet_provision import provision, start_core
+    from bench.fleet_provision import provisioned_core
     from bench.system import machine_info, source_trees, utc_now
-    from fleetsim.localcore.arguments import INFO_FILE
 
     trees = source_trees(args.baseline)
     data: dict[str, Any] = {"benchmark": "device-memory", "started": utc_now(),
@@ -172,29 +170,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             "messages": args.messages, "backends": args.backends,
                             "tracemalloc": args.tracemalloc, "trees": trees,
                             "loadavg_before": os.getloadavg(), "rounds": []}
-    with tempfile.TemporaryDirectory(prefix="fleetsim-bench-mem-") as tmp:
-        work = Path(tmp)
-        state, ids = work / "state", work / "identities"
-        provision(state, ids, args.devices)
-        core = start_core(state, work / "localcore.log")
-        info = state / INFO_FILE
-        try:
-            for r in range(args.rounds):
-                order = list(trees) if r % 2 == 0 else list(reversed(trees))
-                results: dict[str, Any] = {}
-                for backend in args.backends:
-                    for name in order:
-                        marks = _run_worker(trees[name], info, ids, backend, args.messages,
-                                            args.tracemalloc)
-                        res = _figures(marks, args.devices, args.messages)
-                        res["fleetsim"] = marks["loaded"]["fleetsim"]
-                        results[f"{backend}/{name}"] = res
-                        print(f"{backend}/{name}", {k: round(v, 3) if isinstance(v, float)
-                                                    else v for k, v in res.items()
-                                                    if k != "top"}, flush=True)
-                data["rounds"].append({"order": order, "results": results})
-        finally:
-            core.stop()
+    with provisioned_core(args.devices, "fleetsim-bench-mem-") as (_, info, ids):
+        for r in range(args.rounds):
+            order = list(trees) if r % 2 == 0 else list(reversed(trees))
+            results: dict[str, Any] = {}
+            for backend in args.backends:
+                for name in order:
+                    marks = _run_worker(trees[name], info, ids, backend, args.messages,
+                                        args.tracemalloc)
+                    res = _figures(marks, args.devices, args.messages)
+                    res["fleetsim"] = marks["loaded"]["fleetsim"]
+                    results[f"{backend}/{name}"] = res
+                    print(f"{backend}/{name}", {k: round(v, 3) if isinstance(v, float)
+                                                else v for k, v in res.items()
+                                                if k != "top"}, flush=True)
+            data["rounds"].append({"order": order, "results": results})
     data["loadavg_after"] = os.getloadavg()
     return data
 

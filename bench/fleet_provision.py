@@ -7,9 +7,13 @@ in its own process on ephemeral 127.0.0.1 ports."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fleetsim.device import DeviceIdentity, IdentityStore
+from fleetsim.localcore.arguments import INFO_FILE
 from fleetsim.localcore.core import LocalCore, LocalCoreConfig
 from fleetsim.localcore.launcher import RunningLocalCore, spawn_local_core
 from fleetsim.localcore.policy_document import ALLOW_ALL
@@ -55,3 +59,19 @@ async def _provision(state_dir: Path, identities_dir: Path, n: int, region: str)
 
 def start_core(state_dir: Path, log: Path, timeout: float = 30.0) -> RunningLocalCore:
     return spawn_local_core(state_dir, log, api_port=0, mqtt_port=0, timeout=timeout)
+
+
+@contextmanager
+def provisioned_core(n: int, prefix: str) -> Iterator[tuple[Path, Path, Path]]:
+    """A temporary work directory with `n` devices provisioned and local core running on them:
+    (the work directory, local core's info file, the identities directory); local core is
+    stopped and the directory removed on exit."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        work = Path(tmp)
+        state, ids = work / "state", work / "identities"
+        provision(state, ids, n)
+        core = start_core(state, work / "localcore.log")
+        try:
+            yield work, state / INFO_FILE, ids
+        finally:
+            core.stop()

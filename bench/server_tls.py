@@ -6,11 +6,11 @@ cryptography's bundled OpenSSL: CPU per accepted mutual-TLS handshake (issue 9).
 
 A server process on uvloop accepts TCP on 127.0.0.1 and runs each connection's handshake
 with local core's own server identity and trust anchors, then answers the client's first bytes
-(its MQTT CONNECT) with a CONNACK, and holds the connection. Two servers:
-`stdlib`: the broker's own path (`broker/handshake.py`'s `Handshakes`: plain TCP, then uvloop's
-`start_tls` with `LocalCA.server_ssl_context()`); `pyopenssl`: a plain asyncio Protocol
-driving a pyOpenSSL `Connection` through memory BIOs, with the same settings (client
-certificate required, partial chains, ALPN x-amzn-mqtt-ca/mqtt, no tickets, TLS 1.2+).
+(its MQTT CONNECT) with a CONNACK, and holds the connection. Three servers:
+`stdlib`: the broker's `FLEETSIM_LOCAL_TLS=stdlib` path (`broker/handshake.py`'s `Handshakes`:
+plain TCP, then uvloop's `start_tls` with `LocalCA.server_ssl_context()`); `stdlib-bio`:
+Python's ssl on memory BIOs in a plain Protocol; `pyopenssl`: the broker's default path
+(`broker/tlsopenssl.py`'s `OpenSslHandshakes` with `servertls.openssl_context`).
 The client is `bench.tls_paths`'s worker (`openssl` path): N devices with EC P-256
 certificates of local core's CA connected one after the other, closed, connected again. The
 server's CPU (user + system, /proc) is read at each phase edge while the client waits. Rounds
@@ -61,32 +61,6 @@ class _Answer(asyncio.Protocol):
         self.transport.write(CONNACK)
 
 
-def _pyopenssl_context(state_dir: Path) -> Any:
-    from OpenSSL import SSL, crypto
-
-    from fleetsim.localcore.ca import ROOT_CA_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE
-
-    ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
-    ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
-    ctx.use_certificate_chain_file(str(state_dir / SERVER_CERT_FILE))
-    ctx.use_privatekey_file(str(state_dir / SERVER_KEY_FILE))
-    ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
-    ctx.load_verify_locations(str(state_dir / ROOT_CA_FILE))
-    store = ctx.get_cert_store()
-    assert store is not None
-    store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)
-    ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_TICKET)
-    ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
-    offered = (b"x-amzn-mqtt-ca", b"mqtt")
-
-    def select(_conn: Any, protocols: list[bytes]) -> Any:
-        return next((p for p in offered if p in protocols), SSL.NO_OVERLAPPING_PROTOCOLS)
-
-    ctx.set_alpn_select_callback(select)
-    ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
-    return ctx
-
-
 class _MemoryBioServer(asyncio.Protocol):
     """Python's ssl on memory BIOs in a plain Protocol (no `start_tls`): what the system's
     OpenSSL costs without uvloop's TLS protocol around it."""
@@ -128,81 +102,32 @@ class _MemoryBioServer(asyncio.Protocol):
                 self.transport.write(out)
 
 
-class _OpenSslServer(asyncio.Protocol):
-    """TLS on memory BIOs: ciphertext from the socket in, ciphertext to the socket out."""
-
-    def __init__(self, ctx: Any):
-        from OpenSSL import SSL
-
-        self._ssl_mod = SSL
-        self._conn = SSL.Connection(ctx, None)
-        self._conn.set_accept_state()
-        self._done = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: Any = transport
-
-    def data_received(self, data: bytes) -> None:
-        SSL, conn = self._ssl_mod, self._conn
-        conn.bio_write(data)
-        try:
-            if not self._done:
-                try:
-                    conn.do_handshake()
-                except SSL.WantReadError:
-                    return
-                self._done = True
-            while True:
-                try:
-                    plain = conn.recv(65536)
-                except SSL.WantReadError:
-                    break
-                if plain:
-                    conn.sendall(CONNACK)
-        except SSL.Error:
-            self.transport.abort()
-        finally:
-            self._flush()
-
-    def _flush(self) -> None:
-        out = b""
-        conn = self._conn
-        while True:
-            try:
-                chunk = conn.bio_read(65536)
-            except self._ssl_mod.WantReadError:
-                break
-            out += chunk
-        if out:
-            self.transport.write(out)
-
-
 def serve(kind: str, state_dir: str, port_file: str) -> None:
     import uvloop
 
     state = Path(state_dir)
 
     async def main() -> None:
+        from fleetsim.localcore.ca import LocalCA
+
         loop = asyncio.get_running_loop()
+        local_ca = LocalCA.load_or_create(state)
         if kind == "stdlib":
             from fleetsim.localcore.broker.handshake import Handshakes
-            from fleetsim.localcore.ca import LocalCA
 
-            handshakes = Handshakes(LocalCA.load_or_create(state).server_ssl_context(),
-                                    _Answer, lambda: 10.0)
-            factory: Any = handshakes.protocol
+            factory: Any = Handshakes(local_ca.server_ssl_context(), _Answer,
+                                      lambda: 10.0).protocol
         elif kind == "stdlib-bio":
-            from fleetsim.localcore.ca import LocalCA
-
-            sctx = LocalCA.load_or_create(state).server_ssl_context()
+            sctx = local_ca.server_ssl_context()
 
             def factory() -> asyncio.Protocol:
                 return _MemoryBioServer(sctx)
-        else:
-            ctx = _pyopenssl_context(state)
+        else:  # the broker's own pyOpenSSL path (local core's default)
+            from fleetsim.localcore.broker.tlsopenssl import OpenSslHandshakes
+            from fleetsim.localcore.servertls import openssl_context
 
-            def factory() -> asyncio.Protocol:
-                return _OpenSslServer(ctx)
+            factory = OpenSslHandshakes(openssl_context(local_ca), _Answer,
+                                        lambda: 10.0).protocol
         server = await loop.create_server(factory, "127.0.0.1", 0, backlog=2048)
         Path(port_file).write_text(str(server.sockets[0].getsockname()[1]))
         await asyncio.Event().wait()

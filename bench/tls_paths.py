@@ -32,7 +32,6 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -192,8 +191,7 @@ def _figures(marks: dict[str, dict[str, Any]], n: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
-    from bench.fleet_provision import provision, start_core
-    from fleetsim.localcore.arguments import INFO_FILE
+    from bench.fleet_provision import provisioned_core
 
     raise_fd_limit()
     started = time.perf_counter()
@@ -201,32 +199,25 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
     data: dict[str, Any] = {"benchmark": "tls-paths", "started": utc_now(),
                             "machine": machine_info(), "devices": n, "key_type": "ec-p256",
                             "loadavg_before": os.getloadavg(), "rounds": [], "errors": {}}
-    with tempfile.TemporaryDirectory(prefix="fleetsim-bench-tls-") as tmp:
-        work = Path(tmp)
-        state, ids = work / "state", work / "identities"
-        provision(state, ids, max(n if args.tls_rounds else 0, args.tls_callgrind))
-        core = start_core(state, work / "localcore.log")
-        info = state / INFO_FILE
-        try:
-            for r in range(args.tls_rounds):
-                paths = tuple(p for p in PATHS if p in args.tls_paths)
-                order = paths if r % 2 == 0 else tuple(reversed(paths))
-                results: dict[str, Any] = {}
-                for version in VERSIONS:
-                    for path in order:
-                        key = f"{path} tls{version}"
-                        try:
-                            results[key] = _figures(
-                                _run_worker(path, version, info, _subset(ids, work, n)), n)
-                        except Exception as e:  # reported, the rest goes on
-                            data["errors"][f"round {r + 1} {key}"] = str(e)
-                data["rounds"].append({"order": list(order), "results": results})
-            if args.tls_callgrind and shutil.which("valgrind"):
-                data["callgrind"] = _callgrind_round(args.tls_callgrind, info,
-                                                     _subset(ids, work, args.tls_callgrind),
-                                                     work, data["errors"])
-        finally:
-            core.stop()
+    with provisioned_core(max(n if args.tls_rounds else 0, args.tls_callgrind),
+                          "fleetsim-bench-tls-") as (work, info, ids):
+        for r in range(args.tls_rounds):
+            paths = tuple(p for p in PATHS if p in args.tls_paths)
+            order = paths if r % 2 == 0 else tuple(reversed(paths))
+            results: dict[str, Any] = {}
+            for version in VERSIONS:
+                for path in order:
+                    key = f"{path} tls{version}"
+                    try:
+                        results[key] = _figures(
+                            _run_worker(path, version, info, _subset(ids, work, n)), n)
+                    except Exception as e:  # reported, the rest goes on
+                        data["errors"][f"round {r + 1} {key}"] = str(e)
+            data["rounds"].append({"order": list(order), "results": results})
+        if args.tls_callgrind and shutil.which("valgrind"):
+            data["callgrind"] = _callgrind_round(args.tls_callgrind, info,
+                                                 _subset(ids, work, args.tls_callgrind),
+                                                 work, data["errors"])
     data["loadavg_after"] = os.getloadavg()
     data["summary"] = _summary(data)
     data["elapsed_s"] = round(time.perf_counter() - started, 1)
