@@ -18,7 +18,7 @@ from fleetsim.control.clients import AwsClients, aws_clients
 from fleetsim.control.journal import CLEANED_FILE, Entry, pending_runs, prune, read_entries
 from fleetsim.control.prefix import find_by_prefix
 from fleetsim.control.targets import aws_target
-from fleetsim.engine.steps import JOURNAL_KINDS
+from fleetsim.engine.steps import journal_kinds
 from fleetsim.errors import UserError
 from fleetsim.localcore.launcher import RunningLocalCore, ensure_local_core, local_target
 from fleetsim.runtime import run_async
@@ -159,8 +159,8 @@ def cleanup_command(args: argparse.Namespace) -> int:
 
 
 async def _plan(clients: AwsClients, source: Source) -> list[tuple[str, str]]:
-    return await plan(clients, await source.entries(clients), JOURNAL_KINDS)
+    return await plan(clients, await source.entries(clients), journal_kinds())
 
 
 async def _clean(clients: AwsClients, source: Source, wait: bool) -> CleanupReport:
-    return await cleanup(clients, await source.entries(clients), JOURNAL_KINDS, wait=wait)
+    return await cleanup(clients, await source.entries(clients), journal_kinds(), wait=wait)

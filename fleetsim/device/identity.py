@@ -18,19 +18,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
+from fleetsim import pki  # cryptography, imported at the first use of its names
 from fleetsim.errors import UserError
-from fleetsim.pki import (
-    KeyType,
-    build_csr,
-    certificate_id,
-    generate_key,
-    load_certificate,
-    load_private_key,
-    private_key_pem,
-    write_private,
-)
+from fleetsim.pki.key_type import KeyType
 
 _THING_NAME = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")  # AWS IoT's thing-name pattern
 _KEY_TYPES = ("ec-p256", "rsa-2048")
@@ -65,19 +55,22 @@ class DeviceIdentity:
                              "a-z A-Z 0-9 : _ -")
 
     def csr_pem(self, common_name: str | None = None) -> bytes:
-        return build_csr(load_private_key(self.private_key_pem), common_name or self.thing_name)
+        return pki.build_csr(pki.load_private_key(self.private_key_pem),
+                             common_name or self.thing_name)
 
     def with_certificate(self, pem: bytes | str, arn: str | None = None) -> DeviceIdentity:
         """This identity holding `pem` (e.g. from create-certificate-from-csr); the id is
         computed as AWS IoT computes it."""
         data = pem.encode() if isinstance(pem, str) else pem
-        der = load_certificate(data).public_bytes(Encoding.DER)
-        return replace(self, certificate_pem=data, certificate_id=certificate_id(der),
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        der = pki.load_certificate(data).public_bytes(Encoding.DER)
+        return replace(self, certificate_pem=data, certificate_id=pki.certificate_id(der),
                        certificate_arn=arn, cert_path=None)
 
 
 def _key_pem(key_type: KeyType) -> bytes:
-    return private_key_pem(generate_key(key_type))
+    return pki.private_key_pem(pki.generate_key(key_type))
 
 
 class KeyFactory:
@@ -133,7 +126,7 @@ class IdentityStore:
         if identity.fleet != self.fleet:
             raise ValueError(f"identity of fleet {identity.fleet!r} saved to {self.fleet!r}")
         key, crt, meta = self._paths(identity.thing_name)
-        write_private(key, identity.private_key_pem)
+        pki.write_private(key, identity.private_key_pem)
         if identity.certificate_pem is not None:
             crt.write_bytes(identity.certificate_pem)
         else:

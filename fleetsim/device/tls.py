@@ -44,10 +44,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
-
 from fleetsim.device.identity import DeviceIdentity, IdentityDamaged
 from fleetsim.target import Target
 
@@ -76,28 +72,39 @@ def single_certificate(certificate_pem: bytes) -> bool:
     return len(_PEM_BLOCK.findall(certificate_pem)) == 1
 
 
-def trust_anchors(pem_bundle: bytes, only: frozenset[str] | None = None
-                  ) -> list[x509.Certificate]:
-    """The certificates of a PEM bundle, optionally only those whose common name is in
-    `only`."""
-    out = []
-    for block in _PEM_BLOCK.findall(pem_bundle):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # certifi holds a root with a negative serial
-            cert = x509.load_pem_x509_certificate(block)
-        if only is not None:
-            names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-            if not names or names[0].value not in only:
-                continue
-        out.append(cert)
-    if not out:
+def trust_anchors(pem_bundle: bytes, only: frozenset[str] | None = None) -> list[bytes]:
+    """The certificates of a PEM bundle as DER, optionally only those whose common name is in
+    `only` (CA certificates: what anchors a server's chain). Read by OpenSSL through Python's
+    ssl, as the device contexts read them: the device process needs no `cryptography` for
+    them (~11 MB of its fixed RSS, issue 9). ValueError when one cannot be read."""
+    try:
+        ders = [ssl.PEM_cert_to_DER_cert(block.decode("ascii"))
+                for block in _PEM_BLOCK.findall(pem_bundle)]
+        scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        scratch.load_verify_locations(cadata=b"".join(ders))
+    except (ValueError, ssl.SSLError) as e:
+        raise ValueError(f"the server CA bundle holds a certificate that cannot be read "
+                         f"({e})") from e
+    if only is not None:
+        # get_ca_certs lists the store's CA certificates in one order, parsed and as DER.
+        ders = [der for info, der in zip(scratch.get_ca_certs(),
+                                         scratch.get_ca_certs(binary_form=True), strict=True)
+                if _common_name(info) in only]
+    if not ders:
         raise ValueError("no usable CA certificate in the server CA bundle")
-    return out
+    return ders
+
+
+def _common_name(info: dict[str, Any]) -> str | None:
+    """The first common name of a certificate's subject, as `SSLContext.get_ca_certs` gives
+    it."""
+    return next((value for rdn in info.get("subject", ()) for key, value in rdn
+                 if key == "commonName"), None)
 
 
 def trust_anchors_der(pem_bundle: bytes, only: frozenset[str] | None = None) -> bytes:
     """The certificates of a PEM bundle as concatenated DER (see `trust_anchors`)."""
-    return b"".join(c.public_bytes(Encoding.DER) for c in trust_anchors(pem_bundle, only))
+    return b"".join(trust_anchors(pem_bundle, only))
 
 
 def key_slot(private_key_pem: bytes) -> str | None:
@@ -139,11 +146,16 @@ class TlsContextFactory:
         self.target = target
         only = AMAZON_TRUST_ROOTS if target.kind == "aws" and target.ca_file is None else None
         anchors = trust_anchors(target.server_ca_file.read_bytes(), only)
-        self._cadata = b"".join(c.public_bytes(Encoding.DER) for c in anchors)
+        self._cadata = b"".join(anchors)
         self._openssl: OpenSslContext | None = None
-        if backend == "openssl":
+        if backend == "openssl":  # pyOpenSSL and cryptography: only for this backend
+            from cryptography import x509
+
             from fleetsim.device.tls_openssl import OpenSslContext
-            self._openssl = OpenSslContext(anchors, min_version, max_version,
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # certifi holds a root with a negative serial
+                certificates = [x509.load_der_x509_certificate(der) for der in anchors]
+            self._openssl = OpenSslContext(certificates, min_version, max_version,
                                            target.alpn_protocols)
         self._min = _VERSIONS[min_version]
         self._max = _VERSIONS[max_version] if max_version else None

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
+from fleetsim import pki  # cryptography, imported at the first use of its names
 from fleetsim.control.cleanup import GONE, JournalKind, Phase, error_code, retried, with_retry
 from fleetsim.control.clients import AwsClients
 from fleetsim.control.errors import ApiError
@@ -29,7 +30,6 @@ from fleetsim.engine.fanout import api_call
 from fleetsim.engine.reconcile import attribute_items, short, value_item
 from fleetsim.engine.shadow_journal import SHADOW
 from fleetsim.engine.stored import stored_state
-from fleetsim.pki import load_certificate, load_private_key, public_key_id
 
 T = TypeVar("T")
 # Clock skew and second-granular creation dates: certificates created this long before the
@@ -138,7 +138,8 @@ async def find_certificates(clients: AwsClients, entries: list[dict[str, Any]]
                     return None
                 raise
         desc = out["certificateDescription"]
-        key = public_key_id(load_certificate(desc["certificatePem"].encode()).public_key())
+        key = pki.public_key_id(pki.load_certificate(desc["certificatePem"].encode())
+                                .public_key())
         if key not in wanted:
             return None
         return {"id": cert_id, "arn": desc["certificateArn"], "public_key": key,
@@ -244,7 +245,7 @@ async def issue_certificate(ctx: RunContext, journal: Journal, identity: DeviceI
     """create-certificate-from-csr for `identity`'s key, journaled by that key's public key
     before the call and by certificate id after it; with `remove_files`, cleanup removes the
     identity's files with the certificate."""
-    key = public_key_id(load_private_key(identity.private_key_pem).public_key())
+    key = pki.public_key_id(pki.load_private_key(identity.private_key_pem).public_key())
     base = identity_base(ctx, identity.fleet, identity.thing_name) if remove_files else None
     out = await journaled(
         journal, CERTIFICATE.name, {"public_key": key, "at": time.time(), "identity": base},

@@ -16,7 +16,7 @@ from fleetsim.control.targets import describe_target
 from fleetsim.engine import devices as dev
 from fleetsim.engine.context import Device, RunContext
 from fleetsim.engine.reconcile import Ledger
-from fleetsim.engine.steps import JOURNAL_KINDS, KINDS
+from fleetsim.engine.steps import KINDS, journal_kinds
 from fleetsim.errors import UserError
 from fleetsim.metrics.recorder import Metrics
 from fleetsim.scenario.model import Scenario, StepBase
@@ -124,7 +124,8 @@ async def clean_up(clients: AwsClients, journal: Journal) -> CleanupReport:
     """Remove what the run's journal (and its shards' journals) lists; mark it cleaned once
     nothing is left. What AWS deletes only later (a thing type) is not waited for: the run
     says when `fleetsim cleanup` can finish it."""
-    report = await cleanup(clients, read_entries(journal.run_dir), JOURNAL_KINDS, wait=False)
+    report = await cleanup(clients, read_entries(journal.run_dir), journal_kinds(),
+                           wait=False)
     if report.ok:
         journal.mark_cleaned()
     return report

@@ -11,9 +11,11 @@ from pydantic import ValidationError
 from fleetsim.errors import ScenarioInvalid
 from fleetsim.scenario.model import (
     Scenario,
+    StepBase,
     StepModels,
     StepShapeError,
     scenario_model,
+    step_models,
     unwrap_step,
 )
 from fleetsim.scenario.semantics import check_semantics
@@ -82,6 +84,17 @@ def _step_shape_errors(data: Any, models: StepModels
         except StepShapeError as e:
             problems.append((("steps", i), str(e)))
     return {**data, "steps": steps}, kept, problems
+
+
+def _models_used(data: Any, models: StepModels) -> tuple[type[StepBase], ...]:
+    """The models of the kinds the (unwrapped) steps use: a scenario is validated as the
+    union of its own kinds (errors are located the same way), so that a run imports only
+    the step kinds it uses. At least one (with no step to validate, any), so that the union
+    has a member."""
+    steps = data.get("steps") if isinstance(data, dict) else None
+    kinds = ({s["kind"] for s in steps} if isinstance(steps, list) and steps
+             else {next(iter(models))})
+    return step_models(models[kind] for kind in kinds)
 
 
 def _original_loc(loc: Loc, kept: list[int]) -> Loc:
@@ -157,7 +170,7 @@ def load_scenario(path: Path, models: StepModels, devices: int | None = None,
                           for f in data["fleets"]]
     scenario = None
     try:
-        scenario = scenario_model(models).model_validate(data)
+        scenario = scenario_model(_models_used(data, models)).model_validate(data)
     except ValidationError as e:
         problems += validation_problems(label, doc, e, kept, skip_steps=bool(shape_problems))
     if scenario is not None and not shape_problems:

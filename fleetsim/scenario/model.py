@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
@@ -193,7 +193,9 @@ class StepShapeError(ValueError):
     pass
 
 
-StepModels = tuple[type[StepBase], ...]
+# The step models by kind (`fleetsim.engine.steps.STEP_MODELS` imports a kind's module when
+# its model is asked for: a scenario is validated with its own kinds only).
+StepModels = Mapping[str, type[StepBase]]
 
 
 def kind_of(model: type[StepBase]) -> str:
@@ -201,9 +203,8 @@ def kind_of(model: type[StepBase]) -> str:
     return model.model_fields["kind"].annotation.__args__[0]  # type: ignore[union-attr]
 
 
-def unwrap_step(raw: Any, models: StepModels) -> dict[str, Any]:
+def unwrap_step(raw: Any, by_kind: StepModels) -> dict[str, Any]:
     """`{create_things: {fleet: a}}` → `{kind: create_things, fleet: a}`."""
-    by_kind = {kind_of(m): m for m in models}
     known = ", ".join(sorted(by_kind))
     if not isinstance(raw, dict) or len(raw) != 1:
         raise StepShapeError("each step is a mapping with exactly one key, the step kind (one of "
@@ -222,7 +223,7 @@ def unwrap_step(raw: Any, models: StepModels) -> dict[str, Any]:
 
 
 @cache
-def scenario_model(models: StepModels) -> type[Scenario]:
+def scenario_model(models: tuple[type[StepBase], ...]) -> type[Scenario]:
     """`Scenario` whose steps are validated as the discriminated union of `models` (errors
     located as `steps.<i>.<kind>.<field>`)."""
     union: Any = Union[tuple(models)]  # noqa: UP007 (a union built at run time)
@@ -231,5 +232,6 @@ def scenario_model(models: StepModels) -> type[Scenario]:
                         steps=(list[step], Field(min_length=1)))
 
 
-def step_models(models: Iterable[type[StepBase]]) -> StepModels:
-    return tuple(sorted(models, key=kind_of))
+def step_models(models: Iterable[type[StepBase]]) -> tuple[type[StepBase], ...]:
+    """`models` once each, in the order of their kinds (`scenario_model`'s cache key)."""
+    return tuple(sorted(set(models), key=kind_of))

@@ -4,82 +4,91 @@ kind module holds and docs/architecture.md for how to add one."""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, Mapping
+from functools import cache
 from pathlib import Path
 
 from fleetsim.control.cleanup import JournalKind
-from fleetsim.engine.steps import (
-    add_to_thing_group,
-    attach_policy,
-    attach_thing_principal,
-    bulk_register,
-    connect,
-    create_certificate_from_csr,
-    create_job,
-    create_keys_and_certificate,
-    create_package,
-    create_policy,
-    create_provisioning_template,
-    create_thing_group,
-    create_thing_type,
-    create_things,
-    create_topic_rule,
-    deploy_function,
-    disconnect,
-    events,
-    expect,
-    expect_policy_outcomes,
-    filter_log_events,
-    fleet_provision,
-    iot_logging,
-    jit_connect,
-    job_agent,
-    observe,
-    provision,
-    publish,
-    register_ca,
-    register_thing,
-    search_index,
-    shadow,
-    shadow_desired,
-    subscribe,
-    telemetry,
-    update_things,
-    wait,
-    wait_job,
-)
 from fleetsim.engine.steps.base import AnyStepKind, StepKind
 from fleetsim.errors import ScenarioInvalid
 from fleetsim.scenario import loader
-from fleetsim.scenario.model import Scenario, StepModels, step_models
+from fleetsim.scenario.model import Scenario, StepBase, StepModels
 
-
-def _registry(*kinds: AnyStepKind) -> dict[str, AnyStepKind]:
-    by_name: dict[str, AnyStepKind] = {}
-    for kind in kinds:
-        if kind.name in by_name:
-            raise ValueError(f"step kind {kind.name!r} is registered twice")
-        by_name[kind.name] = kind
-    return by_name
-
-
-KINDS: dict[str, AnyStepKind] = _registry(
+# Every kind, by name: module `fleetsim.engine.steps.<name>` holds its `KIND`. A kind's module
+# is imported when the kind is first looked up (a scenario's own kinds when it is parsed), so
+# that a run holds only the kinds its scenario uses: all 38 with their pydantic models, the
+# AWS error types and cryptography some of them import, cost the device process ~8 MB of its
+# fixed RSS (issue 9). The order is the registry's: clean-up undoes journal kinds in it.
+NAMES: tuple[str, ...] = (
     # before events: clean-up restores the events configuration last
-    search_index.KIND, iot_logging.KIND,
-    events.KIND, observe.KIND, create_things.KIND, create_keys_and_certificate.KIND,
-    create_certificate_from_csr.KIND, provision.KIND, create_policy.KIND, attach_policy.KIND,
-    attach_thing_principal.KIND, update_things.KIND, connect.KIND, publish.KIND,
-    telemetry.KIND, subscribe.KIND, shadow.KIND, shadow_desired.KIND, disconnect.KIND,
-    wait.KIND, expect.KIND, create_thing_group.KIND, create_thing_type.KIND,
-    register_thing.KIND, bulk_register.KIND, create_provisioning_template.KIND,
-    fleet_provision.KIND, add_to_thing_group.KIND, create_job.KIND, job_agent.KIND,
-    wait_job.KIND, register_ca.KIND, jit_connect.KIND, expect_policy_outcomes.KIND,
-    filter_log_events.KIND, deploy_function.KIND, create_topic_rule.KIND,
-    create_package.KIND,
+    "search_index", "iot_logging",
+    "events", "observe", "create_things", "create_keys_and_certificate",
+    "create_certificate_from_csr", "provision", "create_policy", "attach_policy",
+    "attach_thing_principal", "update_things", "connect", "publish",
+    "telemetry", "subscribe", "shadow", "shadow_desired", "disconnect",
+    "wait", "expect", "create_thing_group", "create_thing_type",
+    "register_thing", "bulk_register", "create_provisioning_template",
+    "fleet_provision", "add_to_thing_group", "create_job", "job_agent",
+    "wait_job", "register_ca", "jit_connect", "expect_policy_outcomes",
+    "filter_log_events", "deploy_function", "create_topic_rule",
+    "create_package",
 )
-STEP_MODELS: StepModels = step_models(k.model for k in KINDS.values())
-# Every journal entry kind a step records, each once (clean-up undoes them phase by phase).
-JOURNAL_KINDS: tuple[JournalKind, ...] = tuple(
-    {j.name: j for k in KINDS.values() for j in k.journals}.values())
+
+
+class Registry(Mapping[str, AnyStepKind]):
+    """The step kinds by name, each module imported at its first look-up."""
+
+    def __init__(self, names: tuple[str, ...]):
+        if len(set(names)) != len(names):
+            raise ValueError("a step kind is registered twice")
+        self._names = names
+        self._known = frozenset(names)
+
+    def __getitem__(self, name: str) -> AnyStepKind:
+        if name not in self._known:
+            raise KeyError(name)
+        kind: AnyStepKind = importlib.import_module(f"{__name__}.{name}").KIND
+        if kind.name != name:
+            raise ValueError(f"module {__name__}.{name} registers step kind {kind.name!r}")
+        return kind
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+class ModelsByKind(Mapping[str, type[StepBase]]):
+    """The step models by kind, as the loader asks for them: the names without importing."""
+
+    def __getitem__(self, name: str) -> type[StepBase]:
+        return KINDS[name].model
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(KINDS)
+
+    def __len__(self) -> int:
+        return len(KINDS)
+
+
+KINDS: Mapping[str, AnyStepKind] = Registry(NAMES)
+STEP_MODELS: StepModels = ModelsByKind()
+
+
+@cache
+def journal_kinds() -> tuple[JournalKind, ...]:
+    """Every journal entry kind a step records, each once (clean-up undoes them phase by
+    phase): imports every step kind."""
+    return tuple({j.name: j for k in KINDS.values() for j in k.journals}.values())
+
+
+def __getattr__(name: str) -> tuple[JournalKind, ...]:
+    """`JOURNAL_KINDS`: `journal_kinds()`, computed when first asked for."""
+    if name == "JOURNAL_KINDS":
+        return journal_kinds()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_scenario(path: Path, devices: int | None = None) -> Scenario:
@@ -110,4 +119,4 @@ def resolve_files(scenario: Scenario, path: Path) -> Scenario:
     return scenario.model_copy(update={"steps": steps})
 
 
-__all__ = ["JOURNAL_KINDS", "KINDS", "STEP_MODELS", "StepKind", "load_scenario"]
+__all__ = ["KINDS", "NAMES", "STEP_MODELS", "StepKind", "journal_kinds", "load_scenario"]
