@@ -152,8 +152,18 @@ async def _run_here_or_on_ray(scenario: Scenario | Labs, target: Target,
                                   shard=args.shard)
 
 
+def _load_tls_backend(scenario: Scenario | Labs) -> None:
+    """The openssl backend's modules (pyOpenSSL and cryptography, ~10 MB of RSS) imported
+    with the run, not at its first connect: every device of the run needs them, so they
+    belong to the fixed RSS, not to the first device's (issue 9). Over Python's ssl a run
+    never imports them."""
+    if scenario.target.tls_backend == "openssl":
+        import fleetsim.device.tls_openssl  # noqa: F401
+
+
 def run_command(args: argparse.Namespace) -> int:
     scenario = load_run(args.file, devices=args.devices)
+    _load_tls_backend(scenario)
     if isinstance(scenario, Labs) and (args.workers is not None or args.shard):
         raise UserError(f"{args.file} is made of labs, which run one after the other in one "
                         "process, each on what the labs before it made: --ray and --shard "

@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -40,3 +43,24 @@ def test_loading_a_scenario_and_the_run_command_imports_no_aws_client() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120, cwd=ROOT)
     assert json.loads(out.stdout) == []
+
+
+@pytest.mark.parametrize("backend", ["stdlib", "openssl"])
+def test_a_run_imports_its_tls_backend_with_the_scenario(tmp_path: Path, backend: str) -> None:
+    """The openssl backend (pyOpenSSL, cryptography: ~10 MB) is part of a run's fixed RSS,
+    imported before its first connect; over Python's ssl neither is imported at all (the
+    scenario parsed, the step kinds it uses with it)."""
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\ntarget: {kind: local, tls_backend: " + backend + "}\n"
+                    "fleets: [{name: f, prefix: p, count: 2}]\n"
+                    "steps: [{provision: f}, {connect: f}, {disconnect: f}]\n")
+    code = ("import json, sys, fleetsim.cli; fleetsim.cli.build_parser(); "
+            "from fleetsim.commands.run import _load_tls_backend; "
+            "from fleetsim.engine.labs import load_run; "
+            f"_load_tls_backend(load_run(__import__('pathlib').Path({str(path)!r}))); "
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} "
+            "& {'OpenSSL', 'cryptography'})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120, cwd=ROOT)
+    assert json.loads(out.stdout) == (["OpenSSL", "cryptography"] if backend == "openssl"
+                                      else [])
