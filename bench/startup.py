@@ -46,11 +46,14 @@ IMPORT_GROUPS: list[tuple[str, list[str]]] = [
     ("interpreter", []),
     ("cli", ["fleetsim.cli"]),
     ("pydantic + scenario", ["pydantic", "fleetsim.scenario.model"]),
-    ("cryptography", ["cryptography.x509", "cryptography.hazmat.primitives.asymmetric.ec"]),
     ("device (aiomqtt, paho)", ["fleetsim.device"]),
-    ("aioboto3/botocore/aiohttp", ["aioboto3", "botocore.session", "aiohttp"]),
-    ("step kinds", ["fleetsim.engine.steps"]),
+    ("the peer scenario's step kinds", [f"fleetsim.engine.steps.{k}" for k in (
+        "create_policy", "provision", "connect", "wait", "telemetry", "disconnect")]),
     ("commands.run", ["fleetsim.commands.run"]),
+    # Only with `tls_backend: openssl`; a run over Python's ssl never imports them.
+    ("openssl backend (pyOpenSSL, cryptography)", ["fleetsim.device.tls_openssl"]),
+    # Only in the API child (engine/split.py), never in the device process.
+    ("aioboto3/botocore/aiohttp", ["aioboto3", "botocore.session", "aiohttp"]),
 ]
 
 
