@@ -45,6 +45,7 @@ from fleetsim.device.errors import reason_kind
 from fleetsim.device.housekeeping import housekeeper
 from fleetsim.device.qos0 import try_write
 from fleetsim.device.tls import AnyDeviceTls, AnyTlsSocket
+from fleetsim.device.tls_trim import release_buffers, shed_credentials
 from fleetsim.device.transport import open_tls, recv_exactly, send_all
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ class FleetClient(aiomqtt.Client):
                     self._ready_socket = await open_tls(self._hostname, self._port, self._tls)
                 except OSError as e:  # ssl.SSLError included
                     raise aiomqtt.MqttError(_describe(e)) from None
+                shed_credentials(self._ready_socket)  # the handshake is done with them
                 if self._lean():
                     await self._connect_311(self._ready_socket)
                 else:
@@ -212,6 +214,8 @@ class FleetClient(aiomqtt.Client):
         self._connected.set_result(None)
         if sock.pending():  # bytes after CONNACK already decrypted: the fd will not tell
             self._loop.call_soon(self._on_readable)
+        else:
+            release_buffers(sock)  # an idle connection keeps no read buffer (`tls_trim`)
 
     def _abort(self) -> None:
         """Close whatever socket exists, without MQTT DISCONNECT."""
@@ -322,6 +326,8 @@ class FleetClient(aiomqtt.Client):
                     break
         except Exception as e:  # as above
             self._fail(e)
+            return
+        release_buffers(sock)  # nothing left to read: no read buffer kept (`tls_trim`)
 
     def _fail(self, error: Exception, lost: int | str = paho.MQTT_ERR_CONN_LOST) -> None:
         was_connected = self._connected.done() and self._connected.exception() is None
