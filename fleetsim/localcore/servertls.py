@@ -11,6 +11,7 @@ registered leaf may be its own trust anchor), trust anchors added while running.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import ssl
 from typing import Any
@@ -19,6 +20,7 @@ from cryptography import x509
 from OpenSSL import SSL, crypto
 from OpenSSL._util import lib as _lib
 
+from fleetsim import openssl_unbound
 from fleetsim.errors import UserError
 from fleetsim.localcore import ca as _ca
 from fleetsim.localcore.ca import LocalCA
@@ -77,13 +79,16 @@ def openssl_context(local_ca: LocalCA) -> SSL.Context:
 
 
 def _no_tls13_tickets(ctx: SSL.Context) -> None:
-    """SSL_CTX_set_num_tickets(ctx, 0) when the binding offers it. cryptography's does not (50.0):
-    then a TLS 1.3 client is sent OpenSSL's stateful tickets (a session id each, OP_NO_TICKET),
-    which resume nothing since the session cache is off: a client offering one gets a full
-    handshake, as from `server_ssl_context`."""
-    setter = getattr(_lib, "SSL_CTX_set_num_tickets", None)
+    """SSL_CTX_set_num_tickets(ctx, 0), as `server_ssl_context` sets num_tickets: no TLS 1.3
+    session tickets. cryptography's bindings do not declare it (50.0); `openssl_unbound` finds
+    it in the OpenSSL they run on. Where it cannot, a TLS 1.3 client is sent OpenSSL's stateful
+    tickets (a session id each, OP_NO_TICKET), which resume nothing since the session cache is
+    off, and cost local core and each client CPU and memory per connection (a Python ssl
+    client keeps ~6 KB more, and spends ~14% more CPU per connect, README issue 9)."""
+    setter = getattr(_lib, "SSL_CTX_set_num_tickets", None) or openssl_unbound.function(
+        "SSL_CTX_set_num_tickets", ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
     if setter is not None:
-        setter(ctx._context, 0)
+        setter(openssl_unbound.pointer(ctx._context), 0)
 
 
 def add_trust_anchor(ctx: ServerContext, pem: str) -> None:

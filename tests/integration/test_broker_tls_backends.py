@@ -189,7 +189,7 @@ async def test_the_client_closing_ends_the_connection_and_a_drop_reaches_the_cli
 
 
 @pytest.mark.parametrize("version", VERSIONS, ids=("tls1.2", "tls1.3"))
-async def test_no_session_is_resumed(tls_env: Env, version):
+async def test_no_session_is_resumed_and_no_ticket_is_sent(tls_env: Env, version):
     ctx = pinned(tls_env.device("dev").ssl_context(), version)
 
     def handshake(session: ssl.SSLSession | None) -> tuple[ssl.SSLSession | None, bool]:
@@ -200,11 +200,16 @@ async def test_no_session_is_resumed(tls_env: Env, version):
             return tls.session, tls.session_reused
 
     loop = asyncio.get_running_loop()
+    # Python's ssl cannot turn its server session cache and TLS 1.2 tickets off: it resumes
+    # there.
+    python_tls12 = (tls_env.broker.ssl_context.__class__ is ssl.SSLContext
+                    and version == ssl.TLSVersion.TLSv1_2)
     session, _ = await loop.run_in_executor(None, handshake, None)
+    # AWS IoT documents no session resumption ("Transport security in AWS IoT Core"): no
+    # ticket, which a client would keep and never use.
+    assert session is not None and (not session.has_ticket or python_tls12)
     _, reused = await loop.run_in_executor(None, handshake, session)
-    # Python's ssl cannot turn its server session cache off: TLS 1.2 resumes there.
-    assert not reused or (tls_env.broker.ssl_context.__class__ is ssl.SSLContext
-                          and version == ssl.TLSVersion.TLSv1_2)
+    assert not reused or python_tls12
 
 
 def test_the_backend_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch):

@@ -1,0 +1,94 @@
+"""OpenSSL functions that cryptography's bindings leave out, called in the OpenSSL those
+bindings run on.
+
+cryptography links OpenSSL statically into its `_rust` extension and exports none of its
+symbols; its cffi bindings declare a subset of OpenSSL's API, without e.g.
+`SSL_CTX_set_num_tickets`. The extension keeps its ELF symbol table, though, so a function's
+address is the extension's load address plus the function's value in that table. The load
+address is derived from two functions the bindings do declare (cffi gives the addresses of its
+wrappers of them, `_cffi_d_<name>` in the table), and both must agree, and fall on a page
+boundary, before anything is called: a stripped or unusual build, another binary
+format or a mismatch gives None, and callers fall back to what the bindings offer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import struct
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+# Declared by the bindings: the addresses of their cffi wrappers place the extension in memory.
+_ANCHORS = ("SSL_CTX_set_options", "SSL_new")
+_WRAPPER = "_cffi_d_{}"
+_ELF64_LE = b"\x7fELF\x02\x01"
+_SHT_SYMTAB = 2
+_STT_FUNC = 2
+
+
+def _binding() -> tuple[Any, Any, str]:
+    from cryptography.hazmat.bindings import _rust
+
+    return _rust._openssl.ffi, _rust._openssl.lib, _rust.__file__
+
+
+def _function_values(path: str, names: tuple[str, ...]) -> dict[str, int]:
+    """The symbol-table value (offset from the load address) of each function `names` holds
+    that the ELF file at `path` defines."""
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as elf:
+        if elf[:6] != _ELF64_LE:
+            return {}
+        shoff, = struct.unpack_from("<Q", elf, 0x28)
+        shentsize, shnum = struct.unpack_from("<HH", elf, 0x3A)
+        sections = [struct.unpack_from("<IIQQQQIIQQ", elf, shoff + i * shentsize)
+                    for i in range(shnum)]
+        symtab = next((s for s in sections if s[1] == _SHT_SYMTAB), None)
+        if symtab is None:
+            return {}
+        strtab = sections[symtab[6]]
+        strings = elf[strtab[4]:strtab[4] + strtab[5]]
+        wanted: dict[int, str] = {}
+        for name in names:
+            at = strings.find(b"\0" + name.encode() + b"\0")
+            if at >= 0:
+                wanted[at + 1] = name
+        found: dict[str, int] = {}
+        table = elf[symtab[4]:symtab[4] + symtab[5]]
+        for st_name, st_info, _other, shndx, value, _size in struct.iter_unpack("<IBBHQQ", table):
+            symbol = wanted.get(st_name)
+            if symbol is not None and st_info & 0xF == _STT_FUNC and shndx != 0 and value:
+                found[symbol] = value
+        return found
+
+
+@cache
+def _addresses(names: tuple[str, ...]) -> dict[str, int]:
+    try:
+        ffi, lib, path = _binding()
+        wrappers = tuple(_WRAPPER.format(anchor) for anchor in _ANCHORS)
+        values = _function_values(path, (*wrappers, *names))
+        bases = {int(ffi.cast("uintptr_t", ffi.addressof(lib, anchor))) - values[wrapper]
+                 for anchor, wrapper in zip(_ANCHORS, wrappers, strict=True)}
+    except (ImportError, OSError, ValueError, KeyError, AttributeError, struct.error):
+        return {}
+    base = bases.pop()
+    if bases or base % mmap.PAGESIZE:  # not the layout assumed here
+        return {}
+    return {name: base + values[name] for name in names if name in values}
+
+
+def function(name: str, restype: Any, *argtypes: Any) -> Callable[..., Any] | None:
+    """OpenSSL's `name` in cryptography's bundled OpenSSL, as a ctypes function with this
+    signature, or None where it cannot be located safely."""
+    address = _addresses((name,)).get(name)
+    if address is None:
+        return None
+    return ctypes.CFUNCTYPE(restype, *argtypes)(address)
+
+
+def pointer(cdata: Any) -> int:
+    """The address a cffi pointer of the bindings (an SSL_CTX*, an SSL*) holds."""
+    ffi, _lib, _path = _binding()
+    return int(ffi.cast("uintptr_t", cdata))
