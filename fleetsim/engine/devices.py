@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fleetsim.device import (
@@ -50,8 +52,13 @@ def save_identity(ctx: RunContext, device: Device, key_pem: bytes,
 
 
 def load_identity(ctx: RunContext, device: Device) -> DeviceIdentity | None:
-    store = IdentityStore(ctx.identities_dir, device.fleet.name)
-    return store.load(device.thing_name) if store.exists(device.thing_name) else None
+    return _store(ctx.identities_dir, device.fleet.name).load_if_stored(device.thing_name)
+
+
+@functools.lru_cache(maxsize=64)
+def _store(identities_dir: Path, fleet: str) -> IdentityStore:
+    """The store of a fleet (one per fleet, not one per device loaded)."""
+    return IdentityStore(identities_dir, fleet)
 
 
 def require_certificate(device: Device) -> str:

@@ -125,6 +125,16 @@ class Ledger:
         if kind == "thing":
             self.reused_things.add(name)
 
+    def reuse_many(self, kind: str, names: list[str]) -> None:
+        """`reuse` of each of `names`, in one go."""
+        if not names:
+            return
+        tally = self.reused.setdefault(kind, Tally())
+        tally.names += names[:max(0, SAMPLE - len(tally.names))]
+        tally.count += len(names)
+        if kind == "thing":
+            self.reused_things.update(names)
+
     def drifted(self, kind: str, name: str, items: list[str], fixable: bool = True) -> None:
         """Differences found in `kind` `name`: fixed unless planning or not `fixable` (the
         caller fixes them right after, or raises)."""

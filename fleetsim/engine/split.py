@@ -61,16 +61,13 @@ def _flat(identity: DeviceIdentity | None) -> FlatIdentity | None:
         return None
     return (identity.fleet, identity.index, identity.thing_name, identity.key_type,
             identity.private_key_pem, identity.certificate_pem, identity.certificate_id,
-            identity.certificate_arn, identity.key_path and str(identity.key_path),
-            identity.cert_path and str(identity.cert_path))
+            identity.certificate_arn, identity.key_file, identity.cert_file)
 
 
 def _identity(flat: FlatIdentity | None) -> DeviceIdentity | None:
     if flat is None:
         return None
-    fleet, index, thing, key_type, key_pem, cert_pem, cert_id, arn, key_path, cert_path = flat
-    return DeviceIdentity(fleet, index, thing, key_type, key_pem, cert_pem, cert_id, arn,
-                          key_path and Path(key_path), cert_path and Path(cert_path))
+    return DeviceIdentity(*flat)
 
 
 def split_point(steps: list[StepBase]) -> int | None:

@@ -8,8 +8,10 @@ from pydantic import Field
 
 from fleetsim.engine import provisioning as prov
 from fleetsim.engine.context import Device, RunContext
-from fleetsim.engine.fanout import for_each_device
+from fleetsim.engine.describe import policy_targets
+from fleetsim.engine.fanout import PACED_STARTS, StepFailed, for_each_device
 from fleetsim.engine.steps.base import StepKind
+from fleetsim.engine.stored import stored_state
 from fleetsim.scenario.model import FleetStep
 from fleetsim.scenario.semantics import DEVICE_NAMES, Loc, Problem, Scope, template_problems
 from fleetsim.scenario.templating import Template
@@ -57,7 +59,32 @@ async def run(ctx: RunContext, step: ProvisionStep) -> None:
             await prov.attach_policy(ctx, d, policy_t.render(d.names))
         await prov.attach_thing_principal(ctx, d)
 
-    await for_each_device(ctx, ctx.fleet_devices(step.fleet), one, step.pacing)
+    devices = ctx.fleet_devices(step.fleet)
+    rest = devices if step.attributes or step.thing_type else await _reuse_vouched(
+        ctx, devices, policy_t)
+    if rest is not devices and step.pacing is not None:  # started, as for_each_device counts
+        ctx.metrics.incr(PACED_STARTS, len(devices) - len(rest))
+    try:
+        await for_each_device(ctx, rest, one, step.pacing)
+    except StepFailed:
+        if len(rest) == len(devices):
+            raise
+        # Not every device failed: the ones reused at once did not.
+
+
+async def _reuse_vouched(ctx: RunContext, devices: list[Device],
+                         policy_t: Template | None) -> list[Device]:
+    """Devices whose stored identity the journals and one listing vouch for, reused at once
+    with no call of their own (`prov.reuse_vouched`); the others, as they come. Only when a
+    journal holds attachments (persistent fleets, kept runs) and nothing else is declared."""
+    state = await stored_state(ctx)
+    if not state.attached:
+        return devices
+    if policy_t is None:
+        return prov.reuse_vouched(ctx, devices, state, {}, None)
+    names = {d.thing_name: policy_t.render(d.names) for d in devices}
+    policies = {policy: await policy_targets(ctx, policy) for policy in set(names.values())}
+    return prov.reuse_vouched(ctx, devices, state, policies, lambda d: names[d.thing_name])
 
 
 KIND = StepKind(ProvisionStep, run, journals=(prov.THING, prov.CERTIFICATE,

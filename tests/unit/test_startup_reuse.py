@@ -1,0 +1,161 @@
+"""Start-up re-using persistent identities (issue 9): the cheaper paths give what the slower
+ones gave. Standing attachments counted equal those `journal.settle` keeps; ListCertificates
+pages read by the bare hook give the statuses botocore's parse gives, and only while asked;
+`IdentityStore.load_if_stored` says what `exists` + `load` said, with one read per file;
+`Ledger.reuse_many` tallies as `reuse` one by one."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fleetsim.control.journal import VOID, Entry, settle
+from fleetsim.device.identity import (
+    DeviceIdentity,
+    IdentityDamaged,
+    IdentityStore,
+    _read,
+)
+from fleetsim.engine import stored
+from fleetsim.engine.reconcile import Ledger
+from fleetsim.engine.stored import THING_PRINCIPAL, bare_statuses, standing_attachments
+from fleetsim.pki import CertificateAuthority, certificate_pem, generate_key, private_key_pem
+
+THINGS = st.sampled_from(["a", "b"])
+PRINCIPALS = st.sampled_from(["arn:1", "arn:2"])
+
+
+@st.composite
+def journal_entries(draw: st.DrawFn) -> list[Entry]:
+    out = []
+    for _ in range(draw(st.integers(0, 12))):
+        data = {"thing": draw(THINGS), "principal": draw(PRINCIPALS)}
+        kind = draw(st.sampled_from([THING_PRINCIPAL, VOID, "thing"]))
+        if kind == VOID:
+            out.append(Entry(VOID, {"of": draw(st.sampled_from([THING_PRINCIPAL, "thing"])),
+                                    **data}))
+        elif kind == "thing":
+            out.append(Entry("thing", {"name": data["thing"]}))
+        else:
+            out.append(Entry(kind, data))
+    return out
+
+
+@given(journal_entries())
+def test_standing_attachments_are_what_settle_keeps(entries: list[Entry]) -> None:
+    settled = {(e.data["thing"], e.data["principal"]) for e in settle(entries)
+               if e.kind == THING_PRINCIPAL}
+    assert standing_attachments(entries) == settled
+
+
+def test_an_attachment_with_other_data_is_not_voided_by_a_void_without_it() -> None:
+    entries = [Entry(THING_PRINCIPAL, {"thing": "a", "principal": "p", "extra": [1]}),
+               Entry(VOID, {"of": THING_PRINCIPAL, "thing": "a", "principal": "p"})]
+    assert standing_attachments(entries) == {("a", "p")}
+
+
+PAGE = {"certificates": [
+    {"certificateArn": "arn:aws:iot:r:1:cert/c1", "certificateId": "c1", "status": "ACTIVE",
+     "certificateMode": "DEFAULT", "creationDate": 1700000000.5},
+    {"certificateArn": "arn:aws:iot:r:1:cert/c2", "certificateId": "c2", "status": "REVOKED",
+     "certificateMode": "DEFAULT", "creationDate": 1700000001}], "nextMarker": "m2"}
+
+
+def test_bare_statuses_reads_a_page_only_while_asked() -> None:
+    body = json.dumps(PAGE).encode()
+    response = {"status_code": 200, "body": body, "headers": {}}
+    custom: dict[str, object] = {}
+    bare_statuses(response_dict=response, customized_response_dict=custom)
+    assert custom == {} and response["body"] == body  # not asked: botocore parses it
+    token = stored._BARE.set(True)
+    try:
+        bare_statuses(response_dict=response, customized_response_dict=custom)
+        assert custom == {"statuses": {"c1": "ACTIVE", "c2": "REVOKED"}, "nextMarker": "m2"}
+        assert response["body"] == b"{}"
+        error = {"status_code": 400, "body": b'{"message": "no"}', "headers": {}}
+        bare_statuses(response_dict=error, customized_response_dict=(other := {}))
+        assert other == {} and error["body"] == b'{"message": "no"}'
+    finally:
+        stored._BARE.reset(token)
+
+
+def _identity(store: IdentityStore, name: str, with_cert: bool = True) -> DeviceIdentity:
+    key = private_key_pem(generate_key("ec-p256"))
+    identity = DeviceIdentity(store.fleet, 0, name, "ec-p256", key)
+    if with_cert:
+        identity = DeviceIdentity(store.fleet, 0, name, "ec-p256", key, _certificate(),
+                                  "ab" * 32, "arn:aws:iot:r:1:cert/" + "ab" * 32)
+    return store.save(identity)
+
+
+def _certificate() -> bytes:
+    ca = CertificateAuthority.create("test CA")
+    return certificate_pem(ca.cert)
+
+
+@pytest.mark.parametrize("missing", [".json", ".key", ".json.key"])
+def test_load_if_stored_is_none_where_exists_is_false(tmp_path: Path, missing: str) -> None:
+    store = IdentityStore(tmp_path, "f")
+    _identity(store, "d-1")
+    for suffix in (".json", ".key"):
+        if suffix in missing:
+            (store.directory / f"d-1{suffix}").unlink()
+    assert not store.exists("d-1")
+    assert store.load_if_stored("d-1") is None
+
+
+def test_load_if_stored_loads_what_load_loads(tmp_path: Path) -> None:
+    store = IdentityStore(tmp_path, "f")
+    saved = _identity(store, "d-1")
+    loaded = store.load_if_stored("d-1")
+    assert loaded is not None
+    assert (loaded.private_key_pem, loaded.certificate_pem, loaded.certificate_id,
+            loaded.certificate_arn) == (saved.private_key_pem, saved.certificate_pem,
+                                        saved.certificate_id, saved.certificate_arn)
+    assert loaded.key_path == saved.key_path == store.directory / "d-1.key"
+    assert loaded.cert_path == saved.cert_path == store.directory / "d-1.crt"
+    without = _identity(store, "d-2", with_cert=False)
+    again = store.load_if_stored("d-2")
+    assert again is not None and again.certificate_pem is None and again.cert_path is None
+    assert without.cert_path is None
+
+
+@pytest.mark.parametrize("damage", ["truncated key", "key padding", "certificate", "json"])
+def test_load_if_stored_names_a_damaged_file(tmp_path: Path, damage: str) -> None:
+    store = IdentityStore(tmp_path, "f")
+    saved = _identity(store, "d-1")
+    assert saved.key_path is not None and saved.cert_path is not None
+    key = saved.key_path.read_bytes()
+    target = {"truncated key": saved.key_path, "key padding": saved.key_path,
+              "certificate": saved.cert_path, "json": store.directory / "d-1.json"}[damage]
+    target.write_bytes({"truncated key": key[:60], "key padding": key.replace(b"\n-----END",
+                                                                              b"A\n-----END"),
+                        "certificate": saved.cert_path.read_bytes()[:100],
+                        "json": b"{"}[damage])
+    with pytest.raises(IdentityDamaged) as caught:
+        store.load_if_stored("d-1")
+    assert str(target) in str(caught.value)
+
+
+def test_read_reads_a_file_larger_than_one_read(tmp_path: Path) -> None:
+    path = tmp_path / "big"
+    data = os.urandom(200_000)
+    path.write_bytes(data)
+    assert _read(str(path)) == data
+
+
+def test_reuse_many_tallies_as_reuse_one_by_one() -> None:
+    one, many = Ledger(), Ledger()
+    names = [f"t{i}" for i in range(7)]
+    one.reuse("thing", "t-first")
+    many.reuse("thing", "t-first")
+    for name in names:
+        one.reuse("thing", name)
+    many.reuse_many("thing", names)
+    many.reuse_many("thing", [])
+    assert one.reused == many.reused and one.reused_things == many.reused_things
