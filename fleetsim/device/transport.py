@@ -56,13 +56,26 @@ async def _connect(loop: asyncio.AbstractEventLoop, sock: socket.socket,
                    sockaddr: tuple[object, ...]) -> None:
     """Connect a non-blocking socket to a resolved address. Not `loop.sock_connect`: uvloop's
     resolves the address again (getaddrinfo in its thread pool, a thread wake-up per connect:
-    ~8% of a device's connect on the openssl path, py-spy of `python -m bench.connect_path`)."""
+    ~8% of a device's connect on the openssl path, py-spy of `python -m bench.connect_path`).
+    A non-blocking TCP connect answers EINPROGRESS even when the handshake is already done
+    (on loopback the SYN-ACK is handled before connect() returns): a socket that has a peer
+    then is used at once, without a trip through the loop to learn it is writable."""
     code = sock.connect_ex(sockaddr)
     if code in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
-        await _ready(loop, sock.fileno(), write=True)
+        if not _established(sock):
+            await _ready(loop, sock.fileno(), write=True)
         code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if code:
         raise OSError(code, f"Connect call failed {sockaddr}: {os.strerror(code)}")
+
+
+def _established(sock: socket.socket) -> bool:
+    """Whether a connecting socket's TCP handshake is complete (it has a peer address)."""
+    try:
+        sock.getpeername()
+    except OSError:  # ENOTCONN: still connecting, or failed (SO_ERROR then says why)
+        return False
+    return True
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
