@@ -36,7 +36,8 @@ def _binding() -> tuple[Any, Any, str]:
 
 def _function_values(path: str, names: tuple[str, ...]) -> dict[str, int]:
     """The symbol-table value (offset from the load address) of each function `names` holds
-    that the ELF file at `path` defines."""
+    that the ELF file at `path` defines. Names and entries are searched for in the mapped file
+    (a scan of every entry in Python took ~10 ms per call)."""
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as elf:
         if elf[:6] != _ELF64_LE:
             return {}
@@ -48,18 +49,22 @@ def _function_values(path: str, names: tuple[str, ...]) -> dict[str, int]:
         if symtab is None:
             return {}
         strtab = sections[symtab[6]]
-        strings = elf[strtab[4]:strtab[4] + strtab[5]]
-        wanted: dict[int, str] = {}
-        for name in names:
-            at = strings.find(b"\0" + name.encode() + b"\0")
-            if at >= 0:
-                wanted[at + 1] = name
+        strings_at, strings_end = strtab[4], strtab[4] + strtab[5]
+        table_at, table_end, entry = symtab[4], symtab[4] + symtab[5], symtab[9]
         found: dict[str, int] = {}
-        table = elf[symtab[4]:symtab[4] + symtab[5]]
-        for st_name, st_info, _other, shndx, value, _size in struct.iter_unpack("<IBBHQQ", table):
-            symbol = wanted.get(st_name)
-            if symbol is not None and st_info & 0xF == _STT_FUNC and shndx != 0 and value:
-                found[symbol] = value
+        for name in names:
+            at = elf.find(b"\0" + name.encode() + b"\0", strings_at, strings_end)
+            if at < 0:
+                continue
+            key = struct.pack("<I", at + 1 - strings_at)  # the entry's st_name
+            pos = elf.find(key, table_at, table_end)
+            while pos >= 0:
+                if entry and (pos - table_at) % entry == 0:
+                    _name, st_info, _other, shndx, value, _size = struct.unpack_from(
+                        "<IBBHQQ", elf, pos)
+                    if st_info & 0xF == _STT_FUNC and shndx != 0 and value:
+                        found[name] = value
+                pos = elf.find(key, pos + 1, table_end)
         return found
 
 

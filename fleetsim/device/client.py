@@ -43,6 +43,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from fleetsim.device.connect311 import CONNACK_LENGTH, connect_packet, parse_connack
 from fleetsim.device.errors import reason_kind
 from fleetsim.device.housekeeping import housekeeper
+from fleetsim.device.paho_compact import compact
 from fleetsim.device.qos0 import try_write
 from fleetsim.device.tls import AnyDeviceTls, AnyTlsSocket
 from fleetsim.device.tls_trim import release_buffers, shed_credentials
@@ -86,6 +87,7 @@ class FleetClient(aiomqtt.Client):
         self._client._logger = _ErrorKeeper(self, self._logger)  # type: ignore[assignment]
         # paho opens (and blocks on) its socket in _create_socket; give it ours, connected.
         self._client._create_socket = self._take_socket  # type: ignore[method-assign]
+        compact(self._client)  # a smaller queue of packets to write, one lock for six
 
     # aiomqtt builds an asyncio.Queue per client for `messages` (~3 KB with its deques and
     # Event); devices with a message handler never use it, so it is made on first use.

@@ -1,15 +1,29 @@
 """Device TLS below Python's ssl (`tls_backend: openssl`): each device's key and certificate
-are decoded once and handed to each new connection of a shared context.
+are decoded once and handed to its connection on a shared context, which gives them back once
+its handshake is done.
 
 Python's `ssl` takes a client certificate only as PEM files (`load_cert_chain`), so a device
 either decodes its chain again at every connect (a shared context) or keeps a context of its
 own. pyOpenSSL reaches OpenSSL's SSL_use_certificate/SSL_use_PrivateKey on a connection: the
-key and certificate are decoded once (by cryptography, into the EVP_PKEY and X509 kept here)
-and each connect only takes a reference to them. It also runs on cryptography's bundled
-OpenSSL rather than the system's. What paho and `transport.open_tls` ask of an `SSLSocket`
-(non-blocking `do_handshake`/`recv`/`send`/`pending`, `fileno`, `setblocking`, `close`, with
-ssl's SSLWantReadError/SSLWantWriteError) is what `TlsSocket` offers, errors translated into
-ssl's exceptions with ssl's wording, so `errors.connect_failure_kind` classifies them alike.
+key and certificate are decoded when the device's TLS is prepared (by OpenSSL, into an
+EVP_PKEY and an X509) and the connection takes a reference to them. It also runs on
+cryptography's bundled OpenSSL rather than the system's.
+
+A connected device keeps neither (issue 9: 6.4 KB of C heap per device, `python -m
+bench.device_memory`: the X509 4.3 KB, the EC key's EVP_PKEY 2.1 KB). The client needs them
+only in a handshake (no TLS 1.3 post-handshake authentication is offered; a TLS 1.2
+renegotiation, which AWS IoT does not ask for, would then send no certificate and be
+refused), so the first connection takes the ones decoded when the device's TLS was prepared,
+and SSL_certs_clear (ssl.h; not in cryptography's bindings: `openssl_unbound`) drops the
+connection's references once the handshake is done, which frees them. A device that connects
+again decodes them again (~0.4 M instructions, ~8% of a connect) and from then on keeps them,
+as a device that reconnects once is likely to again. Where SSL_certs_clear cannot be located,
+every device keeps its decoded key and certificate for its life, as before.
+
+What paho and `transport.open_tls` ask of an `SSLSocket` (non-blocking `do_handshake`/`recv`/
+`send`/`pending`, `fileno`, `setblocking`, `close`, with ssl's SSLWantReadError/
+SSLWantWriteError) is what `TlsSocket` offers, errors translated into ssl's exceptions with
+ssl's wording, so `errors.connect_failure_kind` classifies them alike.
 
 Verification is as strict as the stdlib path's (`ssl.PROTOCOL_TLS_CLIENT`): the server's chain
 must end at one of the target's trust anchors (VERIFY_PEER), and its name must match the host
@@ -22,9 +36,12 @@ AES-GCM suites in every security policy ("Transport security in AWS IoT Core").
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import socket
 import ssl
+from collections.abc import Callable
+from functools import cache
 
 from cryptography import x509
 from OpenSSL import SSL, crypto
@@ -36,6 +53,7 @@ from OpenSSL import SSL, crypto
 from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 
+from fleetsim import openssl_unbound
 from fleetsim.device.identity import DeviceIdentity, IdentityDamaged
 
 _MODE_NO_AUTO_CHAIN = 0x00000008  # OpenSSL's SSL_MODE_NO_AUTO_CHAIN (ssl.h); pyOpenSSL has no name
@@ -82,6 +100,8 @@ class OpenSslContext:
             ctx.set_alpn_protos([p.encode() for p in alpn])
         self._ctx = ctx
         self._paho_context: ssl.SSLContext | None = None
+        # Located now (a scan of the extension's symbol table, ~10 ms), not at a first connect.
+        self.sheds_credentials = _certs_clear() is not None
 
     def paho_context(self) -> ssl.SSLContext:
         """What paho is given to read `check_hostname` from (it never wraps with it: sockets
@@ -91,9 +111,16 @@ class OpenSslContext:
         return self._paho_context
 
     def device(self, identity: DeviceIdentity) -> OpenSslDeviceTls:
-        """The identity's key and certificate, decoded now, once: by OpenSSL straight from
-        PEM (PEM_read_bio_*), not through cryptography's objects, which pyOpenSSL would encode
-        to DER and decode again (~300 -> ~130 µs per device here)."""
+        """The identity's TLS, its key and certificate decoded now (and checked) for its first
+        connect."""
+        cert, key = self.decode(identity)
+        return OpenSslDeviceTls(self, cert, key, identity if self.sheds_credentials else None)
+
+    @staticmethod
+    def decode(identity: DeviceIdentity) -> tuple[crypto.X509, crypto.PKey]:
+        """The identity's certificate and key, decoded by OpenSSL straight from PEM
+        (PEM_read_bio_*), not through cryptography's objects, which pyOpenSSL would encode to
+        DER and decode again (~300 -> ~130 µs per device here)."""
         assert identity.certificate_pem is not None
         try:
             cert = crypto.load_certificate(crypto.FILETYPE_PEM, identity.certificate_pem)
@@ -103,7 +130,7 @@ class OpenSslContext:
             if identity.key_path is not None:
                 raise IdentityDamaged(identity.key_path, problem) from None
             raise ValueError(f"the private key of {identity.thing_name} {problem}") from None
-        return OpenSslDeviceTls(self, cert, key)
+        return cert, key
 
     def connection(self, sock: socket.socket, cert: crypto.X509,
                    key: crypto.PKey) -> SSL.Connection:
@@ -116,16 +143,35 @@ class OpenSslContext:
 
 
 class OpenSslDeviceTls:
-    """One device's decoded certificate and key on its target's shared context. Quacks like
-    `DeviceTls` where `transport.open_tls` and `FleetClient` need it."""
+    """One device's TLS on its target's shared context: its decoded certificate and key, until
+    its first connection takes them (`identity` given: they are decoded again from it for a
+    later connect, and kept from then on; None: kept from the start). Quacks like `DeviceTls`
+    where `transport.open_tls` and `FleetClient` need it."""
 
-    __slots__ = ("_cert", "_key", "_owner", "server_name")
+    __slots__ = ("_cert", "_identity", "_key", "_owner", "server_name")
 
     shared = True
 
-    def __init__(self, owner: OpenSslContext, cert: crypto.X509, key: crypto.PKey):
-        self._owner, self._cert, self._key = owner, cert, key
+    def __init__(self, owner: OpenSslContext, cert: crypto.X509, key: crypto.PKey,
+                 identity: DeviceIdentity | None = None):
+        self._owner = owner
+        self._cert: crypto.X509 | None = cert
+        self._key: crypto.PKey | None = key
+        self._identity = identity
         self.server_name: str | None = None
+
+    def _credentials(self) -> tuple[crypto.X509, crypto.PKey]:
+        """The certificate and key for a new connection."""
+        cert, key = self._cert, self._key
+        if self._identity is None:  # kept for the device's life
+            assert cert is not None and key is not None
+            return cert, key
+        if cert is None or key is None:  # a connect after the first
+            cert, key = self._cert, self._key = self._owner.decode(self._identity)
+            self._identity = None
+        else:  # the first: the connection's references become the only ones
+            self._cert = self._key = None
+        return cert, key
 
     @property
     def context(self) -> ssl.SSLContext:
@@ -140,7 +186,7 @@ class OpenSslDeviceTls:
         name = self.server_name or server_hostname
         if not name:
             raise ValueError("a server name is needed to verify the server's certificate")
-        conn = self._owner.connection(sock, self._cert, self._key)
+        conn = self._owner.connection(sock, *self._credentials())
         _expect_name(conn, name)
         conn.set_connect_state()
         tls = TlsSocket(conn, sock)
@@ -168,6 +214,13 @@ def _expect_name(conn: SSL.Connection, name: str) -> None:
         raise ValueError(f"{name!r} is not an IP address to verify")
 
 
+@cache
+def _certs_clear() -> Callable[[int], None] | None:
+    """OpenSSL's SSL_certs_clear(SSL *): frees a connection's certificates and keys (its
+    references to them); None where it cannot be located."""
+    return openssl_unbound.function("SSL_certs_clear", None, ctypes.c_void_p)
+
+
 class TlsSocket:
     """An `ssl.SSLSocket` as far as paho and fleetsim use one, on a pyOpenSSL connection."""
 
@@ -190,6 +243,9 @@ class TlsSocket:
             self._conn.do_handshake()
         except SSL.Error as e:
             raise _translated(e, self._conn) from None
+        clear = _certs_clear()
+        if clear is not None:  # done with the device's certificate and key (module docstring)
+            clear(int(_ffi.cast("uintptr_t", self._conn._ssl)))
 
     def recv(self, bufsize: int) -> bytes:
         try:

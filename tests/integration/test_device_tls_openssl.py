@@ -13,7 +13,7 @@ import pytest
 
 from fleetsim.device import DeviceError, DeviceIdentity, DeviceSession, Observer, ReconnectPolicy
 from fleetsim.device.tls import DeviceTls, TlsContextFactory
-from fleetsim.device.tls_openssl import OpenSslDeviceTls, TlsSocket
+from fleetsim.device.tls_openssl import OpenSslDeviceTls, TlsSocket, _ffi, _lib
 from fleetsim.metrics import Metrics
 from fleetsim.pki import CertificateAuthority, certificate_pem, generate_key, private_key_pem
 from fleetsim.target import Target
@@ -132,6 +132,37 @@ async def test_a_dropped_connection_reconnects_with_the_same_decoded_key(
                 await asyncio.sleep(0.02)
         assert tls_socket(s) is not first
         await s.publish("again/x", b"{}", qos=1)
+
+
+async def test_a_device_reconnecting_after_its_credentials_were_cleared_presents_its_own(
+        prov: Provisioner) -> None:
+    """The connection gives back the device's certificate and key once its handshake is done
+    (SSL_certs_clear); a reconnect, after another device connected on the same context, must
+    present this device's certificate again: local core names it in the presence event
+    (principalIdentifier, the certificate id: "Connect/Disconnect events")."""
+    factory, metrics = openssl(prov.target), Metrics()
+    device, other = prov.device("ossl-cleared"), prov.device("ossl-cleared-other")
+    presence = "$aws/events/presence/connected/"
+    async with session(prov, prov.device("ossl-cleared-watch"), metrics, factory) as w, \
+            Observer(w, [presence + "+"]) as obs, \
+            session(prov, device, metrics, factory,
+                    reconnect=ReconnectPolicy(base=0.05, cap=0.2)) as s:
+        first = await obs.wait_for(presence + device.thing_name)
+        assert first.data["principalIdentifier"] == device.certificate_id
+        assert _lib.SSL_get_certificate(tls_socket(s)._conn._ssl) == _ffi.NULL
+        async with session(prov, other, metrics, factory):
+            pass
+        since = first.seq + 1
+        for reconnects in (1, 2):  # decoded again, then kept
+            s.drop()
+            again = await obs.wait_for(presence + device.thing_name, since=since)
+            assert again.data["principalIdentifier"] == device.certificate_id
+            since = again.seq + 1
+            async with asyncio.timeout(15):
+                while not (s.reconnects >= reconnects and s.connected):
+                    await asyncio.sleep(0.02)
+            assert _lib.SSL_get_certificate(tls_socket(s)._conn._ssl) == _ffi.NULL
+            await s.publish("again/x", b"{}", qos=1)
 
 
 async def test_a_certificate_chain_stays_with_pythons_ssl(prov: Provisioner) -> None:

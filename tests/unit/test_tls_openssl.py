@@ -15,9 +15,17 @@ from pathlib import Path
 import pytest
 from OpenSSL import SSL, crypto
 
+from fleetsim.device import tls_openssl
 from fleetsim.device.errors import connect_failure_kind
 from fleetsim.device.identity import DeviceIdentity, IdentityDamaged, IdentityStore
-from fleetsim.device.tls_openssl import OpenSslContext, TlsSocket, _translated
+from fleetsim.device.tls_openssl import (
+    OpenSslContext,
+    OpenSslDeviceTls,
+    TlsSocket,
+    _ffi,
+    _lib,
+    _translated,
+)
 from fleetsim.pki import CertificateAuthority, certificate_pem, generate_key, private_key_pem
 
 pytestmark = pytest.mark.timeout(30)
@@ -66,9 +74,14 @@ def serve(ctx: ssl.SSLContext, sock: socket.socket,
 
 
 def client(pair: tuple[socket.socket, socket.socket], name: str = "localhost") -> TlsSocket:
+    return client_of(OpenSslContext([CA.cert]).device(identity()), pair, name)
+
+
+def client_of(device: OpenSslDeviceTls, pair: tuple[socket.socket, socket.socket],
+              name: str = "localhost") -> TlsSocket:
     sock = pair[0]
     sock.setblocking(True)
-    return OpenSslContext([CA.cert]).device(identity()).wrap_socket(sock, server_hostname=name)
+    return device.wrap_socket(sock, server_hostname=name)
 
 
 def test_data_both_ways_and_close_notify_reads_as_the_end(
@@ -193,3 +206,37 @@ def test_a_device_sends_its_certificate_without_a_chain_built_from_the_trust_anc
     thread.join(10)
     assert seen and seen[0] is not None
     assert not seen[1]
+
+
+def test_a_connection_drops_the_device_credentials_after_its_handshake_and_the_next_connect_presents_them_again(  # noqa: E501
+        server_context: ssl.SSLContext) -> None:
+    """The decoded certificate goes with the first connection and is cleared from it once the
+    handshake is done (SSL_certs_clear); every later connect decodes it again from the PEM."""
+    mine = identity("again")
+    assert mine.certificate_pem is not None
+    own = ssl.PEM_cert_to_DER_cert(mine.certificate_pem.decode())
+    device = OpenSslContext([CA.cert]).device(mine)
+    seen: list[bytes | None] = []
+    for connect in range(3):
+        a, b = socket.socketpair()
+        b.settimeout(10)
+        thread = serve(server_context, b, lambda tls: seen.append(tls.getpeercert(True)))
+        with a, b:
+            tls = device.wrap_socket(a, server_hostname="localhost")
+            thread.join(10)
+            assert seen == [own] * (connect + 1)
+            assert tls._conn._ssl is not None
+            assert _lib.SSL_get_certificate(tls._conn._ssl) == _ffi.NULL
+
+
+def test_where_ssl_certs_clear_cannot_be_located_a_device_keeps_its_credentials(
+        server_context: ssl.SSLContext, pair: tuple[socket.socket, socket.socket],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tls_openssl, "_certs_clear", lambda: None)
+    context = OpenSslContext([CA.cert])
+    assert not context.sheds_credentials
+    device = context.device(identity("kept"))
+    serve(server_context, pair[1], lambda tls: None)
+    tls = client_of(device, pair)
+    assert _lib.SSL_get_certificate(tls._conn._ssl) != _ffi.NULL
+    assert device._cert is not None and device._key is not None
