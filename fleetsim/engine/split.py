@@ -32,7 +32,7 @@ from fleetsim.device import DeviceIdentity
 from fleetsim.engine import devices as dev
 from fleetsim.engine.context import RunContext
 from fleetsim.engine.forked import in_child
-from fleetsim.engine.preloaded import preload
+from fleetsim.engine.preloaded import collector_paused, preload
 from fleetsim.engine.reconcile import Ledger
 from fleetsim.engine.runner import (
     RunResult,
@@ -155,14 +155,17 @@ class SplitRun:
         gc.freeze()
         try:
             try:
-                ctx = RunContext(self.run_id, scenario, self.target, None, None, None, journal,
-                                 persistent, self.metrics, self.identities_dir / scenario.name,
-                                 self.concurrency, build_devices(scenario, self.shard),
-                                 shards=self.shard[1] if self.shard else 1)
+                with collector_paused():  # what they make all lives on: nothing to find
+                    ctx = RunContext(self.run_id, scenario, self.target, None, None, None,
+                                     journal, persistent, self.metrics,
+                                     self.identities_dir / scenario.name, self.concurrency,
+                                     build_devices(scenario, self.shard),
+                                     shards=self.shard[1] if self.shard else 1)
+                    if self.first_device > 0:
+                        # Read here, inherited by the child: only what it changes comes back.
+                        ctx.preloaded = preload(ctx.identities_dir, ctx.devices)
                 stopped = False
                 if self.first_device > 0:
-                    # Read here, inherited by the child: only what it changes comes back.
-                    ctx.preloaded = preload(ctx.identities_dir, ctx.devices)
                     handover = in_child(
                         lambda: run_async(guard(self._api_steps(ctx, names))))
                     handover.apply(ctx)

@@ -28,7 +28,7 @@ from fleetsim.device.identity import (
 )
 from fleetsim.engine.context import Device
 from fleetsim.engine.forked import in_child
-from fleetsim.engine.preloaded import NOT_PRELOADED, Preloaded, preload
+from fleetsim.engine.preloaded import NOT_PRELOADED, Preloaded, collector_paused, preload
 from fleetsim.engine.reconcile import Ledger
 from fleetsim.engine.split import KEPT, Handover
 from fleetsim.metrics.recorder import Metrics
@@ -178,3 +178,17 @@ def test_the_child_leaves_the_parents_objects_to_the_parent() -> None:
     assert gc.get_freeze_count() == 0
     assert in_child(gc.get_freeze_count) > 0
     assert gc.get_freeze_count() == 0
+
+
+def test_the_collector_is_paused_only_while_asked() -> None:
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # left as it was found
+    finally:
+        gc.enable()
