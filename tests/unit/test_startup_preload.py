@@ -9,6 +9,7 @@ import base64
 import gc
 import json
 import pickle
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fleetsim.control.journal import JOURNAL_FILE, Entry, _line_prefixes, read_entries
 from fleetsim.device.identity import (
     DeviceIdentity,
     IdentityDamaged,
@@ -192,3 +194,43 @@ def test_the_collector_is_paused_only_while_asked() -> None:
         assert not gc.isenabled()  # left as it was found
     finally:
         gc.enable()
+
+
+# Journal lines as `Journal._write` writes them, and lines a crash tore.
+LINE = st.one_of(
+    st.builds(lambda kind, thing, extra: json.dumps({"kind": kind, "thing": thing,
+                                                     "principal": "arn:p", **extra}),
+              st.sampled_from(["thing_principal", "thing", "policy_attachment"]),
+              st.sampled_from(["a", "b\u2028", 'q"']), st.sampled_from([{}, {"n": [1]}])),
+    st.builds(lambda of: json.dumps({"kind": "void", "of": of, "thing": "a",
+                                     "principal": "arn:p"}),
+              st.sampled_from(["thing_principal", "thing"])),
+    st.builds(lambda cut: '{"kind": "thing_principal", "thing": "a", "principal": "arn:p"}'
+              [:cut], st.integers(0, 60)),
+    st.just(""))
+
+
+def _entries_line_by_line(path: Path, prefixes: tuple[str, ...] | None) -> list[Entry]:
+    """How the journal was read before: every line split, filtered, parsed one by one."""
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if prefixes is not None and not line.startswith(prefixes):
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        entries.append(Entry(raw.pop("kind"), raw))
+    return entries
+
+
+@given(st.lists(LINE, max_size=12), st.sampled_from([None, ("thing_principal",)]))
+def test_journal_lines_picked_and_parsed_at_once_are_those_read_line_by_line(
+        lines: list[str], kinds: tuple[str, ...] | None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp)
+        text = "".join(line + "\n" for line in lines)
+        (run_dir / JOURNAL_FILE).write_text(text, encoding="utf-8")
+        prefixes = None if kinds is None else _line_prefixes(kinds)
+        expected = _entries_line_by_line(run_dir / JOURNAL_FILE, prefixes)
+        assert read_entries(run_dir, kinds) == expected
