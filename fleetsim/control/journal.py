@@ -5,8 +5,10 @@ created nothing."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterable, Iterator
@@ -123,18 +125,43 @@ def _line_prefixes(kinds: Iterable[str]) -> tuple[str, ...]:
 
 
 def _read_file(path: Path, prefixes: tuple[str, ...] | None = None) -> list[Entry]:
-    entries: list[Entry] = []
-    if not path.exists():
-        return entries
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if prefixes is not None and not line.startswith(prefixes):
-            continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line torn by a crash mid-write: nothing was created after it
-        entries.append(Entry(raw.pop("kind"), raw))
-    return entries
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    if prefixes is None:
+        return _parsed(text.splitlines())
+    # The lines of `prefixes` picked by one regex (a 10,000-device persistent journal holds
+    # 50,000 lines, 10,000 of them `thing_principal`): ~4x faster than splitting them all.
+    return _parsed(_selector(prefixes).findall("\n" + text))
+
+
+@functools.lru_cache(maxsize=16)
+def _selector(prefixes: tuple[str, ...]) -> re.Pattern[str]:
+    """Whole lines starting with one of `prefixes`, each after a "\n" (a literal the regex
+    engine scans for; `^` in MULTILINE mode is tried at every character)."""
+    return re.compile("\n((?:" + "|".join(map(re.escape, prefixes)) + ")[^\n]*)")
+
+
+def _parsed(lines: list[str]) -> list[Entry]:
+    """The entries of `lines`, parsed as one JSON array (one call instead of one a line: a
+    10,000-device start-up reads 10,000); when that fails, line by line, leaving out a line
+    torn by a crash mid-write (nothing was created after it)."""
+    if not lines:
+        return []
+    try:
+        raws = json.loads("[" + ",".join(lines) + "]")
+    except json.JSONDecodeError:
+        raws = None
+    # A torn line may also swallow the lines after it into valid JSON: fewer values.
+    if raws is None or len(raws) != len(lines) or not all(type(r) is dict for r in raws):
+        raws = []
+        for line in lines:
+            try:
+                raws.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return [Entry(raw.pop("kind"), raw) for raw in raws]
 
 
 def settle(entries: list[Entry]) -> list[Entry]:

@@ -25,6 +25,7 @@ from fleetsim.target import Target
 if TYPE_CHECKING:
     from fleetsim.device.behaviours.job_agent import JobAgent
     from fleetsim.device.behaviours.shadow import ShadowReporter
+    from fleetsim.engine.preloaded import Preloaded
 
 # What a device's behaviours are handed for each message it receives: (topic, payload).
 MessageHandler = Callable[[str, bytes], None]
@@ -101,6 +102,8 @@ class RunContext:
     reconcile: Ledger = field(default_factory=Ledger)
     # Listings several devices share (engine/describe.py `shared`), by key, made once.
     listings: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    # Stored identities read before the API child forked (engine/preloaded.py): the child's.
+    preloaded: Preloaded | None = None
 
     def journal_for(self, fleet: Fleet | None, shared: bool = False) -> Journal:
         """Where a resource is written down: resources of persistent fleets, and in a sharded

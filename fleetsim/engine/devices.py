@@ -20,6 +20,7 @@ from fleetsim.device import (
 from fleetsim.device.fleet import close_many
 from fleetsim.device.tls import AnyDeviceTls
 from fleetsim.engine.context import Device, MessageHandler, RunContext
+from fleetsim.engine.preloaded import NOT_PRELOADED
 from fleetsim.errors import UserError
 
 if TYPE_CHECKING:
@@ -52,6 +53,12 @@ def save_identity(ctx: RunContext, device: Device, key_pem: bytes,
 
 
 def load_identity(ctx: RunContext, device: Device) -> DeviceIdentity | None:
+    """The device's stored identity (None: nothing stored): read before the API child forked
+    (engine/preloaded.py) the first time it is asked for there, else from its files."""
+    if ctx.preloaded is not None:
+        found = ctx.preloaded.take(device.fleet.name, device.thing_name)
+        if found is not NOT_PRELOADED:
+            return found
     return _store(ctx.identities_dir, device.fleet.name).load_if_stored(device.thing_name)
 
 

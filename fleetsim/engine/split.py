@@ -18,6 +18,7 @@ Anything else (a device step before an API step, a step of neither phase, labs, 
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from fleetsim.device import DeviceIdentity
 from fleetsim.engine import devices as dev
 from fleetsim.engine.context import RunContext
 from fleetsim.engine.forked import in_child
+from fleetsim.engine.preloaded import collector_paused, preload
 from fleetsim.engine.reconcile import Ledger
 from fleetsim.engine.runner import (
     RunResult,
@@ -53,7 +55,10 @@ Guard = Callable[[Coroutine[Any, Any, Any]], Coroutine[Any, Any, Any]]
 # An identity as plain values (pickled 3x faster than the dataclass and its Paths: 10,000
 # of them cross the pipe at a 10,000-device start-up).
 FlatIdentity = tuple[Any, ...]
-DeviceState = tuple[str | None, str | None, FlatIdentity | None, str | None]
+# A device's (certificate ARN, id, identity, failed), or KEPT: it holds its stored identity,
+# which the device process read before it forked the child (engine/preloaded.py).
+DeviceState = tuple[str | None, str | None, FlatIdentity | None, str | None] | int
+KEPT = 1
 
 
 def _flat(identity: DeviceIdentity | None) -> FlatIdentity | None:
@@ -95,15 +100,23 @@ class Handover:
 
     @classmethod
     def of(cls, ctx: RunContext, stopped: bool, interrupted: bool) -> Handover:
-        return cls({name: [(d.certificate_arn, d.certificate_id, _flat(d.identity), d.failed)
+        preloaded = ctx.preloaded
+        return cls({name: [KEPT if preloaded is not None and preloaded.kept(d) else
+                           (d.certificate_arn, d.certificate_id, _flat(d.identity), d.failed)
                            for d in devices] for name, devices in ctx.devices.items()},
                    ctx.metrics.snapshot(), ctx.reconcile, stopped, interrupted,
                    ctx.values, ctx.jobs, ctx.journaled)
 
     def apply(self, ctx: RunContext) -> None:
+        """Give the device process's devices what the child's ended with; a KEPT device's
+        identity is the one `ctx.preloaded` holds (the same the child held)."""
         for name, states in self.devices.items():
-            for d, (arn, cert_id, identity, failed) in zip(ctx.devices[name], states,
-                                                           strict=True):
+            for d, state in zip(ctx.devices[name], states, strict=True):
+                if isinstance(state, int):
+                    assert ctx.preloaded is not None
+                    ctx.preloaded.restore(d)
+                    continue
+                arn, cert_id, identity, failed = state
                 d.certificate_arn, d.certificate_id, d.identity, d.failed = (
                     arn, cert_id, _identity(identity), failed)
         ctx.metrics.restore(self.metrics)
@@ -134,20 +147,31 @@ class SplitRun:
         persistent = Journal.persistent(self.runs_dir, scenario.name, described)
         result = RunResult(self.run_id, scenario.name, self.target, self.metrics,
                            journal.path)
-        ctx = RunContext(self.run_id, scenario, self.target, None, None, None, journal,
-                         persistent, self.metrics, self.identities_dir / scenario.name,
-                         self.concurrency, build_devices(scenario, self.shard),
-                         shards=self.shard[1] if self.shard else 1)
         names = step_names(scenario.steps)
         exiting = False  # asked to exit at once (Ctrl-C twice): no clean-up
+        # Until the device steps start, the collector leaves alone what is there now (the
+        # modules, the scenario): building 10,000 devices and reading their stored identities
+        # would otherwise walk it all again (a full collection, ~40 ms) for nothing.
+        gc.freeze()
         try:
             try:
+                with collector_paused():  # what they make all lives on: nothing to find
+                    ctx = RunContext(self.run_id, scenario, self.target, None, None, None,
+                                     journal, persistent, self.metrics,
+                                     self.identities_dir / scenario.name, self.concurrency,
+                                     build_devices(scenario, self.shard),
+                                     shards=self.shard[1] if self.shard else 1)
+                    if self.first_device > 0:
+                        # Read here, inherited by the child: only what it changes comes back.
+                        ctx.preloaded = preload(ctx.identities_dir, ctx.devices)
                 stopped = False
                 if self.first_device > 0:
                     handover = in_child(
                         lambda: run_async(guard(self._api_steps(ctx, names))))
                     handover.apply(ctx)
+                    ctx.preloaded = None  # the device steps read the files (changed since)
                     stopped, result.interrupted = handover.stopped, handover.interrupted
+                gc.unfreeze()  # the device steps collect as they always did
                 result.reconcile = ctx.reconcile
                 if not stopped:
                     result.interrupted = run_async(guard(self._device_steps(ctx, names)))
@@ -160,6 +184,7 @@ class SplitRun:
                     result.cleanup = in_child(
                         lambda: run_async(guard(self._clean_up(journal))))
         finally:
+            gc.unfreeze()
             journal.close()
             persistent.close()
         return result
@@ -170,6 +195,10 @@ class SplitRun:
                                identities_dir=self.identities_dir,
                                concurrency=self.concurrency, metrics=self.metrics,
                                devices=base.devices, shards=base.shards) as (ctx, _):
+            ctx.preloaded = base.preloaded
+            # The AWS clients (botocore's service models: ~10^5 objects) live as long as
+            # this child: its collector leaves them alone (as forked.py the parent's).
+            gc.freeze()
             try:
                 interrupted = await run_steps(ctx, names, range(self.first_device))
             finally:

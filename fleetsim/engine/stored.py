@@ -78,7 +78,13 @@ def standing_attachments(entries: Iterable[Entry]) -> set[tuple[str, str]]:
 
 
 def _key(data: dict[str, Any]) -> Any:
-    """`data`, hashable, equal for equal data (as settle compares them)."""
+    """`data`, hashable, equal for equal data (as settle compares them): (thing, principal)
+    for the entries fleetsim writes, which hold nothing else (no other key is a pair of
+    strings)."""
+    if len(data) == 2:
+        thing, principal = data.get("thing"), data.get("principal")
+        if type(thing) is str and type(principal) is str:
+            return thing, principal
     key = tuple(sorted(data.items()))
     try:
         hash(key)

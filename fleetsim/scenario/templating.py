@@ -197,6 +197,11 @@ class Template:
     def names(self) -> set[str]:
         return {p.name for p in self.parts if p.name}
 
+    @property
+    def constant(self) -> bool:
+        """No placeholder (or only escapes): renders to the same text whatever the context."""
+        return all(p.literal is not None for p in self.parts)
+
 
 class StructTemplate:
     """A JSON-like value (dicts, lists, strings, numbers) whose strings are templates."""

@@ -82,6 +82,10 @@ async def _reuse_vouched(ctx: RunContext, devices: list[Device],
         return devices
     if policy_t is None:
         return prov.reuse_vouched(ctx, devices, state, {}, None)
+    if policy_t.constant:  # one policy for all (rendered once, not 10,000 times)
+        policy = policy_t.render({})
+        policies = {policy: await policy_targets(ctx, policy)}
+        return prov.reuse_vouched(ctx, devices, state, policies, lambda _: policy)
     names = {d.thing_name: policy_t.render(d.names) for d in devices}
     policies = {policy: await policy_targets(ctx, policy) for policy in set(names.values())}
     return prov.reuse_vouched(ctx, devices, state, policies, lambda d: names[d.thing_name])
