@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.startup                      # 1,000 and 10,000 identities
     .venv/bin/python -m bench.startup --devices 1000 --rounds 1
+    .venv/bin/python -m bench.startup --devices 10000 --rounds 3 --baseline /tmp/base
 
 The peer scenario (bench/peer.py) with persistent identities, made once by an unmeasured
 first run; each measured run re-uses them: `create_policy`, `provision`, then a `wait` (a
@@ -80,20 +81,22 @@ class TreeSampler(threading.Thread):
         return self.samples[-1][1:]
 
 
-def _fleetsim(work: Path, scenario: Path,
-             devices: int | None) -> tuple[subprocess.Popen[str], Path]:
+def _fleetsim(work: Path, scenario: Path, devices: int | None,
+             tree: Path = ROOT) -> tuple[subprocess.Popen[str], Path]:
     summary = work / "summary.json"
     summary.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "fleetsim", "run", str(scenario),
            "--state-dir", str(work / "state"), "--json", str(summary),
            *(["--devices", str(devices)] if devices else [])]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     return subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True), summary
 
 
-def measured_run(work: Path, scenario: Path, devices: int | None) -> dict[str, Any]:
-    proc, summary = _fleetsim(work, scenario, devices)
+def measured_run(work: Path, scenario: Path, devices: int | None,
+                 tree: Path = ROOT) -> dict[str, Any]:
+    """One run of `scenario` by the `fleetsim` of source tree `tree`."""
+    proc, summary = _fleetsim(work, scenario, devices, tree)
     sampler = TreeSampler(proc.pid)
     out, _ = proc.communicate(timeout=1800)
     sampler.join(5)
@@ -163,12 +166,29 @@ class Workspace:
         _provision(self.work, n)
         self.scenario = measured_scenario(self.work, n)
 
-    def measure(self) -> dict[str, Any]:
-        return measured_run(self.work, self.scenario, None)
+    def measure(self, tree: Path = ROOT) -> dict[str, Any]:
+        return measured_run(self.work, self.scenario, None, tree)
+
+
+def _round(n: int, r: int, big: Workspace, one: Workspace, tree: Path,
+           big_first: bool) -> dict[str, Any]:
+    """One round of one tree: N identities and one, the order alternating."""
+    row: dict[str, Any] = {"tree": str(tree)}
+    for key, space in ([("all", big), ("one", one)] if big_first
+                       else [("one", one), ("all", big)]):
+        print(f"startup bench: {n} identities, round {r + 1}, {key}, {tree}", flush=True)
+        row[key] = space.measure(tree)
+    growing = row["all"]["startup_cpu_s"] - row["one"]["startup_cpu_s"]
+    row["per_identity_ms"] = round(growing * 1000 / max(n - 1, 1), 4)
+    row["growing_cpu_s"] = round(growing * n / max(n - 1, 1), 3)
+    return row
 
 
 def collect(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
+    # This tree, and another one's `fleetsim` (`--baseline`) on the same identities.
+    trees = [ROOT, *([Path(args.baseline).resolve()] if getattr(args, "baseline", None)
+                     else [])]
     report: dict[str, Any] = {"bench": "startup", "at": utc_now(), "machine": machine_info(),
                               "load_avg_at_start": load_average(), "scenario": SCENARIO,
                               "sizes": {}}
@@ -184,17 +204,10 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
                 spaces.append(big)
                 rounds = []
                 for r in range(args.rounds):
-                    row: dict[str, Any] = {}
-                    for key, space in ([("all", big), ("one", one)] if r % 2 == 0
-                                       else [("one", one), ("all", big)]):
-                        print(f"startup bench: {n} identities, round {r + 1}, {key}",
-                              flush=True)
-                        row[key] = space.measure()
-                    growing = row["all"]["startup_cpu_s"] - row["one"]["startup_cpu_s"]
-                    row["per_identity_ms"] = round(growing * 1000 / max(n - 1, 1), 4)
-                    row["growing_cpu_s"] = round(growing * n / max(n - 1, 1), 3)
-                    rounds.append(row)
-                    print(json.dumps(row), flush=True)
+                    for tree in (trees if r % 2 == 0 else trees[::-1]):
+                        row = _round(n, r, big, one, tree, r % 2 == 0)
+                        rounds.append(row)
+                        print(json.dumps(row), flush=True)
                 report["sizes"][str(n)] = rounds
                 big.core.stop()
                 spaces.remove(big)
@@ -207,7 +220,8 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
 
 def rows(report: dict[str, Any]) -> list[Row]:
     out = []
-    for n, rounds in report["sizes"].items():
+    for n, all_rounds in report["sizes"].items():
+        rounds = [r for r in all_rounds if r.get("tree", str(ROOT)) == str(ROOT)]
         best = min(rounds, key=lambda r: r["growing_cpu_s"])
         out += [Row(f"{n} identities: start-up CPU to the first device step",
                     best["all"]["startup_cpu_s"], "s"),
@@ -240,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--devices", type=int, nargs="+", default=[1000, 10000])
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--no-imports", dest="imports", action="store_false")
+    p.add_argument("--baseline", metavar="DIR",
+                   help="another source tree's fleetsim, measured on the same identities, "
+                        "alternating with this tree's round by round (e.g. `git archive "
+                        "<commit> fleetsim | tar -x -C DIR`)")
     p.add_argument("--out", default="startup", help="results file name (bench/results/)")
     args = p.parse_args(argv)
     report = collect(args)
