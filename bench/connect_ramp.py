@@ -19,66 +19,22 @@ shared object (`perf report --sort dso`). Results: `bench/results/connect-ramp.j
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.peer import GENERATOR_CPU, _children, _start_core, run_fleetsim, scenario_yaml
+from bench.peer import GENERATOR_CPU, Sampler, _start_core, run_fleetsim, scenario_yaml
 from bench.profile import py_spy
 from bench.report import RESULTS_DIR
-from bench.system import CLOCK_TICKS, load_average, machine_info, source_trees, utc_now
+from bench.system import load_average, machine_info, source_trees, utc_now
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _user_sys(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of `pid` and its live children, plus its exited children."""
-    user = system = 0.0
-    for p in [pid, *_children(pid)]:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        user += int(fields[11]) / CLOCK_TICKS
-        system += int(fields[12]) / CLOCK_TICKS
-        if p == pid:
-            user += int(fields[13]) / CLOCK_TICKS
-            system += int(fields[14]) / CLOCK_TICKS
-    return user, system
-
-
-class UserSysSampler(threading.Thread):
-    def __init__(self, pid: int, period: float = 0.05):
-        super().__init__(daemon=True)
-        self.pid, self.period = pid, period
-        self.t: list[float] = []
-        self.samples: list[tuple[float, float]] = []
-        self.start()
-
-    def run(self) -> None:
-        while os.path.exists(f"/proc/{self.pid}/stat"):
-            with open(f"/proc/{self.pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    break
-            self.t.append(time.time())
-            self.samples.append(_user_sys(self.pid))
-            time.sleep(self.period)
-
-    def at(self, when: float) -> tuple[float, float]:
-        i = min(max(bisect.bisect_left(self.t, when), 1), len(self.t) - 1)
-        t0, t1 = self.t[i - 1], self.t[i]
-        share = min(max((when - t0) / (t1 - t0), 0.0), 1.0) if t1 > t0 else 1.0
-        (u0, s0), (u1, s1) = self.samples[i - 1], self.samples[i]
-        return u0 + share * (u1 - u0), s0 + share * (s1 - s0)
 
 
 def _perf_dsos(data: Path, span: tuple[float, float]) -> dict[str, float]:
@@ -107,7 +63,7 @@ def one_run(work: Path, tree: str, backend: str, n: int, perf: bool,
     mono_offset = time.time() - time.monotonic()
     proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    sampler = UserSysSampler(proc.pid)
+    sampler = Sampler(proc.pid)
     recorder = None
     perf_data = work / "perf.data"
     if perf:
@@ -126,12 +82,12 @@ def one_run(work: Path, tree: str, backend: str, n: int, perf: bool,
     data = json.loads(summary.read_text())
     step = next(s for s in data["metrics"]["steps"] if s["name"].endswith(".connect"))
     a, b = step["started_at"], step["started_at"] + step["duration_s"]
-    (u0, s0), (u1, s1) = sampler.at(a), sampler.at(b)
+    cpu, system = sampler.cpu_between(a, b), sampler.system_between(a, b)
     result: dict[str, Any] = {
         "tree": tree or "this", "backend": backend, "ramp_s": round(b - a, 2),
-        "user_ms_per_connect": round((u1 - u0) * 1000 / n, 3),
-        "system_ms_per_connect": round((s1 - s0) * 1000 / n, 3),
-        "cpu_ms_per_connect": round((u1 - u0 + s1 - s0) * 1000 / n, 3),
+        "user_ms_per_connect": round((cpu - system) * 1000 / n, 3),
+        "system_ms_per_connect": round(system * 1000 / n, 3),
+        "cpu_ms_per_connect": round(cpu * 1000 / n, 3),
         "errors": data["metrics"].get("errors", {}), "span": [a, b]}
     if profile:
         result["py_spy"] = profile

@@ -100,21 +100,31 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _cpu_rss(pid: int) -> tuple[float, int]:
-    """CPU seconds (user + system, all threads) and RSS in KB of `pid` and its children,
-    with the CPU of children that exited (cutime, cstime: a split run's API child)."""
-    cpu, rss = 0.0, 0
+def _cpu_system_rss(pid: int) -> tuple[float, float, int]:
+    """CPU seconds (user + system, all threads), of them system, and RSS in KB of `pid` and
+    its children, with the CPU of children that exited (cutime, cstime: a split run's API
+    child)."""
+    cpu = system = 0.0
+    rss = 0
     for p in [pid, *_children(pid)]:
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            cpu += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            ticks = [int(fields[11]), int(fields[12])]
             if p == pid:
-                cpu += (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+                ticks = [ticks[0] + int(fields[13]), ticks[1] + int(fields[14])]
+            cpu += (ticks[0] + ticks[1]) / CLOCK_TICKS
+            system += ticks[1] / CLOCK_TICKS
             with open(f"/proc/{p}/status") as f:
                 rss += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
         except (OSError, StopIteration):
             continue
+    return cpu, system, rss
+
+
+def _cpu_rss(pid: int) -> tuple[float, int]:
+    """CPU seconds and RSS in KB of `pid`'s tree (`_cpu_system_rss`)."""
+    cpu, _system, rss = _cpu_system_rss(pid)
     return cpu, rss
 
 
@@ -126,17 +136,19 @@ class Sampler(threading.Thread):
         self.pid, self.period = pid, period
         self.t: list[float] = []
         self.cpu: list[float] = []
+        self.system: list[float] = []
         self.rss: list[int] = []
         self.busy0 = system_busy_seconds()
         self.start()
 
     def run(self) -> None:
         while os.path.exists(f"/proc/{self.pid}"):
-            cpu, rss = _cpu_rss(self.pid)
+            cpu, system, rss = _cpu_system_rss(self.pid)
             if rss == 0:
                 break  # a zombie: exited
             self.t.append(time.time())
             self.cpu.append(cpu)
+            self.system.append(system)
             self.rss.append(rss)
             time.sleep(self.period)
 
@@ -153,6 +165,17 @@ class Sampler(threading.Thread):
 
     def cpu_between(self, a: float, b: float) -> float:
         return self.at(b)[0] - self.at(a)[0]
+
+    def system_between(self, a: float, b: float) -> float:
+        """System CPU seconds between epoch times `a` and `b` (interpolated)."""
+        return _interpolated(self.t, self.system, b) - _interpolated(self.t, self.system, a)
+
+
+def _interpolated(t: list[float], values: list[float], when: float) -> float:
+    i = min(max(bisect.bisect_left(t, when), 1), len(t) - 1)
+    t0, t1 = t[i - 1], t[i]
+    share = min(max((when - t0) / (t1 - t0), 0.0), 1.0) if t1 > t0 else 1.0
+    return values[i - 1] + share * (values[i] - values[i - 1])
 
 
 def figures(s: Sampler, launched: float, ramp: tuple[float, float], idle: tuple[float, float],
