@@ -31,7 +31,7 @@ from typing import Any
 
 from bench.peer import GENERATOR_CPU, Sampler, _start_core, run_fleetsim, scenario_yaml
 from bench.profile import py_spy
-from bench.report import RESULTS_DIR
+from bench.report import RESULTS_DIR, error_kinds
 from bench.system import load_average, machine_info, source_trees, utc_now
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +88,7 @@ def one_run(work: Path, tree: str, backend: str, n: int, perf: bool,
         "user_ms_per_connect": round((cpu - system) * 1000 / n, 3),
         "system_ms_per_connect": round(system * 1000 / n, 3),
         "cpu_ms_per_connect": round(cpu * 1000 / n, 3),
-        "errors": data["metrics"].get("errors", {}), "span": [a, b]}
+        "errors": error_kinds(data["metrics"]), "span": [a, b]}
     if profile:
         result["py_spy"] = profile
     if perf:

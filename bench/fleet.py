@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.fleet_provision import FLEET, OBSERVER_FLEET, provision, start_core
+from bench.report import error_kinds
 from bench.system import cpu_seconds
 from fleetsim.device.behaviours.telemetry import Stream, publish_periodically
 from fleetsim.device.payload import encode
@@ -196,7 +197,7 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
         "wall_s": w.wall, "connects_per_s": n_ok / w.wall, **w.per(n_ok, "ms_per_connect"),
         "cpu_ms_per_connect_incl_tls_context": (w.cpu + ctx_cpu) * 1000 / max(n_ok, 1),
         "latency": _pcts(metrics.histogram("mqtt.connect")),
-        "errors": metrics.snapshot().get("errors", {})}
+        "errors": error_kinds(metrics.snapshot())}
     await asyncio.sleep(3)
     rss1 = _rss_kb()
     out["memory"] = {"rss_before_kb": rss0, "rss_connected_kb": rss1,
@@ -221,7 +222,7 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
         "observer_share": 1 / shards, "observer_received": observer.mark() - seen0,
         "publish_latency": _pcts(metrics.histogram("mqtt.publish")),
         "e2e_latency": _pcts(obs_metrics.histogram("e2e")),
-        "errors": metrics.snapshot().get("errors", {})}
+        "errors": error_kinds(metrics.snapshot())}
 
     await observer.__aexit__(None, None, None)
     w = Window()

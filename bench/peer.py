@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.profile import py_spy
-from bench.report import RESULTS_DIR
+from bench.report import RESULTS_DIR, error_kinds
 from bench.system import (
     CLOCK_TICKS,
     load_average,
@@ -254,7 +254,7 @@ def run_fleetsim(work: Path, n: int, args: argparse.Namespace, measured: bool,
     if profile:
         result["profile"] = profile
     result.update(connected=connected, counters=data["metrics"].get("counters", {}),
-                  errors=data["metrics"].get("errors", {}),
+                  errors=error_kinds(data["metrics"]),
                   connect_latency_ms=_latency(data, "mqtt.connect"))
     return result
 

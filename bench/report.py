@@ -20,6 +20,14 @@ class Row:
     note: str = ""
 
 
+def error_kinds(snapshot: dict[str, Any]) -> dict[str, int]:
+    """A metrics snapshot's (or a run summary's `metrics`) errors by kind, over every
+    operation: a snapshot keeps them per operation, under `ops`."""
+    from fleetsim.metrics.report import errors_by_kind
+
+    return {kind: n for kind, n, _where in errors_by_kind(snapshot)}
+
+
 def write_json(name: str, data: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"

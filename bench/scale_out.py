@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.fleet_provision import start_core
-from bench.report import Row
+from bench.report import Row, error_kinds
 from bench.system import cpu_seconds, load_average, machine_info
 from fleetsim.engine.pacing import RateCurve
 from fleetsim.engine.runner import shard_range
@@ -211,7 +211,7 @@ def _run(workdir: Path, state: Path, devices: int, workers: int | None, ramp: Ra
         "steps_s": {k: round(s["duration_s"], 2) for k, s in steps.items()},
         "counters": {k: v for k, v in m["counters"].items()
                      if k.startswith(("identities", "devices", "workers"))},
-        "errors": m.get("errors", {}),
+        "errors": error_kinds(m),
         "cpu_s_by_step": cpu,
         "cpu_s_whole_run": sampler.at(time.time()),
         "cpu_ms_per_connect": per("connect", devices, False),
