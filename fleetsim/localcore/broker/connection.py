@@ -38,6 +38,7 @@ from fleetsim.localcore.broker import properties as P
 from fleetsim.localcore.broker.activity import Activity, ActivityHook
 from fleetsim.localcore.broker.authz import Authorizer
 from fleetsim.localcore.broker.codec import MalformedPacket, ProtocolError
+from fleetsim.localcore.broker.fdlimit import DescriptorWatch
 from fleetsim.localcore.broker.properties import MessageProps
 from fleetsim.localcore.broker.session import MAX_INFLIGHT, Session
 from fleetsim.localcore.broker.slowlane import SlowLane
@@ -91,6 +92,7 @@ class BrokerPort(Protocol):
     session_expiry: float  # the account's maximum Session Expiry Interval, seconds
     high_water: int
     connections: set[Connection]
+    descriptors: DescriptorWatch
     unknown_certificate: UnknownCertificateHook | None
     activity: ActivityHook | None
     slow_lane: SlowLane
@@ -190,6 +192,7 @@ class Connection(asyncio.Protocol):
         self.peer_port = int(peer[1]) if peer and len(peer) > 1 else 0
         self._rcvbuf = preconnect.narrow(transport)  # until the CONNECT is accepted
         self.broker.connections.add(self)
+        self.broker.descriptors.check(len(self.broker.connections))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.broker.connections.discard(self)

@@ -29,6 +29,7 @@ from fleetsim.localcore.broker.connection import (
     PRE_CONNECT_READS_PER_INTERVAL,
     Connection,
 )
+from fleetsim.localcore.broker.fdlimit import DescriptorWatch
 from fleetsim.localcore.broker.handshake import Handshakes
 from fleetsim.localcore.broker.properties import MessageProps, message_props
 from fleetsim.localcore.broker.router import Request, Router
@@ -82,6 +83,7 @@ class Broker:
         self._trimmed_at = 0.0
         self._trim_task: asyncio.Task[None] | None = None
         self.connections: set[Connection] = set()
+        self.descriptors = DescriptorWatch()  # warns near the open-file limit
         self.clients: dict[str, Connection] = {}
         self._offline: dict[str, Session] = {}
         self._trie = SubscriptionTrie()
