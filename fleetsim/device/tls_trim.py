@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import ssl
+import weakref
 from functools import cache
 from typing import Any
 
@@ -58,11 +59,20 @@ def _libssl() -> Any | None:
     return lib
 
 
+# Each socket's SSL* once its layout checks held, with the `_ssl` object they were made on:
+# `release_buffers` runs after every burst of reads, and the checks cost ~2 us a call.
+_checked: weakref.WeakKeyDictionary[ssl.SSLSocket, tuple[object, Any, int]] = (
+    weakref.WeakKeyDictionary())
+
+
 def _ssl_of(sock: object) -> tuple[Any, int] | None:
     """The SSL* of a connected `ssl.SSLSocket` and libssl, when the layout checks hold."""
     if not isinstance(sock, ssl.SSLSocket):
         return None
     obj = sock._sslobj  # type: ignore[attr-defined]
+    known = _checked.get(sock)
+    if known is not None and known[0] is obj:
+        return known[1], known[2]
     lib = _libssl()
     if obj is None or lib is None:
         return None
@@ -73,6 +83,7 @@ def _ssl_of(sock: object) -> tuple[Any, int] | None:
     ssl_ctx = ctypes.c_void_p.from_address(id(context) + _SSL_CTX_AT).value
     if not ptr or not ssl_ctx or lib.SSL_get_SSL_CTX(ptr) != ssl_ctx:
         return None
+    _checked[sock] = (obj, lib, ptr)
     return lib, ptr
 
 
