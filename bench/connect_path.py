@@ -187,16 +187,13 @@ def _dumped(prefix: Path) -> dict[str, dict[str, int]]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from bench.fleet_provision import provisioned_core
-    from bench.system import machine_info, source_trees, utc_now
+    from bench.system import in_round, source_trees, tree_record
 
     trees = source_trees(args.baseline)
-    data: dict[str, Any] = {"benchmark": "connect-path", "started": utc_now(),
-                            "machine": machine_info(), "devices": args.devices,
-                            "backend": args.backend, "trees": trees,
-                            "loadavg_before": os.getloadavg(), "rounds": []}
+    data = tree_record("connect-path", trees, devices=args.devices, backend=args.backend)
     with provisioned_core(args.devices, "fleetsim-bench-connect-") as (_, info, ids):
         for r in range(args.rounds):
-            order = list(trees) if r % 2 == 0 else list(reversed(trees))
+            order = in_round(trees, r)
             results: dict[str, Any] = {}
             for name in order:
                 cg = (Path(args.callgrind_dir) / f"cg-{name}-{r}" if args.callgrind

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import Row
-from bench.system import cpu_seconds, machine_info, raise_fd_limit, utc_now
+from bench.system import cpu_seconds, in_round, machine_info, raise_fd_limit, utc_now
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = ("1.2", "1.3")
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
         state, ids = work / "state", work / "identities"
         provision(state, ids, max(n if args.core_rounds else 0, args.core_callgrind))
         for r in range(args.core_rounds):
-            order = trees if r % 2 == 0 else list(reversed(trees))
+            order = in_round(trees, r)
             results: dict[str, Any] = {}
             for tree in order:
                 try:

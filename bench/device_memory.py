@@ -162,17 +162,14 @@ def _figures(marks: dict[str, Any], n: int, messages: int) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from bench.fleet_provision import provisioned_core
-    from bench.system import machine_info, source_trees, utc_now
+    from bench.system import in_round, source_trees, tree_record
 
     trees = source_trees(args.baseline)
-    data: dict[str, Any] = {"benchmark": "device-memory", "started": utc_now(),
-                            "machine": machine_info(), "devices": args.devices,
-                            "messages": args.messages, "backends": args.backends,
-                            "tracemalloc": args.tracemalloc, "trees": trees,
-                            "loadavg_before": os.getloadavg(), "rounds": []}
+    data = tree_record("device-memory", trees, devices=args.devices, messages=args.messages,
+                       backends=args.backends, tracemalloc=args.tracemalloc)
     with provisioned_core(args.devices, "fleetsim-bench-mem-") as (_, info, ids):
         for r in range(args.rounds):
-            order = list(trees) if r % 2 == 0 else list(reversed(trees))
+            order = in_round(trees, r)
             results: dict[str, Any] = {}
             for backend in args.backends:
                 for name in order:

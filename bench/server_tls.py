@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import Row
-from bench.system import cpu_seconds, machine_info, raise_fd_limit, utc_now
+from bench.system import cpu_seconds, in_round, machine_info, raise_fd_limit, utc_now
 
 SERVERS = ("stdlib", "pyopenssl", "stdlib-bio")
 CONNACK = b"\x20\x02\x00\x00"
@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
         state, ids = work / "state", work / "identities"
         provision(state, ids, max(n, args.server_tls_callgrind))
         for r in range(args.server_tls_rounds):
-            order = SERVERS if r % 2 == 0 else tuple(reversed(SERVERS))
+            order = in_round(SERVERS, r)
             results: dict[str, Any] = {}
             for kind in order:
                 try:

@@ -38,7 +38,7 @@ from typing import Any
 
 from bench.peer import SCENARIO, _cpu_rss, _start_core, scenario_yaml
 from bench.report import Row
-from bench.system import load_average, machine_info, utc_now
+from bench.system import in_round, load_average, machine_info, utc_now
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -204,7 +204,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
                 spaces.append(big)
                 rounds = []
                 for r in range(args.rounds):
-                    for tree in (trees if r % 2 == 0 else trees[::-1]):
+                    for tree in in_round(trees, r):
                         row = _round(n, r, big, one, tree, r % 2 == 0)
                         rounds.append(row)
                         print(json.dumps(row), flush=True)

@@ -11,11 +11,11 @@ import resource
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -163,6 +163,23 @@ def drive_worker(cmd: list[str], cwd: Path, on_mark: Callable[[str, dict[str, An
         if proc.wait(timeout=timeout) != 0:
             raise RuntimeError(f"worker {what} exited with {proc.returncode}")
     return marks
+
+
+T = TypeVar("T")
+
+
+def in_round(items: Iterable[T], r: int) -> list[T]:
+    """`items` in round `r`'s order: as given in even rounds, reversed in odd ones, so that a
+    ratio of two of them is one of a single run on a noisy machine."""
+    ordered = list(items)
+    return ordered if r % 2 == 0 else ordered[::-1]
+
+
+def tree_record(benchmark: str, trees: dict[str, str], **fields: Any) -> dict[str, Any]:
+    """The start of a results document comparing source trees round by round: what ran, when,
+    where and on how loaded a machine; each round is appended to its `rounds`."""
+    return {"benchmark": benchmark, "started": utc_now(), "machine": machine_info(),
+            **fields, "trees": trees, "loadavg_before": os.getloadavg(), "rounds": []}
 
 
 def source_trees(baseline: str | None) -> dict[str, str]:

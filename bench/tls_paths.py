@@ -38,7 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import Row
-from bench.system import drive_worker, machine_info, raise_fd_limit, rss_kb, utc_now
+from bench.system import (
+    drive_worker,
+    in_round,
+    machine_info,
+    raise_fd_limit,
+    rss_kb,
+    utc_now,
+)
 
 PATHS = ("stdlib-shared", "stdlib-per-device", "openssl")
 VERSIONS = ("1.2", "1.3")
@@ -203,7 +210,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Row]]:
                           "fleetsim-bench-tls-") as (work, info, ids):
         for r in range(args.tls_rounds):
             paths = tuple(p for p in PATHS if p in args.tls_paths)
-            order = paths if r % 2 == 0 else tuple(reversed(paths))
+            order = in_round(paths, r)
             results: dict[str, Any] = {}
             for version in VERSIONS:
                 for path in order:
