@@ -20,6 +20,11 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+# SSL_MODE_NO_AUTO_CHAIN (ssl.h), which neither the bindings nor pyOpenSSL name: a context's
+# certificate is sent with the chain it was given, not one OpenSSL builds for it from the trust
+# store at every handshake (a full X509_verify_cert each time).
+MODE_NO_AUTO_CHAIN = 0x00000008
+
 # Declared by the bindings: the addresses of their cffi wrappers place the extension in memory.
 _ANCHORS = ("SSL_CTX_set_options", "SSL_new")
 _WRAPPER = "_cffi_d_{}"

@@ -56,7 +56,6 @@ from OpenSSL._util import lib as _lib
 from fleetsim import openssl_unbound
 from fleetsim.device.identity import DeviceIdentity, IdentityDamaged
 
-_MODE_NO_AUTO_CHAIN = 0x00000008  # OpenSSL's SSL_MODE_NO_AUTO_CHAIN (ssl.h); pyOpenSSL has no name
 _GROUPS = b"X25519:P-256:X448:P-521:P-384"
 _VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
 # Python's ssl default for TLS 1.2 and below (Modules/_ssl.c, PY_SSL_DEFAULT_CIPHER_STRING).
@@ -83,7 +82,7 @@ class OpenSslContext:
         # ~15% of a connect's instructions, `python -m bench.connect_path --callgrind`). AWS IoT
         # verifies a client certificate against its registry and the registered CA ("X.509
         # client certificates", "Create your own client certificates").
-        ctx.set_mode(SSL.MODE_RELEASE_BUFFERS | _MODE_NO_AUTO_CHAIN)
+        ctx.set_mode(SSL.MODE_RELEASE_BUFFERS | openssl_unbound.MODE_NO_AUTO_CHAIN)
         ctx.set_cipher_list(_CIPHERS)
         # The key exchange groups Python's ssl offers (OpenSSL 3.0's defaults). OpenSSL 3.5+
         # would add X25519MLKEM768 and send a key share for it beside X25519's: an ML-KEM key

@@ -5,7 +5,9 @@
 cryptography's bundled OpenSSL (`broker/tlsopenssl.py`), which costs local core about half the
 CPU per handshake. Both contexts are set alike: mutual TLS required, TLS 1.2 and 1.3, Python's
 cipher suites, ALPN `x-amzn-mqtt-ca` / `mqtt`, no session tickets, partial chains (a
-registered leaf may be its own trust anchor), trust anchors added while running.
+registered leaf may be its own trust anchor), trust anchors added while running. One
+difference: Python's ssl cannot be told not to build the server's chain from its trust store,
+so it sends the root along with the server certificate, which the default sends alone.
 """
 
 from __future__ import annotations
@@ -69,7 +71,10 @@ def openssl_context(local_ca: LocalCA) -> SSL.Context:
     # No session resumption, as `server_ssl_context` (num_tickets 0).
     ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     _no_tls13_tickets(ctx)
-    ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
+    # The server certificate alone (`LocalCA`): without NO_AUTO_CHAIN OpenSSL would build a
+    # chain from the trust store at every handshake (an X509_verify_cert of local core's own
+    # certificate each time) and send the root along.
+    ctx.set_mode(SSL.MODE_RELEASE_BUFFERS | openssl_unbound.MODE_NO_AUTO_CHAIN)
 
     def select(_conn: SSL.Connection, offered: list[bytes]) -> Any:
         return next((p for p in ALPN if p in offered), SSL.NO_OVERLAPPING_PROTOCOLS)

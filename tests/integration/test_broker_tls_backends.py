@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL
 
 from fleetsim.errors import UserError
 from fleetsim.localcore.broker import codec
@@ -210,6 +212,33 @@ async def test_no_session_is_resumed_and_no_ticket_is_sent(tls_env: Env, version
     assert session is not None and (not session.has_ticket or python_tls12)
     _, reused = await loop.run_in_executor(None, handshake, session)
     assert not reused or python_tls12
+
+
+async def test_the_server_certificate_is_presented_without_the_root(tls_env: Env):
+    """Clients hold the root already; one sent along is a certificate each decodes and keeps for
+    the connection's life (what Python's ssl server sends is its own choice: it builds the
+    chain from its trust store)."""
+    device = tls_env.device("dev")
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    ctx.use_certificate_file(str(device.cert_path))
+    ctx.use_privatekey_file(str(device.key_path))
+    ctx.load_verify_locations(str(tls_env.ca.root_ca_path))
+    ctx.set_verify(SSL.VERIFY_PEER)
+
+    def presented() -> list[bytes]:
+        with socket.create_connection(("127.0.0.1", tls_env.port), timeout=5) as raw:
+            raw.settimeout(None)  # pyOpenSSL drives a blocking socket only
+            tls = SSL.Connection(ctx, raw)
+            tls.set_connect_state()
+            tls.set_tlsext_host_name(b"localhost")
+            tls.do_handshake()
+            chain = tls.get_peer_cert_chain(as_cryptography=True) or []
+            return [c.public_bytes(Encoding.DER) for c in chain]
+
+    chain = await asyncio.get_running_loop().run_in_executor(None, presented)
+    root = tls_env.ca.authority.cert.public_bytes(Encoding.DER)
+    assert chain and chain[0] != root
+    assert chain[1:] == ([] if tls_env.broker.ssl_context.__class__ is SSL.Context else [root])
 
 
 def test_the_backend_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch):

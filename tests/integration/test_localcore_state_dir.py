@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from fleetsim.errors import UserError
+from fleetsim.localcore.ca import LocalCA
 from fleetsim.localcore.launcher import RunningLocalCore
+from fleetsim.pki import certificate_pem, load_certificate
 from tests.conftest import start_core
 from tests.helpers import aws_client
 
@@ -87,3 +89,17 @@ def test_lost_server_key_is_issued_anew(used_state_dir: Path) -> None:
         mutual_tls_handshake(core)
     finally:
         core.stop()
+
+
+def test_a_server_certificate_stored_with_its_root_is_issued_anew_alone(tmp_path: Path) -> None:
+    """Older state dirs kept the root after the server certificate in server.pem (and the
+    broker sent both); the server certificate is issued anew, alone, by the same root."""
+    state = tmp_path / "core"
+    ca = LocalCA.load_or_create(state)
+    root = certificate_pem(ca.authority.cert)
+    ca.server_cert_path.write_bytes(ca.server_cert_path.read_bytes() + root)
+    again = LocalCA.load_or_create(state)
+    pem = again.server_cert_path.read_bytes()
+    assert pem.count(b"-----BEGIN CERTIFICATE-----") == 1
+    load_certificate(pem).verify_directly_issued_by(ca.authority.cert)
+    assert certificate_pem(again.authority.cert) == root
