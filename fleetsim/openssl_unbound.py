@@ -17,7 +17,6 @@ import ctypes
 import mmap
 import struct
 from collections.abc import Callable
-from functools import cache
 from typing import Any
 
 # SSL_MODE_NO_AUTO_CHAIN (ssl.h), which neither the bindings nor pyOpenSSL name: a context's
@@ -73,7 +72,6 @@ def _function_values(path: str, names: tuple[str, ...]) -> dict[str, int]:
         return found
 
 
-@cache
 def _addresses(names: tuple[str, ...]) -> dict[str, int]:
     try:
         ffi, lib, path = _binding()
@@ -89,10 +87,23 @@ def _addresses(names: tuple[str, ...]) -> dict[str, int]:
     return {name: base + values[name] for name in names if name in values}
 
 
+_located: dict[str, int | None] = {}
+
+
+def locate(*names: str) -> None:
+    """Look up every function of `names` in one pass over the symbol table (each pass costs
+    a few ms), for `function` to find them later."""
+    missing = tuple(name for name in names if name not in _located)
+    if missing:
+        found = _addresses(missing)
+        _located.update((name, found.get(name)) for name in missing)
+
+
 def function(name: str, restype: Any, *argtypes: Any) -> Callable[..., Any] | None:
     """OpenSSL's `name` in cryptography's bundled OpenSSL, as a ctypes function with this
     signature, or None where it cannot be located safely."""
-    address = _addresses((name,)).get(name)
+    locate(name)
+    address = _located[name]
     if address is None:
         return None
     return ctypes.CFUNCTYPE(restype, *argtypes)(address)
