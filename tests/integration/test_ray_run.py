@@ -162,9 +162,12 @@ def test_a_fleet_rate_holds_across_workers_not_per_worker(
     timeline = summary["metrics"]["timeline"][PACED_STARTS]
     assert sum(n for _, n in timeline) == RATED
     achieved = steady_rate(timeline)
-    # Never above the rate (a pacer per worker would start 2 x RATE a second); below it only
-    # as far as a loaded machine delays the starts (9.4/s seen under a full parallel suite).
-    assert RATE * 0.5 <= achieved <= RATE * 1.1, (achieved, timeline)
+    # A pacer per worker would start 2 x RATE a second throughout. One shared schedule keeps to
+    # RATE, give or take a loaded machine: below it as far as starts are delayed (9.4/s seen
+    # under a full parallel suite), above it where a shard that reached the shared origin late
+    # starts what it missed at once (`Pacer`'s catching up: 11.5/s seen, 16 starts in the first
+    # whole second after an empty one).
+    assert RATE * 0.5 <= achieved <= RATE * 1.5, (achieved, timeline)
     assert things_named(iot, "rayrate") == []
 
 
