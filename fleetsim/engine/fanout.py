@@ -76,7 +76,7 @@ def pacer_for(pacing: Pacing | None, share: tuple[int, int] = (1, 1),
         curve = RateCurve(r.start, r.end, r.over, r.profile, r.steps)
     else:
         curve = RateCurve(pacing.rate or 0.0)
-    return Pacer(curve, pacing.jitter, share=share, origin=origin)
+    return Pacer(curve, pacing.jitter, share=share, origin=origin, tick=pacing.tick)
 
 
 async def for_each_device(ctx: RunContext, devices: list[Device],

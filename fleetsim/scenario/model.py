@@ -96,9 +96,12 @@ class Pacing(Strict):
     ramp: Ramp | None = None
     concurrency: int | None = Field(default=None, ge=1)
     jitter: Duration = 0.0  # each start is delayed by a random 0..jitter
+    # Starts that fall due within one tick go together at its end (engine/pacing.py); 0:
+    # every start at its own time.
+    tick: Duration = Field(default=0.05, ge=0, le=1)
 
     _rate = field_validator("rate", mode="before")(parse_rate)
-    _duration = field_validator("jitter", mode="before")(parse_duration)
+    _duration = field_validator("jitter", "tick", mode="before")(parse_duration)
 
     @model_validator(mode="after")
     def _one_rate(self) -> Pacing:

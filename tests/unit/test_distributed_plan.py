@@ -60,10 +60,12 @@ def test_shards_of_a_ramp_start_when_one_process_would(start: float, end: float,
 
 
 def test_pacer_of_a_step_splits_its_rate_by_share() -> None:
-    pacer = pacer_for(Pacing(rate=100), (3, 4))
+    pacer = pacer_for(Pacing(rate=100, tick=0), (3, 4))
     assert schedule_until(pacer, 0.1) == pytest.approx([0.02, 0.06, 0.10])
-    alone = pacer_for(Pacing(rate=100))
+    alone = pacer_for(Pacing(rate=100, tick=0))
     assert schedule_until(alone, 0.02) == pytest.approx([0, 0.01, 0.02])
+    ticked = pacer_for(Pacing(rate=100), (3, 4))  # the default tick: 50 ms
+    assert schedule_until(ticked, 0.1) == pytest.approx([0.05, 0.10, 0.10])
 
 
 def test_a_shard_late_to_the_shared_origin_starts_what_was_due_then_keeps_the_schedule(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleetsim.engine.pacing import Pacer, RateCurve, paced
 
@@ -74,3 +76,32 @@ async def test_paced_cancels_started_actions_on_error() -> None:
     with pytest.raises(RuntimeError):
         await asyncio.wait_for(paced(range(5), action, Pacer(), concurrency=5), 5)
     assert 2 in started
+
+
+def test_starts_due_within_a_tick_go_together_at_its_end() -> None:
+    pacer = Pacer(RateCurve(start=100), tick=0.05)
+    times = [pacer._reserve(0.0) for _ in range(11)]
+    assert times == pytest.approx([0.0] + [0.05] * 5 + [0.10] * 5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rate=st.floats(min_value=0.5, max_value=5000),
+       tick=st.sampled_from([0.001, 0.02, 0.05, 0.1, 1.0]),
+       starts=st.integers(min_value=1, max_value=300))
+def test_a_tick_never_starts_early_nor_later_than_its_length(rate: float, tick: float,
+                                                              starts: int) -> None:
+    exact, ticked = Pacer(RateCurve(start=rate)), Pacer(RateCurve(start=rate), tick=tick)
+    for _ in range(starts):
+        at, due = exact._reserve(0.0), ticked._reserve(0.0)
+        assert at - 1e-9 <= due <= at + tick + 1e-9
+        assert round(due / tick, 6) == round(due / tick)  # on the tick grid
+
+
+def test_a_late_start_earns_at_most_one_tick() -> None:
+    pacer = Pacer(RateCurve(start=10), tick=0.05)
+    assert pacer._reserve(0.0) == 0.0
+    # Back 5 s later: this start is due a tick ago (so goes at once), the next 0.1 s after
+    # that, at the end of its tick.
+    assert pacer._reserve(5.0) == pytest.approx(4.95)
+    assert pacer._reserve(5.0) == pytest.approx(5.05)
+    assert pacer._reserve(5.0) == pytest.approx(5.15)

@@ -104,6 +104,14 @@ def test_pacing_rate_or_ramp(tmp_path: Path) -> None:
         "4:39: steps[0].create_things.pacing: give either 'rate' or 'ramp', not both"]
 
 
+def test_a_pacing_tick_is_a_duration_up_to_a_second(tmp_path: Path) -> None:
+    text = ("name: a\nfleets: [{name: f, prefix: p}]\nsteps:\n"
+            "  - create_things: {fleet: f, pacing: {rate: 5/s, tick: 2s}}\n")
+    out = problems(tmp_path, text)
+    assert len(out) == 1 and "steps[0].create_things.pacing.tick" in out[0]
+    assert "less than or equal to 1" in out[0]
+
+
 @pytest.mark.parametrize(("text", "seconds"), [(2, 2.0), ("500ms", 0.5), ("2m", 120.0),
                                                ("1.5s", 1.5)])
 def test_durations(text: object, seconds: float) -> None:
