@@ -87,11 +87,13 @@ class Window:
 
 
 async def _connect_paced(sessions: list[Any], rate: float, concurrency: int) -> list[Any]:
-    """Start `rate` connects a second (at most `concurrency` in flight), as the connect step's
-    pacing does; returns the sessions connected, in order."""
+    """Start `rate` connects a second (at most `concurrency` in flight) with the connect
+    step's pacer (`engine.pacing`, its default tick); returns the sessions connected, in
+    order."""
     from fleetsim.device import DeviceError
+    from fleetsim.engine.pacing import Pacer, RateCurve, paced
+    from fleetsim.scenario.model import Pacing
 
-    limit = asyncio.Semaphore(concurrency)
     ok = [False] * len(sessions)
 
     async def one(i: int) -> None:
@@ -100,17 +102,9 @@ async def _connect_paced(sessions: list[Any], rate: float, concurrency: int) -> 
             ok[i] = True
         except DeviceError:
             pass
-        finally:
-            limit.release()
 
-    tasks, start = [], time.monotonic()
-    for i in range(len(sessions)):
-        delay = start + i / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await limit.acquire()
-        tasks.append(asyncio.ensure_future(one(i)))
-    await asyncio.gather(*tasks)
+    await paced(range(len(sessions)), one, Pacer(RateCurve(rate), tick=Pacing().tick),
+                concurrency)
     return [s for s, connected in zip(sessions, ok, strict=True) if connected]
 
 
