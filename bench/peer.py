@@ -154,14 +154,8 @@ class Sampler(threading.Thread):
 
     def at(self, when: float) -> tuple[float, int]:
         """CPU (interpolated) and RSS (the sample at or after) at epoch time `when`."""
-        i = bisect.bisect_left(self.t, when)
-        if i <= 0:
-            return self.cpu[0], self.rss[0]
-        if i >= len(self.t):
-            return self.cpu[-1], self.rss[-1]
-        t0, t1 = self.t[i - 1], self.t[i]
-        share = (when - t0) / (t1 - t0) if t1 > t0 else 1.0
-        return self.cpu[i - 1] + share * (self.cpu[i] - self.cpu[i - 1]), self.rss[i]
+        at_or_after = min(bisect.bisect_left(self.t, when), len(self.t) - 1)
+        return _interpolated(self.t, self.cpu, when), self.rss[at_or_after]
 
     def cpu_between(self, a: float, b: float) -> float:
         return self.at(b)[0] - self.at(a)[0]
@@ -172,6 +166,8 @@ class Sampler(threading.Thread):
 
 
 def _interpolated(t: list[float], values: list[float], when: float) -> float:
+    """`values` (sampled at times `t`) at `when`, linearly between the samples around it;
+    the first or last sample outside them."""
     i = min(max(bisect.bisect_left(t, when), 1), len(t) - 1)
     t0, t1 = t[i - 1], t[i]
     share = min(max((when - t0) / (t1 - t0), 0.0), 1.0) if t1 > t0 else 1.0

@@ -308,13 +308,6 @@ def _read_if_there(name: str) -> bytes | None:
         raise
 
 
-def _loads_bytes(raw: bytes, name: str) -> Any:
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise IdentityDamaged(Path(name), "is not valid JSON") from e
-
-
 _META_FIELDS: dict[str, tuple[type, ...]] = {
     "fleet": (str,), "index": (int,), "thing_name": (str,), "key_type": (str,),
     "certificate_id": (str, type(None)), "certificate_arn": (str, type(None))}
@@ -326,11 +319,10 @@ def _read_meta(name: str, thing_name: str) -> dict[str, Any]:
     """The `.json` of an identity, checked field by field."""
     raw = _read(name)
     try:
-        # As str: json.loads of bytes first guesses their encoding (~1.5 us a device).
-        info = json.loads(raw.decode())
-    except UnicodeDecodeError:
-        info = _loads_bytes(raw, name)  # UTF-16 or -32, which json.loads also reads
-    except ValueError as e:
+        # As str: json.loads of bytes first guesses their encoding (~1.5 us a device); bytes
+        # that are not UTF-8 (UTF-16 or -32, which json.loads also reads) go to it as bytes.
+        info = json.loads(raw.decode() if raw.isascii() else raw)
+    except (ValueError, UnicodeDecodeError) as e:
         raise IdentityDamaged(Path(name), "is not valid JSON") from e
     if type(info) is not dict:
         raise IdentityDamaged(Path(name), "is not a JSON object")
