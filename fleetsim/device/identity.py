@@ -2,6 +2,11 @@
 
 Files per device in `<root>/<fleet>/`: `<thing>.key` (0600), `<thing>.crt`, `<thing>.json`
 (everything else). Key material is never part of a repr, a log line or the JSON file.
+
+A stored identity holds its key and certificate in their files, not in memory: each use reads
+the file (and checks its PEM armour). A run re-using 10,000 stored identities reads their
+`.json` files at start-up and each device's key and certificate as it connects (once per
+connect, ~20 us), and a connected device keeps no PEM (issue 9: start-up CPU, RSS per device).
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ import json
 import multiprocessing
 import os
 import re
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from fleetsim import pki  # cryptography, imported at the first use of its names
 from fleetsim.errors import UserError
@@ -38,20 +44,76 @@ class IdentityDamaged(UserError):
         self.path = path
 
 
-@dataclass(eq=False)
+P = TypeVar("P", bytes, bytes | None)
+
+
+class _StoredPem(Generic[P]):
+    """A PEM member of `DeviceIdentity`: the bytes it was given, or, given None, its stored
+    file's (`file`: the member naming it) read and checked at each use, never kept."""
+
+    def __init__(self, slot: str, file: str, looks_right: Callable[[bytes], bool],
+                 problem: str, required: bool):
+        self._slot, self._file = slot, file
+        self._looks_right, self._problem, self._required = looks_right, problem, required
+
+    def __get__(self, identity: DeviceIdentity | None, owner: type | None = None) -> P:
+        if identity is None:  # the dataclass asking for a default
+            if self._required:
+                raise AttributeError(self._slot)
+            return None  # type: ignore[return-value]
+        pem: bytes | None = identity.__dict__[self._slot]
+        if pem is not None:
+            return pem
+        name: str | None = identity.__dict__[self._file]
+        if name is None:
+            if self._required:
+                raise ValueError(f"{identity.thing_name} has neither a key nor a key file")
+            return None  # type: ignore[return-value]
+        pem = _read(name)
+        if not self._looks_right(pem):
+            raise IdentityDamaged(Path(name), self._problem)
+        return pem
+
+    def __set__(self, identity: DeviceIdentity, pem: bytes | None) -> None:
+        identity.__dict__[self._slot] = pem
+
+
+@dataclass(eq=False, repr=False)
 class DeviceIdentity:
+    """`private_key_pem` and `certificate_pem` given as None with `key_file` and `cert_file`
+    set: read from those files at each use (a stored identity, see the module's docstring);
+    `in_memory` tells which."""
+
     fleet: str
     index: int
     thing_name: str
     key_type: KeyType
-    private_key_pem: bytes = field(repr=False)
-    certificate_pem: bytes | None = field(default=None, repr=False)
+    private_key_pem: _StoredPem[bytes] = _StoredPem(
+        "_key_pem", "key_file", lambda pem: _looks_like_key(pem),
+        "is not a readable PEM private key", required=True)
+    certificate_pem: _StoredPem[bytes | None] = _StoredPem(
+        "_certificate_pem", "cert_file", lambda pem: _looks_like_certificates(pem),
+        "is not a readable certificate", required=False)
     certificate_id: str | None = None
     certificate_arn: str | None = None
     # The stored files, as strings (a 10,000-device start-up makes 10,000 identities; a Path
     # costs ~4 us to build): `key_path` and `cert_path` are their Paths.
-    key_file: str | None = field(default=None, repr=False)
-    cert_file: str | None = field(default=None, repr=False)
+    key_file: str | None = None
+    cert_file: str | None = None
+
+    def __repr__(self) -> str:  # no key material, and no file read for it
+        return (f"DeviceIdentity(fleet={self.fleet!r}, index={self.index!r}, "
+                f"thing_name={self.thing_name!r}, key_type={self.key_type!r}, "
+                f"certificate_id={self.certificate_id!r}, "
+                f"certificate_arn={self.certificate_arn!r})")
+
+    def in_memory(self) -> tuple[bytes | None, bytes | None]:
+        """The key and certificate PEMs this identity holds (None: read from its file)."""
+        return self.__dict__["_key_pem"], self.__dict__["_certificate_pem"]
+
+    def check_files(self) -> None:
+        """Read the key and certificate (IdentityDamaged naming a damaged or missing file)."""
+        _ = self.private_key_pem, self.certificate_pem
 
     @cached_property
     def key_path(self) -> Path | None:
@@ -149,7 +211,8 @@ class IdentityStore:
             "certificate_id": identity.certificate_id,
             "certificate_arn": identity.certificate_arn,
         }, indent=1) + "\n")
-        return replace(identity, key_file=str(key),
+        # From now on read from the files just written (see the module's docstring).
+        return replace(identity, private_key_pem=None, certificate_pem=None, key_file=str(key),
                        cert_file=str(crt) if identity.certificate_pem is not None else None)
 
     def load(self, thing_name: str) -> DeviceIdentity:
@@ -161,8 +224,9 @@ class IdentityStore:
 
     def load_if_stored(self, thing_name: str) -> DeviceIdentity | None:
         """The stored identity, None when its key or `.json` is missing (what `exists`
-        says), IdentityDamaged when a file is corrupt. One open and read per file and no
-        stat: a 10,000-device start-up loads 10,000."""
+        says), IdentityDamaged when its `.json` is corrupt. Its key and certificate are read
+        (and a damaged one named) where they are used: a 10,000-device start-up loads
+        10,000, reading one file and making one stat each."""
         return self._load(thing_name, strict=False)
 
     def _load(self, thing_name: str, strict: bool) -> DeviceIdentity | None:
@@ -179,6 +243,12 @@ class IdentityStore:
                 raise FileNotFoundError(f"no stored identity for {thing_name!r} in "
                                         f"{self.directory}") from None
             raise
+        if not strict and info["certificate_id"] is not None:
+            if not os.path.exists(key):
+                return None
+            return DeviceIdentity(info["fleet"], info["index"], info["thing_name"],
+                                  info["key_type"], None, None, info["certificate_id"],
+                                  info["certificate_arn"], key, crt)
         try:
             key_pem = _read(key)
         except IdentityDamaged as e:

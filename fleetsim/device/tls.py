@@ -185,10 +185,11 @@ class TlsContextFactory:
         the key's type is not known from its PEM (see the module's docstring). With the
         openssl backend, its key and certificate decoded once (a certificate chain stays with
         Python's ssl: pyOpenSSL cannot add one to a connection)."""
-        if identity.certificate_pem is None:
+        certificate_pem = identity.certificate_pem  # read once (a stored one, from its file)
+        if certificate_pem is None:
             raise ValueError(f"{identity.thing_name} has no certificate yet")
-        if self._openssl is not None and single_certificate(identity.certificate_pem):
-            return self._openssl.device(identity)
+        if self._openssl is not None and single_certificate(certificate_pem):
+            return self._openssl.device(identity, certificate_pem)
         slot = key_slot(identity.private_key_pem) if self._share else None
         if slot is None:
             context, lock = self._bare(), None
@@ -199,7 +200,7 @@ class TlsContextFactory:
         if identity.cert_path is not None and identity.key_path is not None:
             return DeviceTls(context, identity.cert_path, identity.key_path, lock=lock)
         return DeviceTls(context, None, None,
-                         identity.certificate_pem + b"\n" + identity.private_key_pem, lock=lock)
+                         certificate_pem + b"\n" + identity.private_key_pem, lock=lock)
 
     def for_identity(self, identity: DeviceIdentity) -> ssl.SSLContext:
         """From the identity's stored files, or from memory when it has none."""

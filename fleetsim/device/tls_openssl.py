@@ -116,20 +116,23 @@ class OpenSslContext:
             self._paho_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         return self._paho_context
 
-    def device(self, identity: DeviceIdentity) -> OpenSslDeviceTls:
-        """The identity's TLS, its key and certificate decoded now (and checked) for its first
-        connect."""
-        cert, key = self.decode(identity)
+    def device(self, identity: DeviceIdentity,
+               certificate_pem: bytes | None = None) -> OpenSslDeviceTls:
+        """The identity's TLS, its key and certificate (`certificate_pem` if given, already
+        read) decoded now (and checked) for its first connect."""
+        cert, key = self.decode(identity, certificate_pem)
         return OpenSslDeviceTls(self, cert, key, identity if self.sheds_credentials else None)
 
     @staticmethod
-    def decode(identity: DeviceIdentity) -> tuple[crypto.X509, crypto.PKey]:
+    def decode(identity: DeviceIdentity,
+               certificate_pem: bytes | None = None) -> tuple[crypto.X509, crypto.PKey]:
         """The identity's certificate and key, decoded by OpenSSL straight from PEM
         (PEM_read_bio_*), not through cryptography's objects, which pyOpenSSL would encode to
         DER and decode again (~300 -> ~130 µs per device here)."""
-        assert identity.certificate_pem is not None
+        certificate_pem = certificate_pem or identity.certificate_pem
+        assert certificate_pem is not None
         try:
-            cert = crypto.load_certificate(crypto.FILETYPE_PEM, identity.certificate_pem)
+            cert = crypto.load_certificate(crypto.FILETYPE_PEM, certificate_pem)
             key = crypto.load_privatekey(crypto.FILETYPE_PEM, identity.private_key_pem)
         except crypto.Error:  # the store checks only the key's PEM armour
             problem = "or its certificate is not a readable PEM key pair"

@@ -18,6 +18,7 @@ from fleetsim.device import (
     TlsContextFactory,
 )
 from fleetsim.device.fleet import close_many
+from fleetsim.device.identity import IdentityDamaged
 from fleetsim.device.tls import AnyDeviceTls
 from fleetsim.engine.context import Device, MessageHandler, RunContext
 from fleetsim.engine.preloaded import NOT_PRELOADED
@@ -78,10 +79,15 @@ def require_certificate(device: Device) -> str:
 def tls_contexts(ctx: RunContext, devices: list[Device]) -> dict[int, AnyDeviceTls]:
     """TLS of the devices that have a certificate, by device index, on the contexts the
     run's devices share (one per kind of key; each device's certificate and key are loaded as
-    it connects). Devices without one are left to fail in `connect` with the reason."""
+    it connects). Devices without one, or whose stored key or certificate is damaged, are left
+    to fail in `connect` with the reason."""
     factory = tls_factory(ctx)
-    return {d.index: factory.device_tls(d.identity) for d in devices
-            if d.identity is not None and d.certificate_arn is not None}
+    contexts: dict[int, AnyDeviceTls] = {}
+    for d in devices:
+        if d.identity is not None and d.certificate_arn is not None:
+            with contextlib.suppress(IdentityDamaged):
+                contexts[d.index] = factory.device_tls(d.identity)
+    return contexts
 
 
 def _session(device: Device) -> DeviceSession:

@@ -384,6 +384,7 @@ async def reuse_stored(ctx: RunContext, d: Device) -> bool:
     identity = dev.load_identity(ctx, d)
     if identity is None or identity.certificate_id is None:
         return False
+    identity.check_files()  # one by one anyway: a damaged file is named before any call
     cert_id = identity.certificate_id
     state = await stored_state(ctx)
     status: str | None

@@ -141,13 +141,14 @@ async def run_step(ctx: RunContext, name: str, step: StepBase) -> str:
     """Run one step, recorded as `name`; its status: ok, partial (some devices dropped out),
     failed or interrupted (Ctrl-C: the cancellation is absorbed, so that the caller still
     disconnects, cleans up and reports)."""
-    failed_before = _failed_count(ctx)
+    failed_before = {id(d) for d in _failed(ctx)}
     try:
         with ctx.metrics.step(name) as record:
             await KINDS[step.kind].run(ctx, step)
-            dropped = _failed_count(ctx) - failed_before
+            dropped = [d for d in _failed(ctx) if id(d) not in failed_before]
             if dropped:
-                record.status, record.detail = "partial", f"{dropped} device(s) failed"
+                record.status = "partial"
+                record.detail = f"{len(dropped)} device(s) failed; first: {dropped[0].failed}"
     except UserError as e:
         record.detail = str(e)
     except asyncio.CancelledError:
@@ -196,5 +197,5 @@ async def plan_steps(ctx: RunContext, names: list[str] | None = None) -> list[st
     return unplanned
 
 
-def _failed_count(ctx: RunContext) -> int:
-    return sum(1 for devices in ctx.devices.values() for d in devices if d.failed)
+def _failed(ctx: RunContext) -> list[Device]:
+    return [d for devices in ctx.devices.values() for d in devices if d.failed]

@@ -65,8 +65,8 @@ def _flat(identity: DeviceIdentity | None) -> FlatIdentity | None:
     if identity is None:
         return None
     return (identity.fleet, identity.index, identity.thing_name, identity.key_type,
-            identity.private_key_pem, identity.certificate_pem, identity.certificate_id,
-            identity.certificate_arn, identity.key_file, identity.cert_file)
+            *identity.in_memory(), identity.certificate_id, identity.certificate_arn,
+            identity.key_file, identity.cert_file)
 
 
 def _identity(flat: FlatIdentity | None) -> DeviceIdentity | None:

@@ -276,6 +276,20 @@ def test_persistent_identities_are_reused_then_cleaned_up(core: RunningLocalCore
     assert errors_of(third) == {}
     assert third["metrics"]["counters"]["identities.reprovisioned"] == 1
     assert third["metrics"]["counters"]["identities.reused"] == 3
+    # a stored key damaged since is named where it is read, as its device connects; the
+    # fleet's other devices go on
+    damaged = key.parent / "keeper-2.key"
+    damaged.write_text(damaged.read_text()[:80])
+    out, _ = fleetsim(core, "run", str(scenario), "--json",
+                      str(tmp_path / "run-damaged.json")).communicate(timeout=180)
+    data = json.loads((tmp_path / "run-damaged.json").read_text())
+    assert not data["passed"]
+    connect = next(s for s in data["metrics"]["steps"] if s["name"] == "3.connect")
+    assert connect["status"] == "partial"
+    assert connect["detail"].startswith(
+        f"1 device(s) failed; first: stored identity file {damaged} is not a readable PEM "
+        "private key")
+    assert ops(data)["mqtt.publish"].count == 3
     identities = core.state_dir.parent / "identities" / "persistent-test"
     out = subprocess.run([sys.executable, "-m", "fleetsim", "cleanup", "--state-dir",
                           str(core.state_dir.parent)], capture_output=True, text=True,

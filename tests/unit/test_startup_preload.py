@@ -128,7 +128,10 @@ def test_preload_reads_each_stored_identity_and_hands_it_out_once(tmp_path: Path
     first = preloaded.take("f", "d-0")
     assert isinstance(first, DeviceIdentity) and first.certificate_id == "00" * 32
     assert preloaded.take("f", "d-0") is NOT_PRELOADED  # once: later loads read the files
-    assert preloaded.take("f", "d-1") is NOT_PRELOADED  # damaged: the step names the file
+    damaged = preloaded.take("f", "d-1")  # its key is read where it is used, and named there
+    assert isinstance(damaged, DeviceIdentity) and damaged.in_memory() == (None, None)
+    with pytest.raises(IdentityDamaged, match=r"d-1\.key is not a readable PEM private key"):
+        damaged.check_files()
     assert preloaded.take("f", "d-2") is None
     assert preloaded.take("f", "d-3") is None  # never stored
     assert preload(tmp_path / "none", devices).take("f", "d-0") is None

@@ -125,21 +125,51 @@ def test_load_if_stored_loads_what_load_loads(tmp_path: Path) -> None:
     assert without.cert_path is None
 
 
-@pytest.mark.parametrize("damage", ["truncated key", "key padding", "certificate", "json"])
-def test_load_if_stored_names_a_damaged_file(tmp_path: Path, damage: str) -> None:
+@pytest.mark.parametrize("damage", ["truncated key", "key padding", "certificate",
+                                    "certificate missing", "json"])
+def test_load_if_stored_names_a_damaged_file_where_it_is_read(tmp_path: Path,
+                                                              damage: str) -> None:
+    """The `.json` at once; the key and certificate where they are used (a connect), never
+    kept in memory."""
     store = IdentityStore(tmp_path, "f")
     saved = _identity(store, "d-1")
     assert saved.key_path is not None and saved.cert_path is not None
     key = saved.key_path.read_bytes()
     target = {"truncated key": saved.key_path, "key padding": saved.key_path,
-              "certificate": saved.cert_path, "json": store.directory / "d-1.json"}[damage]
-    target.write_bytes({"truncated key": key[:60], "key padding": key.replace(b"\n-----END",
-                                                                              b"A\n-----END"),
-                        "certificate": saved.cert_path.read_bytes()[:100],
-                        "json": b"{"}[damage])
+              "certificate": saved.cert_path, "certificate missing": saved.cert_path,
+              "json": store.directory / "d-1.json"}[damage]
+    if damage == "certificate missing":
+        target.unlink()
+    else:
+        target.write_bytes({"truncated key": key[:60],
+                            "key padding": key.replace(b"\n-----END", b"A\n-----END"),
+                            "certificate": saved.cert_path.read_bytes()[:100],
+                            "json": b"{"}[damage])
     with pytest.raises(IdentityDamaged) as caught:
-        store.load_if_stored("d-1")
+        loaded = store.load_if_stored("d-1")
+        assert damage != "json" and loaded is not None
+        assert loaded.in_memory() == (None, None)
+        loaded.check_files()
     assert str(target) in str(caught.value)
+    with pytest.raises(IdentityDamaged):
+        store.load("d-1")  # `load` reads and checks every file at once
+
+
+def test_a_stored_identity_reads_its_files_at_each_use(tmp_path: Path) -> None:
+    store = IdentityStore(tmp_path, "f")
+    saved = _identity(store, "d-1")
+    assert saved.in_memory() == (None, None)  # saved: read from the files just written
+    loaded = store.load_if_stored("d-1")
+    assert loaded is not None and loaded.private_key_pem == saved.private_key_pem
+    assert "PRIVATE KEY" not in repr(loaded)
+    other = private_key_pem(generate_key("ec-p256"))
+    assert saved.key_path is not None
+    saved.key_path.write_bytes(other)
+    assert loaded.private_key_pem == other  # not kept
+    held = DeviceIdentity(store.fleet, 0, "d-2", "ec-p256", other)
+    assert held.in_memory() == (other, None) and held.certificate_pem is None
+    with pytest.raises(ValueError, match="neither a key nor a key file"):
+        _ = DeviceIdentity(store.fleet, 0, "d-3", "ec-p256", None).private_key_pem
 
 
 def test_read_reads_a_file_larger_than_one_read(tmp_path: Path) -> None:
