@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +17,6 @@ from fleetsim.device import (
     TlsContextFactory,
 )
 from fleetsim.device.fleet import close_many
-from fleetsim.device.identity import IdentityDamaged
-from fleetsim.device.tls import AnyDeviceTls
 from fleetsim.engine.context import Device, MessageHandler, RunContext
 from fleetsim.engine.preloaded import NOT_PRELOADED
 from fleetsim.errors import UserError
@@ -76,20 +73,6 @@ def require_certificate(device: Device) -> str:
     return device.certificate_arn
 
 
-def tls_contexts(ctx: RunContext, devices: list[Device]) -> dict[int, AnyDeviceTls]:
-    """TLS of the devices that have a certificate, by device index, on the contexts the
-    run's devices share (one per kind of key; each device's certificate and key are loaded as
-    it connects). Devices without one, or whose stored key or certificate is damaged, are left
-    to fail in `connect` with the reason."""
-    factory = tls_factory(ctx)
-    contexts: dict[int, AnyDeviceTls] = {}
-    for d in devices:
-        if d.identity is not None and d.certificate_arn is not None:
-            with contextlib.suppress(IdentityDamaged):
-                contexts[d.index] = factory.device_tls(d.identity)
-    return contexts
-
-
 def _session(device: Device) -> DeviceSession:
     if device.session is None:
         raise UserError(f"{device.thing_name} is not connected: add a 'connect' step before "
@@ -98,12 +81,15 @@ def _session(device: Device) -> DeviceSession:
 
 
 async def connect(ctx: RunContext, device: Device, client_id: str, timeout: float,
-                  reconnect: bool = False,
-                  tls: ssl.SSLContext | AnyDeviceTls | None = None) -> DeviceSession:
+                  reconnect: bool = False) -> DeviceSession:
     require_certificate(device)
     assert device.identity is not None
+    # The device's TLS prepared as it connects, not for the whole fleet before the first
+    # connect: with the openssl backend that decodes its key and certificate, which its
+    # handshake then takes and frees, so ~6.7 KB per device (`python -m bench.device_memory`:
+    # prepared and connected, against connected) are never all held at once (issue 9).
     session = DeviceSession(device.identity, ctx.target, ctx.metrics,
-                            tls=tls or tls_factory(ctx).device_tls(device.identity),
+                            tls=tls_factory(ctx).device_tls(device.identity),
                             client_id=client_id, timeout=timeout, reconnect=reconnect,
                             protocol=device.fleet.protocol,
                             session_expiry=device.fleet.session_expiry)

@@ -35,11 +35,10 @@ class ConnectStep(FleetStep):
 async def run(ctx: RunContext, step: ConnectStep) -> None:
     client_id_t = Template(step.client_id, CLIENT_ID_NAMES)
     devices = ctx.fleet_devices(step.fleet)
-    contexts = dev.tls_contexts(ctx, devices)
 
     async def open_session(d: Device) -> None:
         d.session = await dev.connect(ctx, d, client_id_t.render(d.names), step.timeout,
-                                      step.reconnect, contexts.get(d.index))
+                                      step.reconnect)
 
     await for_each_device(ctx, devices, open_session,
                           connect_pacing(ctx.scenario.target, ctx.shards, step.pacing))
