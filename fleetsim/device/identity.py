@@ -3,10 +3,11 @@
 Files per device in `<root>/<fleet>/`: `<thing>.key` (0600), `<thing>.crt`, `<thing>.json`
 (everything else). Key material is never part of a repr, a log line or the JSON file.
 
-A stored identity holds its key and certificate in their files, not in memory: each use reads
-the file (and checks its PEM armour). A run re-using 10,000 stored identities reads their
-`.json` files at start-up and each device's key and certificate as it connects (once per
-connect, ~20 us), and a connected device keeps no PEM (issue 9: start-up CPU, RSS per device).
+An identity loaded from its files at start-up (`IdentityStore.load_if_stored`) holds its key and
+certificate in their files, not in memory: each use reads the file (and checks its PEM armour).
+A run re-using 10,000 stored identities reads their `.json` files at start-up and each
+device's key and certificate as it connects (once per connect, ~20 us), and such a device keeps
+no PEM (issue 9: start-up CPU, RSS per device).
 """
 
 from __future__ import annotations
@@ -211,8 +212,9 @@ class IdentityStore:
             "certificate_id": identity.certificate_id,
             "certificate_arn": identity.certificate_arn,
         }, indent=1) + "\n")
-        # From now on read from the files just written (see the module's docstring).
-        return replace(identity, private_key_pem=None, certificate_pem=None, key_file=str(key),
+        # The PEMs stay in memory too: the files may be written again meanwhile (the
+        # observer's, by another shard of the run) and this identity must keep its own.
+        return replace(identity, key_file=str(key),
                        cert_file=str(crt) if identity.certificate_pem is not None else None)
 
     def load(self, thing_name: str) -> DeviceIdentity:

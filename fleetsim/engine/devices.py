@@ -84,10 +84,9 @@ async def connect(ctx: RunContext, device: Device, client_id: str, timeout: floa
                   reconnect: bool = False) -> DeviceSession:
     require_certificate(device)
     assert device.identity is not None
-    # The device's TLS prepared as it connects, not for the whole fleet before the first
-    # connect: with the openssl backend that decodes its key and certificate, which its
-    # handshake then takes and frees, so ~6.7 KB per device (`python -m bench.device_memory`:
-    # prepared and connected, against connected) are never all held at once (issue 9).
+    # The device's TLS prepared as it connects (its key and certificate read and, with the
+    # openssl backend, decoded in its own turn of the paced schedule), not the whole fleet's
+    # before the first connect; a damaged file then fails that device alone.
     session = DeviceSession(device.identity, ctx.target, ctx.metrics,
                             tls=tls_factory(ctx).device_tls(device.identity),
                             client_id=client_id, timeout=timeout, reconnect=reconnect,

@@ -54,10 +54,10 @@ class Strict(BaseModel):
 
 
 class DeviceTlsOptions(Strict):
-    # How devices do TLS: Python's ssl (stdlib), or pyOpenSSL with each device's key and
-    # certificate decoded once (openssl: about half the CPU per connect, fleetsim/device/
-    # tls_openssl.py).
-    tls_backend: Literal["stdlib", "openssl"] = "stdlib"
+    # How devices do TLS: pyOpenSSL with each device's key and certificate decoded once
+    # (openssl, fleetsim/device/tls_openssl.py: half the CPU per connect of Python's ssl, ~5
+    # KB more per device, `python -m bench peer`), or Python's ssl (stdlib).
+    tls_backend: Literal["stdlib", "openssl"] = "openssl"
 
 
 class AwsTarget(DeviceTlsOptions):

@@ -45,10 +45,10 @@ def test_aws_target(tmp_path: Path) -> None:
 
 def test_device_tls_backend(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
-    path.write_text("name: x\ntarget: {kind: local, tls_backend: openssl}\nsteps: [{wait: 1s}]\n")
-    assert load_scenario(path).target.tls_backend == "openssl"
+    path.write_text("name: x\ntarget: {kind: local, tls_backend: stdlib}\nsteps: [{wait: 1s}]\n")
+    assert load_scenario(path).target.tls_backend == "stdlib"
     assert load_scenario(ROOT / "scenarios" / "api-provisioning.yaml").target.tls_backend == \
-        "stdlib"
+        "openssl"  # the default
     [problem] = problems(tmp_path, "name: x\ntarget: {kind: aws, tls_backend: gnutls}\n"
                                    "steps: [{wait: 1s}]\n")
     assert "tls_backend" in problem and "'stdlib' or 'openssl'" in problem

@@ -158,14 +158,16 @@ def test_load_if_stored_names_a_damaged_file_where_it_is_read(tmp_path: Path,
 def test_a_stored_identity_reads_its_files_at_each_use(tmp_path: Path) -> None:
     store = IdentityStore(tmp_path, "f")
     saved = _identity(store, "d-1")
-    assert saved.in_memory() == (None, None)  # saved: read from the files just written
+    assert None not in saved.in_memory()  # saved: its own, whatever the files become
     loaded = store.load_if_stored("d-1")
-    assert loaded is not None and loaded.private_key_pem == saved.private_key_pem
+    assert loaded is not None and loaded.in_memory() == (None, None)
+    assert loaded.private_key_pem == saved.private_key_pem
     assert "PRIVATE KEY" not in repr(loaded)
     other = private_key_pem(generate_key("ec-p256"))
     assert saved.key_path is not None
     saved.key_path.write_bytes(other)
     assert loaded.private_key_pem == other  # not kept
+    assert saved.private_key_pem != other
     held = DeviceIdentity(store.fleet, 0, "d-2", "ec-p256", other)
     assert held.in_memory() == (other, None) and held.certificate_pem is None
     with pytest.raises(ValueError, match="neither a key nor a key file"):

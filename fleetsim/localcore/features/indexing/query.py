@@ -90,6 +90,9 @@ def parse(text: str) -> Node:
         raw = parser.parse(normalize(text))
     except (ParseError, TypeError, ValueError) as e:
         raise QueryError(f"Syntax error in query string {text!r}: {e}") from None
+    except ArithmeticError:  # decimal's InvalidOperation: a boost that is no number (`a^.`)
+        raise QueryError(f"Syntax error in query string {text!r}: a boost (^) must be a "
+                         "number") from None
     node = _convert(raw, None)
     terms = list(_terms(node))
     if len(terms) > MAX_TERMS:
