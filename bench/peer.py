@@ -54,12 +54,13 @@ CORE_CPU, GENERATOR_CPU = 0, 1
 
 def scenario_yaml(n: int, rate: float, idle: float, telemetry: float, interval: float,
                   concurrency: int, provision_only: bool = False,
-                  tls_backend: str = "stdlib") -> str:
+                  tls_backend: str | None = None) -> str:
     """The workload as a scenario; `provision_only`: its first two steps (the same name, so
-    the same identities and persistent journal); `tls_backend`: the devices' TLS path."""
+    the same identities and persistent journal); `tls_backend`: the devices' TLS path (None:
+    the default's)."""
     steps = _steps(rate, idle, telemetry, interval, concurrency)
-    target: Any = "local" if tls_backend == "stdlib" else {"kind": "local",
-                                                           "tls_backend": tls_backend}
+    target: Any = "local" if tls_backend is None else {"kind": "local",
+                                                       "tls_backend": tls_backend}
     return json.dumps({
         "name": SCENARIO, "target": target,
         "fleets": [{"name": "sensors", "prefix": "peer", "count": n, "key_type": "ec-p256",
@@ -415,9 +416,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     p.add_argument("--no-locust", action="store_true", help="measure fleetsim only")
     p.add_argument("--tls-backends", nargs="+", choices=("stdlib", "openssl"),
-                   default=["stdlib"], metavar="B",
+                   default=["openssl"], metavar="B",
                    help="fleetsim once per device TLS backend in each round, in this order "
-                        "(default: stdlib)")
+                        "(default: openssl, fleetsim's default)")
     p.add_argument("--profile", action="store_true",
                    help="py-spy the fleetsim generator (whole run; skews its figures)")
     p.add_argument("--big", action="store_true",
@@ -430,15 +431,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peer-devices", type=int, default=1000, metavar="N")
     parser.add_argument("--peer-rounds", type=int, default=3, metavar="R")
     parser.add_argument("--peer-tls-backends", nargs="+", choices=("stdlib", "openssl"),
-                        default=["stdlib"], metavar="B",
-                        help="peer bench: fleetsim's device TLS backends (default: stdlib)")
+                        default=["openssl"], metavar="B",
+                        help="peer bench: fleetsim's device TLS backends (default: openssl, "
+                             "fleetsim's default)")
     parser.add_argument("--peer-big", action="store_true",
                         help="peer bench: only the 20,000-device run")
     parser.add_argument("--peer-no-big", action="store_true",
                         help="peer bench: the rounds against Locust only")
 
 
-def big_run(devices: int = 20_000, tls_backend: str = "stdlib") -> dict[str, Any]:
+def big_run(devices: int = 20_000, tls_backend: str = "openssl") -> dict[str, Any]:
     """The issue's one-process run: 20,000 devices at 500 connects/s, one message each every
     5 s, on bench/fleet.py's worker (the engine's sessions, connect pacing and telemetry ticker
     in one process; identities issued straight into local core's store: provisioning 20,000
