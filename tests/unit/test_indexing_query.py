@@ -82,6 +82,7 @@ def test_comparisons_without_colon_become_luqum_open_ranges() -> None:
 
 @pytest.mark.parametrize("query", [
     "", "thingName:(", "thingName:a~1", "thingName:a^2", "thingName:/a.*/", 'x:"a b"~2',
+    "A:0^.",  # a boost that is no number (decimal's InvalidOperation inside luqum)
     "thingName:*a OR attributes.x:*b",  # leading wildcards in two terms
     " OR ".join(f"thingName:t{i}" for i in range(MAX_TERMS + 1)),
     "thingName:*a AND " + "x" * 100,  # a leading wildcard in a query over 100 characters
