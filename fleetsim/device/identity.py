@@ -50,7 +50,9 @@ P = TypeVar("P", bytes, bytes | None)
 
 class _StoredPem(Generic[P]):
     """A PEM member of `DeviceIdentity`: the bytes it was given, or, given None, its stored
-    file's (`file`: the member naming it) read and checked at each use, never kept."""
+    file's (`file`: the member naming it) read and checked at each use, never kept. The check
+    is the PEM armour and base64 only: OpenSSL parses the key and certificate at connect
+    (parsing them here cost ~60 us a device at start-up; bench/startup.py)."""
 
     def __init__(self, slot: str, file: str, looks_right: Callable[[bytes], bool],
                  problem: str, required: bool):
@@ -245,32 +247,17 @@ class IdentityStore:
                 raise FileNotFoundError(f"no stored identity for {thing_name!r} in "
                                         f"{self.directory}") from None
             raise
-        if not strict and info["certificate_id"] is not None:
-            if not os.path.exists(key):
-                return None
-            return DeviceIdentity(info["fleet"], info["index"], info["thing_name"],
-                                  info["key_type"], None, None, info["certificate_id"],
-                                  info["certificate_arn"], key, crt)
-        try:
-            key_pem = _read(key)
-        except IdentityDamaged as e:
-            if strict or not isinstance(e.__cause__, FileNotFoundError):
-                raise
+        if not strict and not os.path.exists(key):
             return None
-        if not _looks_like_key(key_pem):
-            raise IdentityDamaged(Path(key), "is not a readable PEM private key")
-        if info["certificate_id"] is not None:
-            cert_pem: bytes | None = _read(crt)
-        else:
-            cert_pem = _read_if_there(crt)
-        if cert_pem is not None and not _looks_like_certificates(cert_pem):
-            # Armour and base64 only, as for the key: OpenSSL parses it at connect (parsing
-            # it here cost ~60 us a device at start-up; bench/startup.py).
-            raise IdentityDamaged(Path(crt), "is not a readable certificate")
-        return DeviceIdentity(
-            info["fleet"], info["index"], info["thing_name"], info["key_type"], key_pem,
-            cert_pem, info["certificate_id"], info["certificate_arn"], key,
-            crt if cert_pem is not None else None)
+        has_certificate = info["certificate_id"] is not None or os.path.exists(crt)
+        stored = DeviceIdentity(info["fleet"], info["index"], info["thing_name"],
+                                info["key_type"], None, None, info["certificate_id"],
+                                info["certificate_arn"], key, crt if has_certificate else None)
+        if not strict and info["certificate_id"] is not None:
+            return stored  # its key and certificate read where they are used
+        # Read (and checked) now, and kept.
+        return replace(stored, private_key_pem=stored.private_key_pem,
+                       certificate_pem=stored.certificate_pem)
 
     def exists(self, thing_name: str) -> bool:
         base = f"{self.directory}/{thing_name}"
@@ -369,15 +356,6 @@ def _read(name: str) -> bytes:
     finally:
         os.close(fd)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _read_if_there(name: str) -> bytes | None:
-    try:
-        return _read(name)
-    except IdentityDamaged as e:
-        if isinstance(e.__cause__, FileNotFoundError):
-            return None
-        raise
 
 
 _META_FIELDS: dict[str, tuple[type, ...]] = {
