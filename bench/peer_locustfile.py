@@ -24,7 +24,8 @@ from gevent.event import Event
 from locust import constant, events, task
 from locust.contrib.mqtt import MqttUser
 
-MARKS: dict[str, Any] = {"ready": time.time(), "sent": 0, "connected_count": 0}
+MARKS: dict[str, Any] = {"ready": time.time(), "sent": 0, "connected_count": 0,
+                         "connects_per_s": {}}
 _IDS: list[dict[str, str]] = json.loads(open(os.environ["PEER_IDENTITIES"]).read())  # noqa: SIM115
 _CA = os.environ["PEER_CA"]
 _HOST, _PORT = os.environ["PEER_HOST"], int(os.environ["PEER_PORT"])
@@ -46,6 +47,8 @@ _save()
 
 def _connected(*_args: Any) -> None:
     MARKS["connected_count"] += 1
+    second = str(int(time.time()))  # as fleetsim's timeline counts its CONNACKs
+    MARKS["connects_per_s"][second] = MARKS["connects_per_s"].get(second, 0) + 1
     if MARKS["connected_count"] == len(_IDS):
         MARKS["connected"] = time.time()
         _all_connected.set()
