@@ -11,13 +11,12 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fleetsim.control.journal import prune
 from fleetsim.control.targets import aws_target, describe_target
 from fleetsim.engine.forked import in_child
 from fleetsim.engine.labs import LabsRunResult, load_run, run_labs
-from fleetsim.engine.labs_plan import LabsPlanResult, counts, plan_labs
 from fleetsim.engine.reconcile import render as render_reconcile
 from fleetsim.engine.reconcile import render_plan
 from fleetsim.engine.runner import RunResult, run_scenario
@@ -38,6 +37,9 @@ from fleetsim.runtime import raise_fd_limit, run_async
 from fleetsim.scenario import Scenario
 from fleetsim.scenario.labs import Labs
 from fleetsim.target import Target
+
+if TYPE_CHECKING:
+    from fleetsim.engine.labs_plan import LabsPlanResult
 
 T = TypeVar("T")
 
@@ -120,6 +122,8 @@ async def _run_here_or_on_ray(scenario: Scenario | Labs, target: Target,
                               args: argparse.Namespace, run_id: str, metrics: Metrics,
                               live: list[Metrics]) -> RunResult:
     if isinstance(scenario, Labs) and args.plan:
+        from fleetsim.engine.labs_plan import plan_labs
+
         return await plan_labs(scenario, target, run_id=run_id,
                                runs_dir=args.state_dir / "runs",
                                identities_dir=args.state_dir / "identities",
@@ -202,7 +206,10 @@ def run_command(args: argparse.Namespace) -> int:
         if core is not None:
             core.stop()
     prune(args.state_dir / "runs")
-    if isinstance(result, LabsPlanResult):
+    if args.plan and isinstance(scenario, Labs):
+        from fleetsim.engine.labs_plan import LabsPlanResult  # only a plan of labs needs it
+
+        assert isinstance(result, LabsPlanResult)
         return _report_labs_plan(result, args, removes=scenario.cleanup and not args.keep)
     if result.plan:
         return _report_plan(result, args, removes=scenario.cleanup and not args.keep)
@@ -211,6 +218,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _report_plan(result: RunResult, args: argparse.Namespace, removes: bool) -> int:
     """What `--plan` found: the plan, and the steps it could not describe."""
+    from fleetsim.engine.labs_plan import counts
     assert result.reconcile is not None
     snapshot = result.metrics.snapshot()
     print(f"\nfleetsim run --plan {result.scenario} on {result.target.kind}")
@@ -233,6 +241,7 @@ def _report_plan(result: RunResult, args: argparse.Namespace, removes: bool) -> 
 def _report_labs_plan(result: LabsPlanResult, args: argparse.Namespace, removes: bool) -> int:
     """What `--plan` of a file of labs found: each lab's plan in order (what an earlier lab
     would create named by that lab), then the total."""
+    from fleetsim.engine.labs_plan import counts
     assert result.reconcile is not None
     print(f"\nfleetsim run --plan {result.scenario} on {result.target.kind}: "
           f"{len(result.lab_plans)} labs (nothing was created or changed)")

@@ -16,20 +16,21 @@ import asyncio
 import binascii
 import itertools
 import json
-import multiprocessing
 import os
 import re
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from fleetsim import pki  # cryptography, imported at the first use of its names
 from fleetsim.errors import UserError
 from fleetsim.pki.key_type import KeyType
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 _THING_NAME = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")  # AWS IoT's thing-name pattern
 _KEY_TYPES = ("ec-p256", "rsa-2048")
@@ -162,6 +163,10 @@ class KeyFactory:
         if key_type == "ec-p256":
             return _key_pem(key_type)
         if self._pool is None:
+            # Imported here: only RSA fleets need it (~0.45 MB of a device process's RSS).
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
             # spawn: forking a process that runs an event loop and paho threads is unsafe.
             self._pool = ProcessPoolExecutor(self._workers,
                                              mp_context=multiprocessing.get_context("spawn"))

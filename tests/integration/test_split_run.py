@@ -42,9 +42,11 @@ steps:
 
 # What the AWS client brings (~45 MB); botocore.exceptions alone is light and stays. And
 # cryptography (~11 MB): devices over Python's ssl need none of it (their identities were
-# made in the API child; the server CA bundle is read by ssl).
+# made in the API child; the server CA bundle is read by ssl). And what only some runs use
+# (~0.6 MB of fixed RSS): RSA keys' process pool, a plan of labs.
 HEAVY = ("aioboto3", "aiobotocore", "aiohttp", "boto3", "botocore.session", "botocore.client",
-         "cryptography", "OpenSSL")
+         "cryptography", "OpenSSL", "multiprocessing", "concurrent.futures.process",
+         "fleetsim.engine.labs_plan")
 
 # `fleetsim run` in this interpreter, then the modules it holds at the end.
 RUN_AND_LIST = """\
