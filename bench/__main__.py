@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         data, rows = BENCHMARKS[name].run(args)
         data.pop("_devices", None)
-        path = write_json(name, data)
+        path = write_json(data.pop("_results", name), data)  # a bench may name its file
         print_table(f"{name}  ({data.get('elapsed_s', '?')} s; full results in {path})", rows)
         if data.get("errors"):
             failed = True

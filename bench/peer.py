@@ -518,8 +518,9 @@ def _rows(report: dict[str, Any]) -> list[Any]:
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
     """`python -m bench peer`: the rounds against Locust, then the 20,000-device run."""
     backends = ["--tls-backends", *args.peer_tls_backends]
-    if args.peer_big:
-        return _run(parser().parse_args(["--big", *backends]))
+    if args.peer_big:  # only the big run: its own results file, as `python -m bench.peer --big`
+        report, rows = _run(parser().parse_args(["--big", *backends]))
+        return {**report, "_results": "peer-big"}, rows
     report, rows = _run(parser().parse_args(
         ["--devices", str(args.peer_devices), "--rounds", str(args.peer_rounds), *backends]))
     if not args.peer_no_big:
