@@ -17,8 +17,8 @@ from fleetsim.control.journal import prune
 from fleetsim.control.targets import aws_target, describe_target
 from fleetsim.engine.forked import in_child
 from fleetsim.engine.labs import LabsRunResult, load_run, run_labs
+from fleetsim.engine.reconcile import counts, render_plan
 from fleetsim.engine.reconcile import render as render_reconcile
-from fleetsim.engine.reconcile import render_plan
 from fleetsim.engine.runner import RunResult, run_scenario
 from fleetsim.engine.split import SplitRun, split_point
 from fleetsim.errors import UserError
@@ -218,7 +218,6 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _report_plan(result: RunResult, args: argparse.Namespace, removes: bool) -> int:
     """What `--plan` found: the plan, and the steps it could not describe."""
-    from fleetsim.engine.labs_plan import counts
     assert result.reconcile is not None
     snapshot = result.metrics.snapshot()
     print(f"\nfleetsim run --plan {result.scenario} on {result.target.kind}")
@@ -241,7 +240,6 @@ def _report_plan(result: RunResult, args: argparse.Namespace, removes: bool) -> 
 def _report_labs_plan(result: LabsPlanResult, args: argparse.Namespace, removes: bool) -> int:
     """What `--plan` of a file of labs found: each lab's plan in order (what an earlier lab
     would create named by that lab), then the total."""
-    from fleetsim.engine.labs_plan import counts
     assert result.reconcile is not None
     print(f"\nfleetsim run --plan {result.scenario} on {result.target.kind}: "
           f"{len(result.lab_plans)} labs (nothing was created or changed)")

@@ -20,7 +20,7 @@ from fleetsim.control.journal import Journal
 from fleetsim.control.targets import describe_target
 from fleetsim.engine import devices as dev
 from fleetsim.engine.labs import lab_prefix, lab_run_id
-from fleetsim.engine.reconcile import SAMPLE, Ledger, Tally
+from fleetsim.engine.reconcile import SAMPLE, Ledger, Tally, counts
 from fleetsim.engine.runner import RunResult, build_devices, plan_steps, run_context, step_names
 from fleetsim.metrics.recorder import Metrics
 from fleetsim.scenario.labs import Labs
@@ -59,10 +59,6 @@ class LabsPlanResult(RunResult):
 def lab_label(n: int, name: str) -> str:
     """How a plan names a lab: `lab 03 (Single Device Provisioning)`."""
     return f"lab {n:02d} ({name})"
-
-
-def counts(tallies: dict[str, Tally]) -> dict[str, int]:
-    return {k: t.count for k, t in sorted(tallies.items())}
 
 
 async def plan_labs(labs: Labs, target: Target, *, run_id: str, runs_dir: Path,

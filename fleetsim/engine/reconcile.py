@@ -61,6 +61,11 @@ class Tally:
         return ", ".join(self.names) + (f", … ({more} more)" if more > 0 else "")
 
 
+def counts(tallies: dict[str, Tally]) -> dict[str, int]:
+    """How many of each kind, by kind."""
+    return {k: t.count for k, t in sorted(tallies.items())}
+
+
 @dataclass
 class Ledger:
     """What one run (or its plan) created, reused and found drifted, by resource kind."""
