@@ -20,10 +20,9 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from fleetsim import pki  # cryptography, imported at the first use of its names
 from fleetsim.errors import UserError
@@ -33,7 +32,8 @@ if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
 _THING_NAME = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")  # AWS IoT's thing-name pattern
-_KEY_TYPES = ("ec-p256", "rsa-2048")
+_KEY_TYPES: tuple[KeyType, ...] = ("ec-p256", "rsa-2048")
+_KEY_TYPE: dict[str, KeyType] = {t: t for t in _KEY_TYPES}
 
 
 class IdentityDamaged(UserError):
@@ -46,64 +46,62 @@ class IdentityDamaged(UserError):
         self.path = path
 
 
-P = TypeVar("P", bytes, bytes | None)
+class _StoredPem:
+    """A PEM member of `DeviceIdentity`, over its slot (`slot`): the bytes it was given, or,
+    given None, its stored file's (`suffix`, in the identity's `folder`) read and checked at
+    each use, never kept. The check is the PEM armour and base64 only: OpenSSL parses the key
+    and certificate at connect (parsing them here cost ~60 us a device at start-up;
+    bench/startup.py)."""
 
-
-class _StoredPem(Generic[P]):
-    """A PEM member of `DeviceIdentity`: the bytes it was given, or, given None, its stored
-    file's (`file`: the member naming it) read and checked at each use, never kept. The check
-    is the PEM armour and base64 only: OpenSSL parses the key and certificate at connect
-    (parsing them here cost ~60 us a device at start-up; bench/startup.py)."""
-
-    def __init__(self, slot: str, file: str, looks_right: Callable[[bytes], bool],
+    def __init__(self, slot: Any, suffix: str, looks_right: Callable[[bytes], bool],
                  problem: str, required: bool):
-        self._slot, self._file = slot, file
+        self._slot, self._suffix = slot, suffix
         self._looks_right, self._problem, self._required = looks_right, problem, required
 
-    def __get__(self, identity: DeviceIdentity | None, owner: type | None = None) -> P:
-        if identity is None:  # the dataclass asking for a default
-            if self._required:
-                raise AttributeError(self._slot)
-            return None  # type: ignore[return-value]
-        pem: bytes | None = identity.__dict__[self._slot]
+    def held(self, identity: DeviceIdentity) -> bytes | None:
+        pem: bytes | None = self._slot.__get__(identity)
+        return pem
+
+    def __get__(self, identity: DeviceIdentity | None, owner: type | None = None) -> Any:
+        if identity is None:  # the class asking
+            return self
+        pem = self.held(identity)
         if pem is not None:
             return pem
-        name: str | None = identity.__dict__[self._file]
+        name = identity.stored_file(self._suffix)
         if name is None:
             if self._required:
                 raise ValueError(f"{identity.thing_name} has neither a key nor a key file")
-            return None  # type: ignore[return-value]
+            return None
         pem = _read(name)
         if not self._looks_right(pem):
             raise IdentityDamaged(Path(name), self._problem)
         return pem
 
     def __set__(self, identity: DeviceIdentity, pem: bytes | None) -> None:
-        identity.__dict__[self._slot] = pem
+        self._slot.__set__(identity, pem)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, slots=True)
 class DeviceIdentity:
-    """`private_key_pem` and `certificate_pem` given as None with `key_file` and `cert_file`
-    set: read from those files at each use (a stored identity, see the module's docstring);
-    `in_memory` tells which."""
+    """`private_key_pem` and `certificate_pem` given as None with `folder` set (and
+    `certificate_stored`, for the certificate): read from the identity's files there at each
+    use (a stored identity, see the module's docstring); `in_memory` tells which. In slots,
+    with its folder one string shared by a store's identities (a 10,000-device start-up makes
+    10,000 of them: ~0.6 KB each less than a dict and two paths of their own)."""
 
     fleet: str
     index: int
     thing_name: str
     key_type: KeyType
-    private_key_pem: _StoredPem[bytes] = _StoredPem(
-        "_key_pem", "key_file", lambda pem: _looks_like_key(pem),
-        "is not a readable PEM private key", required=True)
-    certificate_pem: _StoredPem[bytes | None] = _StoredPem(
-        "_certificate_pem", "cert_file", lambda pem: _looks_like_certificates(pem),
-        "is not a readable certificate", required=False)
+    private_key_pem: bytes  # None given (a stored key): read from its file at each use
+    certificate_pem: bytes | None = None
     certificate_id: str | None = None
     certificate_arn: str | None = None
-    # The stored files, as strings (a 10,000-device start-up makes 10,000 identities; a Path
-    # costs ~4 us to build): `key_path` and `cert_path` are their Paths.
-    key_file: str | None = None
-    cert_file: str | None = None
+    # The folder of the stored files (`<thing_name>.key`, `.crt`), and whether the
+    # certificate is stored there: `key_path` and `cert_path` are the files.
+    folder: str | None = None
+    certificate_stored: bool = False
 
     def __repr__(self) -> str:  # no key material, and no file read for it
         return (f"DeviceIdentity(fleet={self.fleet!r}, index={self.index!r}, "
@@ -113,19 +111,27 @@ class DeviceIdentity:
 
     def in_memory(self) -> tuple[bytes | None, bytes | None]:
         """The key and certificate PEMs this identity holds (None: read from its file)."""
-        return self.__dict__["_key_pem"], self.__dict__["_certificate_pem"]
+        return _KEY_PEM_SLOT.held(self), _CERTIFICATE_PEM_SLOT.held(self)
 
     def check_files(self) -> None:
         """Read the key and certificate (IdentityDamaged naming a damaged or missing file)."""
         _ = self.private_key_pem, self.certificate_pem
 
-    @cached_property
-    def key_path(self) -> Path | None:
-        return None if self.key_file is None else Path(self.key_file)
+    def stored_file(self, suffix: str) -> str | None:
+        """The stored file `<thing_name><suffix>` (".key", ".crt"), if it is stored."""
+        if self.folder is None or (suffix == ".crt" and not self.certificate_stored):
+            return None
+        return f"{self.folder}/{self.thing_name}{suffix}"
 
-    @cached_property
+    @property
+    def key_path(self) -> Path | None:
+        name = self.stored_file(".key")
+        return None if name is None else Path(name)
+
+    @property
     def cert_path(self) -> Path | None:
-        return None if self.cert_file is None else Path(self.cert_file)
+        name = self.stored_file(".crt")
+        return None if name is None else Path(name)
 
     def __post_init__(self) -> None:
         if not _THING_NAME.match(self.thing_name):
@@ -144,7 +150,22 @@ class DeviceIdentity:
 
         der = pki.load_certificate(data).public_bytes(Encoding.DER)
         return replace(self, certificate_pem=data, certificate_id=pki.certificate_id(der),
-                       certificate_arn=arn, cert_file=None)
+                       certificate_arn=arn, certificate_stored=False)
+
+
+def _over_slot(name: str, suffix: str, looks_right: Callable[[bytes], bool], problem: str,
+               required: bool) -> _StoredPem:
+    """`DeviceIdentity`'s member `name` made a `_StoredPem` over its slot."""
+    stored = _StoredPem(vars(DeviceIdentity)[name], suffix, looks_right, problem, required)
+    setattr(DeviceIdentity, name, stored)
+    return stored
+
+
+_KEY_PEM_SLOT = _over_slot("private_key_pem", ".key", lambda pem: _looks_like_key(pem),
+                           "is not a readable PEM private key", required=True)
+_CERTIFICATE_PEM_SLOT = _over_slot(
+    "certificate_pem", ".crt", lambda pem: _looks_like_certificates(pem),
+    "is not a readable certificate", required=False)
 
 
 def _key_pem(key_type: KeyType) -> bytes:
@@ -198,6 +219,7 @@ class IdentityStore:
             raise ValueError(f"invalid fleet name {fleet!r}: use a-z A-Z 0-9 : _ -")
         self.fleet = fleet
         self.directory = root / fleet
+        self._folder = str(self.directory)  # shared by the identities loaded from it
 
     def _paths(self, thing_name: str) -> tuple[Path, Path, Path]:
         base = f"{self.directory}/{thing_name}"  # a thing name has no "/" (_THING_NAME)
@@ -221,8 +243,8 @@ class IdentityStore:
         }, indent=1) + "\n")
         # The PEMs stay in memory too: the files may be written again meanwhile (the
         # observer's, by another shard of the run) and this identity must keep its own.
-        return replace(identity, key_file=str(key),
-                       cert_file=str(crt) if identity.certificate_pem is not None else None)
+        return replace(identity, folder=self._folder,
+                       certificate_stored=identity.certificate_pem is not None)
 
     def load(self, thing_name: str) -> DeviceIdentity:
         """The stored identity; IdentityDamaged names the file when one is missing or
@@ -239,7 +261,7 @@ class IdentityStore:
         return self._load(thing_name, strict=False)
 
     def _load(self, thing_name: str, strict: bool) -> DeviceIdentity | None:
-        base = f"{self.directory}/{thing_name}"  # a thing name has no "/" (_THING_NAME)
+        base = f"{self._folder}/{thing_name}"  # a thing name has no "/" (_THING_NAME)
         key, crt, meta = f"{base}.key", f"{base}.crt", f"{base}.json"
         try:
             info = _read_meta(meta, thing_name)
@@ -255,9 +277,12 @@ class IdentityStore:
         if not strict and not os.path.exists(key):
             return None
         has_certificate = info["certificate_id"] is not None or os.path.exists(crt)
-        stored = DeviceIdentity(info["fleet"], info["index"], info["thing_name"],
-                                info["key_type"], None, None, info["certificate_id"],
-                                info["certificate_arn"], key, crt if has_certificate else None)
+        # The caller's thing name, the store's fleet and the key type's constant, not the
+        # copies the JSON decoder made (~170 bytes a device at a 10,000-device start-up).
+        fleet = self.fleet if info["fleet"] == self.fleet else info["fleet"]
+        stored = DeviceIdentity(fleet, info["index"], thing_name, _KEY_TYPE[info["key_type"]],
+                                None, None, info["certificate_id"],  # type: ignore[arg-type]
+                                info["certificate_arn"], self._folder, has_certificate)
         if not strict and info["certificate_id"] is not None:
             return stored  # its key and certificate read where they are used
         # Read (and checked) now, and kept.

@@ -31,8 +31,11 @@ if TYPE_CHECKING:
 MessageHandler = Callable[[str, bytes], None]
 
 
-@dataclass
+@dataclass(slots=True)
 class Device:
+    """In slots, and its behaviours' containers made as they are first needed: a 10,000-device
+    run holds 10,000 of these from its start (issue 9: ~0.3 KB each less)."""
+
     fleet: Fleet
     index: int
     thing_name: str
@@ -41,11 +44,16 @@ class Device:
     identity: DeviceIdentity | None = None  # once it has a certificate
     session: DeviceSession | None = None  # while connected
     failed: str | None = None  # why this device dropped out of the run
-    # Behaviours listening to what the device receives (see devices.listen), while connected.
-    handlers: list[MessageHandler] = field(default_factory=list)
-    # The device's shadow reporters, by shadow name ("" for the classic shadow).
-    shadows: dict[str, ShadowReporter] = field(default_factory=dict)
+    # Behaviours listening to what the device receives (see devices.listen), while connected
+    # (None: none yet).
+    handlers: list[MessageHandler] | None = None
+    # The device's shadow reporters, by shadow name ("" for the classic shadow; None: none).
+    shadows: dict[str, ShadowReporter] | None = None
     job_agent: JobAgent | None = None  # the job agent behaviour, while connected
+
+    def shadow(self, name: str) -> ShadowReporter | None:
+        """The reporter of shadow `name` ("": the classic shadow), if one runs."""
+        return self.shadows.get(name) if self.shadows else None
 
     @property
     def names(self) -> dict[str, Any]:

@@ -125,6 +125,8 @@ def listen(device: Device, handler: MessageHandler) -> None:
     behaviours' handlers (a session has one handler: this fans out)."""
     session = _session(device)
     handlers = device.handlers
+    if handlers is None:
+        handlers = device.handlers = []
     if not handlers:
         def dispatch(message: aiomqtt.Message) -> None:
             payload = message.payload
@@ -141,11 +143,11 @@ def listen(device: Device, handler: MessageHandler) -> None:
 async def disconnect_many(devices: list[Device]) -> None:
     sessions = [d.session for d in devices if d.session is not None]
     for d in devices:
-        for reporter in d.shadows.values():
+        for reporter in (d.shadows or {}).values():
             reporter.close()
         if d.job_agent is not None:
             d.job_agent.close()
-        d.session, d.handlers, d.shadows, d.job_agent = None, [], {}, None
+        d.session, d.handlers, d.shadows, d.job_agent = None, None, None, None
     await close_many(sessions)
 
 

@@ -66,7 +66,7 @@ def _flat(identity: DeviceIdentity | None) -> FlatIdentity | None:
         return None
     return (identity.fleet, identity.index, identity.thing_name, identity.key_type,
             *identity.in_memory(), identity.certificate_id, identity.certificate_arn,
-            identity.key_file, identity.cert_file)
+            identity.folder, identity.certificate_stored)
 
 
 def _identity(flat: FlatIdentity | None) -> DeviceIdentity | None:
@@ -120,6 +120,11 @@ class Handover:
                 d.certificate_arn, d.certificate_id, d.identity, d.failed = (
                     arn, cert_id, _identity(identity), failed)
         ctx.metrics.restore(self.metrics)
+        # The things reused, as the devices' own names rather than the copies unpickled
+        # (one per device at a start-up re-using stored identities).
+        names = {d.thing_name: d.thing_name for devices in ctx.devices.values()
+                 for d in devices}
+        self.ledger.reused_things = {names.get(t, t) for t in self.ledger.reused_things}
         ctx.reconcile, ctx.values, ctx.jobs, ctx.journaled = (
             self.ledger, self.values, self.jobs, self.journaled)
 

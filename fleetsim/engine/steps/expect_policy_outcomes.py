@@ -90,7 +90,7 @@ async def _reconnect(ctx: RunContext, d: Device) -> None:
     if session.policy is not None and await session.wait_connected():
         ctx.metrics.incr("policy.reconnects")
         return
-    handlers, d.handlers = d.handlers, []
+    handlers, d.handlers = d.handlers or [], None
     with_policy = session.policy is not None
     d.session = await dev.connect(ctx, d, session.client_id, session.timeout, with_policy)
     for handler in handlers:  # what listened to the old session listens to the new one

@@ -98,7 +98,7 @@ def expected_names(ctx: RunContext, e: SearchExpectation) -> set[str] | None:
         return None
     out = set()
     for d in ctx.fleet_devices(e.fleet):
-        reporter = d.shadows.get("")
+        reporter = d.shadow("")
         if _satisfies(reporter.reported if reporter is not None else {}, e.reported):
             out.add(d.thing_name)
     return out

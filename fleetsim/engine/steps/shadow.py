@@ -57,10 +57,11 @@ async def run(ctx: RunContext, step: ShadowStep) -> None:
     async def start(d: Device) -> None:
         assert d.session is not None
         reporter = ShadowReporter(d.session, d.thing_name, ctx.metrics, step.named, step.qos)
-        old = d.shadows.pop(step.named or "", None)
+        shadows = d.shadows = d.shadows if d.shadows is not None else {}
+        old = shadows.pop(step.named or "", None)
         if old is not None:
             old.close()
-        d.shadows[step.named or ""] = reporter
+        shadows[step.named or ""] = reporter
         dev.listen(d, reporter.on_message)
         journal_shadow(ctx, d, step.named)
         try:

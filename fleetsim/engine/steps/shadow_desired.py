@@ -46,7 +46,7 @@ async def run(ctx: RunContext, step: ShadowDesiredStep) -> None:
 
     async def set_desired(d: Device) -> None:
         desired = desired_t.render(d.names)
-        reporter = d.shadows.get(step.named or "")
+        reporter = d.shadow(step.named or "")
         convergence = reporter.expect(desired) if reporter is not None else None
         params: dict[str, Any] = {"thingName": d.thing_name, "payload": json.dumps(
             {"state": {"desired": desired}}).encode()}
