@@ -11,7 +11,8 @@ flight), with a short idle and telemetry: only the connect step is measured. For
 each source tree (`--baseline DIR`: a directory holding another tree's `fleetsim/`, run
 first) and each backend, one `fleetsim run` re-using the identities; a sampler reads the
 generator's /proc/<pid>/stat (utime, stime, and its children's) every 50 ms, and the connect
-step's span comes from the run's `--json` summary. `--perf` records the generator with
+step's span comes from the run's `--json` summary, as do connect latencies (p50, p90, p99,
+max: what local core's pauses show in). `--perf` records the generator with
 `perf record -e cpu-clock -g -k CLOCK_MONOTONIC` and reports the connect span's samples by
 shared object (`perf report --sort dso`). Results: `bench/results/connect-ramp.json`.
 """
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.peer import GENERATOR_CPU, Sampler, _start_core, run_fleetsim, scenario_yaml
+from bench.peer import GENERATOR_CPU, Sampler, _latency, _start_core, run_fleetsim, scenario_yaml
 from bench.profile import py_spy
 from bench.report import RESULTS_DIR, error_kinds
 from bench.system import load_average, machine_info, source_trees, utc_now
@@ -88,6 +89,7 @@ def one_run(work: Path, tree: str, backend: str, n: int, perf: bool,
         "user_ms_per_connect": round((cpu - system) * 1000 / n, 3),
         "system_ms_per_connect": round(system * 1000 / n, 3),
         "cpu_ms_per_connect": round(cpu * 1000 / n, 3),
+        "connect_latency_ms": _latency(data, "mqtt.connect"),
         "errors": error_kinds(data["metrics"]), "span": [a, b]}
     if profile:
         result["py_spy"] = profile

@@ -56,6 +56,7 @@ async def test_abandoned_handshakes_leave_nothing_and_their_memory_is_returned(e
     env.broker.handshake_timeout = 0.5
     env.port = await env.broker.start("127.0.0.1", 0)
     env.broker.trim_after_connections, env.broker.min_trim_interval = 150, 0.0
+    env.broker.quiet_before_trim = 0.2
     before, trims = live_connections(), env.broker.memory_trims
     hello = client_hello()
     await asyncio.wait_for(asyncio.gather(*(abandon_handshake(env.port, hello)
@@ -146,3 +147,40 @@ async def test_read_buffers_are_small_until_the_connect_is_accepted(env: Env):
     assert answer is not None and answer[0] == 0x20  # CONNACK
     assert receive_buffer() > 2 * preconnect.RECEIVE_BUFFER
     assert tls.get_read_buffer_limits()[1] > preconnect.TLS_READ_BUFFER
+
+
+async def _connect_and_leave(env: Env, times: int) -> None:
+    device = env.device(f"churn-{env.broker.memory_trims}")
+    for _ in range(times):
+        client = await env.raw(device)
+        await client.close()
+    while env.broker.connections:
+        await asyncio.sleep(0.05)
+    gc.collect()  # every Connection freed: the broker counts it released
+
+
+async def test_memory_is_given_back_when_connections_stop_coming_and_going(env: Env):
+    """A trim's full collection stops the loop (60-90 ms with 1,000 devices connected): not
+    while clients connect or leave, which would add that to every connect in flight (issue 9's
+    connect p99), but once they stop, or when it is overdue (twice `trim_interval`)."""
+    broker = env.broker
+    broker.trim_after_connections, broker.min_trim_interval = 1, 0.0
+    broker.quiet_before_trim, broker.trim_interval = 600.0, 3600.0
+    trims = broker.memory_trims
+    await _connect_and_leave(env, 3)
+    now = broker.loop.time()
+    for later in (0.0, 599.0):  # connections came and went less than 600 s before
+        broker._sweep_once(now + later)
+        assert broker.memory_trims == trims and broker._trim_task is None
+    broker._sweep_once(now + 601.0)  # quiet for 600 s
+    assert broker._trim_task is not None
+    await broker._trim_task
+    assert broker.memory_trims == trims + 1
+    broker.quiet_before_trim = 1e9  # from now on connections never stop coming and going
+    await _connect_and_leave(env, 2)
+    overdue = broker._trimmed_at + 2 * 3600.0
+    broker._sweep_once(overdue - 1.0)  # due (they ended), not quiet, not overdue yet
+    assert broker.memory_trims == trims + 1 and broker._trim_task.done()
+    broker._sweep_once(overdue)
+    await broker._trim_task
+    assert broker.memory_trims == trims + 2
