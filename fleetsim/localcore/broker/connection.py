@@ -197,6 +197,13 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.broker.connections.discard(self)
         self._cancel_pending()
+        if self.authz is not None:
+            # Its callbacks are this connection's bound methods: a cycle (with the session,
+            # which keeps the authorizer) that left every ended connection, its TLS objects
+            # and policies to the cycle collector, whose full collections then took 100-160 ms
+            # of local core's loop at a time (issue 9: connect p99 after another run's devices
+            # left). A session kept offline needs the authorizer, not the connection.
+            self.authz.on_failed = self.authz.on_revoked = None
         if not self.closing:
             self.closing = True
             self._out = None
