@@ -88,7 +88,7 @@ class DeviceIdentity:
     `certificate_stored`, for the certificate): read from the identity's files there at each
     use (a stored identity, see the module's docstring); `in_memory` tells which. In slots,
     with its folder one string shared by a store's identities (a 10,000-device start-up makes
-    10,000 of them: ~0.6 KB each less than a dict and two paths of their own)."""
+    10,000 of them: ~0.45 KB each less than with a dict and two paths of its own)."""
 
     fleet: str
     index: int
