@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
 _THING_NAME = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")  # AWS IoT's thing-name pattern
-_KEY_TYPES: tuple[KeyType, ...] = ("ec-p256", "rsa-2048")
-_KEY_TYPE: dict[str, KeyType] = {t: t for t in _KEY_TYPES}
+# The known key types, each as its one string object (a loaded identity takes it, not the JSON
+# decoder's copy).
+_KEY_TYPES: dict[str, KeyType] = {"ec-p256": "ec-p256", "rsa-2048": "rsa-2048"}
 
 
 class IdentityDamaged(UserError):
@@ -280,7 +281,7 @@ class IdentityStore:
         # The caller's thing name, the store's fleet and the key type's constant, not the
         # copies the JSON decoder made (~170 bytes a device at a 10,000-device start-up).
         fleet = self.fleet if info["fleet"] == self.fleet else info["fleet"]
-        stored = DeviceIdentity(fleet, info["index"], thing_name, _KEY_TYPE[info["key_type"]],
+        stored = DeviceIdentity(fleet, info["index"], thing_name, _KEY_TYPES[info["key_type"]],
                                 None, None, info["certificate_id"],  # type: ignore[arg-type]
                                 info["certificate_arn"], self._folder, has_certificate)
         if not strict and info["certificate_id"] is not None:

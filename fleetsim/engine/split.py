@@ -122,9 +122,10 @@ class Handover:
         ctx.metrics.restore(self.metrics)
         # The things reused, as the devices' own names rather than the copies unpickled
         # (one per device at a start-up re-using stored identities).
-        names = {d.thing_name: d.thing_name for devices in ctx.devices.values()
-                 for d in devices}
-        self.ledger.reused_things = {names.get(t, t) for t in self.ledger.reused_things}
+        if self.ledger.reused_things:
+            names = {d.thing_name: d.thing_name for devices in ctx.devices.values()
+                     for d in devices}
+            self.ledger.reused_things = {names.get(t, t) for t in self.ledger.reused_things}
         ctx.reconcile, ctx.values, ctx.jobs, ctx.journaled = (
             self.ledger, self.values, self.jobs, self.journaled)
 
