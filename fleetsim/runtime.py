@@ -11,16 +11,20 @@ import signal
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from fleetsim.collector import survivors_frozen
+
 T = TypeVar("T")
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
-    """Run on uvloop where it is installed (smaller TLS buffers, epoll), stdlib otherwise."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
+    """Run on uvloop where it is installed (smaller TLS buffers, epoll), stdlib otherwise;
+    what survives a full collection meanwhile is frozen (`collector`)."""
+    with survivors_frozen():
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(main)
+        return uvloop.run(main)
 
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>

@@ -258,6 +258,17 @@ class FleetClient(aiomqtt.Client):
         if self._lock.locked():
             self._lock.release()
 
+    def release(self) -> None:
+        """Done with for good, its connection closed: the references paho holds to it (the
+        callbacks aiomqtt and this class set, the error keeper) go, so that reference
+        counting frees both clients, not a full collection (`fleetsim.collector`: a
+        connected fleet's clients are frozen out of its way). It cannot connect again."""
+        client = self._client
+        for name, value in vars(client).items():
+            if getattr(value, "__self__", None) is self:
+                setattr(client, name, None)
+        client._logger = self._logger
+
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         if self.disconnect_nowait():

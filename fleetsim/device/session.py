@@ -181,11 +181,15 @@ class DeviceSession:
             self._reconnector.cancel()
             self._reconnector = None
         self._mark_closed()
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.release()
         client = self._client
         if client is None:
             return True
         if client.disconnect_nowait():
             self._client = None
+            client.release()
             return True
         return False
 
@@ -207,6 +211,7 @@ class DeviceSession:
         client, self._client = self._client, None
         if client is not None:
             client.force_close()
+            client.release()
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -216,6 +221,7 @@ class DeviceSession:
         if client is not None:
             with contextlib.suppress(aiomqtt.MqttError, OSError):
                 await client.__aexit__(exc_type, exc, tb)
+            client.release()
 
     def _end(self, kind: str) -> None:
         if self._ended is not None and not self._ended.done():

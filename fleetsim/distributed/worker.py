@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fleetsim.collector import survivors_frozen
 from fleetsim.control.journal import Journal, persistent_dir, shard_dir
 from fleetsim.control.targets import describe_target
 from fleetsim.engine import devices as dev
@@ -82,6 +83,7 @@ class ShardWorker:
         """Build this shard's devices, clients and journals; what the driver needs to know of
         the worker: where it runs and how many devices it holds."""
         raise_fd_limit()
+        self._stack.enter_context(survivors_frozen())  # as `run_async` does
         spec = self.spec
         scenario = load_scenario(spec.scenario_file, devices=spec.devices)
         described = describe_target(spec.target)

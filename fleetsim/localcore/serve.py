@@ -76,10 +76,9 @@ async def serve(args: argparse.Namespace) -> None:
         region=args.region, keys_and_certificate_key_type=args.keys_and_certificate_key_type,
         allowed_hosts=tuple(args.allow_host), credentials=args.credentials))
     endpoints = await core.start()
-    # What start-up made lives as long as local core: out of the collector's way, so the
-    # broker's full collections before a memory trim only walk what came since.
+    # What start-up made lives as long as local core: out of the collector's way (frozen by
+    # `run_async`'s policy, `collector`), so full collections walk only what came since.
     gc.collect()
-    gc.freeze()
     write_info(args.state_dir, endpoints, args.region)
     print("local core ready", flush=True)
     print(f"  API       {endpoints.api_url}   (use as --endpoint-url or AWS_ENDPOINT_URL)")

@@ -13,7 +13,6 @@ at CONNECT (JITP/JITR).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import ssl
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 
 from OpenSSL import SSL
 
+from fleetsim.collector import collect_all
 from fleetsim.localcore.broker import activity, codec, lifecycle, memory
 from fleetsim.localcore.broker.activity import ActivityHook
 from fleetsim.localcore.broker.codec5 import SERVER_SHUTTING_DOWN
@@ -504,9 +504,10 @@ class Broker:
                         or since >= 2 * self.trim_interval)
 
     async def _release_memory(self) -> None:
-        # A full collection empties CPython's free lists, whose chunks pin pages (`memory.py`);
-        # cheap, as local core freezes what it made at start-up (`serve.py`).
-        gc.collect()
+        # A full collection empties CPython's free lists, whose chunks pin pages (`memory.py`).
+        # Of every object: a cycle through ended connections' objects frozen meanwhile
+        # (`collector`) is found too.
+        collect_all()
         # In a thread: the loop keeps serving meanwhile (it takes tens of ms on a large heap).
         await asyncio.to_thread(memory.release_free_memory)
         self.memory_trims += 1
