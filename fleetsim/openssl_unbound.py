@@ -113,3 +113,15 @@ def pointer(cdata: Any) -> int:
     """The address a cffi pointer of the bindings (an SSL_CTX*, an SSL*) holds."""
     ffi, _lib, _path = _binding()
     return int(ffi.cast("uintptr_t", cdata))
+
+
+def set_cert_verify_callback(ctx: Any, callback: Any) -> bool:
+    """SSL_CTX_set_cert_verify_callback(ctx, callback, NULL) on a pyOpenSSL `Context`:
+    `callback`, a cffi callback `int(X509_STORE_CTX *, void *)` its caller keeps alive, then
+    decides every peer chain in place of X509_verify_cert. False where it cannot be located."""
+    setter = function("SSL_CTX_set_cert_verify_callback", None,
+                      ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+    if setter is None:
+        return False
+    setter(pointer(ctx._context), pointer(callback), None)
+    return True

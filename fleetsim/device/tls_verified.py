@@ -58,12 +58,9 @@ class VerifiedChains:
 
     def install(self, ctx: SSL.Context) -> None:
         """Verify `ctx`'s server chains through this cache (`installed`), where it can."""
-        setter, untrusted = _set_verify_callback(), _untrusted()
-        if setter is None or untrusted is None or self._sha256 == _ffi.NULL:
+        if _untrusted() is None or self._sha256 == _ffi.NULL:
             return
-        setter(openssl_unbound.pointer(ctx._context),
-               int(_ffi.cast("uintptr_t", self._callback)), None)
-        self.installed = True
+        self.installed = openssl_unbound.set_cert_verify_callback(ctx, self._callback)
 
     def _verify(self, store_ctx: Any, _arg: Any) -> int:
         try:
@@ -119,12 +116,6 @@ class VerifiedChains:
         self._valid.move_to_end(key)
         while len(self._valid) > _CHAINS_KEPT:
             self._valid.popitem(last=False)
-
-
-@cache
-def _set_verify_callback() -> Any:
-    return openssl_unbound.function(FUNCTIONS[0], None,
-                                    ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 
 
 @cache

@@ -18,16 +18,19 @@ from fleetsim.localcore.scope import Scope
 from fleetsim.pki import certificate_id
 
 if TYPE_CHECKING:
+    from fleetsim.localcore.features.certificates.records import CertificateRecord
     from fleetsim.localcore.features.context import Services
 
 CACHED_PRINCIPALS = 100_000  # a fleet's worth; beyond, the cache starts again
 
 
 class RegistryAuthority:
-    def __init__(self, db: Database, scope: Scope, services: Services):
+    def __init__(self, db: Database, scope: Scope, services: Services,
+                 root_validity: tuple[float, float] = (0.0, 0.0)):
         self._db = db
         self._scope = scope
         self._services = services
+        self._root_validity = root_validity  # local core's own root CA's
         self._principals: dict[str, Principal | None] = {}
         self._principals_epoch = 0
 
@@ -57,6 +60,7 @@ class RegistryAuthority:
         if cert is None:
             return None
         arn = scope.arn("cert", cert.id)
+        valid_from, valid_until = self._chain_validity(cert)
         registry = self._services.registry
         things = tuple(
             ThingInfo(record.name, record.type_name, record.attributes,
@@ -67,7 +71,24 @@ class RegistryAuthority:
         return Principal(cert.id, arn, cert.status, cert.subject_cn, things=things,
                          certificate_policies=tuple(
                              self._services.policies.effective_documents(scope, [arn])),
-                         ca_certificate_id=cert.ca_id)
+                         ca_certificate_id=cert.ca_id,
+                         valid_from=valid_from, valid_until=valid_until)
+
+    def _chain_validity(self, cert: CertificateRecord) -> tuple[float, float]:
+        """When the certificate's chain verifies: its own validity and its issuer's, a
+        registered CA or, for what local core issued, its root; (0, 0) if unknown."""
+        windows = [(cert.not_before, cert.not_after)]
+        if cert.ca_id is not None:
+            ca = self._services.certificates.get_ca(self._scope, cert.ca_id)
+            if ca is None:
+                return 0.0, 0.0
+            windows.append((ca.not_before, ca.not_after))
+        elif cert.mode == "DEFAULT":  # issued by local core (SNI_ONLY: its own anchor)
+            windows.append(self._root_validity)
+        starts, ends = [w[0] for w in windows], [w[1] for w in windows]
+        if None in starts or None in ends:
+            return 0.0, 0.0
+        return max(s for s in starts if s is not None), min(e for e in ends if e is not None)
 
     def _group_policies(self, thing: str) -> tuple[PolicyDocument, ...]:
         """Policies of the thing's groups and of their ancestors: they apply only while the

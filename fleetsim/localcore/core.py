@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from OpenSSL import SSL
 
 from fleetsim.errors import UserError
 from fleetsim.localcore.api.app import build_app, start_api
@@ -27,6 +28,7 @@ from fleetsim.localcore.config import (
 from fleetsim.localcore.db import Database
 from fleetsim.localcore.features import FEATURES
 from fleetsim.localcore.features.context import FeatureContext, Services
+from fleetsim.localcore.registered_chains import RegisteredChains
 from fleetsim.localcore.scope import Scope
 from fleetsim.localcore.servertls import ServerContext, add_trust_anchor, server_context
 
@@ -68,7 +70,12 @@ class LocalCore:
         self.endpoints: Endpoints | None = None
         self._api_runner: web.AppRunner | None = None
         scope = Scope(config.account_id, config.region)
-        self.authority = RegistryAuthority(self.db, scope, self.services)
+        root = self.ca.authority.cert
+        self.authority = RegistryAuthority(self.db, scope, self.services, (
+            root.not_valid_before_utc.timestamp(), root.not_valid_after_utc.timestamp()))
+        self.registered_chains = RegisteredChains(self.authority)
+        if isinstance(self.tls, SSL.Context):
+            self.registered_chains.install(self.tls)
         self.broker = Broker(self.authority, self.tls, config.account_id, config.region)
         self.broker.on_message = self._announce
         ctx = FeatureContext(config, self.db, self.bus, self.broker, self.ca, self.services,

@@ -42,6 +42,10 @@ class Principal:
     # policies are on each `ThingInfo`: which of them apply depends on the connection.
     certificate_policies: tuple[PolicyDocument, ...] = ()
     ca_certificate_id: str | None = None
+    # When its chain verifies, as far as the registry knows (epoch seconds): the certificate's
+    # validity and its issuer's. (0, 0): not known, its chain is verified at every handshake.
+    valid_from: float = 0.0
+    valid_until: float = 0.0
 
     def connection_thing(self, client_id: str) -> ThingInfo | None:
         """The thing a connection with this client id acts as, or None.

@@ -115,7 +115,8 @@ def test_a_verdict_ends_with_the_validity_of_the_chain(context: OpenSslContext, 
 
 def test_where_the_callback_cannot_be_set_every_chain_is_verified(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tls_verified, "_set_verify_callback", lambda: None)
+    monkeypatch.setattr(tls_verified.openssl_unbound, "set_cert_verify_callback",
+                        lambda ctx, callback: False)
     context = OpenSslContext([CA.cert])
     assert not context.verified_chains.installed
     served = server(tmp_path)

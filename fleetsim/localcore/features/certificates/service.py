@@ -238,8 +238,11 @@ class CertificatesService:
     def registration_code(self, scope: Scope) -> str:
         return self._store.registration_code(scope.region, secrets.token_hex(32))
 
+    def get_ca(self, scope: Scope, ca_id: str) -> CaCertificateRecord | None:
+        return self._store.get_ca_certificate(scope.region, ca_id)
+
     def require_ca(self, scope: Scope, ca_id: str) -> CaCertificateRecord:
-        return found(self._store.get_ca_certificate(scope.region, ca_id))
+        return found(self.get_ca(scope, ca_id))
 
     def _check_verification(self, scope: Scope, ca: x509.Certificate,
                             verification_pem: str) -> None:
