@@ -4,7 +4,8 @@ aiomqtt runs paho's blocking connect (TCP connect, then a blocking TLS handshake
 default thread pool: with thousands of concurrent connects the pool (cpu_count + 4 threads)
 becomes the queue, threads contend for the GIL with the loop, and every connect pays two
 thread hops. Here the socket is non-blocking from the start and the handshake is driven by
-readiness callbacks, so a connect costs the loop only the crypto and a few syscalls.
+readiness callbacks, so a connect costs the loop only the crypto and a few syscalls. Its local
+port is the next of the process's (`source_ports`), not one connect() searches for.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import socket
 import ssl
 import time
 
+from fleetsim.device.source_ports import SourcePorts
 from fleetsim.device.tls import AnyDeviceTls, AnyTlsSocket
 
 _DNS_TTL_S = 30.0
 _resolved: dict[tuple[str, int], tuple[float, tuple[int, tuple[object, ...]]]] = {}
+_source_ports = SourcePorts.of_this_machine()
 
 
 async def resolve(host: str, port: int) -> tuple[int, tuple[object, ...]]:
@@ -94,6 +97,8 @@ async def open_tls(host: str, port: int, context: ssl.SSLContext | AnyDeviceTls,
     try:
         raw.setblocking(False)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # MQTT packets are small
+        if _source_ports is not None:
+            _source_ports.bind(raw, family)
         await _connect(loop, raw, sockaddr)
         tls = context.wrap_socket(raw, server_hostname=server_hostname or host,
                                   do_handshake_on_connect=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +20,10 @@ from fleetsim.device import (
     IdentityStore,
     Observer,
     TlsContextFactory,
+    transport,
 )
 from fleetsim.device.payload import encode
+from fleetsim.device.source_ports import SourcePorts
 from fleetsim.metrics import Metrics
 from fleetsim.pki import CertificateAuthority, certificate_pem, generate_key, private_key_pem
 from fleetsim.target import Target
@@ -215,3 +218,32 @@ async def test_untrusted_server_and_closed_port(prov: Provisioner, tmp_path: Pat
     errors = {e["op"]: e["errors"] for e in metrics.snapshot()["ops"]}
     assert errors == {"mqtt.connect": {"connection_refused": 1, "tls_server_untrusted": 1},
                       "mqtt.publish": {"not_connected": 1}}
+
+
+def local_port(s: DeviceSession) -> int:
+    sock = s.client._client.socket()
+    assert sock is not None
+    with socket.socket(fileno=os.dup(sock.fileno())) as dup:
+        return int(dup.getsockname()[1])
+
+
+async def test_devices_take_their_local_ports_in_turn(prov: Provisioner,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`source_ports`: not the kernel's search at connect(), which slows down as a process's
+    connections fill its ephemeral range; a port another socket holds is skipped."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    low = holder.getsockname()[1]
+    high = min(low + 500, 65535)
+    ports = SourcePorts(low, high)
+    ports._next = 0
+    monkeypatch.setattr(transport, "_source_ports", ports)
+    metrics = Metrics()
+    try:
+        async with session(prov, prov.device("port-1"), metrics) as a, \
+                session(prov, prov.device("port-2"), metrics) as b:
+            taken = [local_port(a), local_port(b)]
+    finally:
+        holder.close()
+    assert low < taken[0] < taken[1] <= high  # `low` was held: skipped
+    assert metrics.total_errors() == 0
