@@ -39,6 +39,8 @@ def _ranges(text: str) -> list[tuple[int, int]]:
 
 
 class SourcePorts:
+    """The ports of a range, handed to this process's sockets in turn."""
+
     def __init__(self, low: int, high: int, reserved: frozenset[int] = frozenset()):
         self._low, self._count, self._reserved = low, high - low + 1, reserved
         self._next = random.randrange(self._count)

@@ -85,10 +85,10 @@ class RegistryAuthority:
             windows.append((ca.not_before, ca.not_after))
         elif cert.mode == "DEFAULT":  # issued by local core (SNI_ONLY: its own anchor)
             windows.append(self._root_validity)
-        starts, ends = [w[0] for w in windows], [w[1] for w in windows]
-        if None in starts or None in ends:
+        known = [(a, b) for a, b in windows if a is not None and b is not None]
+        if len(known) < len(windows):
             return 0.0, 0.0
-        return max(s for s in starts if s is not None), min(e for e in ends if e is not None)
+        return max(a for a, _ in known), min(b for _, b in known)
 
     def _group_policies(self, thing: str) -> tuple[PolicyDocument, ...]:
         """Policies of the thing's groups and of their ancestors: they apply only while the
