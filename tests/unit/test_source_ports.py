@@ -25,7 +25,8 @@ def test_reserved_ranges_are_read_as_the_kernel_writes_them(
 
 @pytest.fixture
 def free_ports() -> Iterator[list[socket.socket]]:
-    """Three consecutive free ports, held until the test starts (then released)."""
+    """Three consecutive ports, each held by a socket the test may close (the rest are closed
+    after it)."""
     held: list[socket.socket] = []
     for _ in range(200):
         first = socket.socket()
