@@ -97,11 +97,14 @@ def test_a_tick_never_starts_early_nor_later_than_its_length(rate: float, tick: 
         assert round(due / tick, 6) == round(due / tick)  # on the tick grid
 
 
-def test_a_late_start_earns_at_most_one_tick() -> None:
+def test_a_late_start_earns_at_most_three_ticks() -> None:
     pacer = Pacer(RateCurve(start=10), tick=0.05)
     assert pacer._reserve(0.0) == 0.0
-    # Back 5 s later: this start is due a tick ago (so goes at once), the next 0.1 s after
-    # that, at the end of its tick.
+    # Back 5 s later: this start is due three ticks ago (so goes at once), the next 0.1 s
+    # after that, at the end of its tick.
+    assert pacer._reserve(5.0) == pytest.approx(4.85)
     assert pacer._reserve(5.0) == pytest.approx(4.95)
     assert pacer._reserve(5.0) == pytest.approx(5.05)
-    assert pacer._reserve(5.0) == pytest.approx(5.15)
+    # Back 0.1 s late (two ticks): the schedule is kept.
+    assert pacer._reserve(5.25) == pytest.approx(5.15)
+    assert pacer._reserve(5.25) == pytest.approx(5.25)
