@@ -43,7 +43,7 @@ import ipaddress
 import socket
 import ssl
 from collections.abc import Callable
-from functools import cache
+from functools import cache, lru_cache
 
 from cryptography import x509
 from OpenSSL import SSL, crypto
@@ -210,18 +210,24 @@ def _expect_name(conn: SSL.Connection, name: str) -> None:
     (and no SNI, which carries only host names) for an address."""
     param = _lib.SSL_get0_param(conn._ssl)
     conn.set_app_data(name)  # what `VerifiedChains` keys a verdict on, beside the chain
-    try:
-        address = ipaddress.ip_address(name)
-    except ValueError:
+    packed, raw = _server_name(name)
+    if packed is None:
         _lib.X509_VERIFY_PARAM_set_hostflags(param, _lib.X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS)
-        raw = name.encode("idna")
         if _lib.X509_VERIFY_PARAM_set1_host(param, raw, len(raw)) != 1:
             raise ValueError(f"{name!r} is not a host name to verify") from None
         conn.set_tlsext_host_name(raw)
-        return
-    packed = address.packed
-    if _lib.X509_VERIFY_PARAM_set1_ip(param, packed, len(packed)) != 1:
+    elif _lib.X509_VERIFY_PARAM_set1_ip(param, packed, len(packed)) != 1:
         raise ValueError(f"{name!r} is not an IP address to verify")
+
+
+@lru_cache(maxsize=64)
+def _server_name(name: str) -> tuple[bytes | None, bytes]:
+    """(the packed address, None for a host name; the name as IDNA bytes) of the name a
+    device connects to: one per target, parsed once, not at every connect."""
+    try:
+        return ipaddress.ip_address(name).packed, b""
+    except ValueError:
+        return None, name.encode("idna")
 
 
 @cache

@@ -18,6 +18,7 @@ from OpenSSL import SSL, crypto
 from fleetsim.device import tls_openssl
 from fleetsim.device.errors import connect_failure_kind
 from fleetsim.device.identity import DeviceIdentity, IdentityDamaged, IdentityStore
+from fleetsim.device.tls import single_certificate
 from fleetsim.device.tls_openssl import (
     OpenSslContext,
     OpenSslDeviceTls,
@@ -82,6 +83,15 @@ def client_of(device: OpenSslDeviceTls, pair: tuple[socket.socket, socket.socket
     sock = pair[0]
     sock.setblocking(True)
     return device.wrap_socket(sock, server_hostname=name)
+
+
+def test_one_certificate_takes_this_path_and_a_chain_does_not() -> None:
+    one = identity().certificate_pem
+    assert one is not None
+    assert single_certificate(one)
+    assert single_certificate(b"\n" + one + b"\n\n")
+    assert not single_certificate(one + one)
+    assert not single_certificate(one + b"\n" + certificate_pem(CA.cert))
 
 
 def test_data_both_ways_and_close_notify_reads_as_the_end(
