@@ -69,8 +69,8 @@ _PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE---
 
 def single_certificate(certificate_pem: bytes) -> bool:
     """Whether a certificate PEM holds one certificate rather than a chain (its armour is
-    checked where it is read; counting the armour's first lines costs ~0.3 µs a device, the
-    regex's blocks ~10 µs)."""
+    checked where it is read; counting the armour's first lines costs ~0.4 µs a device, matching
+    whole blocks with a regex ~9 µs)."""
     return certificate_pem.count(b"-----BEGIN CERTIFICATE-----") == 1
 
 

@@ -214,7 +214,7 @@ def _expect_name(conn: SSL.Connection, name: str) -> None:
     if packed is None:
         _lib.X509_VERIFY_PARAM_set_hostflags(param, _lib.X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS)
         if _lib.X509_VERIFY_PARAM_set1_host(param, raw, len(raw)) != 1:
-            raise ValueError(f"{name!r} is not a host name to verify") from None
+            raise ValueError(f"{name!r} is not a host name to verify")
         conn.set_tlsext_host_name(raw)
     elif _lib.X509_VERIFY_PARAM_set1_ip(param, packed, len(packed)) != 1:
         raise ValueError(f"{name!r} is not an IP address to verify")
@@ -222,8 +222,8 @@ def _expect_name(conn: SSL.Connection, name: str) -> None:
 
 @lru_cache(maxsize=64)
 def _server_name(name: str) -> tuple[bytes | None, bytes]:
-    """(the packed address, None for a host name; the name as IDNA bytes) of the name a
-    device connects to: one per target, parsed once, not at every connect."""
+    """The name a device connects to, parsed once per target rather than at every connect:
+    (its packed address, b"") for an IP address, (None, its IDNA bytes) for a host name."""
     try:
         return ipaddress.ip_address(name).packed, b""
     except ValueError:
