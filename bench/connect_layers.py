@@ -9,7 +9,10 @@ layer in turn in every round (the connections closed, untimed, after each):
 - `bare`: blocking socket, handshake, CONNECT and CONNACK by hand (`bench.tls_paths`);
 - `transport`: `transport.open_tls` on the loop, then `connect311`'s CONNECT and CONNACK;
 - `client`: a `FleetClient` made and entered (paho takes the socket over);
-- `session`: a `DeviceSession` entered (reconnect policy, "mqtt.connect" timed).
+- `session`: a `DeviceSession` entered (reconnect policy, "mqtt.connect" timed);
+- `paced`: as `session`, but at 100 connects/s by the connect step's pacer (its tick), each
+  device's TLS prepared (key and certificate decoded) as it starts: what a connect of the
+  peer bench's ramp costs without `fleetsim run`'s step around it.
 CPU is `time.process_time` (and its system part) per layer, divided by N. Results:
 `bench/results/connect-layers.json`.
 """
@@ -32,7 +35,8 @@ from bench.report import RESULTS_DIR
 from bench.system import machine_info, taskset_prefix, utc_now
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ("bare", "transport", "client", "session")
+LAYERS = ("bare", "transport", "client", "session", "paced")
+PACED_RATE = 100.0  # connects/s, as the peer bench's ramp
 
 
 async def _work(info: str, ids: str, n: int, rounds: int) -> dict[str, list[list[float]]]:
@@ -42,7 +46,9 @@ async def _work(info: str, ids: str, n: int, rounds: int) -> dict[str, list[list
     from fleetsim.device.client import FleetClient
     from fleetsim.device.reconnect import ReconnectPolicy
     from fleetsim.device.tls import TlsContextFactory
+    from fleetsim.engine.pacing import Pacer, RateCurve, paced
     from fleetsim.metrics import Metrics
+    from fleetsim.scenario.model import Pacing
     from fleetsim.target import Target
 
     target = Target.from_local_core_info(Path(info))
@@ -76,8 +82,20 @@ async def _work(info: str, ids: str, n: int, rounds: int) -> dict[str, list[list
         return [await DeviceSession(i, target, metrics, tls=t, reconnect=policy).__aenter__()
                 for t, i in pairs]
 
+    async def paced_sessions() -> list[Any]:
+        policy = ReconnectPolicy(base=0.0, cap=0.0)
+        held: list[Any] = []
+
+        async def start(i: Any) -> None:
+            s = DeviceSession(i, target, metrics, tls=factory.device_tls(i), reconnect=policy)
+            held.append(await s.__aenter__())
+
+        await paced(identities, start, Pacer(RateCurve(PACED_RATE), tick=Pacing().tick), n)
+        return held
+
     layers: dict[str, Callable[[], Awaitable[list[Any]]]] = {
-        "bare": bare, "transport": on_loop, "client": client, "session": session}
+        "bare": bare, "transport": on_loop, "client": client, "session": session,
+        "paced": paced_sessions}
     out: dict[str, list[list[float]]] = {name: [] for name in LAYERS}
     for _ in range(rounds):
         for name in LAYERS:
