@@ -34,7 +34,7 @@ from typing import Any
 
 from bench.fleet_provision import FLEET, OBSERVER_FLEET, provision, start_core
 from bench.report import error_kinds
-from bench.system import cpu_seconds
+from bench.system import cpu_seconds, steal_seconds
 from fleetsim.device.behaviours.telemetry import Stream, publish_periodically
 from fleetsim.device.payload import encode
 from fleetsim.localcore.arguments import INFO_FILE
@@ -67,12 +67,14 @@ class Window:
     def __init__(self) -> None:
         self._r0 = resource.getrusage(resource.RUSAGE_SELF)
         self._t0 = time.perf_counter()
-        self.user = self.sys = self.wall = 0.0
+        self._steal0 = steal_seconds()
+        self.user = self.sys = self.wall = self.steal = 0.0
 
     def stop(self) -> Window:
         r = resource.getrusage(resource.RUSAGE_SELF)
         self.user, self.sys = r.ru_utime - self._r0.ru_utime, r.ru_stime - self._r0.ru_stime
         self.wall = time.perf_counter() - self._t0
+        self.steal = steal_seconds() - self._steal0  # the whole machine's, every CPU
         return self
 
     @property
@@ -215,7 +217,7 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
         **w.per(n_ok, "ms_per_connect"),
         "cpu_ms_per_connect_incl_tls_context": (w.cpu + ctx_cpu) * 1000 / max(n_ok, 1),
         "latency": _pcts(metrics.histogram("mqtt.connect")),
-        "errors": error_kinds(metrics.snapshot())}
+        "machine_steal_s": w.steal, "errors": error_kinds(metrics.snapshot())}
     await asyncio.sleep(3)
     rss1 = _rss_kb()
     out["memory"] = {"rss_before_kb": rss0, "rss_connected_kb": rss1,
@@ -471,6 +473,7 @@ def _summary(run: dict[str, Any]) -> dict[str, Any]:
             "connects_per_s": round(c["connects_per_s"]),
             **{k: round(c[k], 3 if k == "tail_s" else 1)
                for k in ("starts_per_s", "connacks_per_s_while_starting", "tail_s") if k in c},
+            "steal_s": round(c.get("machine_steal_s", 0.0), 2),
             "connect_p50_p99_ms": [c["latency"].get("p50_ms"), c["latency"].get("p99_ms")],
             "cpu_ms_per_connect": round(c["cpu_ms_per_connect_incl_tls_context"], 2),
             "sys_ms_per_connect": round(c["sys_ms_per_connect"], 2),

@@ -578,6 +578,9 @@ def _rate_rows(n_label: str, c: dict[str, Any]) -> list[Any]:
                             c[key] >= RATE_KEPT))
     if "tail_s" in c:
         rows.append(Row(f"{n_label}: last CONNACK after the last start", c["tail_s"], "s"))
+    if "machine_steal_s" in c:
+        rows.append(Row(f"{n_label}: CPU the host took over the ramp (steal)",
+                        c["machine_steal_s"], "s"))
     return rows
 
 

@@ -120,6 +120,14 @@ def system_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / CLOCK_TICKS
 
 
+def steal_seconds() -> float:
+    """CPU seconds the hypervisor gave other guests while this machine's CPUs wanted them,
+    since boot (/proc/stat "steal"): a window with much of it measured a slower machine."""
+    with open("/proc/stat") as f:
+        values = f.readline().split()[1:]
+    return int(values[7]) / CLOCK_TICKS if len(values) > 7 else 0.0
+
+
 def load_average() -> tuple[float, float, float]:
     one, five, fifteen = os.getloadavg()
     return round(one, 2), round(five, 2), round(fifteen, 2)
