@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -128,12 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from bench.fleet_provision import provisioned_core
 
-    with provisioned_core(args.devices, "fleetsim-bench-layers-") as (_, info, ids):
-        core = [pid for pid in os.listdir("/proc") if pid.isdigit() and str(info.parent) in
-                Path(f"/proc/{pid}/cmdline").read_text(errors="replace")]
-        for pid in core:  # local core on CPU 0, the worker on CPU 1
-            if shutil.which("taskset"):
-                subprocess.run(["taskset", "-pc", "0", pid], check=False, capture_output=True)
+    # local core on CPU 0, the worker on CPU 1
+    with provisioned_core(args.devices, "fleetsim-bench-layers-", cpu=0) as (_, info, ids):
         out = subprocess.run([*taskset_prefix(1), sys.executable, "-m", "bench.connect_layers",
                               "--worker", str(info), str(ids), str(args.devices),
                               str(args.rounds)], cwd=ROOT, capture_output=True, text=True,

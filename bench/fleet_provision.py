@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.system import taskset_prefix
 from fleetsim.device import DeviceIdentity, IdentityStore
 from fleetsim.localcore.arguments import INFO_FILE
 from fleetsim.localcore.core import LocalCore, LocalCoreConfig
@@ -57,20 +58,24 @@ async def _provision(state_dir: Path, identities_dir: Path, n: int, region: str)
         core.db.close()
 
 
-def start_core(state_dir: Path, log: Path, timeout: float = 30.0) -> RunningLocalCore:
-    return spawn_local_core(state_dir, log, api_port=0, mqtt_port=0, timeout=timeout)
+def start_core(state_dir: Path, log: Path, timeout: float = 30.0,
+               cpu: int | None = None) -> RunningLocalCore:
+    """Local core on ephemeral ports; on CPU `cpu` alone if given (and taskset is here)."""
+    return spawn_local_core(state_dir, log, api_port=0, mqtt_port=0, timeout=timeout,
+                            prefix=taskset_prefix(cpu))
 
 
 @contextmanager
-def provisioned_core(n: int, prefix: str) -> Iterator[tuple[Path, Path, Path]]:
-    """A temporary work directory with `n` devices provisioned and local core running on them:
-    (the work directory, local core's info file, the identities directory); local core is
-    stopped and the directory removed on exit."""
+def provisioned_core(n: int, prefix: str,
+                     cpu: int | None = None) -> Iterator[tuple[Path, Path, Path]]:
+    """A temporary work directory with `n` devices provisioned and local core running on them
+    (on CPU `cpu` if given): (the work directory, local core's info file, the identities
+    directory); local core is stopped and the directory removed on exit."""
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         work = Path(tmp)
         state, ids = work / "state", work / "identities"
         provision(state, ids, n)
-        core = start_core(state, work / "localcore.log")
+        core = start_core(state, work / "localcore.log", cpu=cpu)
         try:
             yield work, state / INFO_FILE, ids
         finally:
