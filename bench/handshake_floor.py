@@ -32,11 +32,11 @@ _COUNT = re.compile(r"(\d+) connections in [\d.]+s")
 
 
 def handshakes(s_time_output: str) -> int:
-    """How many connections `openssl s_time` reports it made (its first summary line)."""
+    """How many connections `openssl s_time` reports it made (its first summary line);
+    ValueError, with the output's end, when it reports none."""
     match = _COUNT.search(s_time_output)
-    if match is None:
-        raise ValueError(f"no count of connections in openssl s_time's output: "
-                         f"{s_time_output[-300:]!r}")
+    if match is None or int(match.group(1)) == 0:
+        raise ValueError(f"openssl s_time completed no handshake: {s_time_output[-300:]!r}")
     return int(match.group(1))
 
 

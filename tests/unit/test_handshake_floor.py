@@ -22,3 +22,8 @@ def test_the_count_is_the_first_summary_line() -> None:
 def test_output_without_a_count_is_an_error_that_shows_it() -> None:
     with pytest.raises(ValueError, match="unable to load client certificate"):
         handshakes("unable to load client certificate\n")
+
+
+def test_no_handshake_completed_is_an_error_not_a_division_by_zero() -> None:
+    with pytest.raises(ValueError, match="no handshake"):
+        handshakes("0 connections in 0.00s; 0.00 connections/user sec, bytes read 0\n")
