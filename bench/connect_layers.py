@@ -76,13 +76,13 @@ async def _work(info: str, ids: str, n: int, rounds: int) -> dict[str, list[list
                                   keepalive=60, timeout=10, clean_session=True,
                                   on_lost=lambda _: None).__aenter__() for t, i in pairs]
 
+    policy = ReconnectPolicy(base=0.0, cap=0.0)  # the session layers' reconnects: no delay
+
     async def session() -> list[Any]:
-        policy = ReconnectPolicy(base=0.0, cap=0.0)
         return [await DeviceSession(i, target, metrics, tls=t, reconnect=policy).__aenter__()
                 for t, i in pairs]
 
     async def paced_sessions() -> list[Any]:
-        policy = ReconnectPolicy(base=0.0, cap=0.0)
         held: list[Any] = []
 
         async def start(i: Any) -> None:

@@ -19,6 +19,7 @@ import json
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -80,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     openssl = subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout
     report = {"bench": "handshake_floor", "at": utc_now(), "machine": machine_info(),
               "openssl": openssl.strip(), "parameters": vars(args), "runs": runs,
-              "median_cpu_ms": {v: sorted(x["cpu_ms"] for x in runs if x["tls"] == v)[
-                  args.rounds // 2] for v in VERSIONS}}
+              "median_cpu_ms": {v: statistics.median(x["cpu_ms"] for x in runs
+                                                     if x["tls"] == v) for v in VERSIONS}}
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "handshake-floor.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report["median_cpu_ms"]))

@@ -111,11 +111,17 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+def _cpu_ticks() -> list[int]:
+    """/proc/stat's "cpu" line, every CPU together: user, nice, system, idle, iowait, irq,
+    softirq, steal, ... in clock ticks since boot."""
+    with open("/proc/stat") as f:
+        return [int(v) for v in f.readline().split()[1:]]
+
+
 def system_busy_seconds() -> float:
     """CPU seconds all CPUs spent not idle since boot (from /proc/stat): with our own
     processes' CPU subtracted, what other work on the machine took during a window."""
-    with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:]]
+    values = _cpu_ticks()
     idle = values[3] + values[4]  # idle + iowait
     return (sum(values[:8]) - idle) / CLOCK_TICKS
 
@@ -123,9 +129,8 @@ def system_busy_seconds() -> float:
 def steal_seconds() -> float:
     """CPU seconds the hypervisor gave other guests while this machine's CPUs wanted them,
     since boot (/proc/stat "steal"): a window with much of it measured a slower machine."""
-    with open("/proc/stat") as f:
-        values = f.readline().split()[1:]
-    return int(values[7]) / CLOCK_TICKS if len(values) > 7 else 0.0
+    values = _cpu_ticks()
+    return values[7] / CLOCK_TICKS if len(values) > 7 else 0.0
 
 
 def load_average() -> tuple[float, float, float]:
