@@ -10,7 +10,10 @@ their own EC P-256 certificates (made once by an unmeasured `fleetsim run` with 
 identities, which both generators then use), 100 connects/s, 20 s idle, then one QoS 0 message
 per device every 5 s (200 msg/s per 1,000 devices) for 30 s. The generator is
 `fleetsim run` of that scenario (re-using the persistent identities, as a user's second run
-does) and `locust -f bench/peer_locustfile.py --headless`. A sampler reads
+does) and `locust -f bench/peer_locustfile.py --headless`; then, as a third generator, the floor
+(`bench/peer_floor.py`: the workload with no client library and no engine, what a Python
+process cannot do for less with fleetsim's OpenSSL), to tell what is left to the engine
+(`--no-floor`: without it). A sampler reads
 /proc/<pid>/stat and /status every 50 ms; phase edges come from fleetsim's JSON summary (step
 start and duration) and from the marks the locustfile writes. Locust needs the `bench` extra
 (`pip install -e '.[bench]'`); without it only fleetsim is measured.
@@ -325,34 +328,54 @@ def identity_files(work: Path, n: int) -> Path:
     return path
 
 
-def run_locust(work: Path, n: int, info: dict[str, Any], args: argparse.Namespace,
-               pin: bool) -> dict[str, Any]:
-    marks = work / "locust-marks.json"
+def _marked_env(work: Path, n: int, info: dict[str, Any],
+                args: argparse.Namespace) -> dict[str, str]:
+    """The environment of a generator that reports its phases by marks (the locustfile's and
+    the floor's)."""
+    return {**_env(), "PEER_IDENTITIES": str(identity_files(work, n)),
+            "PEER_CA": str(info["root_ca"]), "PEER_HOST": str(info["mqtt_host"]),
+            "PEER_PORT": str(info["mqtt_port"]), "PEER_RATE": f"{args.rate:g}",
+            "PEER_IDLE_S": str(args.idle), "PEER_TELEMETRY_S": str(args.telemetry),
+            "PEER_INTERVAL_S": str(args.interval), "PEER_MARKS": str(work / "marks.json")}
+
+
+def _run_marked(who: str, cmd: list[str], work: Path, n: int, info: dict[str, Any],
+                args: argparse.Namespace, pin: bool) -> dict[str, Any]:
+    """Run a generator that writes marks, sampled from outside; its figures."""
+    env = _marked_env(work, n, info, args)
+    marks = Path(env["PEER_MARKS"])
     marks.unlink(missing_ok=True)
-    env = {**_env(), "PEER_IDENTITIES": str(identity_files(work, n)),
-           "PEER_CA": str(info["root_ca"]), "PEER_HOST": str(info["mqtt_host"]),
-           "PEER_PORT": str(info["mqtt_port"]), "PEER_IDLE_S": str(args.idle),
-           "PEER_TELEMETRY_S": str(args.telemetry), "PEER_INTERVAL_S": str(args.interval),
-           "PEER_MARKS": str(marks)}
-    locust = str(Path(sys.executable).parent / "locust")
-    cmd = [*(taskset_prefix(GENERATOR_CPU) if pin else []), locust, "-f",
-           str(ROOT / "bench" / "peer_locustfile.py"), "--headless", "-u", str(n),
-           "-r", f"{args.rate:g}", "--run-time", f"{int(args.timeout)}s", "--only-summary",
-           "--loglevel", "WARNING", "--skip-log-setup"]
     launched = time.time()
-    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([*(taskset_prefix(GENERATOR_CPU) if pin else []), *cmd], cwd=work,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     sampler = Sampler(proc.pid)
     out, _ = proc.communicate(timeout=args.timeout + 60)
     sampler.join(5)
     m = json.loads(marks.read_text()) if marks.exists() else {}
     if "done" not in m:
-        raise RuntimeError(f"locust did not finish the workload ({proc.returncode}; "
+        raise RuntimeError(f"{who} did not finish the workload ({proc.returncode}; "
                            f"{m.get('connected_count', 0)} connected):\n{out[-3000:]}")
     return figures(sampler, launched, (m["test_start"], m["connected"]),
                    (m["connected"], m["telemetry_start"]),
                    (m["telemetry_start"], m["telemetry_end"]), n, m["sent"],
                    {int(t): count for t, count in m["connects_per_s"].items()})
+
+
+def run_locust(work: Path, n: int, info: dict[str, Any], args: argparse.Namespace,
+               pin: bool) -> dict[str, Any]:
+    locust = str(Path(sys.executable).parent / "locust")
+    return _run_marked("locust", [
+        locust, "-f", str(ROOT / "bench" / "peer_locustfile.py"), "--headless", "-u", str(n),
+        "-r", f"{args.rate:g}", "--run-time", f"{int(args.timeout)}s", "--only-summary",
+        "--loglevel", "WARNING", "--skip-log-setup"], work, n, info, args, pin)
+
+
+def run_floor(work: Path, n: int, info: dict[str, Any], args: argparse.Namespace,
+              pin: bool) -> dict[str, Any]:
+    """`bench.peer_floor`: the workload with no client library and no engine."""
+    return _run_marked("the floor generator", [sys.executable, "-m", "bench.peer_floor"],
+                       work, n, info, args, pin)
 
 
 # --- rounds and ratios ------------------------------------------------------------------
@@ -415,6 +438,11 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
                     for backend in args.tls_backends:
                         key = _generator(backend, args.tls_backends)
                         row[key.replace("fleetsim", "ratios")] = ratios(row[key], row["locust"])
+                if not args.no_floor:
+                    print(f"peer bench round {r + 1}/{args.rounds}: floor ...", flush=True)
+                    row["floor"] = run_floor(work, n, core.info, args, bool(pin))
+                    if have_locust:
+                        row["floor-ratios"] = ratios(row["floor"], row["locust"])
                 report["rounds"].append(row)
                 print(json.dumps(_summary(row)), flush=True)
         finally:
@@ -431,10 +459,10 @@ def _generator(backend: str, backends: list[str]) -> str:
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for who in row:
-        if who.startswith("fleetsim") or who == "locust":
+        if who.startswith("fleetsim") or who in ("locust", "floor"):
             out[who] = {k: round(v, 3) if isinstance(v, float) else v
                         for k, v in row[who].items() if k not in ("counters", "errors")}
-        elif who.startswith("ratios"):
+        elif who.startswith("ratios") or who == "floor-ratios":
             out[who] = {k: round(v, 2) for k, v in row[who].items()}
     return out
 
@@ -451,6 +479,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600.0, help="bound on each generator run")
     p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     p.add_argument("--no-locust", action="store_true", help="measure fleetsim only")
+    p.add_argument("--no-floor", action="store_true",
+                   help="without the floor generator (bench/peer_floor.py)")
     p.add_argument("--tls-backends", nargs="+", choices=("stdlib", "openssl"),
                    default=["openssl"], metavar="B",
                    help="fleetsim once per device TLS backend in each round, in this order "
@@ -474,6 +504,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="peer bench: only the 20,000-device run")
     parser.add_argument("--peer-no-big", action="store_true",
                         help="peer bench: the rounds against Locust only")
+    parser.add_argument("--peer-no-floor", action="store_true",
+                        help="peer bench: the rounds without the floor generator")
 
 
 BIG_RATE = 500  # connects/s offered in the 20,000-device run
@@ -515,6 +547,28 @@ def _rows(report: dict[str, Any]) -> list[Any]:
                                 f"<= {target}" if target else "",
                                 None if target is None else ratio <= target,
                                 f"{who} {fs[key]:.3f}, Locust {row['locust'][key]:.3f}"))
+        if "floor" in row:
+            rows += _floor_rows(i, row)
+    return rows
+
+
+FLOOR_FIGURES = [(label, key) for label, key, _ in RATIOS
+                 if key in ("cpu_ms_per_connect", "rss_kb_per_device", "cpu_ms_per_message")]
+
+
+def _floor_rows(i: int, row: dict[str, Any]) -> list[Any]:
+    """The floor generator against Locust and against fleetsim: what is left to the engine."""
+    from bench.report import Row
+
+    floor, fs = row["floor"], row["fleetsim"]
+    rows = []
+    for label, key in FLOOR_FIGURES:
+        if "floor-ratios" in row:
+            rows.append(Row(f"round {i}: {label} floor/Locust", row["floor-ratios"][key], "x",
+                            note=f"floor {floor[key]:.3f}, Locust {row['locust'][key]:.3f}"))
+        rows.append(Row(f"round {i}: {label} fleetsim/floor",
+                        fs[key] / floor[key] if floor[key] else float("nan"), "x",
+                        note=f"fleetsim {fs[key]:.3f}, floor {floor[key]:.3f}"))
     return rows
 
 
@@ -525,7 +579,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
         report, rows = _run(parser().parse_args(["--big", *backends]))
         return {**report, "_results": "peer-big"}, rows
     report, rows = _run(parser().parse_args(
-        ["--devices", str(args.peer_devices), "--rounds", str(args.peer_rounds), *backends]))
+        ["--devices", str(args.peer_devices), "--rounds", str(args.peer_rounds), *backends,
+         *(["--no-floor"] if args.peer_no_floor else [])]))
     if not args.peer_no_big:
         for backend in args.peer_tls_backends:
             big = big_run(tls_backend=backend)
