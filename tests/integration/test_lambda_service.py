@@ -29,7 +29,7 @@ async def _started(state: Path) -> LocalCore:
 
 
 async def _stopped(core: LocalCore) -> None:
-    core.services.get("lambda").close()
+    await core.services.get("lambda").close()
     await core.stop()
 
 

@@ -218,6 +218,13 @@ class Environment:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
 
+    async def shut_down(self) -> None:
+        """Kill the runtime and wait (briefly) for it to exit, so that its transports close
+        on this loop rather than when collected after it."""
+        self.kill()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.proc.wait(), OUTPUT_GRACE_S)
+
 
 Starter = Callable[[], Awaitable[Environment]]
 
@@ -287,8 +294,9 @@ class Pool:
         if slots is not None:
             self._reap(slots, revision="")
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Shut down every idle environment."""
+        idle = [env for slots in self._slots.values() for env in slots.idle]
         for slots in self._slots.values():
-            for env in slots.idle:
-                env.kill()
             slots.idle.clear()
+        await asyncio.gather(*(env.shut_down() for env in idle))

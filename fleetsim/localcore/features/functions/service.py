@@ -360,6 +360,6 @@ class LambdaService:
         await self.events.join()
         await asyncio.sleep(0)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.events.close()
-        self.pool.close()
+        await self.pool.close()
