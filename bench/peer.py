@@ -11,8 +11,8 @@ identities, which both generators then use), 100 connects/s, 20 s idle, then one
 per device every 5 s (200 msg/s per 1,000 devices) for 30 s. The generator is
 `fleetsim run` of that scenario (re-using the persistent identities, as a user's second run
 does) and `locust -f bench/peer_locustfile.py --headless`; then, as a third generator, the floor
-(`bench/peer_floor.py`: the workload with no client library and no engine, what a Python
-process cannot do for less with fleetsim's OpenSSL), to tell what is left to the engine
+(`bench/peer_floor.py`: the workload with no client library and no engine, on fleetsim's
+OpenSSL client context), to tell what is left to the engine
 (`--no-floor`: without it). A sampler reads
 /proc/<pid>/stat and /status every 50 ms; phase edges come from fleetsim's JSON summary (step
 start and duration) and from the marks the locustfile writes. Locust needs the `bench` extra

@@ -1,5 +1,6 @@
 """The floor generator for bench/peer.py (issue 9): the peer workload with no MQTT client
-library and no engine, what a Python process cannot do for less with the OpenSSL fleetsim uses.
+library and no engine, what it costs a Python process with the OpenSSL fleetsim uses when
+nothing else runs.
 
     PEER_IDENTITIES=... PEER_CA=... PEER_HOST=... PEER_PORT=... PEER_RATE=100 \\
     PEER_IDLE_S=20 PEER_TELEMETRY_S=30 PEER_INTERVAL_S=5 PEER_MARKS=marks.json \\
