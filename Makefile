@@ -6,7 +6,7 @@ TOOLS := .tools
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
 
-.PHONY: demo test explore bench lint tools chromium clean
+.PHONY: demo test explore bench lint tools chromium liburing clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "fleetsim needs $(PYTHON) on PATH"; exit 1; }
@@ -30,13 +30,17 @@ $(TOOLS)/.installed:
 chromium:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
 
-tools: $(TOOLS)/.installed chromium
+# liburing's headers (Debian's liburing-dev) build the io_uring half of `python -m bench fd-table`.
+liburing:
+	@test -e /usr/include/liburing.h || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q liburing-dev; }
+
+tools: $(TOOLS)/.installed chromium liburing
 
 demo: $(VENV)/.installed
 	$(BIN)/fleetsim run scenarios/workshop.yaml --json .fleetsim/demo-summary.json \
 		--html .fleetsim/demo-report.html
 
-test: $(VENV)/.installed $(TOOLS)/.installed chromium
+test: $(VENV)/.installed $(TOOLS)/.installed chromium liburing
 	$(BIN)/pytest -q -n 3 --dist loadscope --hypothesis-profile=ci
 
 # The property-based tests with fresh random examples (make test draws the same ones each run).
@@ -48,7 +52,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[test,bench]'
 	touch $@
 
-bench: $(VENV)/.bench-installed
+bench: $(VENV)/.bench-installed liburing
 	$(BIN)/python -m bench
 
 # ruff; mypy on the whole package; the import contracts of pyproject.toml (layers, no cycles).

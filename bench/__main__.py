@@ -11,6 +11,7 @@ from bench import (
     broker_hardening,
     cleanup,
     core_connect,
+    fd_table,
     fleet,
     functions,
     indexing,
@@ -38,7 +39,7 @@ BENCHMARKS = {"localcore": localcore, "fleet": fleet, "shadows": shadows,
               "iotlogging": iotlogging, "jobs": jobs, "jobs-fleet": jobs_fleet,
               "broker-aliases": broker_aliases, "ray": scale_out, "peer": peer,
               "tls-paths": tls_paths, "core-connect": core_connect,
-              "server-tls": server_tls, "startup": startup}
+              "server-tls": server_tls, "startup": startup, "fd-table": fd_table}
 
 
 def main(argv: list[str] | None = None) -> int:
