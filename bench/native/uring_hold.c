@@ -1,6 +1,6 @@
 /* One process holds N loopback TCP connections, both ends, as io_uring direct descriptors
    (fixed-file slots of a ring), outside its file descriptor table, and moves a byte each way
-   on every one. Built and run by `python -m bench.fd_table`; prints key=value lines. */
+   on every one. Built and run by `python -m bench fd-table` (bench/fd_table.py); prints key=value lines. */
 #include <liburing.h>
 #include <arpa/inet.h>
 #include <dirent.h>
